@@ -1,0 +1,343 @@
+//! The commands behind the CLI. Each takes its options as plain values, writes its output to
+//! the given writer and returns the process exit code; `main` only parses arguments.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::git::Repo;
+use crate::model::schema::kind_schema_text;
+use crate::model::{Catalog, Kind};
+use crate::plan::plan as plan_changes;
+use crate::report::{Format, PlanReport, plan_report_schema};
+use crate::scaffold;
+use crate::source::{self, BlobCache, ConfigRepo, Directory};
+
+/// Exit codes shared by the commands.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Invalid configuration (`validate`), blocked change (`plan`).
+    pub const FAILED: u8 = 1;
+    /// Usage error, or invalid input to `plan`.
+    pub const INVALID: u8 = 2;
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .map_err(Error::io("<stdout>"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+pub struct ValidateOptions {
+    pub repo: PathBuf,
+    pub rev: Option<String>,
+    pub format: ValidateFormat,
+}
+
+/// `gitward validate`: every problem of a commit or of the working tree.
+pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
+    let catalog = match &options.rev {
+        Some(rev) => {
+            ConfigRepo::open(&options.repo)?
+                .load(rev, &mut BlobCache::default())?
+                .1
+        }
+        None => source::load(
+            &Directory {
+                root: options.repo.clone(),
+            },
+            &mut BlobCache::default(),
+        )?,
+    };
+    let counts: Vec<(Kind, usize)> = Kind::ALL
+        .iter()
+        .map(|&k| (k, catalog.of_kind(k).count()))
+        .collect();
+    match options.format {
+        ValidateFormat::Json => {
+            let resources: serde_json::Map<String, serde_json::Value> = counts
+                .iter()
+                .map(|(k, n)| (k.to_string(), json!(n)))
+                .collect();
+            let report = json!({
+                "valid": !catalog.has_errors(),
+                "files": catalog.files,
+                "resources": resources,
+                "diagnostics": catalog.diagnostics,
+            });
+            write_out(
+                out,
+                &format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+            )?;
+        }
+        ValidateFormat::Text => write_out(out, &validate_text(&catalog, &counts))?,
+    }
+    Ok(if catalog.has_errors() {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
+}
+
+fn validate_text(catalog: &Catalog, counts: &[(Kind, usize)]) -> String {
+    let mut text: String = catalog
+        .diagnostics
+        .iter()
+        .map(|d| format!("{d}\n"))
+        .collect();
+    let errors = catalog.errors().count();
+    let warnings = catalog.diagnostics.len() - errors;
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if errors > 0 {
+        let mut files: Vec<&str> = catalog.errors().map(|d| d.file.as_str()).collect();
+        files.dedup();
+        text.push_str(&format!(
+            "invalid: {}, {} in {}\n",
+            plural(errors, "error"),
+            plural(warnings, "warning"),
+            plural(files.len(), "file")
+        ));
+    } else {
+        let listed: Vec<String> = counts
+            .iter()
+            .map(|(kind, n)| match (kind, n) {
+                (Kind::Policy, 1) => "1 policy".to_owned(),
+                (Kind::Policy, n) => format!("{n} policies"),
+                (kind, n) => plural(*n, &kind.as_str().to_lowercase()),
+            })
+            .collect();
+        text.push_str(&format!(
+            "valid: {} in {}{}\n",
+            listed.join(", "),
+            plural(catalog.files, "file"),
+            if warnings > 0 {
+                format!(" ({})", plural(warnings, "warning"))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    text
+}
+
+pub struct PlanOptions {
+    pub repo: PathBuf,
+    pub base: String,
+    pub head: String,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+}
+
+/// The plan report between two revisions.
+pub fn plan_report(repo: &Path, base: &str, head: &str) -> Result<PlanReport> {
+    let config = ConfigRepo::open(repo)?;
+    let mut cache = BlobCache::default();
+    let (head_commit, head_catalog) = config.load(head, &mut cache)?;
+    let (base_commit, base_catalog) = config.load(base, &mut cache)?;
+    let plan = plan_changes(&base_catalog, &head_catalog);
+    Ok(PlanReport::new(
+        base_commit,
+        head_commit,
+        &plan,
+        head_catalog.diagnostics,
+    ))
+}
+
+/// `gitward plan`: what merging `head` into `base` would do. Problems in the head also go to
+/// `err` as `file:line:col: message`, whatever the format.
+pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
+    let report = plan_report(&options.repo, &options.base, &options.head)?;
+    let rendered = report.render(options.format);
+    match &options.output {
+        Some(path) => std::fs::write(path, rendered).map_err(Error::io(path))?,
+        None => write_out(out, &rendered)?,
+    }
+    if options.format != Format::Text || options.output.is_some() {
+        let errors: String = report.errors().map(|d| format!("{d}\n")).collect();
+        err.write_all(errors.as_bytes())
+            .map_err(Error::io("<stderr>"))?;
+    }
+    Ok(report.exit_code())
+}
+
+/// `gitward schema [KIND]`: one kind's schema, or every schema as one JSON object. With
+/// `out_dir`, writes `<kind>.schema.json` files (and `plan.schema.json`) there instead.
+pub fn schema(kind: Option<&str>, out_dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
+    let kinds: Vec<Kind> = match kind {
+        Some(name) => vec![Kind::parse(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown kind `{name}`; kinds are Issuer, Certificate, Policy, Gate and Sink"
+            ))
+        })?],
+        None => Kind::ALL.to_vec(),
+    };
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        for k in &kinds {
+            let path = dir.join(format!("{}.schema.json", k.schema_stem()));
+            std::fs::write(&path, kind_schema_text(*k)).map_err(Error::io(&path))?;
+        }
+        if kind.is_none() {
+            let path = dir.join("plan.schema.json");
+            let text = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&plan_report_schema()).unwrap_or_default()
+            );
+            std::fs::write(&path, text).map_err(Error::io(&path))?;
+        }
+        return Ok(exit::OK);
+    }
+    let text = match kinds.as_slice() {
+        [one] => kind_schema_text(*one),
+        all => {
+            let map: serde_json::Map<String, serde_json::Value> = all
+                .iter()
+                .map(|k| (k.to_string(), crate::model::schema::kind_schema(*k)))
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&map).unwrap_or_default()
+            )
+        }
+    };
+    write_out(out, &text)?;
+    Ok(exit::OK)
+}
+
+/// Writes embedded files under `dir`, refusing to overwrite anything.
+fn write_tree(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
+    let existing: Vec<&str> = files
+        .iter()
+        .filter(|(path, _)| dir.join(path).symlink_metadata().is_ok())
+        .map(|(path, _)| path.as_str())
+        .collect();
+    if !existing.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} already has {}; not overwriting anything",
+            dir.display(),
+            existing.join(", ")
+        )));
+    }
+    for (path, bytes) in files {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+        }
+        std::fs::write(&target, bytes).map_err(Error::io(&target))?;
+    }
+    Ok(())
+}
+
+/// `gitward init DIR`: a starter configuration, in a new Git repository unless DIR is
+/// already inside one.
+pub fn init(dir: &Path, out: &mut dyn Write) -> Result<u8> {
+    let files = scaffold::files(&scaffold::STARTER);
+    write_tree(dir, &files)?;
+    let initialised = if git2::Repository::discover(dir).is_err() {
+        Repo::init(dir)?;
+        " and initialised a Git repository"
+    } else {
+        ""
+    };
+    write_out(
+        out,
+        &format!(
+            "Wrote {} files to {}{initialised}.\n\nNext:\n  cd {}\n  gitward validate\n  git add -A && git commit -m \"Initial gitward configuration\"\n",
+            files.len(),
+            dir.display(),
+            dir.display()
+        ),
+    )?;
+    Ok(exit::OK)
+}
+
+/// The branch of the demo's proposed change.
+pub const DEMO_BRANCH: &str = "rotate-api-certificate";
+
+/// The proposed change of the demo: edits, a new certificate and a removal, as a pull
+/// request would bring them.
+fn demo_change(files: &mut Vec<(String, Vec<u8>)>) {
+    let edit = |files: &mut Vec<(String, Vec<u8>)>, path: &str, from: &str, to: &str| {
+        if let Some((_, bytes)) = files.iter_mut().find(|(p, _)| p == path) {
+            *bytes = String::from_utf8_lossy(bytes)
+                .replace(from, to)
+                .into_bytes();
+        }
+    };
+    edit(
+        files,
+        "certificates/prod/api.yaml",
+        "    - api.internal.example.com\n  keyAlgorithm: ECDSA-P256",
+        "    - api.internal.example.com\n    - api-v2.example.com\n  keyAlgorithm: ECDSA-P384",
+    );
+    edit(
+        files,
+        "certificates/prod/shop.yaml",
+        "renewBefore: 45d",
+        "renewBefore: 60d",
+    );
+    files.retain(|(p, _)| p != "certificates/staging/shop.yaml");
+    files.push((
+        "certificates/prod/status.yaml".to_owned(),
+        b"apiVersion: gitward/v1\nkind: Certificate\nmetadata:\n  name: status-example-com\n  labels:\n    env: prod\n    owner: sre\n    exposure: internal\nspec:\n  issuerRef: example-issuing\n  dnsNames:\n    - status.example.com\n  keyAlgorithm: ECDSA-P256\n  duration: 90d\n  target: web-tls\n".to_vec(),
+    ));
+}
+
+/// `gitward demo [DIR]`: a Git repository holding the example configuration on `main` and a
+/// proposed change on a branch, and the plan of that change.
+pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => tempfile::Builder::new()
+            .prefix("gitward-demo-")
+            .tempdir()
+            .map_err(Error::io(std::env::temp_dir()))?
+            .keep(),
+    };
+    if dir.join(".git").exists() {
+        return Err(Error::Usage(format!(
+            "{} is already a Git repository; give the demo a new directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let repo = Repo::init(&dir)?;
+    let mut files: Vec<(String, Vec<u8>)> = scaffold::files(&scaffold::EXAMPLE_REPO)
+        .into_iter()
+        .map(|(p, b)| (p, b.to_vec()))
+        .collect();
+    let main = repo.commit_files(
+        "refs/heads/main",
+        None,
+        files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+        "Example Corp PKI: CA hierarchy, certificates, policies, gates and sinks",
+    )?;
+    repo.checkout("refs/heads/main")?;
+    demo_change(&mut files);
+    repo.commit_files(
+        &format!("refs/heads/{DEMO_BRANCH}"),
+        Some(main),
+        files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+        "Rotate the API certificate to P-384, add the status page, retire shop staging",
+    )?;
+    let report = plan_report(&dir, "main", DEMO_BRANCH)?;
+    let shown = dir.display();
+    write_out(
+        out,
+        &format!(
+            "Demo repository: {shown}\n  main                     the example configuration\n  {DEMO_BRANCH}   a proposed change\n\n{}\nTry:\n  gitward validate --repo {shown}\n  gitward plan --repo {shown} --base main --head {DEMO_BRANCH} --format markdown\n  gitward schema Certificate\n",
+            report.render(Format::Text)
+        ),
+    )?;
+    Ok(report.exit_code())
+}

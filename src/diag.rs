@@ -1,0 +1,192 @@
+//! Diagnostics: every problem gitward finds in a repository, located at `file:line:col`.
+//!
+//! Parsing works on file contents alone and produces [`Problem`]s (a position and a message);
+//! the loader attaches the repository-relative path to make a [`Diagnostic`]. Diagnostics sort
+//! by file, line and column so output is stable whatever order the work ran in.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// A 1-based line and column in a file (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl Pos {
+    pub const START: Pos = Pos { line: 1, col: 1 };
+
+    pub fn new(line: usize, col: usize) -> Pos {
+        Pos {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            col: u32::try_from(col).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The position of byte `offset` in `bytes`: lines counted by `\n`, columns in characters
+    /// (invalid UTF-8 counts a byte as a character).
+    pub fn of_offset(bytes: &[u8], offset: usize) -> Pos {
+        let before = &bytes[..offset.min(bytes.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        Pos::new(line, col)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A problem inside one file, before the file's path is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub pos: Pos,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn error(pos: Pos, message: impl Into<String>) -> Problem {
+        Problem {
+            pos,
+            severity: Severity::Error,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(pos: Pos, message: impl Into<String>) -> Problem {
+        Problem {
+            pos,
+            severity: Severity::Warning,
+            message: message.into(),
+        }
+    }
+
+    pub fn in_file(&self, file: &str) -> Diagnostic {
+        Diagnostic {
+            file: file.to_owned(),
+            line: self.pos.line,
+            column: self.pos.col,
+            severity: self.severity,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// A problem located in the repository: `file:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+pub struct Diagnostic {
+    /// Path relative to the repository root, `/`-separated.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, in characters.
+    pub column: u32,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(file: &str, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Problem::error(pos, message).in_file(file)
+    }
+
+    pub fn warning(file: &str, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Problem::warning(pos, message).in_file(file)
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: ",
+            DisplayPath(&self.file),
+            self.line,
+            self.column
+        )?;
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Shows a repository path with control characters escaped, so a hostile file name cannot
+/// forge extra lines or terminal escapes in the output.
+pub struct DisplayPath<'a>(pub &'a str);
+
+impl fmt::Display for DisplayPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `did you mean `x`?` for the closest candidate, when one is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(word, candidates)
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lowered = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&lowered, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_map_to_one_based_lines_and_character_columns() {
+        let text = b"ab\n\xc3\xa7d\xff\n";
+        assert_eq!(Pos::of_offset(text, 0), Pos { line: 1, col: 1 });
+        assert_eq!(Pos::of_offset(text, 3), Pos { line: 2, col: 1 });
+        assert_eq!(Pos::of_offset(text, 5), Pos { line: 2, col: 2 });
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(
+            did_you_mean("dnsName", ["dnsNames", "ipAddresses"]),
+            "; did you mean `dnsNames`?"
+        );
+        assert_eq!(did_you_mean("zzz", ["dnsNames", "ipAddresses"]), "");
+    }
+
+    #[test]
+    fn control_characters_in_paths_are_escaped() {
+        let d = Diagnostic::error("a\nb.yaml", Pos::START, "boom");
+        assert_eq!(d.to_string(), "a\\nb.yaml:1:1: boom");
+    }
+}

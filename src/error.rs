@@ -1,0 +1,51 @@
+//! Errors that stop a command before it can judge the repository: a path that is not a
+//! repository, a revision that does not resolve, a file that cannot be written. Problems *in*
+//! the repository are [`crate::diag::Diagnostic`]s instead, reported all at once.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{}: not a Git repository ({message})", path.display())]
+    NotARepository { path: PathBuf, message: String },
+
+    #[error("revision `{rev}` not found in {}: {message}", repo.display())]
+    UnknownRevision {
+        rev: String,
+        repo: PathBuf,
+        message: String,
+    },
+
+    #[error("git: {step}: {source}")]
+    Git {
+        step: String,
+        #[source]
+        source: git2::Error,
+    },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn git(step: impl Into<String>) -> impl FnOnce(git2::Error) -> Error {
+        let step = step.into();
+        move |source| Error::Git { step, source }
+    }
+
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,168 @@
+//! The Git repository: opening it, resolving revisions, reading commits and trees through
+//! libgit2 (no checkout, no `git` process).
+
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub struct Repo {
+    inner: Repository,
+    path: PathBuf,
+}
+
+/// What gitward needs to know of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct CommitInfo {
+    /// Full object id.
+    pub sha: String,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub tree: Oid,
+    pub author: String,
+    pub email: String,
+    /// First line of the message.
+    pub summary: String,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub message: String,
+}
+
+impl CommitInfo {
+    pub fn short(&self) -> &str {
+        &self.sha[..self.sha.len().min(8)]
+    }
+}
+
+impl Repo {
+    /// Opens the repository containing `dir`, searching upwards as `git` does.
+    pub fn discover(dir: &Path) -> Result<Repo> {
+        let inner = Repository::discover(dir).map_err(|e| Error::NotARepository {
+            path: dir.to_path_buf(),
+            message: e.message().to_owned(),
+        })?;
+        Ok(Repo {
+            inner,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    pub fn inner(&self) -> &Repository {
+        &self.inner
+    }
+
+    /// Resolves a revision (`HEAD`, a branch, `main~2`, a sha) to its commit.
+    pub fn commit(&self, rev: &str) -> Result<CommitInfo> {
+        let unknown = |e: git2::Error| Error::UnknownRevision {
+            rev: rev.to_owned(),
+            repo: self.path.clone(),
+            message: e.message().to_owned(),
+        };
+        let commit = self
+            .inner
+            .revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(unknown)?;
+        let author = commit.author();
+        Ok(CommitInfo {
+            sha: commit.id().to_string(),
+            tree: commit.tree_id(),
+            author: String::from_utf8_lossy(author.name_bytes()).into_owned(),
+            email: String::from_utf8_lossy(author.email_bytes()).into_owned(),
+            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                .into_owned(),
+            message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
+        })
+    }
+}
+
+/// Who gitward commits as: the repository's configured identity, else its own.
+pub fn signature(repo: &Repository) -> Result<git2::Signature<'static>> {
+    repo.signature()
+        .or_else(|_| git2::Signature::now("gitward", "gitward@localhost"))
+        .map_err(Error::git("making a commit signature"))
+}
+
+impl Repo {
+    /// Creates a repository at `dir` whose first branch is `main`.
+    pub fn init(dir: &Path) -> Result<Repo> {
+        let mut options = git2::RepositoryInitOptions::new();
+        options.initial_head("main");
+        let inner = Repository::init_opts(dir, &options)
+            .map_err(Error::git(format!("git init {}", dir.display())))?;
+        Ok(Repo {
+            inner,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// Commits `files` (path → contents) as the whole tree of a new commit on `refname`,
+    /// with `parent` as its parent; no work tree or index involved.
+    pub fn commit_files<'a>(
+        &self,
+        refname: &str,
+        parent: Option<Oid>,
+        files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        message: &str,
+    ) -> Result<Oid> {
+        let step = |what: &str| Error::git(format!("{what} for {refname}"));
+        let mut blobs = Vec::new();
+        for (path, bytes) in files {
+            blobs.push((
+                path.to_owned(),
+                self.inner.blob(bytes).map_err(step("writing a blob"))?,
+            ));
+        }
+        let tree_id = self.write_tree(&blobs).map_err(step("writing the tree"))?;
+        let tree = self
+            .inner
+            .find_tree(tree_id)
+            .map_err(step("reading the tree"))?;
+        let parents = match parent {
+            Some(id) => vec![
+                self.inner
+                    .find_commit(id)
+                    .map_err(step("reading the parent"))?,
+            ],
+            None => Vec::new(),
+        };
+        let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let sig = signature(&self.inner)?;
+        self.inner
+            .commit(Some(refname), &sig, &sig, message, &tree, &parent_refs)
+            .map_err(step("committing"))
+    }
+
+    /// Writes nested tree objects for blobs at `/`-separated paths.
+    fn write_tree(&self, blobs: &[(String, Oid)]) -> std::result::Result<Oid, git2::Error> {
+        let mut builder = self.inner.treebuilder(None)?;
+        let mut subdirs: std::collections::BTreeMap<&str, Vec<(String, Oid)>> = Default::default();
+        for (path, id) in blobs {
+            match path.split_once('/') {
+                Some((dir, rest)) => subdirs.entry(dir).or_default().push((rest.to_owned(), *id)),
+                None => {
+                    builder.insert(path, *id, 0o100644)?;
+                }
+            }
+        }
+        for (dir, entries) in subdirs {
+            let sub = self.write_tree(&entries)?;
+            builder.insert(dir, sub, 0o040000)?;
+        }
+        builder.write()
+    }
+
+    /// Points HEAD at `refname` and makes the work tree match it.
+    pub fn checkout(&self, refname: &str) -> Result<()> {
+        self.inner
+            .set_head(refname)
+            .map_err(Error::git(format!("setting HEAD to {refname}")))?;
+        let mut options = git2::build::CheckoutBuilder::new();
+        options.force();
+        self.inner
+            .checkout_head(Some(&mut options))
+            .map_err(Error::git(format!("checking out {refname}")))
+    }
+}

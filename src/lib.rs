@@ -1,0 +1,16 @@
+//! gitward: a Git repository as the control plane for TLS certificates, security gates and
+//! Rego policies.
+//!
+//! The core — [`model`] (load and validate) and [`plan`] — is pure and works on values; the
+//! edges read Git and the file system ([`source`], [`git`]), render reports ([`report`]) and
+//! run the commands ([`commands`]).
+
+pub mod commands;
+pub mod diag;
+pub mod error;
+pub mod git;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod scaffold;
+pub mod source;

@@ -1,0 +1,113 @@
+//! The `gitward` command line: parses arguments and calls the library.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gitward::commands::{self, PlanOptions, ValidateFormat, ValidateOptions, exit};
+use gitward::error::Error;
+use gitward::report::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "gitward",
+    version,
+    about = "Git as the control plane for TLS certificates, security gates and Rego policies",
+    after_help = "Exit codes: 0 success; 1 invalid configuration (validate) or blocked change (plan); 2 usage error or invalid input to plan."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a demo repository from the embedded example and show the plan of a change to it.
+    Demo {
+        /// Directory for the demo repository (default: a new temporary directory).
+        dir: Option<PathBuf>,
+    },
+    /// Check a configuration: parse, schema-check, resolve references.
+    Validate {
+        /// The configuration's directory (in a Git repository for --rev).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Check this commit instead of the working tree.
+        #[arg(long)]
+        rev: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
+    },
+    /// Show what changing the configuration from BASE to HEAD would do (the pull-request check).
+    Plan {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The revision the change starts from, like `main` or `origin/main`.
+        #[arg(long)]
+        base: String,
+        /// The revision with the change, like `HEAD`.
+        #[arg(long)]
+        head: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the report to this file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of a resource kind, or of all kinds.
+    Schema {
+        /// Issuer, Certificate, Policy, Gate or Sink.
+        kind: Option<String>,
+        /// Write `<kind>.schema.json` files into this directory instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create a starter configuration repository in DIR.
+    Init { dir: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = match cli.command {
+        Command::Demo { dir } => commands::demo(dir.as_deref(), &mut out),
+        Command::Validate { repo, rev, format } => {
+            commands::validate(&ValidateOptions { repo, rev, format }, &mut out)
+        }
+        Command::Plan {
+            repo,
+            base,
+            head,
+            format,
+            output,
+        } => commands::plan(
+            &PlanOptions {
+                repo,
+                base,
+                head,
+                format,
+                output,
+            },
+            &mut out,
+            &mut io::stderr(),
+        ),
+        Command::Schema { kind, out: dir } => {
+            commands::schema(kind.as_deref(), dir.as_deref(), &mut out)
+        }
+        Command::Init { dir } => commands::init(&dir, &mut out),
+    };
+    let _ = out.flush();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            // Each error's message already includes its cause.
+            eprintln!("error: {error}");
+            ExitCode::from(exit::INVALID)
+        }
+    }
+}

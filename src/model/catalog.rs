@@ -1,0 +1,462 @@
+//! A catalog: every resource, module and data document of one commit (or working tree), and
+//! every problem in it. Assembling a catalog runs the checks across resources: unique names,
+//! references that resolve, issuer chains without cycles that respect `pathLen` and name
+//! constraints. It is pure: parsed files in, catalog out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::parse::{Content, ParsedDoc, ParsedFile, Role};
+use super::types::{CertificateSpec, IssuerSpec, Kind, Resource, Spec};
+use crate::diag::{Diagnostic, Pos, did_you_mean};
+
+/// A parsed file at its path in the repository.
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    pub path: Arc<str>,
+    pub role: Role,
+    pub parsed: Arc<ParsedFile>,
+}
+
+/// A valid resource and where it was defined.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub file: Arc<str>,
+    pub parsed: Arc<ParsedFile>,
+    pub doc: usize,
+    pub resource: Arc<Resource>,
+}
+
+impl Loaded {
+    pub fn kind(&self) -> Kind {
+        self.resource.kind()
+    }
+
+    pub fn name(&self) -> &str {
+        self.resource.name().as_str()
+    }
+
+    pub fn parsed_doc(&self) -> &ParsedDoc {
+        &self.parsed.docs()[self.doc]
+    }
+
+    /// The document as written, as JSON.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.parsed_doc().json
+    }
+
+    /// Line and column of the document.
+    pub fn pos(&self) -> Pos {
+        self.parsed_doc().pos()
+    }
+
+    /// Line and column of a field, like `["spec", "dnsNames", "1"]`.
+    pub fn locate<'a>(&self, path: impl IntoIterator<Item = &'a str>) -> Pos {
+        self.parsed_doc().root.locate(path)
+    }
+
+    pub fn error(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(&self.file, self.locate(path.iter().copied()), message)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Valid resources, sorted by kind and name.
+    resources: Vec<Loaded>,
+    index: HashMap<(Kind, String), usize>,
+    /// Policy modules by path.
+    pub modules: BTreeMap<Arc<str>, Arc<str>>,
+    /// Policy data documents by path.
+    pub data: BTreeMap<Arc<str>, Arc<ParsedFile>>,
+    /// Every problem, sorted.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Number of files read.
+    pub files: usize,
+}
+
+impl Catalog {
+    /// Builds the catalog of a set of files; `diagnostics` are problems already found while
+    /// listing them (links, oversized files, ignore patterns).
+    pub fn assemble(files: Vec<LoadedFile>, mut diagnostics: Vec<Diagnostic>) -> Catalog {
+        let mut catalog = Catalog {
+            files: files.len(),
+            ..Catalog::default()
+        };
+        let mut invalid: HashSet<(Kind, String)> = HashSet::new();
+        let mut candidates: Vec<Loaded> = Vec::new();
+        for file in files {
+            diagnostics.extend(file.parsed.all_problems().map(|p| p.in_file(&file.path)));
+            match &file.parsed.content {
+                Content::Resources(docs) => {
+                    for (index, doc) in docs.iter().enumerate() {
+                        match (&doc.resource, doc.kind, &doc.name) {
+                            (Some(resource), _, _) => candidates.push(Loaded {
+                                file: file.path.clone(),
+                                parsed: file.parsed.clone(),
+                                doc: index,
+                                resource: resource.clone(),
+                            }),
+                            (None, Some(kind), Some(name)) => {
+                                invalid.insert((kind, name.clone()));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Content::Module(text) => {
+                    catalog.modules.insert(file.path.clone(), text.clone());
+                }
+                Content::Data(_) => {
+                    catalog.data.insert(file.path.clone(), file.parsed.clone());
+                }
+                Content::Unreadable => {}
+            }
+        }
+        // The first definition in file order wins; later ones are errors.
+        candidates.sort_by(|a, b| (&a.file, a.pos()).cmp(&(&b.file, b.pos())));
+        let mut first: HashMap<(Kind, String), (Arc<str>, Pos)> = HashMap::new();
+        for loaded in candidates {
+            let key = (loaded.kind(), loaded.name().to_owned());
+            if let Some((file, pos)) = first.get(&key) {
+                diagnostics.push(loaded.error(
+                    &["metadata", "name"],
+                    format!(
+                        "duplicate {} `{}`: already defined at {file}:{}",
+                        key.0, key.1, pos.line
+                    ),
+                ));
+                continue;
+            }
+            first.insert(key, (loaded.file.clone(), loaded.pos()));
+            catalog.resources.push(loaded);
+        }
+        catalog
+            .resources
+            .sort_by(|a, b| (a.kind(), a.name()).cmp(&(b.kind(), b.name())));
+        catalog.index = catalog
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.kind(), r.name().to_owned()), i))
+            .collect();
+        diagnostics.extend(cross_check(&catalog, &invalid));
+        diagnostics.sort();
+        diagnostics.dedup();
+        catalog.diagnostics = diagnostics;
+        catalog
+    }
+
+    pub fn resources(&self) -> &[Loaded] {
+        &self.resources
+    }
+
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Loaded> {
+        self.resources.iter().filter(move |r| r.kind() == kind)
+    }
+
+    pub fn get(&self, kind: Kind, name: &str) -> Option<&Loaded> {
+        self.index
+            .get(&(kind, name.to_owned()))
+            .map(|&i| &self.resources[i])
+    }
+
+    pub fn issuer(&self, name: &str) -> Option<&IssuerSpec> {
+        match &self.get(Kind::Issuer, name)?.resource.spec {
+            Spec::Issuer(spec) => Some(spec),
+            _ => None,
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    /// The issuers above `name`, nearest first, stopping at a root, a missing issuer or a
+    /// cycle.
+    pub fn ancestors(&self, name: &str) -> Vec<(&str, &IssuerSpec)> {
+        let mut chain: Vec<(&str, &IssuerSpec)> = Vec::new();
+        let mut next = self.get(Kind::Issuer, name).map(|l| l.name());
+        while let Some(current) = next {
+            if chain.iter().any(|(n, _)| *n == current) {
+                break;
+            }
+            let Some(spec) = self.issuer(current) else {
+                break;
+            };
+            chain.push((current, spec));
+            next = spec
+                .parent()
+                .and_then(|p| self.get(Kind::Issuer, p.as_str()))
+                .map(|l| l.name());
+        }
+        chain
+    }
+
+    /// Whether `name` lies on a cycle of intermediate CAs.
+    fn in_cycle(&self, name: &str) -> Option<Vec<String>> {
+        let mut path = vec![name.to_owned()];
+        let mut current = self.issuer(name)?;
+        while let Some(parent) = current.parent() {
+            if parent.as_str() == name {
+                path.push(name.to_owned());
+                return Some(path);
+            }
+            if path.iter().any(|p| p == parent.as_str()) {
+                return None;
+            }
+            path.push(parent.to_string());
+            current = self.issuer(parent.as_str())?;
+        }
+        None
+    }
+}
+
+fn cross_check(catalog: &Catalog, invalid: &HashSet<(Kind, String)>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let names = |kind: Kind| -> Vec<&str> { catalog.of_kind(kind).map(Loaded::name).collect() };
+    let issuer_names = names(Kind::Issuer);
+    let sink_names = names(Kind::Sink);
+    let unresolved = |kind: Kind, name: &str| {
+        catalog.get(kind, name).is_none() && !invalid.contains(&(kind, name.to_owned()))
+    };
+    for loaded in catalog.resources() {
+        match &loaded.resource.spec {
+            Spec::Certificate(spec) => {
+                if unresolved(Kind::Issuer, spec.issuer_ref.as_str()) {
+                    out.push(loaded.error(
+                        &["spec", "issuerRef"],
+                        format!(
+                            "unknown Issuer `{}`{}",
+                            spec.issuer_ref,
+                            did_you_mean(spec.issuer_ref.as_str(), issuer_names.iter().copied())
+                        ),
+                    ));
+                }
+                check_name_constraints(catalog, loaded, spec, &mut out);
+            }
+            Spec::Issuer(spec) => {
+                check_issuer(catalog, loaded, spec, &issuer_names, &unresolved, &mut out)
+            }
+            Spec::Policy(spec) => {
+                let module = spec.module.as_str();
+                if !catalog.modules.contains_key(module) {
+                    let known = catalog.modules.keys().map(|k| &**k);
+                    let reason = if module.ends_with(".rego") {
+                        "no such file in the repository (or it is ignored)"
+                    } else {
+                        "a policy module is a .rego file"
+                    };
+                    out.push(loaded.error(
+                        &["spec", "module"],
+                        format!("module `{module}`: {reason}{}", did_you_mean(module, known)),
+                    ));
+                }
+            }
+            Spec::Gate(spec) => {
+                let notify = spec
+                    .override_
+                    .iter()
+                    .flat_map(|o| o.notify.iter().enumerate());
+                for (i, sink) in notify {
+                    if unresolved(Kind::Sink, sink.as_str()) {
+                        out.push(loaded.error(
+                            &["spec", "override", "notify", &i.to_string()],
+                            format!(
+                                "unknown Sink `{sink}`{}",
+                                did_you_mean(sink.as_str(), sink_names.iter().copied())
+                            ),
+                        ));
+                    }
+                }
+            }
+            Spec::Sink(_) => {}
+        }
+    }
+    out
+}
+
+fn check_issuer(
+    catalog: &Catalog,
+    loaded: &Loaded,
+    spec: &IssuerSpec,
+    issuer_names: &[&str],
+    unresolved: &impl Fn(Kind, &str) -> bool,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(parent) = spec.parent() else { return };
+    let at = ["spec", "ca", "issuerRef"];
+    if unresolved(Kind::Issuer, parent.as_str()) {
+        out.push(loaded.error(
+            &at,
+            format!(
+                "unknown Issuer `{parent}`{}",
+                did_you_mean(parent.as_str(), issuer_names.iter().copied())
+            ),
+        ));
+        return;
+    }
+    if let Some(cycle) = catalog.in_cycle(loaded.name()) {
+        out.push(loaded.error(&at, format!("issuer cycle: {}", cycle.join(" → "))));
+        return;
+    }
+    if catalog.issuer(parent.as_str()).is_some_and(|p| !p.is_ca()) {
+        out.push(loaded.error(
+            &at,
+            format!("Issuer `{parent}` is an ACME issuer and cannot sign a CA"),
+        ));
+        return;
+    }
+    // A CA with pathLen n may have at most n intermediate CAs below it.
+    for (depth, (name, ancestor)) in catalog.ancestors(loaded.name()).iter().enumerate().skip(1) {
+        if let Some(limit) = ancestor.path_len()
+            && depth > usize::from(limit)
+        {
+            out.push(loaded.error(
+                &at,
+                format!(
+                    "Issuer `{name}` (pathLen {limit}) allows {limit} CA level(s) below it; this CA would be level {depth}"
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether `dns_name` (possibly a wildcard) lies inside `domain` or is `domain` itself.
+fn within(dns_name: &str, domain: &str) -> bool {
+    let name = dns_name.strip_prefix("*.").unwrap_or(dns_name);
+    name == domain
+        || name
+            .strip_suffix(domain)
+            .is_some_and(|prefix| prefix.ends_with('.'))
+}
+
+fn check_name_constraints(
+    catalog: &Catalog,
+    loaded: &Loaded,
+    spec: &CertificateSpec,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (issuer, ancestor) in catalog.ancestors(spec.issuer_ref.as_str()) {
+        let permitted = ancestor.permitted_dns_domains();
+        if permitted.is_empty() {
+            continue;
+        }
+        for (i, dns_name) in spec.dns_names.iter().enumerate() {
+            if !permitted
+                .iter()
+                .any(|d| within(dns_name.as_str(), d.as_str()))
+            {
+                let list: Vec<&str> = permitted.iter().map(|d| d.as_str()).collect();
+                out.push(loaded.error(
+                    &["spec", "dnsNames", &i.to_string()],
+                    format!(
+                        "`{dns_name}` is outside the name constraints of Issuer `{issuer}` (permitted: {})",
+                        list.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse::parse_file;
+
+    fn catalog(files: &[(&str, &str)]) -> Catalog {
+        let loaded = files
+            .iter()
+            .map(|(path, text)| {
+                let role = Role::of(path).unwrap();
+                LoadedFile {
+                    path: Arc::from(*path),
+                    role,
+                    parsed: Arc::new(parse_file(role, text.as_bytes())),
+                }
+            })
+            .collect();
+        Catalog::assemble(loaded, Vec::new())
+    }
+
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        catalog(files)
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const ISSUERS: &str = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: root}\nspec:\n  selfSigned: {commonName: Root}\n---\napiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: issuing}\nspec:\n  ca: {issuerRef: root, commonName: Issuing, pathLen: 0, permittedDnsDomains: [example.com]}\n";
+
+    fn cert(name: &str, issuer: &str, dns: &str) -> String {
+        format!(
+            "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}}}\nspec:\n  issuerRef: {issuer}\n  dnsNames: [{dns}]\n  target: web\n"
+        )
+    }
+
+    #[test]
+    fn within_respects_label_boundaries() {
+        assert!(within("example.com", "example.com"));
+        assert!(within("api.example.com", "example.com"));
+        assert!(within("*.example.com", "example.com"));
+        assert!(!within("badexample.com", "example.com"));
+    }
+
+    #[test]
+    fn a_consistent_repository_has_no_errors() {
+        let c = cert("api", "issuing", "api.example.com");
+        let cat = catalog(&[("issuers.yaml", ISSUERS), ("certs/api.yaml", &c)]);
+        assert_eq!(cat.diagnostics, vec![]);
+        assert_eq!(cat.resources().len(), 3);
+        assert_eq!(cat.ancestors("issuing").len(), 2);
+    }
+
+    #[test]
+    fn references_and_constraints_are_checked_across_files() {
+        let a = cert("api", "isuing", "api.example.com");
+        let b = cert("web", "issuing", "web.example.org");
+        let dup = cert("web", "issuing", "www.example.com");
+        assert_eq!(
+            errors(&[
+                ("issuers.yaml", ISSUERS),
+                ("a.yaml", &a),
+                ("b.yaml", &b),
+                ("c.yaml", &dup)
+            ]),
+            [
+                "a.yaml:5:3: unknown Issuer `isuing`; did you mean `issuing`?",
+                "b.yaml:6:14: `web.example.org` is outside the name constraints of Issuer `issuing` (permitted: example.com)",
+                "c.yaml:3:12: duplicate Certificate `web`: already defined at b.yaml:1",
+            ]
+        );
+    }
+
+    #[test]
+    fn issuer_chains_must_be_acyclic_and_respect_path_length() {
+        let text = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: a}\nspec:\n  ca: {issuerRef: b, commonName: A}\n---\napiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: b}\nspec:\n  ca: {issuerRef: a, commonName: B}\n---\napiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: sub}\nspec:\n  ca: {issuerRef: issuing, commonName: Sub}\n";
+        assert_eq!(
+            errors(&[("issuers.yaml", ISSUERS), ("more.yaml", text)]),
+            [
+                "more.yaml:5:8: issuer cycle: a → b → a",
+                "more.yaml:11:8: issuer cycle: b → a → b",
+                "more.yaml:17:8: Issuer `issuing` (pathLen 0) allows 0 CA level(s) below it; this CA would be level 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn references_to_invalid_resources_are_not_reported_twice() {
+        let broken = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: issuing}\nspec:\n  ca: {commonName: X}\n";
+        let c = cert("api", "issuing", "api.example.com");
+        assert_eq!(
+            errors(&[("issuers.yaml", broken), ("api.yaml", &c)]),
+            ["issuers.yaml:5:3: missing field `issuerRef` in spec.ca"]
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! From the bytes of one file to its documents, resources and problems.
+//!
+//! Parsing depends on the bytes and the file's role only, never on the path or on other
+//! files, so its result is cached per blob id: the same blob in the base and head of a plan,
+//! or in consecutive commits the daemon reconciles, is parsed once.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::schema::{self, API_VERSION};
+use super::semantic;
+use super::types::{
+    CertificateSpec, GateSpec, IssuerSpec, Kind, Metadata, PolicySpec, Resource, SinkSpec, Spec,
+};
+use super::yaml::{Limits, Node, NodeValue, parse_documents};
+use crate::diag::{Pos, Problem, did_you_mean};
+
+/// Largest file gitward reads. Resource files are a few hundred bytes; anything near this is
+/// a mistake or an attack.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// What a file is to gitward, decided by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `*.yaml` / `*.yml`: resource documents.
+    Resources,
+    /// `*.rego`: a policy module (or its tests, `*_test.rego`).
+    Module,
+    /// JSON or YAML under `policies/data/`: data documents for policies.
+    Data,
+}
+
+/// Where policy data documents live; their path below it becomes their key under `data`.
+pub const DATA_DIR: &str = "policies/data/";
+
+impl Role {
+    pub fn of(path: &str) -> Option<Role> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("yaml" | "yml" | "json") if path.starts_with(DATA_DIR) => Some(Role::Data),
+            Some("yaml" | "yml") => Some(Role::Resources),
+            Some("rego") => Some(Role::Module),
+            _ => None,
+        }
+    }
+}
+
+/// One parsed document of a resource file.
+#[derive(Debug)]
+pub struct ParsedDoc {
+    pub root: Node,
+    pub json: Value,
+    pub kind: Option<Kind>,
+    /// `metadata.name` when it is a string, even if the resource is invalid: references to
+    /// an invalid resource are not reported a second time as dangling.
+    pub name: Option<String>,
+    /// The typed resource, when the document is valid.
+    pub resource: Option<Arc<Resource>>,
+    pub problems: Vec<Problem>,
+}
+
+impl ParsedDoc {
+    pub fn pos(&self) -> Pos {
+        self.root.pos
+    }
+}
+
+#[derive(Debug, Default)]
+pub enum Content {
+    /// Nothing usable: the file could not be read as text or parsed.
+    #[default]
+    Unreadable,
+    Resources(Vec<ParsedDoc>),
+    Module(Arc<str>),
+    Data(Value),
+}
+
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    pub content: Content,
+    /// Problems of the file as a whole (encoding, size, YAML syntax).
+    pub problems: Vec<Problem>,
+}
+
+impl ParsedFile {
+    fn failed(problem: Problem) -> ParsedFile {
+        ParsedFile {
+            content: Content::Unreadable,
+            problems: vec![problem],
+        }
+    }
+
+    pub fn docs(&self) -> &[ParsedDoc] {
+        match &self.content {
+            Content::Resources(docs) => docs,
+            _ => &[],
+        }
+    }
+
+    /// Every problem of the file, its documents' included.
+    pub fn all_problems(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .chain(self.docs().iter().flat_map(|d| d.problems.iter()))
+    }
+}
+
+pub fn too_large(size: u64) -> Problem {
+    Problem::error(
+        Pos::START,
+        format!("file is {size} bytes; gitward reads files of at most {MAX_FILE_BYTES} bytes"),
+    )
+}
+
+/// Checks that a file is text: not too large, no NUL bytes, valid UTF-8. Returns the text
+/// without a byte-order mark.
+pub fn text_of(bytes: &[u8]) -> Result<&str, Problem> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+        return Err(Problem::error(
+            Pos::of_offset(bytes, nul),
+            "binary file (contains a NUL byte); gitward reads only text",
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let bad = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+        Problem::error(
+            Pos::of_offset(bytes, e.valid_up_to()),
+            format!("file is not valid UTF-8 (byte 0x{bad:02x})"),
+        )
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+pub fn parse_file(role: Role, bytes: &[u8]) -> ParsedFile {
+    let text = match text_of(bytes) {
+        Ok(text) => text,
+        Err(problem) => return ParsedFile::failed(problem),
+    };
+    match role {
+        Role::Module => ParsedFile {
+            content: Content::Module(Arc::from(text)),
+            problems: Vec::new(),
+        },
+        Role::Data => parse_data(text),
+        Role::Resources => match parse_documents(text, Limits::default()) {
+            Ok(documents) => ParsedFile {
+                content: Content::Resources(
+                    documents
+                        .into_iter()
+                        .filter(|d| d.root.value != NodeValue::Null)
+                        .map(|d| parse_resource(d.root))
+                        .collect(),
+                ),
+                problems: Vec::new(),
+            },
+            Err(problem) => ParsedFile::failed(problem),
+        },
+    }
+}
+
+fn parse_data(text: &str) -> ParsedFile {
+    match parse_documents(text, Limits::default()) {
+        Ok(documents) if documents.len() <= 1 => ParsedFile {
+            content: Content::Data(documents.first().map_or(Value::Null, |d| d.root.to_json())),
+            problems: Vec::new(),
+        },
+        Ok(documents) => ParsedFile::failed(Problem::error(
+            documents[1].root.pos,
+            "a data file holds one document",
+        )),
+        Err(problem) => ParsedFile::failed(problem),
+    }
+}
+
+fn parse_resource(root: Node) -> ParsedDoc {
+    let json = root.to_json();
+    let name = json
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut doc = ParsedDoc {
+        kind: None,
+        name,
+        resource: None,
+        problems: Vec::new(),
+        json,
+        root,
+    };
+    if !matches!(doc.root.value, NodeValue::Map(_)) {
+        doc.problems.push(Problem::error(
+            doc.root.pos,
+            "a document must be a mapping with apiVersion, kind, metadata and spec",
+        ));
+        return doc;
+    }
+    let kind = match doc.root.get("kind") {
+        None => {
+            let hint = if doc.root.get("apiVersion").is_none() {
+                format!(
+                    "not a gitward resource (no `apiVersion: {API_VERSION}` and no `kind`); list the file in .gitwardignore if gitward should skip it"
+                )
+            } else {
+                "missing field `kind`".to_owned()
+            };
+            doc.problems.push(Problem::error(doc.root.pos, hint));
+            return doc;
+        }
+        Some(entry) => match entry.value.as_str().and_then(Kind::parse) {
+            Some(kind) if entry.value.as_str() == Some(kind.as_str()) => kind,
+            _ => {
+                let found = entry.value.as_str().unwrap_or_default();
+                let names = Kind::ALL.iter().map(|k| k.as_str());
+                doc.problems.push(Problem::error(
+                    entry.value.pos,
+                    format!(
+                        "unknown kind `{found}`; expected Issuer, Certificate, Policy, Gate or Sink{}",
+                        did_you_mean(found, names)
+                    ),
+                ));
+                return doc;
+            }
+        },
+    };
+    doc.kind = Some(kind);
+    doc.problems = schema::check(kind, &doc.root, &doc.json);
+    if !doc.problems.is_empty() {
+        return doc;
+    }
+    match typed(kind, &doc.json) {
+        Ok(resource) => {
+            doc.problems = semantic::check(&resource, &doc.root);
+            if doc.problems.is_empty() {
+                doc.resource = Some(Arc::new(resource));
+            }
+        }
+        Err(error) => doc.problems.push(Problem::error(
+            doc.root.pos,
+            format!("invalid {kind}: {error}"),
+        )),
+    }
+    doc
+}
+
+fn typed(kind: Kind, json: &Value) -> Result<Resource, serde_json::Error> {
+    let metadata = Metadata::deserialize(&json["metadata"])?;
+    let spec_json = &json["spec"];
+    let spec = match kind {
+        Kind::Issuer => Spec::Issuer(IssuerSpec::deserialize(spec_json)?),
+        Kind::Certificate => Spec::Certificate(CertificateSpec::deserialize(spec_json)?),
+        Kind::Policy => Spec::Policy(PolicySpec::deserialize(spec_json)?),
+        Kind::Gate => Spec::Gate(GateSpec::deserialize(spec_json)?),
+        Kind::Sink => Spec::Sink(SinkSpec::deserialize(spec_json)?),
+    };
+    Ok(Resource { metadata, spec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(file: &ParsedFile) -> Vec<String> {
+        file.all_problems()
+            .map(|p| format!("{}:{}: {}", p.pos.line, p.pos.col, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn roles_come_from_the_path() {
+        assert_eq!(Role::of("certs/a.yaml"), Some(Role::Resources));
+        assert_eq!(Role::of("A.YML"), Some(Role::Resources));
+        assert_eq!(Role::of("policies/keys.rego"), Some(Role::Module));
+        assert_eq!(Role::of("policies/data/domains.yaml"), Some(Role::Data));
+        assert_eq!(Role::of("policies/data/x/y.json"), Some(Role::Data));
+        assert_eq!(Role::of("docs/readme.md"), None);
+        assert_eq!(Role::of("config.json"), None);
+    }
+
+    #[test]
+    fn a_multi_document_file_yields_each_resource() {
+        let text = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: root}\nspec:\n  selfSigned: {commonName: Root}\n---\n---\napiVersion: gitward/v1\nkind: Sink\nmetadata: {name: hook}\nspec: {type: webhook, endpoint: hook}\n";
+        let file = parse_file(Role::Resources, text.as_bytes());
+        assert_eq!(messages(&file), Vec::<String>::new());
+        let kinds: Vec<_> = file.docs().iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, [Some(Kind::Issuer), Some(Kind::Sink)]);
+        assert_eq!(file.docs()[1].pos().line, 8);
+    }
+
+    #[test]
+    fn text_problems_are_located() {
+        let file = parse_file(Role::Resources, b"a: 1\nb: \xff\n");
+        assert_eq!(
+            messages(&file),
+            ["2:4: file is not valid UTF-8 (byte 0xff)"]
+        );
+        let file = parse_file(Role::Resources, b"a: 1\n\0");
+        assert_eq!(
+            messages(&file),
+            ["2:1: binary file (contains a NUL byte); gitward reads only text"]
+        );
+    }
+
+    #[test]
+    fn foreign_yaml_is_named_as_such() {
+        let file = parse_file(Role::Resources, b"services:\n  web: {image: nginx}\n");
+        assert!(messages(&file)[0].contains("not a gitward resource"));
+        let file = parse_file(
+            Role::Resources,
+            b"apiVersion: gitward/v1\nkind: Certificat\n",
+        );
+        assert_eq!(
+            messages(&file),
+            [
+                "2:7: unknown kind `Certificat`; expected Issuer, Certificate, Policy, Gate or Sink; did you mean `Certificate`?"
+            ]
+        );
+    }
+}

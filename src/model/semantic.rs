@@ -1,0 +1,150 @@
+//! Rules about one resource that a JSON Schema cannot say: relations between its own fields,
+//! and values with more structure than a pattern (IP addresses, dates, time zones, globs).
+//! Rules across resources are in [`super::catalog`].
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+
+use super::types::{CertificateSpec, GateSpec, Resource, Spec};
+use super::yaml::Node;
+use crate::diag::{Problem, did_you_mean};
+
+pub fn check(resource: &Resource, root: &Node) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut report = |path: &[&str], message: String| {
+        let full: Vec<&str> = ["spec"].iter().chain(path).copied().collect();
+        problems.push(Problem::error(root.locate(full), message));
+    };
+    match &resource.spec {
+        Spec::Certificate(spec) => certificate(spec, &mut report),
+        Spec::Gate(spec) => gate(spec, &mut report),
+        Spec::Issuer(_) | Spec::Policy(_) | Spec::Sink(_) => {}
+    }
+    problems
+}
+
+fn certificate(spec: &CertificateSpec, report: &mut impl FnMut(&[&str], String)) {
+    if spec.common_name.is_none() && spec.dns_names.is_empty() && spec.ip_addresses.is_empty() {
+        report(
+            &[],
+            "a certificate needs a commonName, dnsNames or ipAddresses".to_owned(),
+        );
+    }
+    for (i, ip) in spec.ip_addresses.iter().enumerate() {
+        if IpAddr::from_str(&ip.0).is_err() {
+            report(
+                &["ipAddresses", &i.to_string()],
+                format!("`{ip}` is not an IP address"),
+            );
+        }
+    }
+    if let Some(renew) = spec.renew_before
+        && renew >= spec.duration
+    {
+        report(
+            &["renewBefore"],
+            format!(
+                "renewBefore ({renew}) must be shorter than duration ({})",
+                spec.duration
+            ),
+        );
+    }
+}
+
+fn gate(spec: &GateSpec, report: &mut impl FnMut(&[&str], String)) {
+    let require = &spec.require;
+    if let Some(scans) = &require.scans {
+        for (i, pattern) in scans.paths.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(pattern) {
+                report(
+                    &["require", "scans", "paths", &i.to_string()],
+                    format!("invalid glob `{pattern}`: {}", e.kind()),
+                );
+            }
+        }
+    }
+    let Some(window) = &require.window else {
+        return;
+    };
+    if chrono_tz::Tz::from_str(&window.timezone).is_err() {
+        report(
+            &["require", "window", "timezone"],
+            format!(
+                "unknown time zone `{}`{}",
+                window.timezone,
+                did_you_mean(
+                    &window.timezone,
+                    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+                )
+            ),
+        );
+    }
+    for (i, slot) in window.allow.iter().enumerate() {
+        if slot.from >= slot.to {
+            report(
+                &["require", "window", "allow", &i.to_string(), "to"],
+                format!(
+                    "`to` ({}) must be later than `from` ({})",
+                    slot.to, slot.from
+                ),
+            );
+        }
+    }
+    for (i, freeze) in window.deny.iter().enumerate() {
+        let index = i.to_string();
+        let date = |field: &str, text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| (field.to_owned(), text.to_owned()))
+        };
+        match (date("from", &freeze.from), date("to", &freeze.to)) {
+            (Ok(from), Ok(to)) if from > to => report(
+                &["require", "window", "deny", &index, "to"],
+                format!("`to` ({to}) is before `from` ({from})"),
+            ),
+            (Ok(_), Ok(_)) => {}
+            (Err((field, text)), _) | (_, Err((field, text))) => report(
+                &["require", "window", "deny", &index, &field],
+                format!("`{text}` is not a date"),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::parse::{Role, parse_file};
+
+    fn messages(text: &str) -> Vec<String> {
+        parse_file(Role::Resources, text.as_bytes())
+            .all_problems()
+            .map(|p| format!("{}:{}: {}", p.pos.line, p.pos.col, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn certificate_fields_must_agree() {
+        let text = "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {name: a}\nspec:\n  issuerRef: ca\n  target: web\n  ipAddresses: [10.0.0.300]\n  duration: 30d\n  renewBefore: 30d\n";
+        assert_eq!(
+            messages(text),
+            [
+                "7:17: `10.0.0.300` is not an IP address",
+                "9:3: renewBefore (30d) must be shorter than duration (30d)",
+            ]
+        );
+    }
+
+    #[test]
+    fn gate_windows_are_checked() {
+        let text = "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: g}\nspec:\n  appliesTo: {kinds: [Certificate]}\n  require:\n    window:\n      timezone: Europe/Berln\n      allow: [{from: '16:00', to: '09:00'}]\n      deny: [{from: 2026-02-30, to: 2026-03-01}]\n";
+        assert_eq!(
+            messages(text),
+            [
+                "8:7: unknown time zone `Europe/Berln`; did you mean `Europe/Berlin`?",
+                "9:31: `to` (09:00) must be later than `from` (16:00)",
+                "10:15: `2026-02-30` is not a date",
+            ]
+        );
+    }
+}

@@ -1,0 +1,788 @@
+//! The five resource kinds. The doc comment on every field is the user contract: it becomes
+//! the field's description in `schemas/<kind>.schema.json`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use super::values::{
+    DnsDomain, DnsName, Duration, KeyAlgorithm, Name, RepoPath, patterns, string_enum,
+};
+
+string_enum!(
+    /// The kinds of resource a config repository holds.
+    Kind {
+        Issuer = "Issuer",
+        Certificate = "Certificate",
+        Policy = "Policy",
+        Gate = "Gate",
+        Sink = "Sink",
+    }
+);
+
+impl Kind {
+    /// The file stem of the kind's schema: `schemas/<stem>.schema.json`.
+    pub fn schema_stem(self) -> &'static str {
+        match self {
+            Kind::Issuer => "issuer",
+            Kind::Certificate => "certificate",
+            Kind::Policy => "policy",
+            Kind::Gate => "gate",
+            Kind::Sink => "sink",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+/// Labels: short key/value pairs that policies and gates select on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+impl JsonSchema for Labels {
+    fn schema_name() -> Cow<'static, str> {
+        "Labels".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "description": "Key/value labels, selected on by policies and gates (`env: prod`, `owner: payments`).",
+            "propertyNames": {"pattern": patterns::LABEL_KEY, "maxLength": 253},
+            "additionalProperties": {"type": "string", "pattern": patterns::LABEL_VALUE, "maxLength": 63},
+        })
+    }
+}
+
+/// Identity and labels of a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Name of the resource, unique among resources of its kind.
+    pub name: Name,
+    /// Labels that policies and gates select on.
+    #[serde(default)]
+    pub labels: Labels,
+    /// Free-form notes for people and tools; gitward does not interpret them.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Subject attributes of a certificate besides its common name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Subject {
+    /// Organization (O).
+    #[schemars(length(min = 1, max = 64))]
+    pub organization: Option<String>,
+    /// Organizational unit (OU).
+    #[schemars(length(min = 1, max = 64))]
+    pub organizational_unit: Option<String>,
+    /// Two-letter country code (C).
+    #[schemars(regex(pattern = "^[A-Z]{2}$"))]
+    pub country: Option<String>,
+    /// State or province (ST).
+    #[schemars(length(min = 1, max = 128))]
+    pub province: Option<String>,
+    /// Locality or city (L).
+    #[schemars(length(min = 1, max = 128))]
+    pub locality: Option<String>,
+}
+
+fn default_ca_key() -> KeyAlgorithm {
+    KeyAlgorithm::EcdsaP384
+}
+
+fn default_root_duration() -> Duration {
+    Duration::from_secs(3650 * 86_400)
+}
+
+fn default_intermediate_duration() -> Duration {
+    Duration::from_secs(1825 * 86_400)
+}
+
+/// An issuer of certificates. Set exactly one of `selfSigned`, `ca` or `acme`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend(
+    "minProperties" = 1,
+    "maxProperties" = 1,
+    "errorMessage" = "an Issuer spec sets exactly one of `selfSigned`, `ca` or `acme`"
+))]
+pub struct IssuerSpec {
+    /// A root CA whose certificate signs itself.
+    pub self_signed: Option<SelfSignedIssuer>,
+    /// An intermediate CA signed by another issuer of this repository.
+    pub ca: Option<CaIssuer>,
+    /// A public or private ACME CA (Let's Encrypt, step-ca...) reached through an account that
+    /// the host config defines.
+    pub acme: Option<AcmeIssuer>,
+}
+
+/// Which of the three issuer types an [`IssuerSpec`] is.
+#[derive(Debug, Clone, Copy)]
+pub enum IssuerType<'a> {
+    SelfSigned(&'a SelfSignedIssuer),
+    Ca(&'a CaIssuer),
+    Acme(&'a AcmeIssuer),
+}
+
+impl IssuerSpec {
+    /// The issuer's type; `None` only for a spec that sets none or several, which the schema
+    /// rejects.
+    pub fn issuer_type(&self) -> Option<IssuerType<'_>> {
+        match (&self.self_signed, &self.ca, &self.acme) {
+            (Some(s), None, None) => Some(IssuerType::SelfSigned(s)),
+            (None, Some(c), None) => Some(IssuerType::Ca(c)),
+            (None, None, Some(a)) => Some(IssuerType::Acme(a)),
+            _ => None,
+        }
+    }
+
+    /// The issuer this one is signed by, for intermediates.
+    pub fn parent(&self) -> Option<&Name> {
+        self.ca.as_ref().map(|c| &c.issuer_ref)
+    }
+
+    /// Whether this issuer holds a CA key that can sign other CAs and certificates.
+    pub fn is_ca(&self) -> bool {
+        self.acme.is_none()
+    }
+
+    pub fn path_len(&self) -> Option<u8> {
+        self.ca.as_ref().and_then(|c| c.path_len)
+    }
+
+    pub fn permitted_dns_domains(&self) -> &[DnsDomain] {
+        self.ca.as_ref().map_or(&[], |c| &c.permitted_dns_domains)
+    }
+}
+
+/// A self-signed root CA. Its private key is generated on first reconcile and never leaves
+/// the host's secret store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SelfSignedIssuer {
+    /// Common name (CN) of the CA certificate.
+    #[schemars(length(min = 1, max = 64))]
+    pub common_name: String,
+    /// Other subject attributes.
+    pub subject: Option<Subject>,
+    /// Key algorithm of the CA key.
+    #[serde(default = "default_ca_key")]
+    pub key_algorithm: KeyAlgorithm,
+    /// Validity of the CA certificate.
+    #[serde(default = "default_root_duration")]
+    pub duration: Duration,
+}
+
+/// An intermediate CA signed by another issuer of this repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CaIssuer {
+    /// Name of the issuer (`selfSigned` or `ca`) that signs this CA.
+    pub issuer_ref: Name,
+    /// Common name (CN) of the CA certificate.
+    #[schemars(length(min = 1, max = 64))]
+    pub common_name: String,
+    /// Other subject attributes.
+    pub subject: Option<Subject>,
+    /// Key algorithm of the CA key.
+    #[serde(default = "default_ca_key")]
+    pub key_algorithm: KeyAlgorithm,
+    /// Validity of the CA certificate.
+    #[serde(default = "default_intermediate_duration")]
+    pub duration: Duration,
+    /// How many CAs may follow this one in a chain (basicConstraints pathLenConstraint);
+    /// 0 lets it sign end-entity certificates only. Unset means unlimited.
+    #[schemars(range(max = 16))]
+    pub path_len: Option<u8>,
+    /// DNS name constraints: certificates under this CA may only name these domains and their
+    /// subdomains. Empty means unconstrained.
+    #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
+    pub permitted_dns_domains: Vec<DnsDomain>,
+}
+
+/// An ACME issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AcmeIssuer {
+    /// Name of an ACME account in the host config (directory URL, contact, account key,
+    /// trusted roots and http-01 listener are set there, not in the repository).
+    pub account: Name,
+}
+
+string_enum!(
+    /// Extended key usages a certificate is valid for.
+    Usage {
+        ServerAuth = "serverAuth",
+        ClientAuth = "clientAuth",
+        CodeSigning = "codeSigning",
+        EmailProtection = "emailProtection",
+        TimeStamping = "timeStamping",
+        OcspSigning = "ocspSigning",
+    }
+);
+
+fn default_leaf_key() -> KeyAlgorithm {
+    KeyAlgorithm::EcdsaP256
+}
+
+fn default_leaf_duration() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+
+fn default_usages() -> Vec<Usage> {
+    vec![Usage::ServerAuth]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// An IP address subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IpAddress(pub String);
+
+impl JsonSchema for IpAddress {
+    fn schema_name() -> Cow<'static, str> {
+        "IpAddress".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": patterns::IP_ADDRESS,
+            "maxLength": 45,
+            "description": "An IPv4 or IPv6 address.",
+        })
+    }
+}
+
+impl fmt::Display for IpAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A TLS certificate that gitward issues, renews and writes to an output target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificateSpec {
+    /// Name of the Issuer that signs this certificate.
+    pub issuer_ref: Name,
+    /// Common name (CN); defaults to the first DNS name.
+    #[schemars(length(min = 1, max = 64))]
+    pub common_name: Option<String>,
+    /// Other subject attributes.
+    pub subject: Option<Subject>,
+    /// DNS subject alternative names.
+    #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
+    pub dns_names: Vec<DnsName>,
+    /// IP address subject alternative names.
+    #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
+    pub ip_addresses: Vec<IpAddress>,
+    /// Key algorithm of the certificate's private key.
+    #[serde(default = "default_leaf_key")]
+    pub key_algorithm: KeyAlgorithm,
+    /// Validity of each issued certificate.
+    #[serde(default = "default_leaf_duration")]
+    pub duration: Duration,
+    /// How long before expiry to renew; one third of `duration` when unset.
+    pub renew_before: Option<Duration>,
+    /// Extended key usages.
+    #[serde(default = "default_usages")]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
+    pub usages: Vec<Usage>,
+    /// Generate a new private key on each renewal.
+    #[serde(default = "default_true")]
+    pub rotate_private_key: bool,
+    /// Name of an output target in the host config; files go to `<target dir>/<name>/`.
+    pub target: Name,
+}
+
+impl CertificateSpec {
+    /// `renewBefore`, or one third of the duration.
+    pub fn effective_renew_before(&self) -> Duration {
+        self.renew_before
+            .unwrap_or(Duration::from_secs(self.duration.as_secs() / 3))
+    }
+}
+
+string_enum!(
+    /// What a policy finding does.
+    Enforcement {
+        Deny = "deny",
+        Warn = "warn",
+        Audit = "audit",
+    }
+);
+
+string_enum!(
+    /// How serious a finding or event is.
+    FindingSeverity {
+        Critical = "critical",
+        High = "high",
+        Medium = "medium",
+        Low = "low",
+        Info = "info",
+    }
+);
+
+fn default_enforcement() -> Enforcement {
+    Enforcement::Deny
+}
+
+fn default_severity() -> FindingSeverity {
+    FindingSeverity::Medium
+}
+
+/// Label selector: every listed label must match; a list value matches any of its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LabelSelector(pub BTreeMap<String, SelectorValue>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SelectorValue {
+    Equals(String),
+    AnyOf(Vec<String>),
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.0.iter().all(|(key, wanted)| {
+            labels.0.get(key).is_some_and(|have| match wanted {
+                SelectorValue::Equals(v) => v == have,
+                SelectorValue::AnyOf(vs) => vs.contains(have),
+            })
+        })
+    }
+}
+
+impl JsonSchema for LabelSelector {
+    fn schema_name() -> Cow<'static, str> {
+        "LabelSelector".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "description": "Labels a resource must have: `{env: prod}` matches one value, `{env: [prod, staging]}` any of several.",
+            "propertyNames": {"pattern": patterns::LABEL_KEY, "maxLength": 253},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "pattern": patterns::LABEL_VALUE, "maxLength": 63},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "pattern": patterns::LABEL_VALUE, "maxLength": 63},
+                    },
+                ],
+                "errorMessage": "a selector value is a label value or a list of label values",
+            },
+        })
+    }
+}
+
+/// Which resources a policy or gate applies to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppliesTo {
+    /// Resource kinds.
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
+    pub kinds: Vec<Kind>,
+    /// Only resources whose labels match.
+    pub selector: Option<LabelSelector>,
+}
+
+impl AppliesTo {
+    pub fn matches(&self, kind: Kind, labels: &Labels) -> bool {
+        self.kinds.contains(&kind) && self.selector.as_ref().is_none_or(|s| s.matches(labels))
+    }
+}
+
+/// A rule written in Rego, bound to the resources it checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySpec {
+    /// The `.rego` module that defines the rule, relative to the repository root.
+    pub module: RepoPath,
+    /// The rule to evaluate: a set of strings, or of objects `{msg, severity?, field?}`.
+    #[schemars(regex(pattern = patterns::RULE))]
+    pub rule: String,
+    /// The resources the rule is evaluated on.
+    pub applies_to: AppliesTo,
+    /// `deny` blocks a change, `warn` reports it, `audit` only records it.
+    #[serde(default = "default_enforcement")]
+    pub enforcement: Enforcement,
+    /// Severity of findings that do not set their own.
+    #[serde(default = "default_severity")]
+    pub severity: FindingSeverity,
+    /// Control IDs the policy maps to, like `SOC2:CC6.1` or `ISO27001:A.8.24`.
+    #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
+    pub compliance: Vec<String>,
+    /// What the policy is for, shown with its findings.
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+}
+
+string_enum!(
+    /// A SARIF result level.
+    SarifLevel {
+        None = "none",
+        Note = "note",
+        Warning = "warning",
+        Error = "error",
+    }
+);
+
+string_enum!(
+    /// Day of the week.
+    Weekday {
+        Mon = "Mon",
+        Tue = "Tue",
+        Wed = "Wed",
+        Thu = "Thu",
+        Fri = "Fri",
+        Sat = "Sat",
+        Sun = "Sun",
+    }
+);
+
+string_enum!(
+    /// Where approvals come from.
+    ApprovalSource {
+        Trailers = "trailers",
+    }
+);
+
+/// A checkpoint that changes to the resources it applies to must pass before they are applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GateSpec {
+    /// The resources whose changes pass through this gate.
+    pub applies_to: AppliesTo,
+    /// What a change must meet.
+    pub require: GateRequirements,
+    /// How a named person can let a change through anyway.
+    #[serde(rename = "override")]
+    pub override_: Option<GateOverride>,
+}
+
+/// Requirements of a gate; all that are set must be met.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend(
+    "minProperties" = 1,
+    "errorMessage" = "a gate requires at least one of `violations`, `scans`, `approvals` or `window`"
+))]
+pub struct GateRequirements {
+    /// Most policy findings allowed on the affected resources, by enforcement.
+    pub violations: Option<ViolationLimits>,
+    /// SARIF reports committed in the repository.
+    pub scans: Option<ScanRequirement>,
+    /// Approvals recorded on the merged commit.
+    pub approvals: Option<ApprovalRequirement>,
+    /// When changes may be applied.
+    pub window: Option<ChangeWindow>,
+}
+
+/// Most findings allowed per enforcement level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ViolationLimits {
+    /// Most `deny` findings (default 0).
+    #[serde(default)]
+    pub deny: u32,
+    /// Most `warn` findings; unlimited when unset.
+    pub warn: Option<u32>,
+}
+
+fn default_max_level() -> SarifLevel {
+    SarifLevel::Warning
+}
+
+/// SARIF reports that must be clean enough.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScanRequirement {
+    /// Glob patterns of SARIF files in the repository, like `reports/**/*.sarif`.
+    #[schemars(length(min = 1))]
+    pub paths: Vec<String>,
+    /// Any result above this level fails the gate.
+    #[serde(default = "default_max_level")]
+    pub max_level: SarifLevel,
+}
+
+/// Approvals a change needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApprovalRequirement {
+    /// How many distinct approvers.
+    #[schemars(range(min = 1))]
+    pub count: u32,
+    /// Who may approve (e-mail addresses); anyone when empty.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = "^[^@\\s]+@[^@\\s]+$")))]
+    pub from: Vec<String>,
+    /// Where approvals are read: `trailers` reads `Approved-by:` trailers of the merged commit.
+    #[serde(default = "default_approval_source")]
+    pub source: ApprovalSource,
+}
+
+fn default_approval_source() -> ApprovalSource {
+    ApprovalSource::Trailers
+}
+
+/// Times when changes may be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangeWindow {
+    /// IANA time zone the times are in, like `Europe/Berlin`.
+    pub timezone: String,
+    /// Weekly slots when changes may be applied; any time when empty.
+    #[serde(default)]
+    pub allow: Vec<AllowSlot>,
+    /// Date ranges when no change may be applied (freezes), whatever `allow` says.
+    #[serde(default)]
+    pub deny: Vec<Freeze>,
+}
+
+/// A weekly time slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AllowSlot {
+    /// Days of the week; every day when empty.
+    #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
+    pub days: Vec<Weekday>,
+    /// Start time, `HH:MM`.
+    #[schemars(regex(pattern = patterns::TIME_OF_DAY))]
+    pub from: String,
+    /// End time, `HH:MM`, later than `from`.
+    #[schemars(regex(pattern = patterns::TIME_OF_DAY))]
+    pub to: String,
+}
+
+/// A date range, inclusive, when changes are frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Freeze {
+    /// First day, `YYYY-MM-DD`.
+    #[schemars(regex(pattern = patterns::DATE))]
+    pub from: String,
+    /// Last day, `YYYY-MM-DD`.
+    #[schemars(regex(pattern = patterns::DATE))]
+    pub to: String,
+    /// Why, shown when a change waits.
+    pub reason: Option<String>,
+}
+
+fn default_override_trailer() -> String {
+    "Gate-Override".to_owned()
+}
+
+/// Override of a gate by a commit trailer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GateOverride {
+    /// Trailer that overrides: `<trailer>: <gate name> <reason>`.
+    #[serde(default = "default_override_trailer")]
+    #[schemars(regex(pattern = patterns::TRAILER))]
+    pub trailer: String,
+    /// Commit authors (e-mail) allowed to override.
+    #[schemars(length(min = 1), inner(regex(pattern = "^[^@\\s]+@[^@\\s]+$")))]
+    pub by: Vec<String>,
+    /// Sinks told about every override.
+    #[serde(default)]
+    pub notify: Vec<Name>,
+}
+
+string_enum!(
+    /// The kind of receiver a sink delivers to.
+    SinkType {
+        SplunkHec = "splunk-hec",
+        Sentinel = "sentinel",
+        Syslog = "syslog",
+        Webhook = "webhook",
+        Jira = "jira",
+        ServiceNow = "servicenow",
+        PagerDuty = "pagerduty",
+    }
+);
+
+string_enum!(
+    /// Event types a sink can subscribe to.
+    EventType {
+        CertificateIssued = "certificate.issued",
+        CertificateRenewed = "certificate.renewed",
+        CertificateExpiring = "certificate.expiring",
+        CertificateFailed = "certificate.failed",
+        PolicyViolation = "policy.violation",
+        GateBlocked = "gate.blocked",
+        GateOverride = "gate.override",
+        ReconcileFailed = "reconcile.failed",
+    }
+);
+
+string_enum!(
+    /// Syslog message format.
+    SyslogFormat {
+        Rfc5424 = "rfc5424",
+        Cef = "cef",
+        Leef = "leef",
+    }
+);
+
+fn all_events() -> Vec<EventType> {
+    EventType::ALL.to_vec()
+}
+
+fn default_min_severity() -> FindingSeverity {
+    FindingSeverity::Low
+}
+
+/// A receiver of events (SIEM, syslog, webhook) or tickets (Jira, ServiceNow, PagerDuty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("allOf" = [
+    {"if": {"properties": {"type": {"const": "jira"}}}, "then": {"required": ["jira"], "errorMessage": "a jira sink needs a `jira` block with at least `project`"}},
+    {"if": {"properties": {"type": {"const": "sentinel"}}}, "then": {"required": ["sentinel"], "errorMessage": "a sentinel sink needs a `sentinel` block with `dcrImmutableId` and `stream`"}},
+    {"if": {"required": ["splunk"]}, "then": {"properties": {"type": {"const": "splunk-hec", "errorMessage": "the `splunk` block belongs to sinks of type splunk-hec"}}}},
+    {"if": {"required": ["sentinel"]}, "then": {"properties": {"type": {"const": "sentinel", "errorMessage": "the `sentinel` block belongs to sinks of type sentinel"}}}},
+    {"if": {"required": ["syslog"]}, "then": {"properties": {"type": {"const": "syslog", "errorMessage": "the `syslog` block belongs to sinks of type syslog"}}}},
+    {"if": {"required": ["jira"]}, "then": {"properties": {"type": {"const": "jira", "errorMessage": "the `jira` block belongs to sinks of type jira"}}}},
+    {"if": {"required": ["servicenow"]}, "then": {"properties": {"type": {"const": "servicenow", "errorMessage": "the `servicenow` block belongs to sinks of type servicenow"}}}},
+]))]
+pub struct SinkSpec {
+    /// Receiver type.
+    #[serde(rename = "type")]
+    pub type_: SinkType,
+    /// Name of an endpoint in the host config, which pairs the URL with its credential.
+    pub endpoint: Name,
+    /// Event types delivered; all when unset.
+    #[serde(default = "all_events")]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
+    pub events: Vec<EventType>,
+    /// Least severity delivered.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: FindingSeverity,
+    /// Splunk HTTP Event Collector settings.
+    pub splunk: Option<SplunkSettings>,
+    /// Microsoft Sentinel (Azure Monitor Logs Ingestion) settings.
+    pub sentinel: Option<SentinelSettings>,
+    /// Syslog settings.
+    pub syslog: Option<SyslogSettings>,
+    /// Jira settings.
+    pub jira: Option<JiraSettings>,
+    /// ServiceNow settings.
+    pub servicenow: Option<ServiceNowSettings>,
+}
+
+/// Splunk HEC envelope fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SplunkSettings {
+    /// Index to write to; the token's default index when unset.
+    pub index: Option<String>,
+    /// Sourcetype of events (default `gitward`).
+    pub sourcetype: Option<String>,
+}
+
+/// Azure Monitor Logs Ingestion target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SentinelSettings {
+    /// Immutable ID of the data collection rule, like `dcr-000a00a000a00000a000000aa000a0aa`.
+    #[schemars(regex(pattern = "^dcr-[0-9a-f]{32}$"))]
+    pub dcr_immutable_id: String,
+    /// Stream declared in the rule, like `Custom-GitwardEvents`.
+    #[schemars(regex(pattern = "^(Custom|Microsoft)-[A-Za-z0-9_]+$"))]
+    pub stream: String,
+}
+
+fn default_syslog_format() -> SyslogFormat {
+    SyslogFormat::Rfc5424
+}
+
+/// Syslog output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyslogSettings {
+    /// Message format: RFC 5424 structured data, ArcSight CEF or QRadar LEEF.
+    #[serde(default = "default_syslog_format")]
+    pub format: SyslogFormat,
+}
+
+/// Jira issue fields for tickets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JiraSettings {
+    /// Project key, like `SEC`.
+    #[schemars(regex(pattern = "^[A-Z][A-Z0-9_]{1,9}$"))]
+    pub project: String,
+    /// Issue type name (default `Bug`).
+    pub issue_type: Option<String>,
+    /// Labels added to every ticket.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Further fields sent as they are, like `{priority: {name: High}}`.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// ServiceNow record settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceNowSettings {
+    /// Table records go to (default `incident`).
+    #[schemars(regex(pattern = "^[a-z0-9_]+$"))]
+    pub table: Option<String>,
+    /// Assignment group of new records.
+    pub assignment_group: Option<String>,
+}
+
+/// A resource's spec, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    Issuer(IssuerSpec),
+    Certificate(CertificateSpec),
+    Policy(PolicySpec),
+    Gate(GateSpec),
+    Sink(SinkSpec),
+}
+
+/// A typed, schema-valid resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        match self.spec {
+            Spec::Issuer(_) => Kind::Issuer,
+            Spec::Certificate(_) => Kind::Certificate,
+            Spec::Policy(_) => Kind::Policy,
+            Spec::Gate(_) => Kind::Gate,
+            Spec::Sink(_) => Kind::Sink,
+        }
+    }
+
+    pub fn name(&self) -> &Name {
+        &self.metadata.name
+    }
+}

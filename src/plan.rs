@@ -1,0 +1,510 @@
+//! The plan: what changing the configuration from one catalog to another would do. A pure
+//! function of the two catalogs; the pull-request check and the daemon share it.
+//!
+//! Each resource gets a *change* (how its document changed) and an *action* (what the
+//! daemon does about it). Actions come from the typed specs, not the text: adding a default
+//! explicitly or reordering `dnsNames` changes the document but reissues nothing. Reissuing
+//! an issuer reissues everything it signs, down the chain.
+
+use std::collections::{BTreeSet, HashMap};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Spec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Create,
+    Update,
+    Delete,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Issue a certificate that does not exist yet.
+    Issue,
+    /// Issue again: the spec or the issuer changed.
+    Reissue,
+    /// Stop managing it.
+    Remove,
+    /// Nothing to do.
+    None,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Create => "create",
+            Change::Update => "update",
+            Change::Delete => "delete",
+            Change::None => "none",
+        }
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Issue => "issue",
+            Action::Reissue => "reissue",
+            Action::Remove => "remove",
+            Action::None => "none",
+        }
+    }
+}
+
+/// A field that differs between the base and the head document.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct FieldChange {
+    /// Dotted path, like `spec.dnsNames` or `spec.require.window.allow[0].to`.
+    pub path: String,
+    /// Value in the base; absent when the field was added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// Value in the head; absent when the field was removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// What the plan does to one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ResourcePlan {
+    pub kind: Kind,
+    pub name: String,
+    /// File defining the resource (in the head; in the base for deleted resources).
+    pub file: String,
+    /// Line of the resource's document in that file.
+    pub line: u32,
+    pub change: Change,
+    pub action: Action,
+    /// Why the action is taken.
+    pub reasons: Vec<String>,
+    /// Field-level differences, for updates.
+    pub diff: Vec<FieldChange>,
+}
+
+impl ResourcePlan {
+    /// Whether there is anything to show: a change or an action.
+    pub fn is_notable(&self) -> bool {
+        self.change != Change::None || self.action != Action::None
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+/// Counts of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+    pub issue: usize,
+    pub reissue: usize,
+    pub remove: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct Plan {
+    /// Every resource of the base and the head, sorted by kind and name.
+    pub resources: Vec<ResourcePlan>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for r in &self.resources {
+            match r.change {
+                Change::Create => s.create += 1,
+                Change::Update => s.update += 1,
+                Change::Delete => s.delete += 1,
+                Change::None => s.unchanged += 1,
+            }
+            match r.action {
+                Action::Issue => s.issue += 1,
+                Action::Reissue => s.reissue += 1,
+                Action::Remove => s.remove += 1,
+                Action::None => {}
+            }
+        }
+        s
+    }
+
+    pub fn notable(&self) -> impl Iterator<Item = &ResourcePlan> {
+        self.resources.iter().filter(|r| r.is_notable())
+    }
+}
+
+/// Plans the change from `base` to `head`.
+pub fn plan(base: &Catalog, head: &Catalog) -> Plan {
+    let mut resources: Vec<ResourcePlan> = Vec::new();
+    for after in head.resources() {
+        let before = base.get(after.kind(), after.name());
+        resources.push(match before {
+            None => created(after),
+            Some(before) => compared(before, after),
+        });
+    }
+    for before in base.resources() {
+        if head.get(before.kind(), before.name()).is_none() {
+            resources.push(deleted(before));
+        }
+    }
+    cascade(head, &mut resources);
+    resources.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Plan { resources }
+}
+
+fn entry(loaded: &Loaded, change: Change, action: Action, reasons: Vec<String>) -> ResourcePlan {
+    ResourcePlan {
+        kind: loaded.kind(),
+        name: loaded.name().to_owned(),
+        file: loaded.file.to_string(),
+        line: loaded.pos().line,
+        change,
+        action,
+        reasons,
+        diff: Vec::new(),
+    }
+}
+
+fn created(after: &Loaded) -> ResourcePlan {
+    let (action, reason) = match &after.resource.spec {
+        Spec::Certificate(_) => (Action::Issue, "new certificate"),
+        Spec::Issuer(spec) if spec.is_ca() => (
+            Action::Issue,
+            "new CA: its key and certificate are generated",
+        ),
+        _ => (Action::None, ""),
+    };
+    let reasons = if reason.is_empty() {
+        Vec::new()
+    } else {
+        vec![reason.to_owned()]
+    };
+    entry(after, Change::Create, action, reasons)
+}
+
+fn deleted(before: &Loaded) -> ResourcePlan {
+    let (action, reasons) = match before.kind() {
+        Kind::Certificate => (
+            Action::Remove,
+            vec!["removed from the repository: gitward stops managing it; its files stay unless the target prunes".to_owned()],
+        ),
+        Kind::Issuer => (
+            Action::Remove,
+            vec!["removed from the repository: its key stays in the secret store".to_owned()],
+        ),
+        _ => (Action::None, Vec::new()),
+    };
+    entry(before, Change::Delete, action, reasons)
+}
+
+fn compared(before: &Loaded, after: &Loaded) -> ResourcePlan {
+    let mut diff = Vec::new();
+    diff_values(
+        &mut String::new(),
+        Some(before.json()),
+        Some(after.json()),
+        &mut diff,
+    );
+    if diff.is_empty() {
+        return entry(after, Change::None, Action::None, Vec::new());
+    }
+    let reasons = match (&before.resource.spec, &after.resource.spec) {
+        (Spec::Certificate(b), Spec::Certificate(a)) => certificate_changes(b, a),
+        (Spec::Issuer(b), Spec::Issuer(a)) if a.is_ca() => issuer_changes(b, a),
+        _ => Vec::new(),
+    };
+    let action = if reasons.is_empty() {
+        Action::None
+    } else {
+        Action::Reissue
+    };
+    let mut plan = entry(after, Change::Update, action, reasons);
+    plan.diff = diff;
+    plan
+}
+
+/// Names the fields whose change would show in the issued certificate.
+#[derive(Default)]
+struct Reasons(Vec<String>);
+
+impl Reasons {
+    fn field(&mut self, changed: bool, name: &str) {
+        if changed {
+            self.0.push(format!("{name} changed"));
+        }
+    }
+}
+
+/// Whether two lists differ other than in order.
+fn differ_as_sets<T: Ord>(a: &[T], b: &[T]) -> bool {
+    a.iter().collect::<BTreeSet<_>>() != b.iter().collect::<BTreeSet<_>>()
+}
+
+fn certificate_changes(before: &CertificateSpec, after: &CertificateSpec) -> Vec<String> {
+    let common_name = |s: &CertificateSpec| {
+        s.common_name
+            .clone()
+            .or_else(|| s.dns_names.first().map(|d| d.to_string()))
+    };
+    let mut r = Reasons::default();
+    r.field(before.issuer_ref != after.issuer_ref, "issuerRef");
+    r.field(common_name(before) != common_name(after), "commonName");
+    r.field(before.subject != after.subject, "subject");
+    r.field(
+        differ_as_sets(&before.dns_names, &after.dns_names),
+        "dnsNames",
+    );
+    r.field(
+        differ_as_sets(&before.ip_addresses, &after.ip_addresses),
+        "ipAddresses",
+    );
+    r.field(before.key_algorithm != after.key_algorithm, "keyAlgorithm");
+    r.field(differ_as_sets(&before.usages, &after.usages), "usages");
+    r.field(before.duration != after.duration, "duration");
+    r.0
+}
+
+fn issuer_changes(before: &IssuerSpec, after: &IssuerSpec) -> Vec<String> {
+    let mut r = Reasons::default();
+    match (before.issuer_type(), after.issuer_type()) {
+        (Some(IssuerType::SelfSigned(b)), Some(IssuerType::SelfSigned(a))) => {
+            r.field(b.common_name != a.common_name, "commonName");
+            r.field(b.subject != a.subject, "subject");
+            r.field(b.key_algorithm != a.key_algorithm, "keyAlgorithm");
+            r.field(b.duration != a.duration, "duration");
+        }
+        (Some(IssuerType::Ca(b)), Some(IssuerType::Ca(a))) => {
+            r.field(b.issuer_ref != a.issuer_ref, "issuerRef");
+            r.field(b.common_name != a.common_name, "commonName");
+            r.field(b.subject != a.subject, "subject");
+            r.field(b.key_algorithm != a.key_algorithm, "keyAlgorithm");
+            r.field(b.duration != a.duration, "duration");
+            r.field(b.path_len != a.path_len, "pathLen");
+            r.field(
+                differ_as_sets(&b.permitted_dns_domains, &a.permitted_dns_domains),
+                "permittedDnsDomains",
+            );
+        }
+        _ => r.0.push("issuer type changed".to_owned()),
+    }
+    r.0
+}
+
+/// Everything signed by an issued or reissued CA is reissued too, down the chain.
+fn cascade(head: &Catalog, resources: &mut [ResourcePlan]) {
+    let position: HashMap<(Kind, String), usize> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.kind, r.name.clone()), i))
+        .collect();
+    let mut changed: Vec<String> = resources
+        .iter()
+        .filter(|r| r.kind == Kind::Issuer && matches!(r.action, Action::Issue | Action::Reissue))
+        .map(|r| r.name.clone())
+        .collect();
+    while let Some(issuer) = changed.pop() {
+        for loaded in head.resources() {
+            let parent = match &loaded.resource.spec {
+                Spec::Certificate(spec) => Some(&spec.issuer_ref),
+                Spec::Issuer(spec) => spec.parent(),
+                _ => None,
+            };
+            if parent.is_none_or(|p| p.as_str() != issuer) {
+                continue;
+            }
+            let Some(&i) = position.get(&(loaded.kind(), loaded.name().to_owned())) else {
+                continue;
+            };
+            let dependent = &mut resources[i];
+            if dependent.action == Action::None {
+                dependent.action = Action::Reissue;
+                if dependent.kind == Kind::Issuer {
+                    changed.push(dependent.name.clone());
+                }
+            }
+            if dependent.action == Action::Reissue {
+                dependent
+                    .reasons
+                    .push(format!("its issuer `{issuer}` is reissued"));
+            }
+        }
+    }
+}
+
+fn push_segment(path: &mut String, key: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+    len
+}
+
+/// Field-level differences between two JSON documents. Lists of plain values are compared
+/// whole (shown as added and removed entries); lists of mappings of equal length entry by
+/// entry.
+fn diff_values(
+    path: &mut String,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    out: &mut Vec<FieldChange>,
+) {
+    match (before, after) {
+        (Some(Value::Object(b)), Some(Value::Object(a))) => {
+            let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
+            for key in keys {
+                let len = push_segment(path, key);
+                diff_values(path, b.get(key), a.get(key), out);
+                path.truncate(len);
+            }
+        }
+        (Some(Value::Array(b)), Some(Value::Array(a)))
+            if b.len() == a.len() && a.iter().chain(b).all(Value::is_object) =>
+        {
+            for (i, (x, y)) in b.iter().zip(a).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                diff_values(path, Some(x), Some(y), out);
+                path.truncate(len);
+            }
+        }
+        (b, a) if b != a => out.push(FieldChange {
+            path: path.clone(),
+            before: b.cloned(),
+            after: a.cloned(),
+        }),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::LoadedFile;
+    use crate::model::parse::{Role, parse_file};
+
+    fn catalog(files: &[(&str, &str)]) -> Catalog {
+        let loaded = files
+            .iter()
+            .map(|(path, text)| LoadedFile {
+                path: Arc::from(*path),
+                role: Role::Resources,
+                parsed: Arc::new(parse_file(Role::Resources, text.as_bytes())),
+            })
+            .collect();
+        let catalog = Catalog::assemble(loaded, Vec::new());
+        assert_eq!(catalog.diagnostics, vec![]);
+        catalog
+    }
+
+    const ISSUERS: &str = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: root}\nspec:\n  selfSigned: {commonName: Root}\n---\napiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: issuing}\nspec:\n  ca: {issuerRef: root, commonName: Issuing}\n";
+
+    fn cert(name: &str, extra: &str) -> String {
+        format!(
+            "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}}}\nspec:\n  issuerRef: issuing\n  dnsNames: [a.example.com, b.example.com]\n  target: web\n{extra}"
+        )
+    }
+
+    fn summary_of(plan: &Plan) -> Vec<(String, &'static str, &'static str)> {
+        plan.notable()
+            .map(|r| (r.id(), r.change.as_str(), r.action.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn creates_updates_and_deletes_are_told_apart() {
+        let base = catalog(&[
+            ("issuers.yaml", ISSUERS),
+            ("a.yaml", &cert("a", "")),
+            ("b.yaml", &cert("b", "")),
+            ("c.yaml", &cert("c", "")),
+        ]);
+        let head = catalog(&[
+            ("issuers.yaml", ISSUERS),
+            ("a.yaml", &cert("a", "  duration: 30d\n")),
+            ("b.yaml", &cert("b", "")),
+            ("d.yaml", &cert("d", "")),
+        ]);
+        let plan = plan(&base, &head);
+        assert_eq!(
+            summary_of(&plan),
+            [
+                ("Certificate/a".to_owned(), "update", "reissue"),
+                ("Certificate/c".to_owned(), "delete", "remove"),
+                ("Certificate/d".to_owned(), "create", "issue"),
+            ]
+        );
+        let a = &plan.resources[2];
+        assert_eq!(a.reasons, ["duration changed"]);
+        assert_eq!(
+            a.diff,
+            [FieldChange {
+                path: "spec.duration".into(),
+                before: None,
+                after: Some("30d".into())
+            }]
+        );
+        assert_eq!(plan.summary().unchanged, 3);
+    }
+
+    #[test]
+    fn cosmetic_changes_reissue_nothing() {
+        let base = catalog(&[("issuers.yaml", ISSUERS), ("a.yaml", &cert("a", ""))]);
+        let reordered = cert("a", "  keyAlgorithm: ECDSA-P256\n  renewBefore: 10d\n").replace(
+            "[a.example.com, b.example.com]",
+            "[b.example.com, a.example.com]",
+        );
+        let head = catalog(&[("issuers.yaml", ISSUERS), ("a.yaml", &reordered)]);
+        let plan = plan(&base, &head);
+        assert_eq!(
+            summary_of(&plan),
+            [("Certificate/a".to_owned(), "update", "none")]
+        );
+        let paths: Vec<&str> = plan.resources[2]
+            .diff
+            .iter()
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            ["spec.dnsNames", "spec.keyAlgorithm", "spec.renewBefore"]
+        );
+    }
+
+    #[test]
+    fn reissuing_a_ca_reissues_everything_below_it() {
+        let base = catalog(&[("issuers.yaml", ISSUERS), ("a.yaml", &cert("a", ""))]);
+        let head = catalog(&[
+            (
+                "issuers.yaml",
+                &ISSUERS.replace("commonName: Root", "commonName: Root G2"),
+            ),
+            ("a.yaml", &cert("a", "")),
+        ]);
+        let plan = plan(&base, &head);
+        assert_eq!(
+            summary_of(&plan),
+            [
+                ("Issuer/issuing".to_owned(), "none", "reissue"),
+                ("Issuer/root".to_owned(), "update", "reissue"),
+                ("Certificate/a".to_owned(), "none", "reissue"),
+            ]
+        );
+        assert_eq!(
+            plan.resources[0].reasons,
+            ["its issuer `issuing` is reissued"]
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! The outputs of `plan`: one [`PlanReport`] rendered as text for a terminal, Markdown for a
+//! pull-request comment, JSON for programs (its schema is `schemas/plan.schema.json`), SARIF
+//! for code scanning and JUnit XML for CI test views.
+
+mod junit;
+mod markdown;
+mod sarif;
+mod text;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diag::Diagnostic;
+use crate::git::CommitInfo;
+use crate::plan::{Plan, ResourcePlan, Summary};
+
+/// Version of the JSON report format; it changes only when a field changes meaning or goes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+    Sarif,
+    Junit,
+}
+
+/// Everything `plan` found, in the shape of its JSON output.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    /// Version of this format.
+    pub format_version: u32,
+    /// The commit the change starts from.
+    pub base: CommitInfo,
+    /// The commit the change leads to.
+    pub head: CommitInfo,
+    /// Whether the head is a valid configuration; when false nothing would be applied.
+    pub valid: bool,
+    pub summary: Summary,
+    /// Resources with a change or an action, sorted by kind and name.
+    pub resources: Vec<ResourcePlan>,
+    /// Problems in the head, sorted by file, line and column.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PlanReport {
+    pub fn new(
+        base: CommitInfo,
+        head: CommitInfo,
+        plan: &Plan,
+        diagnostics: Vec<Diagnostic>,
+    ) -> PlanReport {
+        PlanReport {
+            format_version: FORMAT_VERSION,
+            valid: !diagnostics.iter().any(Diagnostic::is_error),
+            summary: plan.summary(),
+            resources: plan.notable().cloned().collect(),
+            base,
+            head,
+            diagnostics,
+        }
+    }
+
+    /// The exit code of `plan`: 0 would apply, 2 invalid head.
+    pub fn exit_code(&self) -> u8 {
+        if self.valid { 0 } else { 2 }
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => text::render(self),
+            Format::Markdown => markdown::render(self),
+            Format::Json => pretty(&serde_json::to_value(self).unwrap_or_default()),
+            Format::Sarif => pretty(&sarif::render(self)),
+            Format::Junit => junit::render(self),
+        }
+    }
+}
+
+/// The JSON Schema of the JSON report.
+pub fn plan_report_schema() -> Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(PlanReport)).unwrap_or_default();
+    if let Value::Object(map) = &mut schema {
+        map.insert(
+            "$id".into(),
+            "https://gitward.dev/schemas/plan.schema.json".into(),
+        );
+    }
+    schema
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// A JSON value as a person reads it: strings bare, everything else as compact JSON.
+pub(crate) fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A field change in one line: `90d → 60d`, `+ b.example.com, - a.example.com`, `(unset) → 30d`.
+pub(crate) fn describe_change(before: Option<&Value>, after: Option<&Value>) -> String {
+    match (before, after) {
+        (Some(Value::Array(b)), Some(Value::Array(a)))
+            if a.iter().chain(b).all(|v| !v.is_object() && !v.is_array()) =>
+        {
+            let added = a
+                .iter()
+                .filter(|v| !b.contains(v))
+                .map(|v| format!("+ {}", show(v)));
+            let removed = b
+                .iter()
+                .filter(|v| !a.contains(v))
+                .map(|v| format!("- {}", show(v)));
+            let parts: Vec<String> = added.chain(removed).collect();
+            if parts.is_empty() {
+                format!("reordered: {}", show(&Value::Array(a.clone())))
+            } else {
+                parts.join(", ")
+            }
+        }
+        (b, a) => format!(
+            "{} → {}",
+            b.map_or_else(|| "(unset)".to_owned(), show),
+            a.map_or_else(|| "(unset)".to_owned(), show)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn changes_read_naturally() {
+        assert_eq!(
+            describe_change(Some(&json!("90d")), Some(&json!("60d"))),
+            "90d → 60d"
+        );
+        assert_eq!(describe_change(None, Some(&json!(30))), "(unset) → 30");
+        assert_eq!(
+            describe_change(Some(&json!(["a", "b"])), Some(&json!(["b", "c"]))),
+            "+ c, - a"
+        );
+        assert_eq!(
+            describe_change(Some(&json!(["a", "b"])), Some(&json!(["b", "a"]))),
+            "reordered: [\"b\",\"a\"]"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! The plan as SARIF 2.1.0, for GitHub code scanning and other SARIF viewers: problems in the
+//! head are errors and warnings, planned changes are notes, each at the line of its YAML.
+
+use serde_json::{Value, json};
+
+use super::PlanReport;
+use crate::diag::Severity;
+use crate::plan::{Action, Change, ResourcePlan};
+
+const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+const INFORMATION_URI: &str = "https://github.com/gitward/gitward";
+
+struct Rule {
+    id: &'static str,
+    name: &'static str,
+    description: &'static str,
+    level: &'static str,
+}
+
+const RULES: &[Rule] = &[
+    Rule {
+        id: "gitward/invalid",
+        name: "InvalidConfiguration",
+        description: "The configuration is not valid; nothing from this commit would be applied.",
+        level: "error",
+    },
+    Rule {
+        id: "gitward/warning",
+        name: "ConfigurationWarning",
+        description: "Something in the configuration is probably not what was meant.",
+        level: "warning",
+    },
+    Rule {
+        id: "gitward/plan/issue",
+        name: "WillIssue",
+        description: "A certificate or CA will be issued.",
+        level: "note",
+    },
+    Rule {
+        id: "gitward/plan/reissue",
+        name: "WillReissue",
+        description: "A certificate or CA will be issued again.",
+        level: "note",
+    },
+    Rule {
+        id: "gitward/plan/remove",
+        name: "WillRemove",
+        description: "gitward will stop managing a resource.",
+        level: "note",
+    },
+    Rule {
+        id: "gitward/plan/change",
+        name: "WillChange",
+        description: "A resource changes without anything being issued.",
+        level: "note",
+    },
+];
+
+fn rule_index(id: &str) -> usize {
+    RULES.iter().position(|r| r.id == id).unwrap_or(0)
+}
+
+fn location(file: &str, line: u32, column: u32) -> Value {
+    json!({
+        "physicalLocation": {
+            "artifactLocation": {"uri": file, "uriBaseId": "%SRCROOT%"},
+            "region": {"startLine": line.max(1), "startColumn": column.max(1)},
+        }
+    })
+}
+
+fn change_result(r: &ResourcePlan) -> Value {
+    let rule = match r.action {
+        Action::Issue => "gitward/plan/issue",
+        Action::Reissue => "gitward/plan/reissue",
+        Action::Remove => "gitward/plan/remove",
+        Action::None => "gitward/plan/change",
+    };
+    let mut message = format!("{}: {} ({})", r.id(), r.action.as_str(), r.change.as_str());
+    if !r.reasons.is_empty() {
+        message.push_str(&format!(": {}", r.reasons.join("; ")));
+    }
+    let mut result = json!({
+        "ruleId": rule,
+        "ruleIndex": rule_index(rule),
+        "level": "note",
+        "message": {"text": message},
+        "partialFingerprints": {"gitwardResource/v1": r.id()},
+        "properties": {"kind": r.kind, "name": r.name, "change": r.change, "action": r.action},
+    });
+    // A deleted resource's file may not exist in the head: no location to annotate.
+    if r.change != Change::Delete {
+        result["locations"] = json!([location(&r.file, r.line, 1)]);
+    }
+    result
+}
+
+pub fn render(report: &PlanReport) -> Value {
+    let mut results: Vec<Value> = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let (rule, level) = match d.severity {
+                Severity::Error => ("gitward/invalid", "error"),
+                Severity::Warning => ("gitward/warning", "warning"),
+            };
+            json!({
+                "ruleId": rule,
+                "ruleIndex": rule_index(rule),
+                "level": level,
+                "message": {"text": d.message},
+                "locations": [location(&d.file, d.line, d.column)],
+            })
+        })
+        .collect();
+    results.extend(report.resources.iter().map(change_result));
+    let rules: Vec<Value> = RULES
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.name,
+                "shortDescription": {"text": r.description},
+                "defaultConfiguration": {"level": r.level},
+                "helpUri": INFORMATION_URI,
+            })
+        })
+        .collect();
+    json!({
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "gitward",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": INFORMATION_URI,
+                "rules": rules,
+            }},
+            "automationDetails": {"id": format!("gitward/plan/{}", report.head.sha)},
+            "invocations": [{"executionSuccessful": true}],
+            "results": results,
+        }],
+    })
+}
