@@ -461,8 +461,15 @@ mod tests {
 
     #[test]
     fn cosmetic_changes_reissue_nothing() {
-        let base = catalog(&[("issuers.yaml", ISSUERS), ("a.yaml", &cert("a", ""))]);
-        let reordered = cert("a", "  keyAlgorithm: ECDSA-P256\n  renewBefore: 10d\n").replace(
+        let base = catalog(&[
+            ("issuers.yaml", ISSUERS),
+            ("a.yaml", &cert("a", "  commonName: a.example.com\n")),
+        ]);
+        let reordered = cert(
+            "a",
+            "  commonName: a.example.com\n  keyAlgorithm: ECDSA-P256\n  renewBefore: 10d\n",
+        )
+        .replace(
             "[a.example.com, b.example.com]",
             "[b.example.com, a.example.com]",
         );
@@ -502,8 +509,9 @@ mod tests {
                 ("Certificate/a".to_owned(), "none", "reissue"),
             ]
         );
+        assert_eq!(plan.resources[0].reasons, ["its issuer `root` is reissued"]);
         assert_eq!(
-            plan.resources[0].reasons,
+            plan.resources[2].reasons,
             ["its issuer `issuing` is reissued"]
         );
     }
