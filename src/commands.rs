@@ -101,10 +101,14 @@ fn validate_text(catalog: &Catalog, counts: &[(Kind, usize)]) -> String {
     if errors > 0 {
         let mut files: Vec<&str> = catalog.errors().map(|d| d.file.as_str()).collect();
         files.dedup();
+        let warned = if warnings > 0 {
+            format!(" and {}", plural(warnings, "warning"))
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
-            "invalid: {}, {} in {}\n",
+            "invalid: {}{warned} in {}\n",
             plural(errors, "error"),
-            plural(warnings, "warning"),
             plural(files.len(), "file")
         ));
     } else {

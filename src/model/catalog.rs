@@ -316,11 +316,15 @@ fn check_issuer(
         if let Some(limit) = ancestor.path_len()
             && depth > usize::from(limit)
         {
+            let allowed = match limit {
+                0 => "signs end-entity certificates only, not CAs".to_owned(),
+                n => format!(
+                    "allows {n} level(s) of CAs below it, and this one would be level {depth}"
+                ),
+            };
             out.push(loaded.error(
                 &at,
-                format!(
-                    "Issuer `{name}` (pathLen {limit}) allows {limit} CA level(s) below it; this CA would be level {depth}"
-                ),
+                format!("Issuer `{name}` has pathLen {limit}: it {allowed}"),
             ));
         }
     }
@@ -445,7 +449,7 @@ mod tests {
             [
                 "more.yaml:5:8: issuer cycle: a → b → a",
                 "more.yaml:11:8: issuer cycle: b → a → b",
-                "more.yaml:17:8: Issuer `issuing` (pathLen 0) allows 0 CA level(s) below it; this CA would be level 1",
+                "more.yaml:17:8: Issuer `issuing` has pathLen 0: it signs end-entity certificates only, not CAs",
             ]
         );
     }

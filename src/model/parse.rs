@@ -321,3 +321,51 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use crate::scaffold;
+
+    /// A deterministic xorshift generator: the same mutations on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn no_mutation_of_the_example_files_makes_the_parser_panic() {
+        let samples: Vec<&[u8]> = scaffold::files(&scaffold::EXAMPLE_REPO)
+            .into_iter()
+            .filter(|(path, _)| path.ends_with(".yaml"))
+            .map(|(_, bytes)| bytes)
+            .collect();
+        let alphabet = b"-:[]{}&*!|>'\"#%@`,? \n\t\0\xff0aZ.";
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for round in 0..4000 {
+            let mut bytes = samples[round % samples.len()].to_vec();
+            for _ in 0..=(rng.next() % 8) {
+                let at = (rng.next() as usize) % (bytes.len() + 1);
+                let byte = alphabet[(rng.next() as usize) % alphabet.len()];
+                match rng.next() % 3 {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            let parsed = parse_file(Role::Resources, &bytes);
+            // Whatever the bytes, the outcome is either resources or located problems.
+            for problem in parsed.all_problems() {
+                assert!(problem.pos.line >= 1 && problem.pos.col >= 1);
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! resource, so `schemas/*.schema.json` and the loader accept the same documents by
 //! construction; a test keeps the checked-in files equal to what the types generate.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use super::types::{CertificateSpec, GateSpec, IssuerSpec, Kind, Metadata, PolicySpec, SinkSpec};
 use super::values::pattern_hint;
 use super::yaml::{Node, NodeValue};
-use crate::diag::{Pos, Problem, did_you_mean};
+use crate::diag::{Pos, Problem, closest, did_you_mean};
 
 pub const API_VERSION: &str = "gitward/v1";
 const SCHEMA_BASE: &str = "https://gitward.dev/schemas/";
@@ -122,10 +123,22 @@ fn compiled(kind: Kind) -> &'static Compiled {
 /// line of the field it concerns.
 pub fn check(kind: Kind, doc: &Node, json: &Value) -> Vec<Problem> {
     let compiled = compiled(kind);
-    let mut problems: Vec<Problem> = compiled
-        .validator
-        .iter_errors(json)
-        .flat_map(|error| describe(&error, &compiled.schema, doc))
+    let errors: Vec<ValidationError<'_>> = compiled.validator.iter_errors(json).collect();
+    // A misspelt field also shows as the missing field it was meant to be: report the
+    // misspelling only.
+    let misspelt: HashSet<(String, String)> = errors
+        .iter()
+        .flat_map(|e| misspellings(e, &compiled.schema))
+        .collect();
+    let mut problems: Vec<Problem> = errors
+        .iter()
+        .filter(|e| match e.kind() {
+            ValidationErrorKind::Required { property } => {
+                !misspelt.contains(&(e.instance_path().as_str().to_owned(), short(property)))
+            }
+            _ => true,
+        })
+        .flat_map(|error| describe(error, &compiled.schema, doc))
         .collect();
     problems.sort_by(|a, b| (a.pos, &a.message).cmp(&(b.pos, &b.message)));
     problems.dedup();
@@ -209,12 +222,38 @@ fn schema_at<'a>(schema: &'a Value, segments: &[String]) -> Option<&'a Value> {
         })
 }
 
+/// The properties an object's schema declares, for "did you mean" hints.
+fn known_properties<'a>(owner: Option<&'a Value>) -> Vec<&'a str> {
+    owner
+        .and_then(|o| o.get("properties"))
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn owner_of<'a>(error: &ValidationError<'_>, schema: &'a Value) -> Option<&'a Value> {
+    let keyword_path = pointer_segments(error.schema_path().as_str());
+    keyword_path
+        .split_last()
+        .and_then(|(_, parent)| schema_at(schema, parent))
+}
+
+/// (object path, field meant) for each unknown field close to a known one.
+fn misspellings(error: &ValidationError<'_>, schema: &Value) -> Vec<(String, String)> {
+    let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() else {
+        return Vec::new();
+    };
+    let known = known_properties(owner_of(error, schema));
+    unexpected
+        .iter()
+        .filter_map(|key| closest(key, known.iter().copied()))
+        .map(|meant| (error.instance_path().as_str().to_owned(), meant.to_owned()))
+        .collect()
+}
+
 fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Problem> {
     let instance = pointer_segments(error.instance_path().as_str());
-    let keyword_path = pointer_segments(error.schema_path().as_str());
-    let owner = keyword_path
-        .split_last()
-        .and_then(|(_, parent)| schema_at(schema, parent));
+    let owner = owner_of(error, schema);
     let field = field_name(doc, &instance);
     let pos = doc.locate(instance.iter().map(String::as_str));
     let at = |pos: Pos, message: String| vec![Problem::error(pos, message)];
@@ -223,16 +262,24 @@ fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Prob
         .and_then(|o| o.get("errorMessage"))
         .and_then(Value::as_str)
     {
+        // `errorField` names the sibling field the message is about, when that is where a
+        // reader should look.
+        let pos = match owner
+            .and_then(|o| o.get("errorField"))
+            .and_then(Value::as_str)
+        {
+            Some(sibling) => {
+                let parent = &instance[..instance.len().saturating_sub(1)];
+                doc.locate(parent.iter().map(String::as_str).chain([sibling]))
+            }
+            None => pos,
+        };
         return at(pos, message.to_owned());
     }
     let value = error.instance();
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let known: Vec<&str> = owner
-                .and_then(|o| o.get("properties"))
-                .and_then(Value::as_object)
-                .map(|p| p.keys().map(String::as_str).collect())
-                .unwrap_or_default();
+            let known = known_properties(owner);
             unexpected
                 .iter()
                 .map(|key| {
@@ -446,7 +493,7 @@ mod tests {
         let text = "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: s}\nspec:\n  type: webhook\n  endpoint: hook\n  jira: {project: SEC}\n";
         assert_eq!(
             problems(Kind::Sink, text),
-            ["5:3: the `jira` block belongs to sinks of type jira"]
+            ["7:3: the `jira` block belongs to sinks of type jira"]
         );
     }
 }

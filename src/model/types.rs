@@ -660,11 +660,11 @@ fn default_min_severity() -> FindingSeverity {
 #[schemars(extend("allOf" = [
     {"if": {"properties": {"type": {"const": "jira"}}}, "then": {"required": ["jira"], "errorMessage": "a jira sink needs a `jira` block with at least `project`"}},
     {"if": {"properties": {"type": {"const": "sentinel"}}}, "then": {"required": ["sentinel"], "errorMessage": "a sentinel sink needs a `sentinel` block with `dcrImmutableId` and `stream`"}},
-    {"if": {"required": ["splunk"]}, "then": {"properties": {"type": {"const": "splunk-hec", "errorMessage": "the `splunk` block belongs to sinks of type splunk-hec"}}}},
-    {"if": {"required": ["sentinel"]}, "then": {"properties": {"type": {"const": "sentinel", "errorMessage": "the `sentinel` block belongs to sinks of type sentinel"}}}},
-    {"if": {"required": ["syslog"]}, "then": {"properties": {"type": {"const": "syslog", "errorMessage": "the `syslog` block belongs to sinks of type syslog"}}}},
-    {"if": {"required": ["jira"]}, "then": {"properties": {"type": {"const": "jira", "errorMessage": "the `jira` block belongs to sinks of type jira"}}}},
-    {"if": {"required": ["servicenow"]}, "then": {"properties": {"type": {"const": "servicenow", "errorMessage": "the `servicenow` block belongs to sinks of type servicenow"}}}},
+    {"if": {"required": ["splunk"]}, "then": {"properties": {"type": {"const": "splunk-hec", "errorField": "splunk", "errorMessage": "the `splunk` block belongs to sinks of type splunk-hec"}}}},
+    {"if": {"required": ["sentinel"]}, "then": {"properties": {"type": {"const": "sentinel", "errorField": "sentinel", "errorMessage": "the `sentinel` block belongs to sinks of type sentinel"}}}},
+    {"if": {"required": ["syslog"]}, "then": {"properties": {"type": {"const": "syslog", "errorField": "syslog", "errorMessage": "the `syslog` block belongs to sinks of type syslog"}}}},
+    {"if": {"required": ["jira"]}, "then": {"properties": {"type": {"const": "jira", "errorField": "jira", "errorMessage": "the `jira` block belongs to sinks of type jira"}}}},
+    {"if": {"required": ["servicenow"]}, "then": {"properties": {"type": {"const": "servicenow", "errorField": "servicenow", "errorMessage": "the `servicenow` block belongs to sinks of type servicenow"}}}},
 ]))]
 pub struct SinkSpec {
     /// Receiver type.

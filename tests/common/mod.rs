@@ -1,0 +1,157 @@
+//! Test harness: a fresh Git repository per test, driven with the `git` CLI as a user would,
+//! and the `gitward` binary run in it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn gitward_in(dir: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_gitward"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the gitward binary runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The repository's own directory, for fixtures and the example repository.
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct TestRepo {
+    dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    /// An empty repository on branch `main`.
+    pub fn new() -> TestRepo {
+        let repo = TestRepo {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    /// A repository whose `main` holds a copy of `example-repo/`.
+    pub fn with_example() -> TestRepo {
+        let repo = TestRepo::new();
+        repo.copy_tree(&project_dir().join("example-repo"));
+        repo.commit("Example configuration");
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Test User",
+                "-c",
+                "user.email=test@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) -> &TestRepo {
+        let target = self.path().join(path);
+        std::fs::create_dir_all(target.parent().expect("a parent directory")).expect("mkdir");
+        std::fs::write(target, contents).expect("write");
+        self
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.path().join(path)).expect("read")
+    }
+
+    /// Replaces text in a file, failing when the text is not there.
+    pub fn edit(&self, path: &str, from: &str, to: &str) -> &TestRepo {
+        let text = self.read(path);
+        assert!(text.contains(from), "{path} does not contain {from:?}");
+        self.write(path, text.replace(from, to))
+    }
+
+    pub fn remove(&self, path: &str) -> &TestRepo {
+        std::fs::remove_file(self.path().join(path)).expect("remove");
+        self
+    }
+
+    pub fn copy_tree(&self, from: &Path) {
+        copy_dir(from, self.path());
+    }
+
+    /// Commits everything and returns the commit's sha.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn gitward(&self, args: &[&str]) -> Run {
+        gitward_in(self.path(), args)
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Runs an external program that the test script installs, failing clearly when it is missing.
+pub fn tool(program: &str, args: &[&str], dir: &Path) -> Run {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); scripts/test.sh installs it"));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
