@@ -223,7 +223,7 @@ fn schema_at<'a>(schema: &'a Value, segments: &[String]) -> Option<&'a Value> {
 }
 
 /// The properties an object's schema declares, for "did you mean" hints.
-fn known_properties<'a>(owner: Option<&'a Value>) -> Vec<&'a str> {
+fn known_properties(owner: Option<&Value>) -> Vec<&str> {
     owner
         .and_then(|o| o.get("properties"))
         .and_then(Value::as_object)
