@@ -256,6 +256,10 @@ fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Prob
     let owner = owner_of(error, schema);
     let field = field_name(doc, &instance);
     let pos = doc.locate(instance.iter().map(String::as_str));
+    // Errors about a value point at the value; errors about a mapping's fields at its key.
+    let value_pos = doc
+        .at(instance.iter().map(String::as_str))
+        .map_or(pos, |n| n.pos);
     let at = |pos: Pos, message: String| vec![Problem::error(pos, message)];
 
     if let Some(message) = owner
@@ -318,7 +322,7 @@ fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Prob
                     .join(" or "),
             };
             at(
-                pos,
+                value_pos,
                 format!(
                     "{field} must be {expected}, not {}",
                     json_type_phrase(value)
@@ -331,7 +335,7 @@ fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Prob
                 .map(|a| a.iter().map(short).collect())
                 .unwrap_or_default();
             at(
-                pos,
+                value_pos,
                 format!(
                     "{field}: `{}` is not one of {}{}",
                     short(value),
@@ -352,12 +356,12 @@ fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Prob
             let hint = pattern_hint(pattern)
                 .map_or_else(|| format!("it must match {pattern}"), str::to_owned);
             at(
-                pos,
+                value_pos,
                 format!("{field}: `{}` is not valid: {hint}", short(value)),
             )
         }
         ValidationErrorKind::MinLength { limit: 1 } => {
-            at(pos, format!("{field} must not be empty"))
+            at(value_pos, format!("{field} must not be empty"))
         }
         ValidationErrorKind::MinLength { limit } => at(
             pos,
@@ -367,18 +371,20 @@ fn describe(error: &ValidationError<'_>, schema: &Value, doc: &Node) -> Vec<Prob
             pos,
             format!("{field} must be at most {limit} characters long"),
         ),
-        ValidationErrorKind::MinItems { limit: 1 } => at(pos, format!("{field} must not be empty")),
+        ValidationErrorKind::MinItems { limit: 1 } => {
+            at(value_pos, format!("{field} must not be empty"))
+        }
         ValidationErrorKind::MinItems { limit } => {
-            at(pos, format!("{field} needs at least {limit} entries"))
+            at(value_pos, format!("{field} needs at least {limit} entries"))
         }
         ValidationErrorKind::MaxItems { limit } => {
-            at(pos, format!("{field} takes at most {limit} entries"))
+            at(value_pos, format!("{field} takes at most {limit} entries"))
         }
         ValidationErrorKind::Minimum { limit } => {
-            at(pos, format!("{field} must be at least {limit}"))
+            at(value_pos, format!("{field} must be at least {limit}"))
         }
         ValidationErrorKind::Maximum { limit } => {
-            at(pos, format!("{field} must be at most {limit}"))
+            at(value_pos, format!("{field} must be at most {limit}"))
         }
         ValidationErrorKind::UniqueItems => {
             let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -460,9 +466,9 @@ mod tests {
         assert_eq!(
             problems(Kind::Certificate, &text),
             [
-                "4:3: metadata.name: `Api_1` is not valid: a name is lowercase letters, digits and '-', starting and ending with a letter or digit",
-                "9:3: spec.keyAlgorithm: `ECDSA-P521` is not one of ECDSA-P256, ECDSA-P384, Ed25519, RSA-2048, RSA-3072, RSA-4096; did you mean `ECDSA-P256`?",
-                "10:3: spec.duration: `3w` is not valid: a duration is like 90d, 12h, 30m, 45s or 1d12h, and not zero",
+                "4:9: metadata.name: `Api_1` is not valid: a name is lowercase letters, digits and '-', starting and ending with a letter or digit",
+                "9:17: spec.keyAlgorithm: `ECDSA-P521` is not one of ECDSA-P256, ECDSA-P384, Ed25519, RSA-2048, RSA-3072, RSA-4096; did you mean `ECDSA-P256`?",
+                "10:13: spec.duration: `3w` is not valid: a duration is like 90d, 12h, 30m, 45s or 1d12h, and not zero",
             ]
         );
     }

@@ -1,0 +1,373 @@
+//! `gitward plan` against real repositories: what each kind of change plans, and every
+//! output format checked against its published schema.
+
+mod common;
+
+use common::{TestRepo, project_dir, tool};
+use serde_json::Value;
+
+/// The example on `main`, and a branch `change` with a typical pull request on it.
+fn repo_with_change() -> TestRepo {
+    let repo = TestRepo::with_example();
+    repo.git(&["checkout", "-q", "-b", "change"]);
+    repo.edit(
+        "certificates/prod/api.yaml",
+        "    - api.internal.example.com\n",
+        "    - api.internal.example.com\n    - api-v2.example.com\n",
+    );
+    repo.edit(
+        "certificates/prod/shop.yaml",
+        "owner: storefront",
+        "owner: checkout",
+    );
+    repo.remove("certificates/staging/shop.yaml");
+    repo.write(
+        "certificates/prod/status.yaml",
+        "apiVersion: gitward/v1\nkind: Certificate\nmetadata:\n  name: status-example-com\n  labels: {env: prod, owner: sre}\nspec:\n  issuerRef: example-issuing\n  dnsNames: [status.example.com]\n  target: web-tls\n",
+    );
+    repo.edit(
+        "sinks/tickets.yaml",
+        "minSeverity: critical",
+        "minSeverity: high",
+    );
+    repo.commit("A change");
+    repo
+}
+
+#[test]
+fn a_change_lists_each_resource_with_its_change_action_and_fields() {
+    let repo = repo_with_change();
+    let run = repo
+        .gitward(&["plan", "--base", "main", "--head", "change"])
+        .expect(0);
+    let body: Vec<&str> = run.stdout.lines().skip(2).collect();
+    assert_eq!(
+        body,
+        [
+            "  ~ Certificate/api-example-com     reissue  certificates/prod/api.yaml:1",
+            "        spec.dnsNames: + api-v2.example.com",
+            "        why: dnsNames changed",
+            "  ~ Certificate/shop-example-com    none     certificates/prod/shop.yaml:2",
+            "        metadata.labels.owner: storefront → checkout",
+            "  - Certificate/shop-staging        remove   certificates/staging/shop.yaml:1",
+            "        why: removed from the repository: gitward stops managing it; its files stay unless the target prunes",
+            "  + Certificate/status-example-com  issue    certificates/prod/status.yaml:1",
+            "        why: new certificate",
+            "  ~ Sink/pagerduty-oncall           none     sinks/tickets.yaml:32",
+            "        spec.minSeverity: critical → high",
+            "",
+            "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 21 unchanged.",
+        ]
+    );
+}
+
+#[test]
+fn reissuing_a_ca_reissues_the_chain_below_it() {
+    let repo = TestRepo::with_example();
+    repo.edit(
+        "issuers/issuing-ca.yaml",
+        "duration: 730d",
+        "duration: 365d",
+    );
+    repo.commit("Shorter staging CA");
+    let run = repo
+        .gitward(&[
+            "plan", "--base", "HEAD~1", "--head", "HEAD", "--format", "json",
+        ])
+        .expect(0);
+    let report: Value = serde_json::from_str(&run.stdout).expect("json");
+    let actions: Vec<(String, String, String)> = report["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| {
+            (
+                format!(
+                    "{}/{}",
+                    r["kind"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or("")
+                ),
+                r["change"].as_str().unwrap_or("").to_owned(),
+                r["action"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("Issuer/example-staging", "update", "reissue"),
+        ("Certificate/api-staging", "none", "reissue"),
+        ("Certificate/ingest-staging", "none", "reissue"),
+        ("Certificate/preview-wildcard", "none", "reissue"),
+        ("Certificate/shop-staging", "none", "reissue"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(actions, expected);
+    assert_eq!(
+        report["resources"][1]["reasons"][0],
+        "its issuer `example-staging` is reissued"
+    );
+    assert_eq!(report["summary"]["reissue"], 5);
+}
+
+#[test]
+fn moving_a_resource_to_another_file_changes_nothing() {
+    let repo = TestRepo::with_example();
+    repo.git(&[
+        "mv",
+        "certificates/staging/api.yaml",
+        "certificates/staging/api-gateway.yaml",
+    ]);
+    repo.commit("Rename");
+    let run = repo
+        .gitward(&["plan", "--base", "HEAD~1", "--head", "HEAD"])
+        .expect(0);
+    assert!(run.stdout.contains("  No changes.\n"), "{}", run.stdout);
+}
+
+#[test]
+fn an_invalid_head_exits_2_and_reports_its_errors_in_every_format() {
+    let repo = TestRepo::with_example();
+    repo.edit(
+        "certificates/prod/api.yaml",
+        "issuerRef: example-issuing",
+        "issuerRef: example-isuing",
+    );
+    repo.commit("Typo");
+    let error = "certificates/prod/api.yaml:10:3: unknown Issuer `example-isuing`; did you mean `example-issuing`?";
+    let text = repo
+        .gitward(&["plan", "--base", "HEAD~1", "--head", "HEAD"])
+        .expect(2);
+    assert!(text.stdout.contains(error), "{}", text.stdout);
+    for format in ["markdown", "json", "sarif", "junit"] {
+        let run = repo
+            .gitward(&[
+                "plan", "--base", "HEAD~1", "--head", "HEAD", "--format", format,
+            ])
+            .expect(2);
+        assert_eq!(run.stderr, format!("{error}\n"), "{format}");
+        assert!(
+            run.stdout.contains("example-isuing"),
+            "{format}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn revisions_that_do_not_exist_are_usage_errors() {
+    let repo = TestRepo::with_example();
+    let run = repo
+        .gitward(&["plan", "--base", "main", "--head", "no-such-branch"])
+        .expect(2);
+    assert!(
+        run.stderr
+            .starts_with("error: revision `no-such-branch` not found"),
+        "{}",
+        run.stderr
+    );
+    let outside = tempfile::tempdir().expect("tempdir");
+    let run = common::gitward_in(outside.path(), &["plan", "--base", "a", "--head", "b"]).expect(2);
+    assert!(
+        run.stderr.contains("not a Git repository"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_json_report_follows_its_published_schema() {
+    let repo = repo_with_change();
+    let run = repo
+        .gitward(&[
+            "plan", "--base", "main", "--head", "change", "--format", "json",
+        ])
+        .expect(0);
+    let report: Value = serde_json::from_str(&run.stdout).expect("json");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(project_dir().join("schemas/plan.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(report["formatVersion"], 1);
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["head"]["summary"], "A change");
+    assert_eq!(
+        report["resources"][0]["diff"],
+        serde_json::json!([{"path": "spec.dnsNames", "before": ["api.example.com", "api.internal.example.com"], "after": ["api.example.com", "api.internal.example.com", "api-v2.example.com"]}])
+    );
+}
+
+#[test]
+fn sarif_output_is_valid_and_points_at_the_yaml_lines() {
+    let repo = repo_with_change();
+    repo.edit(
+        "certificates/prod/www.yaml",
+        "duration: 90d",
+        "duration: 90d\n  dnsName: oops",
+    );
+    repo.commit("Mistake");
+    let run = repo
+        .gitward(&[
+            "plan",
+            "--base",
+            "main",
+            "--head",
+            "change",
+            "--format",
+            "sarif",
+            "-o",
+            "plan.sarif",
+        ])
+        .expect(2);
+    assert_eq!(run.stdout, "");
+    let sarif: Value = serde_json::from_str(&repo.read("plan.sarif")).expect("json");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(project_dir().join("tests/fixtures/sarif-schema-2.1.0.json"))
+            .expect("schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::validator_for(&schema).expect("SARIF schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&sarif)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let run0 = &sarif["runs"][0];
+    let rules: Vec<&str> = run0["tool"]["driver"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    let results = run0["results"].as_array().expect("results");
+    let located: Vec<(String, String, u64)> = results
+        .iter()
+        .filter(|r| r.get("locations").is_some())
+        .map(|r| {
+            let loc = &r["locations"][0]["physicalLocation"];
+            assert!(rules.contains(&r["ruleId"].as_str().unwrap_or("")));
+            (
+                r["level"].as_str().unwrap_or("").to_owned(),
+                loc["artifactLocation"]["uri"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                loc["region"]["startLine"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(
+        located.contains(&(
+            "error".to_owned(),
+            "certificates/prod/www.yaml".to_owned(),
+            17
+        )),
+        "{located:?}"
+    );
+    assert!(
+        located.contains(&(
+            "note".to_owned(),
+            "certificates/prod/api.yaml".to_owned(),
+            1
+        )),
+        "{located:?}"
+    );
+    assert!(
+        located.contains(&(
+            "note".to_owned(),
+            "certificates/prod/status.yaml".to_owned(),
+            1
+        )),
+        "{located:?}"
+    );
+}
+
+#[test]
+fn junit_output_validates_against_the_strict_and_the_lenient_schema() {
+    let repo = repo_with_change();
+    repo.gitward(&[
+        "plan", "--base", "main", "--head", "change", "--format", "junit", "-o", "ok.xml",
+    ])
+    .expect(0);
+    repo.edit(
+        "certificates/prod/www.yaml",
+        "duration: 90d",
+        "duration: 90",
+    );
+    repo.commit("Mistake");
+    repo.gitward(&[
+        "plan", "--base", "main", "--head", "change", "--format", "junit", "-o", "bad.xml",
+    ])
+    .expect(2);
+    assert!(repo.read("bad.xml").contains("<failure message=\"1 error(s)\" type=\"invalid\">certificates/prod/www.yaml:16:13: spec.duration must be a string, not an integer"));
+    for xsd in ["windyroad.JUnit.xsd", "jenkins-xunit.junit-10.xsd"] {
+        let schema = project_dir().join("tests/fixtures").join(xsd);
+        for file in ["ok.xml", "bad.xml"] {
+            let run = tool(
+                "xmllint",
+                &["--noout", "--schema", &schema.to_string_lossy(), file],
+                repo.path(),
+            );
+            assert_eq!(run.code, 0, "{file} against {xsd}: {}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn markdown_output_is_a_pull_request_comment() {
+    let repo = repo_with_change();
+    let run = repo
+        .gitward(&[
+            "plan", "--base", "main", "--head", "change", "--format", "markdown",
+        ])
+        .expect(0);
+    let md = run.stdout;
+    assert!(md.starts_with("<!-- gitward:plan -->\n### gitward plan: ✅ valid · 1 to issue · 1 to reissue · 1 to remove\n"), "{md}");
+    assert!(md.contains("| ✏️ | `Certificate/api-example-com` | update | **reissue** | dnsNames changed | `certificates/prod/api.yaml`:1 |"), "{md}");
+    assert!(
+        md.contains("| `spec.dnsNames` | + api-v2.example.com |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_configuration_in_a_subdirectory_plans_on_its_own() {
+    let repo = TestRepo::new();
+    repo.write("app/main.go", "package main\n");
+    common::copy_dir(&project_dir().join("example-repo"), &{
+        let dir = repo.path().join("infra/pki");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    });
+    repo.commit("Monorepo");
+    repo.edit(
+        "infra/pki/certificates/staging/api.yaml",
+        "duration: 30d",
+        "duration: 14d",
+    );
+    repo.commit("Shorter");
+    let sub = repo.path().join("infra/pki");
+    let run = common::gitward_in(&sub, &["plan", "--base", "HEAD~1", "--head", "HEAD"]).expect(0);
+    assert!(
+        run.stdout
+            .contains("  ~ Certificate/api-staging  reissue  certificates/staging/api.yaml:1"),
+        "{}",
+        run.stdout
+    );
+    common::gitward_in(&sub, &["validate", "--rev", "HEAD"]).expect(0);
+    // Before the configuration existed, everything is a creation.
+    let first = repo.git(&["rev-list", "--max-parents=0", "HEAD"]);
+    repo.write("README.md", "monorepo\n");
+    let root = repo.git(&["commit-tree", "-m", "empty", &repo.git(&["mktree"])]);
+    let run = common::gitward_in(&sub, &["plan", "--base", &root, "--head", &first]).expect(0);
+    assert!(
+        run.stdout.contains("Resources: 25 created"),
+        "{}",
+        run.stdout
+    );
+}
