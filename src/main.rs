@@ -9,6 +9,11 @@ use gitward::commands::{self, PlanOptions, ValidateFormat, ValidateOptions, exit
 use gitward::error::Error;
 use gitward::report::Format;
 
+// Loading a large repository allocates many small values; mimalloc makes that markedly
+// cheaper than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gitward",

@@ -3,7 +3,7 @@
 //! references that resolve, issuer chains without cycles that respect `pathLen` and name
 //! constraints. It is pure: parsed files in, catalog out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::parse::{Content, ParsedDoc, ParsedFile, Role};
@@ -62,9 +62,8 @@ impl Loaded {
 
 #[derive(Debug, Default)]
 pub struct Catalog {
-    /// Valid resources, sorted by kind and name.
+    /// Valid resources, sorted by kind and name (looked up by binary search).
     resources: Vec<Loaded>,
-    index: HashMap<(Kind, String), usize>,
     /// Policy modules by path.
     pub modules: BTreeMap<Arc<str>, Arc<str>>,
     /// Policy data documents by path.
@@ -113,33 +112,26 @@ impl Catalog {
                 Content::Unreadable => {}
             }
         }
-        // The first definition in file order wins; later ones are errors.
-        candidates.sort_by(|a, b| (&a.file, a.pos()).cmp(&(&b.file, b.pos())));
-        let mut first: HashMap<(Kind, String), (Arc<str>, Pos)> = HashMap::new();
+        // Sorted by kind and name, then file order: the first definition of a name wins and
+        // later ones are errors.
+        candidates.sort_by(|a, b| {
+            (a.kind(), a.name(), &a.file, a.pos()).cmp(&(b.kind(), b.name(), &b.file, b.pos()))
+        });
         for loaded in candidates {
-            let key = (loaded.kind(), loaded.name().to_owned());
-            if let Some((file, pos)) = first.get(&key) {
-                diagnostics.push(loaded.error(
-                    &["metadata", "name"],
-                    format!(
-                        "duplicate {} `{}`: already defined at {file}:{}",
-                        key.0, key.1, pos.line
-                    ),
-                ));
-                continue;
+            match catalog.resources.last() {
+                Some(first) if (first.kind(), first.name()) == (loaded.kind(), loaded.name()) => {
+                    let message = format!(
+                        "duplicate {} `{}`: already defined at {}:{}",
+                        loaded.kind(),
+                        loaded.name(),
+                        first.file,
+                        first.pos().line
+                    );
+                    diagnostics.push(loaded.error(&["metadata", "name"], message));
+                }
+                _ => catalog.resources.push(loaded),
             }
-            first.insert(key, (loaded.file.clone(), loaded.pos()));
-            catalog.resources.push(loaded);
         }
-        catalog
-            .resources
-            .sort_by(|a, b| (a.kind(), a.name()).cmp(&(b.kind(), b.name())));
-        catalog.index = catalog
-            .resources
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.kind(), r.name().to_owned()), i))
-            .collect();
         diagnostics.extend(cross_check(&catalog, &invalid));
         diagnostics.sort();
         diagnostics.dedup();
@@ -156,9 +148,10 @@ impl Catalog {
     }
 
     pub fn get(&self, kind: Kind, name: &str) -> Option<&Loaded> {
-        self.index
-            .get(&(kind, name.to_owned()))
-            .map(|&i| &self.resources[i])
+        self.resources
+            .binary_search_by(|r| (r.kind(), r.name()).cmp(&(kind, name)))
+            .ok()
+            .map(|i| &self.resources[i])
     }
 
     pub fn issuer(&self, name: &str) -> Option<&IssuerSpec> {

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Generates a large gitward configuration repository for benchmarks.
+
+    scripts/gen-repo.py DIR [--certificates N] [--change FILES]
+
+Writes the example repository's issuers, policies, gates and sinks plus four more issuing
+CAs and N certificates (one per file, spread over teams and environments) into DIR, and
+commits it on `main` with the `git` CLI. With --change, also commits a second change on
+`main` that edits FILES certificates (a new DNS name each), as a pull request would.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE = os.path.join(HERE, "..", "example-repo")
+TEAMS = ["payments", "storefront", "search", "identity", "data-platform", "sre", "web", "mobile"]
+ALGORITHMS = ["ECDSA-P256", "ECDSA-P256", "ECDSA-P384", "RSA-3072", "Ed25519"]
+
+ISSUER = """apiVersion: gitward/v1
+kind: Issuer
+metadata:
+  name: issuing-{i}
+  labels:
+    env: {env}
+    owner: platform-security
+spec:
+  ca:
+    issuerRef: example-root
+    commonName: Example Issuing CA {i}
+    keyAlgorithm: ECDSA-P256
+    duration: 1825d
+    pathLen: 0
+    permittedDnsDomains:
+      - {domain}
+"""
+
+CERTIFICATE = """# {service} for {team} ({env})
+apiVersion: gitward/v1
+kind: Certificate
+metadata:
+  name: {name}
+  labels:
+    env: {env}
+    owner: {team}
+    exposure: internal
+  annotations:
+    ticket: PKI-{n}
+spec:
+  issuerRef: issuing-{issuer}
+  dnsNames:
+    - {service}.{domain}
+    - {service}-{n}.{domain}
+  keyAlgorithm: {algorithm}
+  duration: 90d
+  renewBefore: 30d
+  usages: [serverAuth]
+  target: web-tls
+"""
+
+
+def git(directory, *args):
+    subprocess.run(["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.com", "-c", "gc.auto=0", *args],
+                   cwd=directory, check=True, stdout=subprocess.DEVNULL)
+
+
+def certificate_path(n):
+    env = "prod" if n % 3 else "staging"
+    return f"certificates/{env}/{TEAMS[n % len(TEAMS)]}/svc-{n:05d}.yaml"
+
+
+def write_certificate(directory, n, extra_name=None):
+    env = "prod" if n % 3 else "staging"
+    issuer = (n % 2) + (0 if env == "prod" else 2)
+    domain = "example.com" if env == "prod" else "staging.example.com"
+    text = CERTIFICATE.format(service=f"svc-{n:05d}", team=TEAMS[n % len(TEAMS)], env=env, name=f"svc-{n:05d}",
+                              n=n, issuer=issuer, domain=domain, algorithm=ALGORITHMS[n % len(ALGORITHMS)])
+    if extra_name:
+        text = text.replace("  keyAlgorithm:", f"    - {extra_name}.{domain}\n  keyAlgorithm:")
+    path = os.path.join(directory, certificate_path(n))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir")
+    parser.add_argument("--certificates", type=int, default=10000)
+    parser.add_argument("--change", type=int, default=0)
+    args = parser.parse_args()
+    if os.path.exists(args.dir):
+        shutil.rmtree(args.dir)
+    shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns("certificates"))
+    for i in range(4):
+        env = "prod" if i < 2 else "staging"
+        domain = "example.com" if env == "prod" else "staging.example.com"
+        with open(os.path.join(args.dir, "issuers", f"issuing-{i}.yaml"), "w") as f:
+            f.write(ISSUER.format(i=i, env=env, domain=domain))
+    for n in range(args.certificates):
+        write_certificate(args.dir, n)
+    git(args.dir, "init", "-q", "-b", "main")
+    git(args.dir, "add", "-A")
+    git(args.dir, "commit", "-q", "-m", f"{args.certificates} certificates")
+    if args.change:
+        step = max(1, args.certificates // args.change)
+        for n in range(0, step * args.change, step):
+            write_certificate(args.dir, n, extra_name=f"new-{n}")
+        git(args.dir, "commit", "-q", "-am", f"Add a DNS name to {args.change} certificates")
+    git(args.dir, "gc", "-q")
+
+
+if __name__ == "__main__":
+    main()

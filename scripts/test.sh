@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages, when missing) and runs every test.
+#
+#   scripts/test.sh
+#
+# The tests start real programs: git, xmllint (JUnit XML schemas), and Python's jsonschema
+# with ruamel.yaml as an independent check that schemas/ accepts the example repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v xmllint >/dev/null || missing+=(libxml2-utils)
+/usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo test --locked --all-targets
+/usr/bin/python3 scripts/check-schemas.py example-repo templates/starter
+echo "all tests passed"
