@@ -4,15 +4,18 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
 use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::git::Repo;
 use crate::model::schema::kind_schema_text;
 use crate::model::{Catalog, Kind};
-use crate::plan::plan as plan_changes;
+use crate::policy::testing::{Outcome, run_tests};
 use crate::report::{Format, PlanReport, plan_report_schema};
+use crate::review::review;
 use crate::scaffold;
+use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
 
 /// Exit codes shared by the commands.
@@ -41,24 +44,27 @@ pub struct ValidateOptions {
     pub format: ValidateFormat,
 }
 
-/// `gitward validate`: every problem of a commit or of the working tree.
-pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
-    let catalog = match &options.rev {
-        Some(rev) => {
-            ConfigRepo::open(&options.repo)?
-                .load(rev, &mut BlobCache::default())?
-                .1
-        }
+/// The catalog of a commit, or of the working tree when `rev` is `None`.
+fn load(repo: &Path, rev: Option<&str>) -> Result<Catalog> {
+    match rev {
+        Some(rev) => Ok(ConfigRepo::open(repo)?
+            .load(rev, &mut BlobCache::default())?
+            .1),
         None => source::load(
             &Directory {
-                root: options.repo.clone(),
+                root: repo.to_path_buf(),
             },
             &mut BlobCache::default(),
-        )?,
-    };
+        ),
+    }
+}
+
+/// `gitward validate`: every problem of a commit or of the working tree.
+pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
+    let snapshot = Snapshot::new(load(&options.repo, options.rev.as_deref())?);
     let counts: Vec<(Kind, usize)> = Kind::ALL
         .iter()
-        .map(|&k| (k, catalog.of_kind(k).count()))
+        .map(|&k| (k, snapshot.catalog.of_kind(k).count()))
         .collect();
     match options.format {
         ValidateFormat::Json => {
@@ -67,10 +73,10 @@ pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
                 .map(|(k, n)| (k.to_string(), json!(n)))
                 .collect();
             let report = json!({
-                "valid": !catalog.has_errors(),
-                "files": catalog.files,
+                "valid": !snapshot.has_errors(),
+                "files": snapshot.catalog.files,
                 "resources": resources,
-                "diagnostics": catalog.diagnostics,
+                "diagnostics": snapshot.diagnostics,
             });
             write_out(
                 out,
@@ -80,26 +86,29 @@ pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
                 ),
             )?;
         }
-        ValidateFormat::Text => write_out(out, &validate_text(&catalog, &counts))?,
+        ValidateFormat::Text => write_out(out, &validate_text(&snapshot, &counts))?,
     }
-    Ok(if catalog.has_errors() {
+    Ok(if snapshot.has_errors() {
         exit::FAILED
     } else {
         exit::OK
     })
 }
 
-fn validate_text(catalog: &Catalog, counts: &[(Kind, usize)]) -> String {
-    let mut text: String = catalog
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+fn validate_text(snapshot: &Snapshot, counts: &[(Kind, usize)]) -> String {
+    let mut text: String = snapshot
         .diagnostics
         .iter()
         .map(|d| format!("{d}\n"))
         .collect();
-    let errors = catalog.errors().count();
-    let warnings = catalog.diagnostics.len() - errors;
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let errors = snapshot.errors().count();
+    let warnings = snapshot.diagnostics.len() - errors;
     if errors > 0 {
-        let mut files: Vec<&str> = catalog.errors().map(|d| d.file.as_str()).collect();
+        let mut files: Vec<&str> = snapshot.errors().map(|d| d.file.as_str()).collect();
         files.dedup();
         let warned = if warnings > 0 {
             format!(" and {}", plural(warnings, "warning"))
@@ -123,7 +132,7 @@ fn validate_text(catalog: &Catalog, counts: &[(Kind, usize)]) -> String {
         text.push_str(&format!(
             "valid: {} in {}{}\n",
             listed.join(", "),
-            plural(catalog.files, "file"),
+            plural(snapshot.catalog.files, "file"),
             if warnings > 0 {
                 format!(" ({})", plural(warnings, "warning"))
             } else {
@@ -140,27 +149,34 @@ pub struct PlanOptions {
     pub head: String,
     pub format: Format,
     pub output: Option<PathBuf>,
+    /// The day exceptions are judged on; today when unset.
+    pub today: Option<NaiveDate>,
 }
 
 /// The plan report between two revisions.
-pub fn plan_report(repo: &Path, base: &str, head: &str) -> Result<PlanReport> {
+pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
     let mut cache = BlobCache::default();
     let (head_commit, head_catalog) = config.load(head, &mut cache)?;
     let (base_commit, base_catalog) = config.load(base, &mut cache)?;
-    let plan = plan_changes(&base_catalog, &head_catalog);
-    Ok(PlanReport::new(
-        base_commit,
-        head_commit,
-        &plan,
-        head_catalog.diagnostics,
+    let head_snapshot = Snapshot::new(head_catalog);
+    let base_snapshot = Snapshot::new(base_catalog);
+    Ok(review(
+        (&base_commit, &base_snapshot),
+        (&head_commit, &head_snapshot),
+        today,
     ))
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
 }
 
 /// `gitward plan`: what merging `head` into `base` would do. Problems in the head also go to
 /// `err` as `file:line:col: message`, whatever the format.
 pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
-    let report = plan_report(&options.repo, &options.base, &options.head)?;
+    let today = options.today.unwrap_or_else(today);
+    let report = plan_report(&options.repo, &options.base, &options.head, today)?;
     let rendered = report.render(options.format);
     match &options.output {
         Some(path) => std::fs::write(path, rendered).map_err(Error::io(path))?,
@@ -172,6 +188,62 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             .map_err(Error::io("<stderr>"))?;
     }
     Ok(report.exit_code())
+}
+
+/// `gitward test`: runs the policy tests of a commit or the working tree and prints a line
+/// per test and a summary.
+pub fn test(
+    repo: &Path,
+    rev: Option<&str>,
+    filter: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let filter = filter
+        .map(|f| regex::Regex::new(f).map_err(|e| Error::Usage(format!("--filter: {e}"))))
+        .transpose()?;
+    let snapshot = Snapshot::new(load(repo, rev)?);
+    let mut text = String::new();
+    let module_errors: Vec<&crate::diag::Diagnostic> = snapshot
+        .errors()
+        .filter(|d| d.file.ends_with(".rego"))
+        .collect();
+    for d in &module_errors {
+        text.push_str(&format!("{d}\n"));
+    }
+    let results = run_tests(&snapshot.policies, filter.as_ref());
+    let (mut passed, mut failed) = (0, 0);
+    for r in &results {
+        let millis = r.duration.as_secs_f64() * 1000.0;
+        match &r.outcome {
+            Outcome::Pass => {
+                passed += 1;
+                text.push_str(&format!("PASS  {}  {} ({millis:.1}ms)\n", r.module, r.rule));
+            }
+            Outcome::Fail => {
+                failed += 1;
+                text.push_str(&format!("FAIL  {}  {} ({millis:.1}ms)\n", r.module, r.rule));
+            }
+            Outcome::Error(message) => {
+                failed += 1;
+                text.push_str(&format!("ERROR {}  {}: {message}\n", r.module, r.rule));
+            }
+        }
+        if r.outcome != Outcome::Pass {
+            for line in &r.prints {
+                text.push_str(&format!("        {line}\n"));
+            }
+        }
+    }
+    if results.is_empty() {
+        text.push_str("no tests found\n");
+    }
+    text.push_str(&format!("{passed} passed, {failed} failed\n"));
+    write_out(out, &text)?;
+    Ok(if failed > 0 || !module_errors.is_empty() {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
 }
 
 /// `gitward schema [KIND]`: one kind's schema, or every schema as one JSON object. With
@@ -293,7 +365,7 @@ fn demo_change(files: &mut Vec<(String, Vec<u8>)>) {
     files.retain(|(p, _)| p != "certificates/staging/shop.yaml");
     files.push((
         "certificates/prod/status.yaml".to_owned(),
-        b"apiVersion: gitward/v1\nkind: Certificate\nmetadata:\n  name: status-example-com\n  labels:\n    env: prod\n    owner: sre\n    exposure: internal\nspec:\n  issuerRef: example-issuing\n  dnsNames:\n    - status.example.com\n  keyAlgorithm: ECDSA-P256\n  duration: 90d\n  target: web-tls\n".to_vec(),
+        b"apiVersion: gitward/v1\nkind: Certificate\nmetadata:\n  name: status-example-com\n  labels:\n    env: prod\n    owner: sre\n    exposure: internal\nspec:\n  issuerRef: example-issuing\n  dnsNames:\n    - status.example.com\n  keyAlgorithm: ECDSA-P256\n  duration: 90d\n  renewBefore: 5d\n  target: web-tls\n".to_vec(),
     ));
 }
 
@@ -334,7 +406,7 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
         "Rotate the API certificate to P-384, add the status page, retire shop staging",
     )?;
-    let report = plan_report(&dir, "main", DEMO_BRANCH)?;
+    let report = plan_report(&dir, "main", DEMO_BRANCH, today())?;
     let shown = dir.display();
     write_out(
         out,

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use gitward::commands::{self, PlanOptions, ValidateFormat, ValidateOptions, exit};
 use gitward::error::Error;
@@ -19,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "gitward",
     version,
     about = "Git as the control plane for TLS certificates, security gates and Rego policies",
-    after_help = "Exit codes: 0 success; 1 invalid configuration (validate) or blocked change (plan); 2 usage error or invalid input to plan."
+    after_help = "Exit codes: 0 success; 1 invalid configuration (validate), blocked change (plan) or failed tests (test); 2 usage error or invalid input to plan."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,6 +60,20 @@ enum Command {
         /// Write the report to this file instead of standard output.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// Judge policy exceptions as on this day (YYYY-MM-DD; default today, UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<NaiveDate>,
+    },
+    /// Run the `test_` rules of the `*_test.rego` policy tests.
+    Test {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Test a commit instead of the working tree.
+        #[arg(long)]
+        rev: Option<String>,
+        /// Run only the tests whose rule path (data.<package>.test_...) matches this regex.
+        #[arg(long, value_name = "REGEX")]
+        filter: Option<String>,
     },
     /// Print the JSON Schema of a resource kind, or of all kinds.
     Schema {
@@ -87,6 +102,7 @@ fn main() -> ExitCode {
             head,
             format,
             output,
+            date,
         } => commands::plan(
             &PlanOptions {
                 repo,
@@ -94,6 +110,7 @@ fn main() -> ExitCode {
                 head,
                 format,
                 output,
+                today: date,
             },
             &mut out,
             &mut io::stderr(),
@@ -102,6 +119,9 @@ fn main() -> ExitCode {
             commands::schema(kind.as_deref(), dir.as_deref(), &mut out)
         }
         Command::Init { dir } => commands::init(&dir, &mut out),
+        Command::Test { repo, rev, filter } => {
+            commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)
+        }
     };
     let _ = out.flush();
     match result {

@@ -38,7 +38,7 @@ fn repo_with_change() -> TestRepo {
 fn a_change_lists_each_resource_with_its_change_action_and_fields() {
     let repo = repo_with_change();
     let run = repo
-        .gitward(&["plan", "--base", "main", "--head", "change"])
+        .gitward(&["plan", "--base", "main", "--head", "change", "--date", "2026-12-01"])
         .expect(0);
     let body: Vec<&str> = run.stdout.lines().skip(2).collect();
     assert_eq!(
@@ -56,7 +56,13 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
             "  ~ Sink/pagerduty-oncall           none     sinks/tickets.yaml:32",
             "        spec.minSeverity: critical → high",
             "",
-            "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 21 unchanged.",
+            "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 30 unchanged.",
+            "",
+            "Policy findings: 0 new, 1 existing, 0 resolved (1 excepted)",
+            "",
+            "  EXISTING  deny   medium    max-validity  certificates/prod/erp.yaml:16",
+            "        legacy-erp is valid for 730 days; prod serverAuth certificates may be valid for at most 398",
+            "        excepted until 2027-03-31 (finance-it): The ERP appliance imports certificates by hand until its Q1 upgrade brings ACME (FIN-2291).",
         ]
     );
 }
@@ -304,7 +310,7 @@ fn junit_output_validates_against_the_strict_and_the_lenient_schema() {
         "plan", "--base", "main", "--head", "change", "--format", "junit", "-o", "bad.xml",
     ])
     .expect(2);
-    assert!(repo.read("bad.xml").contains("<failure message=\"1 error(s)\" type=\"invalid\">certificates/prod/www.yaml:16:13: spec.duration must be a string, not an integer"));
+    assert!(repo.read("bad.xml").contains("<failure message=\"1 error(s)\" type=\"failure\">certificates/prod/www.yaml:16:13: spec.duration must be a string, not an integer"));
     for xsd in ["windyroad.JUnit.xsd", "jenkins-xunit.junit-10.xsd"] {
         let schema = project_dir().join("tests/fixtures").join(xsd);
         for file in ["ok.xml", "bad.xml"] {
@@ -366,7 +372,7 @@ fn a_configuration_in_a_subdirectory_plans_on_its_own() {
     let root = repo.git(&["commit-tree", "-m", "empty", &repo.git(&["mktree"])]);
     let run = common::gitward_in(&sub, &["plan", "--base", &root, "--head", &first]).expect(0);
     assert!(
-        run.stdout.contains("Resources: 25 created"),
+        run.stdout.contains("Resources: 34 created"),
         "{}",
         run.stdout
     );

@@ -6,7 +6,7 @@ use common::{TestRepo, gitward_in, project_dir};
 use serde_json::Value;
 
 const SUMMARY: &str =
-    "valid: 4 issuers, 10 certificates, 3 policies, 2 gates, 6 sinks in 20 files\n";
+    "valid: 4 issuers, 11 certificates, 11 policies, 2 gates, 6 sinks in 40 files\n";
 
 #[test]
 fn the_example_repository_is_valid_as_a_commit_and_as_a_working_tree() {

@@ -1,4 +1,5 @@
-# A wildcard certificate's key opens every host of its domain: not in prod.
+# The key of a wildcard certificate opens every host of its domain: prod certificates name
+# each host instead.
 package gitward.wildcards
 
 import rego.v1

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::parse::{Content, ParsedDoc, ParsedFile, Role};
-use super::types::{CertificateSpec, IssuerSpec, Kind, Resource, Spec};
+use super::types::{CertificateSpec, IssuerSpec, Kind, PolicyException, Resource, Spec};
 use crate::diag::{Diagnostic, Pos, did_you_mean};
 
 /// A parsed file at its path in the repository.
@@ -236,6 +236,24 @@ fn cross_check(catalog: &Catalog, invalid: &HashSet<(Kind, String)>) -> Vec<Diag
                 check_issuer(catalog, loaded, spec, &issuer_names, &unresolved, &mut out)
             }
             Spec::Policy(spec) => {
+                for (i, exception) in spec.exceptions.iter().enumerate() {
+                    for (j, reference) in exception.resources.iter().enumerate() {
+                        let (kind, name) = PolicyException::parse_reference(reference);
+                        let exists = spec
+                            .applies_to
+                            .kinds
+                            .iter()
+                            .filter(|&&k| kind.is_none_or(|wanted| wanted == k))
+                            .any(|&k| catalog.get(k, name).is_some());
+                        if !exists {
+                            out.push(Diagnostic::warning(
+                                &loaded.file,
+                                loaded.locate(["spec", "exceptions", &i.to_string(), "resources", &j.to_string()]),
+                                format!("exception names `{reference}`, which is not a resource this policy applies to"),
+                            ));
+                        }
+                    }
+                }
                 let module = spec.module.as_str();
                 if !catalog.modules.contains_key(module) {
                     let known = catalog.modules.keys().map(|k| &**k);

@@ -4,7 +4,7 @@
 //! files, so its result is cached per blob id: the same blob in the base and head of a plan,
 //! or in consecutive commits the daemon reconciles, is parsed once.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -60,11 +60,19 @@ pub struct ParsedDoc {
     /// The typed resource, when the document is valid.
     pub resource: Option<Arc<Resource>>,
     pub problems: Vec<Problem>,
+    /// The document as a policy engine value, built once on first use and shared by every
+    /// evaluation of this blob.
+    pub rego: OnceLock<regorus::Value>,
 }
 
 impl ParsedDoc {
     pub fn pos(&self) -> Pos {
         self.root.pos
+    }
+
+    pub fn rego_value(&self) -> &regorus::Value {
+        self.rego
+            .get_or_init(|| regorus::Value::from(self.json.clone()))
     }
 }
 
@@ -189,6 +197,7 @@ fn parse_resource(root: Node) -> ParsedDoc {
         name,
         resource: None,
         problems: Vec::new(),
+        rego: OnceLock::new(),
         json,
         root,
     };

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::NaiveDate;
 
-use super::types::{CertificateSpec, GateSpec, Resource, Spec};
+use super::types::{CertificateSpec, GateSpec, PolicySpec, Resource, Spec};
 use super::yaml::Node;
 use crate::diag::{Problem, did_you_mean};
 
@@ -20,7 +20,8 @@ pub fn check(resource: &Resource, root: &Node) -> Vec<Problem> {
     match &resource.spec {
         Spec::Certificate(spec) => certificate(spec, &mut report),
         Spec::Gate(spec) => gate(spec, &mut report),
-        Spec::Issuer(_) | Spec::Policy(_) | Spec::Sink(_) => {}
+        Spec::Policy(spec) => policy(spec, &mut report),
+        Spec::Issuer(_) | Spec::Sink(_) => {}
     }
     problems
 }
@@ -50,6 +51,22 @@ fn certificate(spec: &CertificateSpec, report: &mut impl FnMut(&[&str], String))
                 spec.duration
             ),
         );
+    }
+}
+
+/// A `YYYY-MM-DD` that the schema's pattern admitted, as a date if it is one.
+pub fn date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+fn policy(spec: &PolicySpec, report: &mut impl FnMut(&[&str], String)) {
+    for (i, exception) in spec.exceptions.iter().enumerate() {
+        if date(&exception.expires).is_none() {
+            report(
+                &["exceptions", &i.to_string(), "expires"],
+                format!("`{}` is not a date", exception.expires),
+            );
+        }
     }
 }
 
@@ -94,11 +111,9 @@ fn gate(spec: &GateSpec, report: &mut impl FnMut(&[&str], String)) {
     }
     for (i, freeze) in window.deny.iter().enumerate() {
         let index = i.to_string();
-        let date = |field: &str, text: &str| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map_err(|_| (field.to_owned(), text.to_owned()))
-        };
-        match (date("from", &freeze.from), date("to", &freeze.to)) {
+        let parsed =
+            |field: &str, text: &str| date(text).ok_or_else(|| (field.to_owned(), text.to_owned()));
+        match (parsed("from", &freeze.from), parsed("to", &freeze.to)) {
             (Ok(from), Ok(to)) if from > to => report(
                 &["require", "window", "deny", &index, "to"],
                 format!("`to` ({to}) is before `from` ({from})"),

@@ -436,6 +436,49 @@ pub struct PolicySpec {
     /// What the policy is for, shown with its findings.
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
+    /// A page that explains the policy and how to fix its findings (SARIF `helpUri`).
+    #[schemars(regex(pattern = "^https?://"), length(max = 2048))]
+    pub url: Option<String>,
+    /// Resources excused from this policy until a date.
+    #[serde(default)]
+    pub exceptions: Vec<PolicyException>,
+}
+
+/// A time-limited exception: findings of the policy on these resources are reported as
+/// excepted and never block, until the end of `expires` (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyException {
+    /// Resources by name (`api-example-com`) or kind and name (`Certificate/api-example-com`).
+    #[schemars(length(min = 1), inner(regex(pattern = patterns::RESOURCE_REF)))]
+    pub resources: Vec<String>,
+    /// Why the finding is accepted for now.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// Who answers for the exception (a person or team).
+    #[schemars(length(min = 1, max = 256))]
+    pub owner: String,
+    /// Last day the exception holds, `YYYY-MM-DD`.
+    #[schemars(regex(pattern = patterns::DATE))]
+    pub expires: String,
+}
+
+impl PolicyException {
+    /// The kind (when given) and name of a `resources` entry.
+    pub fn parse_reference(reference: &str) -> (Option<Kind>, &str) {
+        match reference.split_once('/') {
+            Some((kind, name)) => (Kind::parse(kind), name),
+            None => (None, reference),
+        }
+    }
+
+    /// Whether the exception names the resource.
+    pub fn covers(&self, kind: Kind, name: &str) -> bool {
+        self.resources.iter().any(|r| {
+            let (k, n) = PolicyException::parse_reference(r);
+            n == name && k.is_none_or(|k| k == kind)
+        })
+    }
 }
 
 string_enum!(

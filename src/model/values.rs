@@ -24,6 +24,8 @@ pub mod patterns {
         "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
     pub const LABEL_VALUE: &str = "^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
     pub const RULE: &str = "^data(\\.[A-Za-z_][A-Za-z0-9_]*)+$";
+    pub const RESOURCE_REF: &str =
+        "^((Issuer|Certificate|Policy|Gate|Sink)/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     pub const DATE: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
     pub const TIME_OF_DAY: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$";
     pub const REPO_PATH: &str = "^[^/\\\\](.*[^/])?$";
@@ -52,6 +54,7 @@ pub fn pattern_hint(pattern: &str) -> Option<&'static str> {
         }
         patterns::RULE => "a rule is a Rego path like data.gitward.keys.deny",
         patterns::DATE => "a date is written YYYY-MM-DD",
+        patterns::RESOURCE_REF => "a resource is named `name` or `Kind/name`",
         patterns::TIME_OF_DAY => "a time of day is written HH:MM (00:00 to 24:00)",
         patterns::REPO_PATH => {
             "a path is relative to the repository root, without a leading or trailing '/'"

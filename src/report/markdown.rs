@@ -2,8 +2,10 @@
 
 use std::fmt::Write;
 
-use super::{PlanReport, describe_change};
+use super::{PlanReport, describe_change, findings_in_order};
+use crate::model::FindingSeverity;
 use crate::plan::Change;
+use crate::policy::{ExceptionState, Finding, FindingStatus};
 
 /// Marks the comment so a bot can find and update it instead of posting a new one.
 pub const COMMENT_MARKER: &str = "<!-- gitward:plan -->";
@@ -24,6 +26,104 @@ fn code(text: &str) -> String {
         format!("`{text}`")
     }
 }
+
+fn status_text(f: &Finding) -> &'static str {
+    match (f.status, f.exception.is_some()) {
+        (FindingStatus::Resolved, _) => "✅ resolved",
+        (_, true) => "💤 excepted",
+        (FindingStatus::New, false) if f.blocks() => "🆕 **new, blocking**",
+        (FindingStatus::New, false) => "🆕 new",
+        (FindingStatus::Existing, false) => "existing",
+    }
+}
+
+fn findings_section(out: &mut String, report: &PlanReport) {
+    if report.findings.is_empty() {
+        return;
+    }
+    let c = report.finding_counts();
+    let _ = writeln!(
+        out,
+        "\n#### Policy findings: {} new · {} existing · {} resolved · {} excepted\n",
+        c.new, c.existing, c.resolved, c.excepted
+    );
+    let ordered = findings_in_order(report);
+    for severity in FindingSeverity::ALL {
+        let group: Vec<&&Finding> = ordered.iter().filter(|f| f.severity == *severity).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "**{}** ({})\n",
+            severity.as_str().to_uppercase(),
+            group.len()
+        );
+        let _ = writeln!(out, "| Status | Policy | Resource | Message | Location |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for (shown, f) in group.iter().enumerate() {
+            if shown == EXISTING_SHOWN_PER_SEVERITY {
+                let _ = writeln!(
+                    out,
+                    "| | | | … {} more (the JSON report lists all) | |",
+                    group.len() - shown
+                );
+                break;
+            }
+            let mut message = cell(&f.message);
+            if let Some(e) = &f.exception {
+                message.push_str(&format!(
+                    " — *excepted until {} ({}): {}*",
+                    e.expires,
+                    cell(&e.owner),
+                    cell(&e.reason)
+                ));
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} ({}) | {} | {} | {}:{} |",
+                status_text(f),
+                code(&f.policy),
+                f.enforcement.as_str(),
+                code(&f.resource_id()),
+                message,
+                code(&f.file),
+                f.line
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let ending: Vec<_> = report
+        .exceptions
+        .iter()
+        .filter(|e| e.state != ExceptionState::Active)
+        .collect();
+    if !ending.is_empty() {
+        let _ = writeln!(out, "**Exceptions ending**\n");
+        let _ = writeln!(out, "| Policy | Resources | Expires | Owner | Reason |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for e in ending {
+            let state = if e.state == ExceptionState::Expired {
+                "expired "
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {state}{} | {} | {} |",
+                code(&e.policy),
+                cell(&e.resources.join(", ")),
+                e.expires,
+                cell(&e.owner),
+                cell(&e.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// Rows per severity before the rest is only counted: a comment has a size limit.
+const EXISTING_SHOWN_PER_SEVERITY: usize = 30;
 
 pub fn render(report: &PlanReport) -> String {
     let mut out = String::new();
@@ -105,6 +205,7 @@ pub fn render(report: &PlanReport) -> String {
         }
         let _ = writeln!(out, "</details>");
     }
+    findings_section(&mut out, report);
     let _ = writeln!(
         out,
         "\n<sub>{} created · {} updated · {} deleted · {} unchanged</sub>",

@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
-use crate::plan::{Plan, ResourcePlan, Summary};
+use crate::model::{Enforcement, FindingSeverity, Kind};
+use crate::plan::{ResourcePlan, Summary};
+use crate::policy::{ExceptionReport, Finding, FindingStatus};
 
 /// Version of the JSON report format; it changes only when a field changes meaning or goes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -39,34 +41,73 @@ pub struct PlanReport {
     pub head: CommitInfo,
     /// Whether the head is a valid configuration; when false nothing would be applied.
     pub valid: bool,
+    /// Whether the change is blocked: a new `deny` finding that no exception excuses.
+    pub blocked: bool,
     pub summary: Summary,
     /// Resources with a change or an action, sorted by kind and name.
     pub resources: Vec<ResourcePlan>,
+    /// Policy findings of the head (new or existing) and of the base that the change
+    /// resolves, in file order.
+    pub findings: Vec<Finding>,
+    /// Policy exceptions of the head and how close each is to its end.
+    pub exceptions: Vec<ExceptionReport>,
+    /// The head's policies.
+    pub policies: Vec<PolicyInfo>,
+    /// Every (policy, kind, name) the head was evaluated on, sorted; JUnit reports each.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub evaluated: Vec<(String, Kind, String)>,
     /// Problems in the head, sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// A policy as reports describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub description: Option<String>,
+    pub url: Option<String>,
+    pub enforcement: Enforcement,
+    pub severity: FindingSeverity,
+    pub compliance: Vec<String>,
+    pub file: String,
+    pub line: u32,
+}
+
+/// Counts of findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct FindingCounts {
+    pub new: usize,
+    pub existing: usize,
+    pub resolved: usize,
+    /// Findings an exception excuses.
+    pub excepted: usize,
+    /// New `deny` findings without an exception.
+    pub blocking: usize,
+}
+
 impl PlanReport {
-    pub fn new(
-        base: CommitInfo,
-        head: CommitInfo,
-        plan: &Plan,
-        diagnostics: Vec<Diagnostic>,
-    ) -> PlanReport {
-        PlanReport {
-            format_version: FORMAT_VERSION,
-            valid: !diagnostics.iter().any(Diagnostic::is_error),
-            summary: plan.summary(),
-            resources: plan.notable().cloned().collect(),
-            base,
-            head,
-            diagnostics,
+    /// The exit code of `plan`: 0 would apply, 1 blocked, 2 invalid head.
+    pub fn exit_code(&self) -> u8 {
+        match (self.valid, self.blocked) {
+            (false, _) => 2,
+            (true, true) => 1,
+            (true, false) => 0,
         }
     }
 
-    /// The exit code of `plan`: 0 would apply, 2 invalid head.
-    pub fn exit_code(&self) -> u8 {
-        if self.valid { 0 } else { 2 }
+    pub fn finding_counts(&self) -> FindingCounts {
+        let mut c = FindingCounts::default();
+        for f in &self.findings {
+            match f.status {
+                FindingStatus::New => c.new += 1,
+                FindingStatus::Existing => c.existing += 1,
+                FindingStatus::Resolved => c.resolved += 1,
+            }
+            c.excepted += usize::from(f.exception.is_some());
+            c.blocking += usize::from(f.blocks());
+        }
+        c
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
@@ -100,6 +141,17 @@ fn pretty(value: &Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Findings as people read them: new first, then existing, then resolved; within each, by
+/// severity and place.
+pub(crate) fn findings_in_order(report: &PlanReport) -> Vec<&Finding> {
+    let mut findings: Vec<&Finding> = report.findings.iter().collect();
+    findings.sort_by(|a, b| {
+        (a.status, a.severity, &a.file, a.line, &a.policy)
+            .cmp(&(b.status, b.severity, &b.file, b.line, &b.policy))
+    });
+    findings
 }
 
 /// A JSON value as a person reads it: strings bare, everything else as compact JSON.

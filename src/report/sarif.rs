@@ -4,8 +4,11 @@
 use serde_json::{Value, json};
 
 use super::PlanReport;
+use super::PolicyInfo;
 use crate::diag::Severity;
+use crate::model::{Enforcement, FindingSeverity};
 use crate::plan::{Action, Change, ResourcePlan};
+use crate::policy::{Finding, FindingStatus};
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const INFORMATION_URI: &str = "https://github.com/gitward/gitward";
@@ -58,6 +61,73 @@ const RULES: &[Rule] = &[
 
 fn rule_index(id: &str) -> usize {
     RULES.iter().position(|r| r.id == id).unwrap_or(0)
+}
+
+fn policy_rule_id(policy: &str) -> String {
+    format!("gitward/policy/{policy}")
+}
+
+fn level_of(enforcement: Enforcement) -> &'static str {
+    match enforcement {
+        Enforcement::Deny => "error",
+        Enforcement::Warn => "warning",
+        Enforcement::Audit => "note",
+    }
+}
+
+/// GitHub code scanning ranks security alerts by this CVSS-like score.
+fn security_severity(severity: FindingSeverity) -> &'static str {
+    match severity {
+        FindingSeverity::Critical => "9.5",
+        FindingSeverity::High => "8.0",
+        FindingSeverity::Medium => "5.5",
+        FindingSeverity::Low => "3.0",
+        FindingSeverity::Info => "0.0",
+    }
+}
+
+fn policy_rule(policy: &PolicyInfo) -> Value {
+    let description = policy
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("gitward policy {}", policy.name));
+    let mut tags: Vec<String> = vec!["security".to_owned(), "gitward-policy".to_owned()];
+    tags.extend(policy.compliance.iter().cloned());
+    json!({
+        "id": policy_rule_id(&policy.name),
+        "name": policy.name,
+        "shortDescription": {"text": description},
+        "fullDescription": {"text": format!("{description} Compliance: {}.", if policy.compliance.is_empty() { "none".to_owned() } else { policy.compliance.join(", ") })},
+        "defaultConfiguration": {"level": level_of(policy.enforcement)},
+        "helpUri": policy.url.clone().unwrap_or_else(|| INFORMATION_URI.to_owned()),
+        "help": {"text": format!("Defined in {}:{}.", policy.file, policy.line)},
+        "properties": {
+            "tags": tags,
+            "security-severity": security_severity(policy.severity),
+            "enforcement": policy.enforcement,
+        },
+    })
+}
+
+fn finding_result(f: &Finding, rule_index: usize) -> Value {
+    let mut result = json!({
+        "ruleId": policy_rule_id(&f.policy),
+        "ruleIndex": rule_index,
+        "level": level_of(f.enforcement),
+        "message": {"text": format!("{}: {}", f.resource_id(), f.message)},
+        "locations": [location(&f.file, f.line, f.column)],
+        "baselineState": if f.status == FindingStatus::New { "new" } else { "unchanged" },
+        "partialFingerprints": {"gitwardFinding/v1": format!("{}|{}|{}", f.policy, f.resource_id(), f.field.clone().unwrap_or_else(|| f.message.clone()))},
+        "properties": {"severity": f.severity, "enforcement": f.enforcement, "compliance": f.compliance, "resource": f.resource_id()},
+    });
+    if let Some(e) = &f.exception {
+        result["suppressions"] = json!([{
+            "kind": "external",
+            "status": "accepted",
+            "justification": format!("{} (owner {}, until {})", e.reason, e.owner, e.expires),
+        }]);
+    }
+    result
 }
 
 fn location(file: &str, line: u32, column: u32) -> Value {
@@ -114,7 +184,21 @@ pub fn render(report: &PlanReport) -> Value {
         })
         .collect();
     results.extend(report.resources.iter().map(change_result));
-    let rules: Vec<Value> = RULES
+    // Resolved findings are not reported: code scanning closes alerts that stop appearing.
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.status != FindingStatus::Resolved)
+    {
+        let index = RULES.len()
+            + report
+                .policies
+                .iter()
+                .position(|p| p.name == f.policy)
+                .unwrap_or(0);
+        results.push(finding_result(f, index));
+    }
+    let mut rules: Vec<Value> = RULES
         .iter()
         .map(|r| {
             json!({
@@ -126,6 +210,7 @@ pub fn render(report: &PlanReport) -> Value {
             })
         })
         .collect();
+    rules.extend(report.policies.iter().map(policy_rule));
     json!({
         "$schema": SCHEMA,
         "version": "2.1.0",

@@ -2,8 +2,12 @@
 
 use std::fmt::Write;
 
-use super::{PlanReport, describe_change};
+use super::{PlanReport, describe_change, findings_in_order};
 use crate::plan::{Change, ResourcePlan};
+use crate::policy::{ExceptionState, Finding, FindingStatus};
+
+/// Existing findings shown before the rest is only counted; JSON and SARIF carry them all.
+const EXISTING_SHOWN: usize = 20;
 
 fn marker(r: &ResourcePlan) -> char {
     match r.change {
@@ -12,6 +16,30 @@ fn marker(r: &ResourcePlan) -> char {
         Change::Delete => '-',
         Change::None => '=',
     }
+}
+
+fn finding_line(f: &Finding) -> String {
+    let status = match f.status {
+        FindingStatus::New => "NEW",
+        FindingStatus::Existing => "EXISTING",
+        FindingStatus::Resolved => "RESOLVED",
+    };
+    let mut line = format!(
+        "  {status:8}  {:5}  {:8}  {}  {}:{}\n        {}\n",
+        f.enforcement.as_str(),
+        f.severity.as_str(),
+        f.policy,
+        f.file,
+        f.line,
+        f.message
+    );
+    if let Some(e) = &f.exception {
+        line.push_str(&format!(
+            "        excepted until {} ({}): {}\n",
+            e.expires, e.owner, e.reason
+        ));
+    }
+    line
 }
 
 pub fn render(report: &PlanReport) -> String {
@@ -71,5 +99,63 @@ pub fn render(report: &PlanReport) -> String {
         "\nPlan: {} to issue, {} to reissue, {} to remove. Resources: {} created, {} updated, {} deleted, {} unchanged.",
         s.issue, s.reissue, s.remove, s.create, s.update, s.delete, s.unchanged
     );
+
+    let c = report.finding_counts();
+    if !report.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPolicy findings: {} new, {} existing, {} resolved ({} excepted)\n",
+            c.new, c.existing, c.resolved, c.excepted
+        );
+        let mut existing_shown = 0;
+        for f in findings_in_order(report) {
+            if f.status == FindingStatus::Existing {
+                existing_shown += 1;
+                if existing_shown > EXISTING_SHOWN {
+                    continue;
+                }
+            }
+            out.push_str(&finding_line(f));
+        }
+        if existing_shown > EXISTING_SHOWN {
+            let _ = writeln!(
+                out,
+                "  … and {} more existing findings (--format json lists them all)",
+                existing_shown - EXISTING_SHOWN
+            );
+        }
+    }
+    let ending: Vec<_> = report
+        .exceptions
+        .iter()
+        .filter(|e| e.state != ExceptionState::Active)
+        .collect();
+    if !ending.is_empty() {
+        let _ = writeln!(out, "\nExceptions ending:");
+        for e in ending {
+            let when = match e.state {
+                ExceptionState::Expired => {
+                    format!("expired {} ({} days ago)", e.expires, -e.days_left)
+                }
+                _ => format!("expires {} (in {} days)", e.expires, e.days_left),
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {}  {when}  owner {}  {}:{}",
+                e.policy,
+                e.resources.join(", "),
+                e.owner,
+                e.file,
+                e.line
+            );
+        }
+    }
+    if report.blocked {
+        let _ = writeln!(
+            out,
+            "\nBlocked: {} new deny finding(s) without an exception.",
+            c.blocking
+        );
+    }
     out
 }

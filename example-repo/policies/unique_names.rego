@@ -1,0 +1,15 @@
+# Two certificates for one DNS name means two keys can serve it and nobody is sure which
+# one a server uses. data.gitward.index.dnsNames lists the certificates claiming each name.
+package gitward.unique_names
+
+import rego.v1
+
+deny contains finding if {
+	some i, name in object.get(input.resource.spec, "dnsNames", [])
+	others := [other | some other in data.gitward.index.dnsNames[name]; other != input.name]
+	count(others) > 0
+	finding := {
+		"msg": sprintf("%s is also claimed by %s", [name, concat(", ", sort(others))]),
+		"field": sprintf("spec.dnsNames[%d]", [i]),
+	}
+}

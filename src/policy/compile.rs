@@ -1,0 +1,324 @@
+//! Compiling a commit's policies: every Rego module once into one regorus engine, with the
+//! data documents under `policies/data/` and `data.gitward` (the inventory of the commit),
+//! and binding each Policy resource to a rule that exists.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use serde_json::{Map, Value, json};
+
+use crate::diag::{Diagnostic, Pos};
+use crate::model::parse::{Content, DATA_DIR};
+use crate::model::{Catalog, Kind, Loaded, PolicySpec, Spec};
+
+/// Longest one evaluation of one rule on one resource may run.
+pub const EVALUATION_LIMIT: Duration = Duration::from_secs(2);
+
+/// A Policy resource bound to its compiled rule.
+#[derive(Clone)]
+pub struct Binding {
+    pub policy: Loaded,
+    pub rule: String,
+    /// Whether results may depend on more than the resource itself (the inventory, the
+    /// commit): such policies are re-evaluated on a base even for unchanged resources.
+    pub context_sensitive: bool,
+}
+
+impl Binding {
+    pub fn name(&self) -> &str {
+        self.policy.name()
+    }
+
+    pub fn spec(&self) -> &PolicySpec {
+        match &self.policy.resource.spec {
+            Spec::Policy(spec) => spec,
+            // Bindings are built from Policy resources only.
+            _ => unreachable!("a binding holds a Policy"),
+        }
+    }
+}
+
+/// The compiled policies of one commit.
+#[derive(Clone)]
+pub struct PolicySet {
+    pub(crate) engine: regorus::Engine,
+    pub bindings: Vec<Binding>,
+    /// `*_test.rego` modules, compiled only by `gitward test`.
+    pub test_modules: Vec<(Arc<str>, Arc<str>)>,
+}
+
+pub fn is_test_module(path: &str) -> bool {
+    path.ends_with("_test.rego")
+}
+
+/// The location and message of a regorus error (`--> file:line:col` ... `error: message`).
+pub fn rego_error(error: &dyn std::fmt::Display) -> (Option<(String, Pos)>, String) {
+    let text = error.to_string();
+    let location = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .and_then(|loc| {
+            let mut parts = loc.rsplitn(3, ':');
+            let col = parts.next()?.parse::<usize>().ok()?;
+            let line = parts.next()?.parse::<usize>().ok()?;
+            Some((parts.next()?.to_owned(), Pos::new(line, col)))
+        });
+    let message = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or(text.trim())
+        .to_owned();
+    (location, message)
+}
+
+/// The package a module declares (`gitward.keys` for `package gitward.keys`).
+pub(crate) fn package_of(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("package "))
+        .map(|p| p.trim().to_owned())
+}
+
+/// Packages a module refers to through `data.<package>...` paths.
+fn referenced_packages(text: &str, packages: &BTreeSet<String>) -> Vec<String> {
+    packages
+        .iter()
+        .filter(|p| text.contains(&format!("data.{p}")))
+        .cloned()
+        .collect()
+}
+
+/// A module's text without `#` comments, for the reference scans below.
+fn code_of(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split_once('#').map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether a module reads anything beyond its input resource: the inventory and indexes
+/// under `data.gitward`, the commit, or `data` by a computed key.
+fn reads_context(code: &str) -> bool {
+    ["data.gitward", "input.commit", "data["]
+        .iter()
+        .any(|needle| code.contains(needle))
+}
+
+/// `data.gitward`: every resource of the commit by kind and name, and indexes that keep
+/// cross-resource rules linear.
+fn gitward_data(catalog: &Catalog) -> Value {
+    let mut inventory: Map<String, Value> = Kind::ALL
+        .iter()
+        .map(|k| (k.to_string(), json!({})))
+        .collect();
+    let mut dns_names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for loaded in catalog.resources() {
+        if let Some(Value::Object(of_kind)) = inventory.get_mut(loaded.kind().as_str()) {
+            of_kind.insert(loaded.name().to_owned(), loaded.json().clone());
+        }
+        if let Spec::Certificate(spec) = &loaded.resource.spec {
+            for name in &spec.dns_names {
+                dns_names
+                    .entry(name.as_str())
+                    .or_default()
+                    .push(loaded.name());
+            }
+        }
+    }
+    json!({"gitward": {"inventory": inventory, "index": {"dnsNames": dns_names}}})
+}
+
+/// The data documents of `policies/data/`, each under its path: `policies/data/teams/owners.yaml`
+/// becomes `data.teams.owners`.
+fn data_documents(catalog: &Catalog, diagnostics: &mut Vec<Diagnostic>) -> Value {
+    let mut root = Map::new();
+    for (path, parsed) in &catalog.data {
+        let Content::Data(value) = &parsed.content else {
+            continue;
+        };
+        let relative = path.strip_prefix(DATA_DIR).unwrap_or(path);
+        let stem = relative.rsplit_once('.').map_or(relative, |(s, _)| s);
+        let keys: Vec<&str> = stem.split('/').collect();
+        if keys.first() == Some(&"gitward") {
+            diagnostics.push(Diagnostic::error(
+                path,
+                Pos::START,
+                "data.gitward is reserved for the inventory gitward provides",
+            ));
+            continue;
+        }
+        if insert_at(&mut root, &keys, value.clone()).is_err() {
+            diagnostics.push(Diagnostic::error(
+                path,
+                Pos::START,
+                format!("another data file already defines data.{}", keys.join(".")),
+            ));
+        }
+    }
+    Value::Object(root)
+}
+
+/// Puts `value` at a path of keys, creating objects on the way; fails when something is
+/// already there.
+fn insert_at(map: &mut Map<String, Value>, keys: &[&str], value: Value) -> Result<(), ()> {
+    match keys {
+        [] => Err(()),
+        [last] if map.contains_key(*last) => Err(()),
+        [last] => {
+            map.insert((*last).to_owned(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => match map.entry((*first).to_owned()).or_insert_with(|| json!({})) {
+            Value::Object(inner) => insert_at(inner, rest, value),
+            _ => Err(()),
+        },
+    }
+}
+
+/// Compiles the policies of a catalog. Problems (Rego syntax errors, rules that do not
+/// exist, conflicting data) are returned as diagnostics; policies with problems are left
+/// unbound.
+pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut engine = regorus::Engine::new();
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: EVALUATION_LIMIT,
+        check_interval: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
+    });
+    let mut compiled: HashMap<Arc<str>, String> = HashMap::new();
+    let mut test_modules = Vec::new();
+    for (path, text) in &catalog.modules {
+        if is_test_module(path) {
+            test_modules.push((path.clone(), text.clone()));
+            continue;
+        }
+        match engine.add_policy(path.to_string(), text.to_string()) {
+            Ok(package) => {
+                compiled.insert(path.clone(), package);
+            }
+            Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
+        }
+    }
+    // Test modules must compile too, though only `gitward test` evaluates them.
+    let mut scratch = engine.clone();
+    for (path, text) in &test_modules {
+        if let Err(error) = scratch.add_policy(path.to_string(), text.to_string()) {
+            diagnostics.push(rego_diagnostic(path, &error));
+        }
+    }
+    let data = data_documents(catalog, &mut diagnostics);
+    for document in [data, gitward_data(catalog)] {
+        if let Err(error) = engine.add_data(regorus::Value::from(document)) {
+            diagnostics.push(Diagnostic::error(
+                DATA_DIR,
+                Pos::START,
+                format!("policy data: {error}"),
+            ));
+        }
+    }
+
+    let packages: BTreeSet<String> = catalog
+        .modules
+        .values()
+        .filter_map(|t| package_of(t))
+        .collect();
+    let sensitive = context_sensitive_packages(catalog, &packages);
+    let mut bindings = Vec::new();
+    for loaded in catalog.of_kind(Kind::Policy) {
+        let Spec::Policy(spec) = &loaded.resource.spec else {
+            continue;
+        };
+        let module = spec.module.as_str();
+        if is_test_module(module) {
+            diagnostics.push(loaded.error(
+                &["spec", "module"],
+                format!("`{module}` is a test module; a policy's module holds its rules"),
+            ));
+            continue;
+        }
+        let Some(package) = compiled.get(module) else {
+            continue;
+        };
+        let rule = spec.rule.as_str();
+        let declared = rule
+            .strip_prefix(package.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .map(|rest| {
+                engine
+                    .has_declared_rule_rooted_at(module, rest)
+                    .unwrap_or(false)
+            });
+        match declared {
+            Some(true) => bindings.push(Binding {
+                policy: loaded.clone(),
+                rule: rule.to_owned(),
+                context_sensitive: package_of(&catalog.modules[module])
+                    .is_some_and(|p| sensitive.contains(&p)),
+            }),
+            Some(false) => diagnostics.push(loaded.error(
+                &["spec", "rule"],
+                format!("rule `{rule}` is not defined in {module}"),
+            )),
+            None => diagnostics.push(loaded.error(
+                &["spec", "rule"],
+                format!("rule `{rule}` is outside {module}, whose package is `{package}`"),
+            )),
+        }
+    }
+    (
+        PolicySet {
+            engine,
+            bindings,
+            test_modules,
+        },
+        diagnostics,
+    )
+}
+
+fn rego_diagnostic(path: &str, error: &dyn std::fmt::Display) -> Diagnostic {
+    let (location, message) = rego_error(error);
+    match location {
+        Some((file, pos)) if file == path => {
+            Diagnostic::error(path, pos, format!("Rego: {message}"))
+        }
+        _ => Diagnostic::error(path, Pos::START, format!("Rego: {message}")),
+    }
+}
+
+/// Packages whose rules may read more than their input, directly or through the packages
+/// they refer to.
+fn context_sensitive_packages(catalog: &Catalog, packages: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut refers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sensitive: BTreeSet<String> = BTreeSet::new();
+    for (path, text) in &catalog.modules {
+        if is_test_module(path) {
+            continue;
+        }
+        let Some(package) = package_of(text) else {
+            continue;
+        };
+        let code = code_of(text);
+        if reads_context(&code) {
+            sensitive.insert(package.clone());
+        }
+        refers
+            .entry(package)
+            .or_default()
+            .extend(referenced_packages(&code, packages));
+    }
+    loop {
+        let before = sensitive.len();
+        for (package, targets) in &refers {
+            if targets.iter().any(|t| sensitive.contains(t)) {
+                sensitive.insert(package.clone());
+            }
+        }
+        if sensitive.len() == before {
+            return sensitive;
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Evaluating policies on resources, and what comes out: findings, each at the line of the
+//! field it names, with the policy's enforcement, severity and compliance mapping, and the
+//! exception that excuses it, if one does.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use regorus::Value as RegoValue;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::compile::{Binding, EVALUATION_LIMIT, PolicySet, rego_error};
+use crate::diag::Diagnostic;
+use crate::git::CommitInfo;
+use crate::model::semantic::date;
+use crate::model::{Catalog, Enforcement, FindingSeverity, IssuerType, Kind, Loaded, Spec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingStatus {
+    /// Not in the base: introduced by the change.
+    New,
+    /// In the base too.
+    Existing,
+    /// In the base, gone in the head.
+    Resolved,
+}
+
+/// The exception that excuses a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct AppliedException {
+    pub reason: String,
+    pub owner: String,
+    /// Last day it holds, `YYYY-MM-DD`.
+    pub expires: String,
+}
+
+/// What a policy found on a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Finding {
+    pub policy: String,
+    pub enforcement: Enforcement,
+    pub severity: FindingSeverity,
+    pub kind: Kind,
+    pub name: String,
+    pub file: String,
+    /// Line of the field the finding names, or of the resource.
+    pub line: u32,
+    pub column: u32,
+    /// The field, as the rule named it (`spec.duration`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+    /// Control IDs of the policy.
+    pub compliance: Vec<String>,
+    pub status: FindingStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<AppliedException>,
+}
+
+impl Finding {
+    pub fn resource_id(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+
+    /// Whether this finding stops the change: a new `deny` that no exception excuses.
+    pub fn blocks(&self) -> bool {
+        self.status == FindingStatus::New
+            && self.enforcement == Enforcement::Deny
+            && self.exception.is_none()
+    }
+
+    /// What makes two findings "the same" across commits: the policy, the resource and the
+    /// field, or the message when no field is named. A message that changes wording on the
+    /// same field is still the same finding.
+    pub fn identity(&self) -> (String, Kind, String, String) {
+        let detail = self.field.clone().unwrap_or_else(|| self.message.clone());
+        (self.policy.clone(), self.kind, self.name.clone(), detail)
+    }
+}
+
+/// The commit as policies see it (`input.commit`).
+pub fn commit_input(commit: &CommitInfo) -> Value {
+    let mut trailers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Ok(parsed) = git2::message_trailers_strs(&commit.message) {
+        for (key, value) in parsed.iter() {
+            trailers
+                .entry(key.to_owned())
+                .or_default()
+                .push(value.to_owned());
+        }
+    }
+    serde_json::json!({
+        "sha": commit.sha,
+        "author": format!("{} <{}>", commit.author, commit.email),
+        "message": commit.message,
+        "trailers": trailers,
+    })
+}
+
+/// What an evaluation knows beyond the catalog.
+pub struct Context {
+    /// `input.commit`.
+    pub commit: Value,
+    /// `input.change` of changed resources: the action and the document before it.
+    pub changes: HashMap<(Kind, String), (&'static str, Value)>,
+    /// The day exceptions are judged on.
+    pub today: NaiveDate,
+}
+
+/// The result of evaluating policies over a catalog.
+#[derive(Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    /// Runtime errors: each fails the commit.
+    pub errors: Vec<Diagnostic>,
+    /// (policy, kind, name) of every pair evaluated.
+    pub evaluated: HashSet<(String, Kind, String)>,
+}
+
+/// `input.computed`: values derived from the spec so rules need not parse them.
+fn computed(loaded: &Loaded) -> Value {
+    match &loaded.resource.spec {
+        Spec::Certificate(spec) => serde_json::json!({
+            "durationSeconds": spec.duration.as_secs(),
+            "renewBeforeSeconds": spec.effective_renew_before().as_secs(),
+            "keyType": spec.key_algorithm.key_type(),
+            "keyBits": spec.key_algorithm.key_bits(),
+        }),
+        Spec::Issuer(spec) => {
+            let (key, duration) = match spec.issuer_type() {
+                Some(IssuerType::SelfSigned(s)) => (Some(s.key_algorithm), Some(s.duration)),
+                Some(IssuerType::Ca(c)) => (Some(c.key_algorithm), Some(c.duration)),
+                _ => (None, None),
+            };
+            match (key, duration) {
+                (Some(key), Some(duration)) => serde_json::json!({
+                    "durationSeconds": duration.as_secs(),
+                    "keyType": key.key_type(),
+                    "keyBits": key.key_bits(),
+                }),
+                _ => serde_json::json!({}),
+            }
+        }
+        _ => serde_json::json!({}),
+    }
+}
+
+fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValue {
+    let key = (loaded.kind(), loaded.name().to_owned());
+    let change = match context.changes.get(&key) {
+        Some((action, before)) => serde_json::json!({"action": action, "before": before}),
+        None => serde_json::json!({"action": "none", "before": null}),
+    };
+    let fields: BTreeMap<RegoValue, RegoValue> = [
+        ("resource", loaded.parsed_doc().rego_value().clone()),
+        ("kind", RegoValue::from(loaded.kind().as_str())),
+        ("name", RegoValue::from(loaded.name())),
+        ("file", RegoValue::from(&*loaded.file)),
+        ("computed", RegoValue::from(computed(loaded))),
+        ("change", RegoValue::from(change)),
+        ("commit", commit.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (RegoValue::from(k), v))
+    .collect();
+    RegoValue::from(fields)
+}
+
+/// `spec.dnsNames[1]` or `spec.dnsNames.1` as path segments.
+fn field_segments(field: &str) -> Vec<String> {
+    field
+        .replace('[', ".")
+        .replace(']', "")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+struct RuleResult {
+    message: String,
+    severity: Option<FindingSeverity>,
+    field: Option<String>,
+}
+
+/// Reads a rule's value: a set (or array) of strings, or of objects `{msg, severity?, field?}`.
+fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
+    let items: Vec<&RegoValue> = match value {
+        RegoValue::Undefined => return Ok(Vec::new()),
+        RegoValue::Set(set) => set.iter().collect(),
+        RegoValue::Array(array) => array.iter().collect(),
+        other => {
+            return Err(format!(
+                "the rule's value is {}, not a set of findings",
+                describe(other)
+            ));
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            RegoValue::String(message) => Ok(RuleResult {
+                message: message.to_string(),
+                severity: None,
+                field: None,
+            }),
+            RegoValue::Object(object) => {
+                let text = |key: &str| match object.get(&RegoValue::from(key)) {
+                    None | Some(RegoValue::Undefined) => Ok(None),
+                    Some(RegoValue::String(s)) => Ok(Some(s.to_string())),
+                    Some(other) => Err(format!(
+                        "`{key}` of a finding is {}, not a string",
+                        describe(other)
+                    )),
+                };
+                let message = text("msg")?.ok_or("a finding object has no `msg`")?;
+                let severity = match text("severity")? {
+                    None => None,
+                    Some(s) => Some(
+                        FindingSeverity::ALL
+                            .iter()
+                            .copied()
+                            .find(|v| v.as_str() == s)
+                            .ok_or(format!(
+                                "severity `{s}` is not one of critical, high, medium, low, info"
+                            ))?,
+                    ),
+                };
+                Ok(RuleResult {
+                    message,
+                    severity,
+                    field: text("field")?,
+                })
+            }
+            other => Err(format!(
+                "a finding is {}, not a string or an object {{msg, severity?, field?}}",
+                describe(other)
+            )),
+        })
+        .collect()
+}
+
+fn describe(value: &RegoValue) -> String {
+    match value {
+        RegoValue::Bool(b) => format!("the boolean {b}"),
+        RegoValue::Number(_) => "a number".to_owned(),
+        RegoValue::Null => "null".to_owned(),
+        RegoValue::Object(_) => "an object".to_owned(),
+        RegoValue::String(_) => "a string".to_owned(),
+        RegoValue::Array(_) => "an array".to_owned(),
+        RegoValue::Set(_) => "a set".to_owned(),
+        RegoValue::Undefined => "undefined".to_owned(),
+    }
+}
+
+impl PolicySet {
+    /// Evaluates every bound policy on every resource it applies to for which `select` says
+    /// yes.
+    pub fn evaluate(
+        &self,
+        catalog: &Catalog,
+        context: &Context,
+        select: &dyn Fn(&Binding, &Loaded) -> bool,
+    ) -> Evaluation {
+        let mut engine = self.engine.clone();
+        let commit = RegoValue::from(context.commit.clone());
+        let mut out = Evaluation::default();
+        for loaded in catalog.resources() {
+            let labels = &loaded.resource.metadata.labels;
+            let applicable: Vec<&Binding> = self
+                .bindings
+                .iter()
+                .filter(|b| b.spec().applies_to.matches(loaded.kind(), labels) && select(b, loaded))
+                .collect();
+            if applicable.is_empty() {
+                continue;
+            }
+            engine.set_input(input(loaded, context, &commit));
+            for binding in applicable {
+                out.evaluated.insert((
+                    binding.name().to_owned(),
+                    loaded.kind(),
+                    loaded.name().to_owned(),
+                ));
+                let results = engine
+                    .eval_rule(binding.rule.clone())
+                    .map_err(|e| runtime_error(&e))
+                    .and_then(|value| rule_results(&value));
+                match results {
+                    Ok(results) => out.findings.extend(
+                        results
+                            .into_iter()
+                            .map(|r| finding(binding, loaded, r, context.today)),
+                    ),
+                    Err(message) => out.errors.push(loaded.error(
+                        &[],
+                        format!(
+                            "policy `{}` failed on {}/{}: {message}",
+                            binding.name(),
+                            loaded.kind(),
+                            loaded.name()
+                        ),
+                    )),
+                }
+            }
+        }
+        out.findings.sort_by(|a, b| {
+            (&a.file, a.line, a.column, &a.policy, &a.message)
+                .cmp(&(&b.file, b.line, b.column, &b.policy, &b.message))
+        });
+        out
+    }
+}
+
+fn runtime_error(error: &dyn std::fmt::Display) -> String {
+    let (location, message) = rego_error(error);
+    let message = if message.contains("exceeded time limit") {
+        format!(
+            "evaluation exceeded the limit of {}s",
+            EVALUATION_LIMIT.as_secs()
+        )
+    } else {
+        message
+    };
+    match location {
+        Some((file, pos)) => format!("{file}:{}:{}: {message}", pos.line, pos.col),
+        None => message,
+    }
+}
+
+fn finding(binding: &Binding, loaded: &Loaded, result: RuleResult, today: NaiveDate) -> Finding {
+    let spec = binding.spec();
+    let pos = match &result.field {
+        Some(field) => loaded.locate(field_segments(field).iter().map(String::as_str)),
+        None => loaded.pos(),
+    };
+    let exception = spec
+        .exceptions
+        .iter()
+        .find(|e| {
+            e.covers(loaded.kind(), loaded.name())
+                && date(&e.expires).is_some_and(|last| today <= last)
+        })
+        .map(|e| AppliedException {
+            reason: e.reason.clone(),
+            owner: e.owner.clone(),
+            expires: e.expires.clone(),
+        });
+    Finding {
+        policy: binding.name().to_owned(),
+        enforcement: spec.enforcement,
+        severity: result.severity.unwrap_or(spec.severity),
+        kind: loaded.kind(),
+        name: loaded.name().to_owned(),
+        file: loaded.file.to_string(),
+        line: pos.line,
+        column: pos.col,
+        field: result.field,
+        message: result.message,
+        compliance: spec.compliance.clone(),
+        status: FindingStatus::New,
+        exception,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_accept_both_index_spellings() {
+        assert_eq!(
+            field_segments("spec.dnsNames[1]"),
+            ["spec", "dnsNames", "1"]
+        );
+        assert_eq!(field_segments("spec.dnsNames.1"), ["spec", "dnsNames", "1"]);
+        assert_eq!(field_segments("metadata.labels"), ["metadata", "labels"]);
+    }
+
+    #[test]
+    fn rule_values_must_be_sets_of_findings() {
+        let value = RegoValue::from(
+            serde_json::json!(["plain", {"msg": "m", "severity": "high", "field": "spec.x"}]),
+        );
+        let results = rule_results(&value).unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[1].severity, Some(FindingSeverity::High));
+        assert_eq!(results[1].field.as_deref(), Some("spec.x"));
+        assert!(rule_results(&RegoValue::Undefined).unwrap().is_empty());
+        let bad =
+            |v: serde_json::Value| rule_results(&RegoValue::from(v)).err().unwrap_or_default();
+        assert_eq!(
+            bad(serde_json::json!(true)),
+            "the rule's value is the boolean true, not a set of findings"
+        );
+        assert_eq!(
+            bad(serde_json::json!([{"field": "x"}])),
+            "a finding object has no `msg`"
+        );
+        assert_eq!(
+            bad(serde_json::json!([{"msg": "m", "severity": "urgent"}])),
+            "severity `urgent` is not one of critical, high, medium, low, info"
+        );
+        assert_eq!(
+            bad(serde_json::json!([3])),
+            "a finding is a number, not a string or an object {msg, severity?, field?}"
+        );
+    }
+}

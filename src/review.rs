@@ -1,0 +1,130 @@
+//! The pull-request check as a pure function: two snapshots and their commits in, the plan
+//! report out — resource changes, policy findings classified against the base, exceptions.
+//!
+//! The head is evaluated in full. The base is evaluated only where a result can differ from
+//! the head's: resources that changed, policies that changed or read more than their input
+//! (the inventory, the commit), or everything when modules or policy data changed.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+
+use crate::git::CommitInfo;
+use crate::model::Kind;
+use crate::plan::{Change, plan};
+use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
+use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
+use crate::snapshot::Snapshot;
+
+pub fn review(
+    base: (&CommitInfo, &Snapshot),
+    head: (&CommitInfo, &Snapshot),
+    today: NaiveDate,
+) -> PlanReport {
+    let (base_commit, base_snapshot) = base;
+    let (head_commit, head_snapshot) = head;
+    let plan = plan(&base_snapshot.catalog, &head_snapshot.catalog);
+    let mut diagnostics = head_snapshot.diagnostics.clone();
+    let mut findings = Vec::new();
+    let mut evaluated = Vec::new();
+    if !head_snapshot.has_errors() {
+        let changed: HashSet<(Kind, &str)> = plan
+            .resources
+            .iter()
+            .filter(|r| r.change != Change::None)
+            .map(|r| (r.kind, r.name.as_str()))
+            .collect();
+        let changes: HashMap<(Kind, String), (&'static str, serde_json::Value)> = plan
+            .resources
+            .iter()
+            .filter_map(|r| {
+                let before = base_snapshot
+                    .catalog
+                    .get(r.kind, &r.name)
+                    .map(|l| l.json().clone());
+                match r.change {
+                    Change::Create => Some((
+                        (r.kind, r.name.clone()),
+                        ("create", serde_json::Value::Null),
+                    )),
+                    Change::Update => Some((
+                        (r.kind, r.name.clone()),
+                        ("update", before.unwrap_or_default()),
+                    )),
+                    Change::Delete | Change::None => None,
+                }
+            })
+            .collect();
+        let head_context = Context {
+            commit: commit_input(head_commit),
+            changes,
+            today,
+        };
+        let head_eval =
+            head_snapshot
+                .policies
+                .evaluate(&head_snapshot.catalog, &head_context, &|_, _| true);
+        let rules_changed = base_snapshot.catalog.modules != head_snapshot.catalog.modules
+            || data_differs(&base_snapshot.catalog, &head_snapshot.catalog);
+        let base_context = Context {
+            commit: commit_input(base_commit),
+            changes: HashMap::new(),
+            today,
+        };
+        let base_eval: Evaluation = base_snapshot.policies.evaluate(
+            &base_snapshot.catalog,
+            &base_context,
+            &|binding, loaded| {
+                rules_changed
+                    || binding.context_sensitive
+                    || changed.contains(&(Kind::Policy, binding.name()))
+                    || changed.contains(&(loaded.kind(), loaded.name()))
+            },
+        );
+        diagnostics.extend(head_eval.errors);
+        evaluated = head_eval.evaluated.into_iter().collect();
+        evaluated.sort();
+        diagnostics.sort();
+        findings = compare(head_eval.findings, &base_eval);
+    }
+    let valid = !diagnostics.iter().any(|d| d.is_error());
+    PlanReport {
+        format_version: FORMAT_VERSION,
+        blocked: valid && findings.iter().any(|f| f.blocks()),
+        valid,
+        summary: plan.summary(),
+        resources: plan.notable().cloned().collect(),
+        exceptions: exceptions(&head_snapshot.catalog, today),
+        policies: head_snapshot
+            .policies
+            .bindings
+            .iter()
+            .map(|b| {
+                let spec = b.spec();
+                PolicyInfo {
+                    name: b.name().to_owned(),
+                    description: spec.description.clone(),
+                    url: spec.url.clone(),
+                    enforcement: spec.enforcement,
+                    severity: spec.severity,
+                    compliance: spec.compliance.clone(),
+                    file: b.policy.file.to_string(),
+                    line: b.policy.pos().line,
+                }
+            })
+            .collect(),
+        evaluated,
+        findings,
+        base: base_commit.clone(),
+        head: head_commit.clone(),
+        diagnostics,
+    }
+}
+
+fn data_differs(a: &crate::model::Catalog, b: &crate::model::Catalog) -> bool {
+    a.data.len() != b.data.len()
+        || a.data
+            .iter()
+            .zip(&b.data)
+            .any(|((pa, fa), (pb, fb))| pa != pb || !std::sync::Arc::ptr_eq(fa, fb))
+}

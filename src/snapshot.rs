@@ -1,0 +1,35 @@
+//! A configuration checked as a whole: its catalog, its compiled policies, and every problem
+//! of both. `validate` reports a snapshot; `plan` compares two and evaluates their policies.
+
+use crate::diag::Diagnostic;
+use crate::model::Catalog;
+use crate::policy::{PolicySet, compile};
+
+pub struct Snapshot {
+    pub catalog: Catalog,
+    pub policies: PolicySet,
+    /// Problems of the catalog and of its policies, sorted.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Snapshot {
+    pub fn new(catalog: Catalog) -> Snapshot {
+        let (policies, mut diagnostics) = compile(&catalog);
+        diagnostics.extend(catalog.diagnostics.iter().cloned());
+        diagnostics.sort();
+        diagnostics.dedup();
+        Snapshot {
+            catalog,
+            policies,
+            diagnostics,
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
