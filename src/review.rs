@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use crate::git::CommitInfo;
 use crate::model::Kind;
 use crate::plan::{Change, plan};
-use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
+use crate::policy::{Context, Evaluation, Finding, commit_input, compare, exceptions};
 use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
 use crate::snapshot::Snapshot;
 
@@ -85,7 +85,15 @@ pub fn review(
         evaluated = head_eval.evaluated.into_iter().collect();
         evaluated.sort();
         diagnostics.sort();
-        findings = compare(head_eval.findings, &base_eval);
+        let in_base = |f: &Finding| {
+            base_snapshot.catalog.get(f.kind, &f.name).is_some()
+                && base_snapshot
+                    .policies
+                    .bindings
+                    .iter()
+                    .any(|b| b.name() == f.policy)
+        };
+        findings = compare(head_eval.findings, &base_eval, &in_base);
     }
     let valid = !diagnostics.iter().any(|d| d.is_error());
     PlanReport {

@@ -38,7 +38,15 @@ fn repo_with_change() -> TestRepo {
 fn a_change_lists_each_resource_with_its_change_action_and_fields() {
     let repo = repo_with_change();
     let run = repo
-        .gitward(&["plan", "--base", "main", "--head", "change", "--date", "2026-12-01"])
+        .gitward(&[
+            "plan",
+            "--base",
+            "main",
+            "--head",
+            "change",
+            "--date",
+            "2026-12-01",
+        ])
         .expect(0);
     let body: Vec<&str> = run.stdout.lines().skip(2).collect();
     assert_eq!(

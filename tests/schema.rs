@@ -173,7 +173,7 @@ fn schemas_and_loader_agree_on_shapes() {
         let repo = TestRepo::new();
         repo.write("doc.yaml", text);
         if kind == "Policy" {
-            repo.write("p.rego", "package p\n");
+            repo.write("p.rego", "package p\n\ndeny contains \"never\" if false\n");
         }
         let run = repo.gitward(&["validate"]);
         // References to resources that these one-document repositories lack (the issuer

@@ -221,6 +221,20 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
         }
     }
 
+    // regorus checks some errors (a variable used before it is bound) only when it first
+    // prepares the modules for evaluation: prepare now, so they are validation errors of
+    // the module, reported once, and nothing is evaluated on modules that do not compile.
+    if let Err(error) = engine.eval_query("true".to_owned(), false) {
+        let (location, message) = rego_error(&error);
+        let (file, pos) = location.unwrap_or_else(|| ("policies".to_owned(), Pos::START));
+        diagnostics.push(Diagnostic::error(&file, pos, format!("Rego: {message}")));
+        let set = PolicySet {
+            engine,
+            bindings: Vec::new(),
+            test_modules,
+        };
+        return (set, diagnostics);
+    }
     let packages: BTreeSet<String> = catalog
         .modules
         .values()

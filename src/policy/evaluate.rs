@@ -267,12 +267,19 @@ impl PolicySet {
         let mut engine = self.engine.clone();
         let commit = RegoValue::from(context.commit.clone());
         let mut out = Evaluation::default();
+        // A policy that ran out of time once is not run again: the commit fails either way,
+        // and the limit would be paid once per resource.
+        let mut exhausted: HashSet<&str> = HashSet::new();
         for loaded in catalog.resources() {
             let labels = &loaded.resource.metadata.labels;
             let applicable: Vec<&Binding> = self
                 .bindings
                 .iter()
-                .filter(|b| b.spec().applies_to.matches(loaded.kind(), labels) && select(b, loaded))
+                .filter(|b| {
+                    b.spec().applies_to.matches(loaded.kind(), labels)
+                        && select(b, loaded)
+                        && !exhausted.contains(b.name())
+                })
                 .collect();
             if applicable.is_empty() {
                 continue;
@@ -294,15 +301,20 @@ impl PolicySet {
                             .into_iter()
                             .map(|r| finding(binding, loaded, r, context.today)),
                     ),
-                    Err(message) => out.errors.push(loaded.error(
-                        &[],
-                        format!(
-                            "policy `{}` failed on {}/{}: {message}",
-                            binding.name(),
-                            loaded.kind(),
-                            loaded.name()
-                        ),
-                    )),
+                    Err(message) => {
+                        if message.contains(TIME_LIMIT_MESSAGE) {
+                            exhausted.insert(binding.name());
+                        }
+                        out.errors.push(loaded.error(
+                            &[],
+                            format!(
+                                "policy `{}` failed on {}/{}: {message}",
+                                binding.name(),
+                                loaded.kind(),
+                                loaded.name()
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -313,6 +325,8 @@ impl PolicySet {
         out
     }
 }
+
+const TIME_LIMIT_MESSAGE: &str = "evaluation exceeded the limit";
 
 fn runtime_error(error: &dyn std::fmt::Display) -> String {
     let (location, message) = rego_error(error);

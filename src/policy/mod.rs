@@ -19,9 +19,14 @@ use crate::model::semantic::date;
 use crate::model::{Catalog, Kind, Spec};
 
 /// Marks each head finding new or existing against the base, and adds the base's findings
-/// that are gone as resolved. Pairs (policy, resource) the base did not evaluate were
-/// skipped because their result cannot differ: their findings are existing.
-pub fn compare(head: Vec<Finding>, base: &Evaluation) -> Vec<Finding> {
+/// that are gone as resolved. A pair (policy, resource) the base did not evaluate although
+/// `in_base` says the base has both was skipped because its result cannot differ: its
+/// findings are existing.
+pub fn compare(
+    head: Vec<Finding>,
+    base: &Evaluation,
+    in_base: &dyn Fn(&Finding) -> bool,
+) -> Vec<Finding> {
     let mut unmatched: HashMap<_, Vec<&Finding>> = HashMap::new();
     for f in &base.findings {
         unmatched.entry(f.identity()).or_default().push(f);
@@ -31,7 +36,11 @@ pub fn compare(head: Vec<Finding>, base: &Evaluation) -> Vec<Finding> {
         .map(|mut f| {
             let pair = (f.policy.clone(), f.kind, f.name.clone());
             f.status = if !base.evaluated.contains(&pair) {
-                FindingStatus::Existing
+                if in_base(&f) {
+                    FindingStatus::Existing
+                } else {
+                    FindingStatus::New
+                }
             } else if unmatched
                 .get_mut(&f.identity())
                 .and_then(Vec::pop)

@@ -128,10 +128,10 @@ const EXISTING_SHOWN_PER_SEVERITY: usize = 30;
 pub fn render(report: &PlanReport) -> String {
     let mut out = String::new();
     let s = &report.summary;
-    let status = if report.valid {
-        "✅ valid"
-    } else {
-        "❌ invalid"
+    let status = match (report.valid, report.blocked) {
+        (false, _) => "❌ invalid",
+        (true, true) => "⛔ blocked",
+        (true, false) => "✅ valid",
     };
     let _ = writeln!(out, "{COMMENT_MARKER}");
     let _ = writeln!(
