@@ -129,3 +129,182 @@ pub fn exceptions(catalog: &Catalog, today: NaiveDate) -> Vec<ExceptionReport> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::parse::parse_file;
+    use crate::model::{LoadedFile, Role};
+
+    fn catalog(files: &[(&str, &str)]) -> Catalog {
+        let loaded = files
+            .iter()
+            .map(|(path, text)| {
+                let role = Role::of(path).expect("a known file kind");
+                LoadedFile {
+                    path: Arc::from(*path),
+                    role,
+                    parsed: Arc::new(parse_file(role, text.as_bytes())),
+                }
+            })
+            .collect();
+        Catalog::assemble(loaded, Vec::new())
+    }
+
+    const ISSUER: &str = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: ca, labels: {env: prod}}\nspec:\n  selfSigned: {commonName: CA}\n";
+
+    fn cert(name: &str, dns: &str) -> String {
+        format!(
+            "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}, labels: {{env: prod}}}}\nspec:\n  issuerRef: ca\n  dnsNames: [{dns}]\n  target: web\n"
+        )
+    }
+
+    const POLICY: &str = "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: no-test-hosts}\nspec:\n  module: p.rego\n  rule: data.p.deny\n  appliesTo: {kinds: [Certificate], selector: {env: prod}}\n  exceptions:\n    - {resources: [Certificate/b], reason: migrating, owner: web, expires: 2027-01-31}\n";
+
+    const MODULE: &str = "package p\n\nimport rego.v1\n\ndeny contains {\"msg\": sprintf(\"%s is a test host\", [name]), \"field\": sprintf(\"spec.dnsNames[%d]\", [i])} if {\n\tsome i, name in input.resource.spec.dnsNames\n\tstartswith(name, \"test.\")\n}\n";
+
+    fn context(day: &str) -> Context {
+        Context {
+            commit: serde_json::json!({}),
+            changes: HashMap::new(),
+            today: date(day).expect("a date"),
+        }
+    }
+
+    #[test]
+    fn findings_carry_policy_metadata_and_the_field_line() {
+        let catalog = catalog(&[
+            ("ca.yaml", ISSUER),
+            ("a.yaml", &cert("a", "ok.example.com, test.example.com")),
+            ("p.yaml", POLICY),
+            ("p.rego", MODULE),
+        ]);
+        let (set, problems) = compile(&catalog);
+        assert_eq!(problems, vec![]);
+        assert_eq!(set.bindings.len(), 1);
+        assert!(!set.bindings[0].context_sensitive);
+        let evaluation = set.evaluate(&catalog, &context("2026-12-01"), &|_, _| true);
+        assert_eq!(evaluation.errors, vec![]);
+        let f = &evaluation.findings[0];
+        assert_eq!(
+            (f.policy.as_str(), f.name.as_str(), f.line, f.column),
+            ("no-test-hosts", "a", 6, 30)
+        );
+        assert_eq!(f.message, "test.example.com is a test host");
+        assert_eq!(f.enforcement, crate::model::Enforcement::Deny);
+        assert_eq!(evaluation.evaluated.len(), 1);
+    }
+
+    #[test]
+    fn exceptions_excuse_until_their_last_day() {
+        let catalog = catalog(&[
+            ("ca.yaml", ISSUER),
+            ("b.yaml", &cert("b", "test.example.com")),
+            ("p.yaml", POLICY),
+            ("p.rego", MODULE),
+        ]);
+        let (set, _) = compile(&catalog);
+        let on = |day: &str| {
+            set.evaluate(&catalog, &context(day), &|_, _| true).findings[0]
+                .exception
+                .clone()
+        };
+        assert_eq!(on("2027-01-31").map(|e| e.owner), Some("web".to_owned()));
+        assert_eq!(on("2027-02-01"), None);
+        let states: Vec<ExceptionState> = ["2026-12-01", "2027-01-20", "2027-02-01"]
+            .iter()
+            .map(|d| exceptions(&catalog, date(d).expect("date"))[0].state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ExceptionState::Active,
+                ExceptionState::Expiring,
+                ExceptionState::Expired
+            ]
+        );
+    }
+
+    #[test]
+    fn modules_reading_the_inventory_or_commit_are_context_sensitive() {
+        let reader = "package q\n\nimport rego.v1\n\n# data.gitward in a comment does not count\nowned(n) if data.gitward.inventory.Certificate[n]\n";
+        let user = "package p\n\nimport rego.v1\n\nimport data.q\n\ndeny contains \"x\" if q.owned(input.name)\n";
+        let catalog = catalog(&[("p.yaml", POLICY), ("p.rego", user), ("q.rego", reader)]);
+        let (set, problems) = compile(&catalog);
+        assert_eq!(problems, vec![]);
+        assert!(
+            set.bindings[0].context_sensitive,
+            "through the imported package"
+        );
+        let commented = catalog_with_module(
+            "package p\n\nimport rego.v1\n\n# input.commit is not read here\ndeny contains \"x\" if false\n",
+        );
+        assert!(!compile(&commented).0.bindings[0].context_sensitive);
+    }
+
+    fn catalog_with_module(module: &str) -> Catalog {
+        catalog(&[("p.yaml", POLICY), ("p.rego", module)])
+    }
+
+    fn finding(policy: &str, name: &str, field: &str) -> Finding {
+        Finding {
+            policy: policy.to_owned(),
+            enforcement: crate::model::Enforcement::Deny,
+            severity: crate::model::FindingSeverity::High,
+            kind: Kind::Certificate,
+            name: name.to_owned(),
+            file: format!("{name}.yaml"),
+            line: 1,
+            column: 1,
+            field: Some(field.to_owned()),
+            message: format!("{name} {field}"),
+            compliance: Vec::new(),
+            status: FindingStatus::New,
+            exception: None,
+        }
+    }
+
+    #[test]
+    fn comparison_tells_new_existing_and_resolved_apart() {
+        let evaluated = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(p, n)| (p.to_string(), Kind::Certificate, n.to_string()))
+                .collect()
+        };
+        let base = Evaluation {
+            findings: vec![finding("p", "a", "spec.x"), finding("p", "b", "spec.y")],
+            errors: Vec::new(),
+            evaluated: evaluated(&[("p", "a"), ("p", "b")]),
+        };
+        let head = vec![
+            // Same field, reworded: still the same finding.
+            Finding {
+                message: "reworded".to_owned(),
+                ..finding("p", "a", "spec.x")
+            },
+            finding("p", "a", "spec.z"),
+            // Not re-evaluated on the base, and the base has both: existing.
+            finding("q", "c", "spec.x"),
+            // Not re-evaluated, and the base lacks the resource: new.
+            finding("q", "d", "spec.x"),
+        ];
+        let in_base = |f: &Finding| f.name != "d";
+        let statuses: Vec<(String, String, FindingStatus)> = compare(head, &base, &in_base)
+            .into_iter()
+            .map(|f| (f.name, f.field.unwrap_or_default(), f.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("a".to_owned(), "spec.x".to_owned(), FindingStatus::Existing),
+                ("a".to_owned(), "spec.z".to_owned(), FindingStatus::New),
+                ("c".to_owned(), "spec.x".to_owned(), FindingStatus::Existing),
+                ("d".to_owned(), "spec.x".to_owned(), FindingStatus::New),
+                ("b".to_owned(), "spec.y".to_owned(), FindingStatus::Resolved),
+            ]
+        );
+    }
+}
