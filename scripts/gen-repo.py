@@ -3,8 +3,7 @@
 
     scripts/gen-repo.py DIR [--certificates N] [--change FILES]
 
-Writes the example repository's issuers, policies, gates and sinks plus four more issuing
-CAs and N certificates (one per file, spread over teams and environments) into DIR, and
+Writes the example repository plus four more issuing CAs and N certificates (one per file, spread over teams and environments) into DIR, and
 commits it on `main` with the `git` CLI. With --change, also commits a second change on
 `main` that edits FILES certificates (a new DNS name each), as a pull request would.
 """
@@ -92,7 +91,7 @@ def main():
     args = parser.parse_args()
     if os.path.exists(args.dir):
         shutil.rmtree(args.dir)
-    shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns("certificates"))
+    shutil.copytree(EXAMPLE, args.dir)
     for i in range(4):
         env = "prod" if i < 2 else "staging"
         domain = "example.com" if env == "prod" else "staging.example.com"

@@ -5,7 +5,7 @@
 //! the head's: resources that changed, policies that changed or read more than their input
 //! (the inventory, the commit), or everything when modules or policy data changed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
 
@@ -34,6 +34,7 @@ pub fn review(
             .filter(|r| r.change != Change::None)
             .map(|r| (r.kind, r.name.as_str()))
             .collect();
+        let changed_kinds: BTreeSet<Kind> = changed.iter().map(|(kind, _)| *kind).collect();
         let changes: HashMap<(Kind, String), (&'static str, serde_json::Value)> = plan
             .resources
             .iter()
@@ -76,7 +77,7 @@ pub fn review(
             &base_context,
             &|binding, loaded| {
                 rules_changed
-                    || binding.context_sensitive
+                    || binding.reads.affected_by(&changed_kinds)
                     || changed.contains(&(Kind::Policy, binding.name()))
                     || changed.contains(&(loaded.kind(), loaded.name()))
             },

@@ -69,7 +69,7 @@ fn json_output_carries_counts_and_diagnostics() {
     let run = repo.gitward(&["validate", "--format", "json"]).expect(1);
     let report: Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["valid"], false);
-    assert_eq!(report["resources"]["Certificate"], 9);
+    assert_eq!(report["resources"]["Certificate"], 10);
     assert_eq!(
         report["diagnostics"],
         serde_json::json!([{

@@ -2,7 +2,7 @@
 //! data documents under `policies/data/` and `data.gitward` (the inventory of the commit),
 //! and binding each Policy resource to a rule that exists.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,11 @@ use std::time::Duration;
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::{Map, Value, json};
 
+use super::reads::{Reads, package_reads};
 use crate::diag::{Diagnostic, Pos};
 use crate::model::parse::{Content, DATA_DIR};
 use crate::model::{Catalog, Kind, Loaded, PolicySpec, Spec};
+use regorus::Value as RegoValue;
 
 /// Longest one evaluation of one rule on one resource may run.
 pub const EVALUATION_LIMIT: Duration = Duration::from_secs(2);
@@ -22,9 +24,9 @@ pub const EVALUATION_LIMIT: Duration = Duration::from_secs(2);
 pub struct Binding {
     pub policy: Loaded,
     pub rule: String,
-    /// Whether results may depend on more than the resource itself (the inventory, the
-    /// commit): such policies are re-evaluated on a base even for unchanged resources.
-    pub context_sensitive: bool,
+    /// What the rule reads beyond its input resource: a base re-evaluates an unchanged
+    /// resource only when that changed.
+    pub reads: Reads,
 }
 
 impl Binding {
@@ -83,16 +85,7 @@ pub(crate) fn package_of(text: &str) -> Option<String> {
         .map(|p| p.trim().to_owned())
 }
 
-/// Packages a module refers to through `data.<package>...` paths.
-fn referenced_packages(text: &str, packages: &BTreeSet<String>) -> Vec<String> {
-    packages
-        .iter()
-        .filter(|p| text.contains(&format!("data.{p}")))
-        .cloned()
-        .collect()
-}
-
-/// A module's text without `#` comments, for the reference scans below.
+/// A module's text without `#` comments, for the reference scans of [`super::reads`].
 fn code_of(text: &str) -> String {
     text.lines()
         .map(|l| l.split_once('#').map_or(l, |(code, _)| code))
@@ -100,36 +93,53 @@ fn code_of(text: &str) -> String {
         .join("\n")
 }
 
-/// Whether a module reads anything beyond its input resource: the inventory and indexes
-/// under `data.gitward`, the commit, or `data` by a computed key.
-fn reads_context(code: &str) -> bool {
-    ["data.gitward", "input.commit", "data["]
-        .iter()
-        .any(|needle| code.contains(needle))
-}
-
 /// `data.gitward`: every resource of the commit by kind and name, and indexes that keep
-/// cross-resource rules linear.
-fn gitward_data(catalog: &Catalog) -> Value {
-    let mut inventory: Map<String, Value> = Kind::ALL
-        .iter()
-        .map(|k| (k.to_string(), json!({})))
-        .collect();
-    let mut dns_names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+/// cross-resource rules linear. Built from the documents' shared engine values, so the
+/// inventory costs one entry per resource.
+pub(crate) fn gitward_data(catalog: &Catalog) -> RegoValue {
+    let mut inventory: BTreeMap<Kind, BTreeMap<RegoValue, RegoValue>> =
+        Kind::ALL.iter().map(|&k| (k, BTreeMap::new())).collect();
+    let mut dns_names: BTreeMap<&str, Vec<RegoValue>> = BTreeMap::new();
     for loaded in catalog.resources() {
-        if let Some(Value::Object(of_kind)) = inventory.get_mut(loaded.kind().as_str()) {
-            of_kind.insert(loaded.name().to_owned(), loaded.json().clone());
-        }
+        let name = RegoValue::from(loaded.name());
         if let Spec::Certificate(spec) = &loaded.resource.spec {
-            for name in &spec.dns_names {
+            for dns_name in &spec.dns_names {
                 dns_names
-                    .entry(name.as_str())
+                    .entry(dns_name.as_str())
                     .or_default()
-                    .push(loaded.name());
+                    .push(name.clone());
             }
         }
+        inventory
+            .entry(loaded.kind())
+            .or_default()
+            .insert(name, loaded.parsed_doc().rego_value().clone());
     }
-    json!({"gitward": {"inventory": inventory, "index": {"dnsNames": dns_names}}})
+    let object = |entries: Vec<(RegoValue, RegoValue)>| {
+        RegoValue::from(entries.into_iter().collect::<BTreeMap<_, _>>())
+    };
+    let inventory = object(
+        inventory
+            .into_iter()
+            .map(|(kind, resources)| (RegoValue::from(kind.as_str()), RegoValue::from(resources)))
+            .collect(),
+    );
+    let index = object(vec![(
+        RegoValue::from("dnsNames"),
+        object(
+            dns_names
+                .into_iter()
+                .map(|(n, certs)| (RegoValue::from(n), RegoValue::from(certs)))
+                .collect(),
+        ),
+    )]);
+    object(vec![(
+        RegoValue::from("gitward"),
+        object(vec![
+            (RegoValue::from("inventory"), inventory),
+            (RegoValue::from("index"), index),
+        ]),
+    )])
 }
 
 /// The data documents of `policies/data/`, each under its path: `policies/data/teams/owners.yaml`
@@ -211,14 +221,12 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
         }
     }
     let data = data_documents(catalog, &mut diagnostics);
-    for document in [data, gitward_data(catalog)] {
-        if let Err(error) = engine.add_data(regorus::Value::from(document)) {
-            diagnostics.push(Diagnostic::error(
-                DATA_DIR,
-                Pos::START,
-                format!("policy data: {error}"),
-            ));
-        }
+    if let Err(error) = engine.add_data(RegoValue::from(data)) {
+        diagnostics.push(Diagnostic::error(
+            DATA_DIR,
+            Pos::START,
+            format!("policy data: {error}"),
+        ));
     }
 
     // regorus checks some errors (a variable used before it is bound) only when it first
@@ -235,12 +243,13 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
         };
         return (set, diagnostics);
     }
-    let packages: BTreeSet<String> = catalog
+    let module_code: Vec<(String, String)> = catalog
         .modules
-        .values()
-        .filter_map(|t| package_of(t))
+        .iter()
+        .filter(|(path, _)| !is_test_module(path))
+        .filter_map(|(_, text)| Some((package_of(text)?, code_of(text))))
         .collect();
-    let sensitive = context_sensitive_packages(catalog, &packages);
+    let reads = package_reads(&module_code);
     let mut bindings = Vec::new();
     for loaded in catalog.of_kind(Kind::Policy) {
         let Spec::Policy(spec) = &loaded.resource.spec else {
@@ -270,8 +279,13 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
             Some(true) => bindings.push(Binding {
                 policy: loaded.clone(),
                 rule: rule.to_owned(),
-                context_sensitive: package_of(&catalog.modules[module])
-                    .is_some_and(|p| sensitive.contains(&p)),
+                // A module without a package does not compile; one that compiled has one.
+                reads: package_of(&catalog.modules[module])
+                    .and_then(|p| reads.get(&p).cloned())
+                    .unwrap_or(Reads {
+                        everything: true,
+                        ..Reads::default()
+                    }),
             }),
             Some(false) => diagnostics.push(loaded.error(
                 &["spec", "rule"],
@@ -300,39 +314,5 @@ fn rego_diagnostic(path: &str, error: &dyn std::fmt::Display) -> Diagnostic {
             Diagnostic::error(path, pos, format!("Rego: {message}"))
         }
         _ => Diagnostic::error(path, Pos::START, format!("Rego: {message}")),
-    }
-}
-
-/// Packages whose rules may read more than their input, directly or through the packages
-/// they refer to.
-fn context_sensitive_packages(catalog: &Catalog, packages: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut refers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut sensitive: BTreeSet<String> = BTreeSet::new();
-    for (path, text) in &catalog.modules {
-        if is_test_module(path) {
-            continue;
-        }
-        let Some(package) = package_of(text) else {
-            continue;
-        };
-        let code = code_of(text);
-        if reads_context(&code) {
-            sensitive.insert(package.clone());
-        }
-        refers
-            .entry(package)
-            .or_default()
-            .extend(referenced_packages(&code, packages));
-    }
-    loop {
-        let before = sensitive.len();
-        for (package, targets) in &refers {
-            if targets.iter().any(|t| sensitive.contains(t)) {
-                sensitive.insert(package.clone());
-            }
-        }
-        if sensitive.len() == before {
-            return sensitive;
-        }
     }
 }

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::compile::{Binding, EVALUATION_LIMIT, PolicySet, rego_error};
+use super::compile::{Binding, EVALUATION_LIMIT, PolicySet, gitward_data, rego_error};
 use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
 use crate::model::semantic::date;
@@ -265,8 +265,18 @@ impl PolicySet {
         select: &dyn Fn(&Binding, &Loaded) -> bool,
     ) -> Evaluation {
         let mut engine = self.engine.clone();
-        let commit = RegoValue::from(context.commit.clone());
         let mut out = Evaluation::default();
+        if let Err(error) = engine.add_data(gitward_data(catalog)) {
+            // Data files may not define data.gitward (validation says so); if the merge fails
+            // anyway, nothing can be evaluated.
+            out.errors.push(crate::diag::Diagnostic::error(
+                crate::model::parse::DATA_DIR,
+                crate::diag::Pos::START,
+                format!("data.gitward: {error}"),
+            ));
+            return out;
+        }
+        let commit = RegoValue::from(context.commit.clone());
         // A policy that ran out of time once is not run again: the commit fails either way,
         // and the limit would be paid once per resource.
         let mut exhausted: HashSet<&str> = HashSet::new();

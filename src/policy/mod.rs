@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod evaluate;
+pub mod reads;
 pub mod testing;
 
 use std::collections::HashMap;
@@ -184,7 +185,7 @@ mod tests {
         let (set, problems) = compile(&catalog);
         assert_eq!(problems, vec![]);
         assert_eq!(set.bindings.len(), 1);
-        assert!(!set.bindings[0].context_sensitive);
+        assert_eq!(set.bindings[0].reads, reads::Reads::default());
         let evaluation = set.evaluate(&catalog, &context("2026-12-01"), &|_, _| true);
         assert_eq!(evaluation.errors, vec![]);
         let f = &evaluation.findings[0];
@@ -228,20 +229,23 @@ mod tests {
     }
 
     #[test]
-    fn modules_reading_the_inventory_or_commit_are_context_sensitive() {
+    fn what_a_policy_reads_is_found_through_imports() {
         let reader = "package q\n\nimport rego.v1\n\n# data.gitward in a comment does not count\nowned(n) if data.gitward.inventory.Certificate[n]\n";
         let user = "package p\n\nimport rego.v1\n\nimport data.q\n\ndeny contains \"x\" if q.owned(input.name)\n";
         let catalog = catalog(&[("p.yaml", POLICY), ("p.rego", user), ("q.rego", reader)]);
         let (set, problems) = compile(&catalog);
         assert_eq!(problems, vec![]);
-        assert!(
-            set.bindings[0].context_sensitive,
-            "through the imported package"
+        assert_eq!(
+            set.bindings[0].reads.kinds,
+            [Kind::Certificate].into_iter().collect()
         );
         let commented = catalog_with_module(
             "package p\n\nimport rego.v1\n\n# input.commit is not read here\ndeny contains \"x\" if false\n",
         );
-        assert!(!compile(&commented).0.bindings[0].context_sensitive);
+        assert_eq!(
+            compile(&commented).0.bindings[0].reads,
+            reads::Reads::default()
+        );
     }
 
     fn catalog_with_module(module: &str) -> Catalog {

@@ -1,0 +1,160 @@
+//! What a policy reads beyond its input resource, found by scanning its module (and the
+//! packages it refers to) for `data.gitward...` and `input.commit`. A base evaluation reuses
+//! the head's result for an unchanged resource unless what the policy reads has changed; the
+//! scan errs towards "reads everything" whenever a reference is not plainly one of these.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::Kind;
+
+/// The inventory index each `data.gitward.index.<name>` is derived from.
+const INDEXES: &[(&str, Kind)] = &[("dnsNames", Kind::Certificate)];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// `data` by a computed key, or `data.gitward` in a way the scan does not recognise.
+    pub everything: bool,
+    /// `input.commit`: differs between any two commits.
+    pub commit: bool,
+    /// Inventory kinds read through `data.gitward.inventory.<Kind>` or an index of them.
+    pub kinds: BTreeSet<Kind>,
+}
+
+fn identifier(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+impl Reads {
+    /// The reads of one module's code (comments removed).
+    pub fn of_code(code: &str) -> Reads {
+        let mut reads = Reads {
+            commit: code.contains("input.commit"),
+            everything: code.contains("data["),
+            ..Reads::default()
+        };
+        for (at, _) in code.match_indices("data.gitward") {
+            let rest = &code[at + "data.gitward".len()..];
+            let read = if let Some(kind) = rest.strip_prefix(".inventory.") {
+                Kind::ALL
+                    .iter()
+                    .copied()
+                    .find(|k| k.as_str() == identifier(kind))
+            } else if let Some(index) = rest.strip_prefix(".index.") {
+                INDEXES
+                    .iter()
+                    .find(|(name, _)| *name == identifier(index))
+                    .map(|(_, kind)| *kind)
+            } else {
+                None
+            };
+            match read {
+                Some(kind) => {
+                    reads.kinds.insert(kind);
+                }
+                None => reads.everything = true,
+            }
+        }
+        reads
+    }
+
+    fn absorb(&mut self, other: &Reads) -> bool {
+        let before = self.clone();
+        self.everything |= other.everything;
+        self.commit |= other.commit;
+        self.kinds.extend(other.kinds.iter().copied());
+        *self != before
+    }
+
+    /// Whether a result could differ between two commits in which resources of
+    /// `changed_kinds` changed.
+    pub fn affected_by(&self, changed_kinds: &BTreeSet<Kind>) -> bool {
+        self.everything || self.commit || !self.kinds.is_disjoint(changed_kinds)
+    }
+}
+
+/// The reads of each package, including those of the packages it refers to.
+pub fn package_reads(modules: &[(String, String)]) -> BTreeMap<String, Reads> {
+    let packages: Vec<&String> = modules.iter().map(|(p, _)| p).collect();
+    let mut reads: BTreeMap<String, Reads> = BTreeMap::new();
+    let mut refers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (package, code) in modules {
+        reads
+            .entry(package.clone())
+            .or_default()
+            .absorb(&Reads::of_code(code));
+        let targets = packages
+            .iter()
+            .filter(|p| **p != package && code.contains(&format!("data.{p}")))
+            .map(|p| (*p).clone());
+        refers.entry(package.clone()).or_default().extend(targets);
+    }
+    loop {
+        let mut grew = false;
+        for (package, targets) in &refers {
+            let gathered: Vec<Reads> = targets
+                .iter()
+                .filter_map(|t| reads.get(t).cloned())
+                .collect();
+            let own = reads.entry(package.clone()).or_default();
+            for other in &gathered {
+                grew |= own.absorb(other);
+            }
+        }
+        if !grew {
+            return reads;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(list: &[Kind]) -> BTreeSet<Kind> {
+        list.iter().copied().collect()
+    }
+
+    #[test]
+    fn references_are_read_precisely_or_not_at_all() {
+        let issuer =
+            Reads::of_code("x := data.gitward.inventory.Issuer[input.resource.spec.issuerRef]");
+        assert_eq!(issuer.kinds, kinds(&[Kind::Issuer]));
+        assert!(!issuer.everything && !issuer.commit);
+        assert_eq!(
+            Reads::of_code("data.gitward.index.dnsNames[n]").kinds,
+            kinds(&[Kind::Certificate])
+        );
+        for vague in [
+            "data.gitward.inventory[k]",
+            "import data.gitward.inventory",
+            "data.gitward.index.other",
+            "data[x]",
+            "x := data.gitward",
+        ] {
+            assert!(Reads::of_code(vague).everything, "{vague}");
+        }
+        assert!(Reads::of_code("input.commit.trailers").commit);
+        assert_eq!(Reads::of_code("input.resource.spec"), Reads::default());
+    }
+
+    #[test]
+    fn reads_flow_through_referenced_packages() {
+        let modules = vec![
+            (
+                "lib.issuers".to_owned(),
+                "i := data.gitward.inventory.Issuer".to_owned(),
+            ),
+            ("lib".to_owned(), "import data.lib.issuers".to_owned()),
+            ("p".to_owned(), "import data.lib\nx := lib.y".to_owned()),
+            ("q".to_owned(), "x := input.name".to_owned()),
+        ];
+        let reads = package_reads(&modules);
+        assert_eq!(reads["p"].kinds, kinds(&[Kind::Issuer]));
+        assert_eq!(reads["q"], Reads::default());
+        assert!(reads["p"].affected_by(&kinds(&[Kind::Issuer])));
+        assert!(!reads["p"].affected_by(&kinds(&[Kind::Certificate])));
+    }
+}
