@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Generates a large gitward configuration repository for benchmarks.
 
-    scripts/gen-repo.py DIR [--certificates N] [--change FILES]
+    scripts/gen-repo.py DIR [--certificates N] [--change FILES] [--no-policies]
 
 Writes the example repository plus four more issuing CAs and N certificates (one per file, spread over teams and environments) into DIR, and
 commits it on `main` with the `git` CLI. With --change, also commits a second change on
-`main` that edits FILES certificates (a new DNS name each), as a pull request would.
+`main` that edits FILES certificates (a new DNS name each), as a pull request would. With
+--no-policies, the policies directory is left out, to measure loading and planning alone.
 """
 import argparse
 import os
@@ -88,10 +89,11 @@ def main():
     parser.add_argument("dir")
     parser.add_argument("--certificates", type=int, default=10000)
     parser.add_argument("--change", type=int, default=0)
+    parser.add_argument("--no-policies", action="store_true")
     args = parser.parse_args()
     if os.path.exists(args.dir):
         shutil.rmtree(args.dir)
-    shutil.copytree(EXAMPLE, args.dir)
+    shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns("policies") if args.no_policies else None)
     for i in range(4):
         env = "prod" if i < 2 else "staging"
         domain = "example.com" if env == "prod" else "staging.example.com"

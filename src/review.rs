@@ -39,21 +39,16 @@ pub fn review(
             .resources
             .iter()
             .filter_map(|r| {
-                let before = base_snapshot
-                    .catalog
-                    .get(r.kind, &r.name)
-                    .map(|l| l.json().clone());
-                match r.change {
-                    Change::Create => Some((
-                        (r.kind, r.name.clone()),
-                        ("create", serde_json::Value::Null),
-                    )),
-                    Change::Update => Some((
-                        (r.kind, r.name.clone()),
-                        ("update", before.unwrap_or_default()),
-                    )),
-                    Change::Delete | Change::None => None,
-                }
+                let before = match r.change {
+                    Change::Create => serde_json::Value::Null,
+                    Change::Update => base_snapshot
+                        .catalog
+                        .get(r.kind, &r.name)
+                        .map(|l| l.json().clone())
+                        .unwrap_or_default(),
+                    Change::Delete | Change::None => return None,
+                };
+                Some(((r.kind, r.name.clone()), (r.change.as_str(), before)))
             })
             .collect();
         let head_context = Context {
@@ -84,7 +79,6 @@ pub fn review(
         );
         diagnostics.extend(head_eval.errors);
         evaluated = head_eval.evaluated.into_iter().collect();
-        evaluated.sort();
         diagnostics.sort();
         let in_base = |f: &Finding| {
             base_snapshot.catalog.get(f.kind, &f.name).is_some()

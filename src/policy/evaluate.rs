@@ -99,6 +99,12 @@ pub fn commit_input(commit: &CommitInfo) -> Value {
     })
 }
 
+/// Which (policy, resource) pairs to evaluate.
+pub type Select<'a> = dyn Fn(&Binding, &Loaded) -> bool + Sync + 'a;
+
+/// Most threads an evaluation uses.
+const MAX_THREADS: usize = 8;
+
 /// What an evaluation knows beyond the catalog.
 pub struct Context {
     /// `input.commit`.
@@ -147,7 +153,9 @@ fn computed(loaded: &Loaded) -> Value {
     }
 }
 
-fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValue {
+/// `input` for a resource: its document, kind, name, file, computed values, change and
+/// `commit` (already converted, as it is the same for every resource).
+pub fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValue {
     let key = (loaded.kind(), loaded.name().to_owned());
     let change = match context.changes.get(&key) {
         Some((action, before)) => serde_json::json!({"action": action, "before": before}),
@@ -256,77 +264,100 @@ fn describe(value: &RegoValue) -> String {
 }
 
 impl PolicySet {
+    /// The compiled engine with `data.gitward` of `catalog` added: what every evaluation of
+    /// that catalog runs on.
+    pub fn engine_for(
+        &self,
+        catalog: &Catalog,
+    ) -> Result<regorus::Engine, crate::diag::Diagnostic> {
+        let mut engine = self.engine.clone();
+        // Data files may not define data.gitward (validation says so); should the merge fail
+        // anyway, nothing can be evaluated.
+        engine.add_data(gitward_data(catalog)).map_err(|error| {
+            crate::diag::Diagnostic::error(
+                crate::model::parse::DATA_DIR,
+                crate::diag::Pos::START,
+                format!("data.gitward: {error}"),
+            )
+        })?;
+        Ok(engine)
+    }
+
     /// Evaluates every bound policy on every resource it applies to for which `select` says
-    /// yes.
+    /// yes. Resources are split among the available cores, each with its own clone of the
+    /// engine (clones share the compiled modules and data).
     pub fn evaluate(
         &self,
         catalog: &Catalog,
         context: &Context,
-        select: &dyn Fn(&Binding, &Loaded) -> bool,
+        select: &Select<'_>,
     ) -> Evaluation {
-        let mut engine = self.engine.clone();
-        let mut out = Evaluation::default();
-        if let Err(error) = engine.add_data(gitward_data(catalog)) {
-            // Data files may not define data.gitward (validation says so); if the merge fails
-            // anyway, nothing can be evaluated.
-            out.errors.push(crate::diag::Diagnostic::error(
-                crate::model::parse::DATA_DIR,
-                crate::diag::Pos::START,
-                format!("data.gitward: {error}"),
-            ));
-            return out;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.evaluate_on(threads, catalog, context, select)
+    }
+
+    /// [`PolicySet::evaluate`] on at most `threads` threads.
+    pub fn evaluate_on(
+        &self,
+        threads: usize,
+        catalog: &Catalog,
+        context: &Context,
+        select: &Select<'_>,
+    ) -> Evaluation {
+        // The work first: when nothing is to be evaluated, not even the inventory is built.
+        let work: Vec<(&Loaded, Vec<&Binding>)> = catalog
+            .resources()
+            .iter()
+            .map(|loaded| {
+                let labels = &loaded.resource.metadata.labels;
+                let applicable = self
+                    .bindings
+                    .iter()
+                    .filter(|b| {
+                        b.spec().applies_to.matches(loaded.kind(), labels) && select(b, loaded)
+                    })
+                    .collect();
+                (loaded, applicable)
+            })
+            .filter(|(_, applicable): &(_, Vec<_>)| !applicable.is_empty())
+            .collect();
+        if work.is_empty() {
+            return Evaluation::default();
         }
+        let engine = match self.engine_for(catalog) {
+            Ok(engine) => engine,
+            Err(error) => {
+                return Evaluation {
+                    errors: vec![error],
+                    ..Evaluation::default()
+                };
+            }
+        };
         let commit = RegoValue::from(context.commit.clone());
-        // A policy that ran out of time once is not run again: the commit fails either way,
-        // and the limit would be paid once per resource.
-        let mut exhausted: HashSet<&str> = HashSet::new();
-        for loaded in catalog.resources() {
-            let labels = &loaded.resource.metadata.labels;
-            let applicable: Vec<&Binding> = self
-                .bindings
-                .iter()
-                .filter(|b| {
-                    b.spec().applies_to.matches(loaded.kind(), labels)
-                        && select(b, loaded)
-                        && !exhausted.contains(b.name())
+        let chunk = work.len().div_ceil(threads.clamp(1, MAX_THREADS)).max(1);
+        let parts: Vec<Evaluation> = std::thread::scope(|scope| {
+            let workers: Vec<_> = work
+                .chunks(chunk)
+                .map(|part| {
+                    let engine = engine.clone();
+                    let commit = &commit;
+                    scope.spawn(move || evaluate_part(engine, part, context, commit))
                 })
                 .collect();
-            if applicable.is_empty() {
-                continue;
-            }
-            engine.set_input(input(loaded, context, &commit));
-            for binding in applicable {
-                out.evaluated.insert((
-                    binding.name().to_owned(),
-                    loaded.kind(),
-                    loaded.name().to_owned(),
-                ));
-                let results = engine
-                    .eval_rule(binding.rule.clone())
-                    .map_err(|e| runtime_error(&e))
-                    .and_then(|value| rule_results(&value));
-                match results {
-                    Ok(results) => out.findings.extend(
-                        results
-                            .into_iter()
-                            .map(|r| finding(binding, loaded, r, context.today)),
-                    ),
-                    Err(message) => {
-                        if message.contains(TIME_LIMIT_MESSAGE) {
-                            exhausted.insert(binding.name());
-                        }
-                        out.errors.push(loaded.error(
-                            &[],
-                            format!(
-                                "policy `{}` failed on {}/{}: {message}",
-                                binding.name(),
-                                loaded.kind(),
-                                loaded.name()
-                            ),
-                        ));
-                    }
-                }
-            }
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut out = Evaluation::default();
+        for part in parts {
+            out.findings.extend(part.findings);
+            out.errors.extend(part.errors);
+            out.evaluated.extend(part.evaluated);
         }
         out.findings.sort_by(|a, b| {
             (&a.file, a.line, a.column, &a.policy, &a.message)
@@ -334,6 +365,58 @@ impl PolicySet {
         });
         out
     }
+}
+
+/// Evaluates a share of the work on one engine.
+fn evaluate_part(
+    mut engine: regorus::Engine,
+    work: &[(&Loaded, Vec<&Binding>)],
+    context: &Context,
+    commit: &RegoValue,
+) -> Evaluation {
+    let mut out = Evaluation::default();
+    // A policy that ran out of time once is not run again: the commit fails either way, and
+    // the limit would be paid once per resource.
+    let mut exhausted: HashSet<&str> = HashSet::new();
+    for (loaded, applicable) in work {
+        engine.set_input(input(loaded, context, commit));
+        for binding in applicable {
+            if exhausted.contains(binding.name()) {
+                continue;
+            }
+            out.evaluated.insert((
+                binding.name().to_owned(),
+                loaded.kind(),
+                loaded.name().to_owned(),
+            ));
+            let results = engine
+                .eval_rule(binding.rule.clone())
+                .map_err(|e| runtime_error(&e))
+                .and_then(|value| rule_results(&value));
+            match results {
+                Ok(results) => out.findings.extend(
+                    results
+                        .into_iter()
+                        .map(|r| finding(binding, loaded, r, context.today)),
+                ),
+                Err(message) => {
+                    if message.contains(TIME_LIMIT_MESSAGE) {
+                        exhausted.insert(binding.name());
+                    }
+                    out.errors.push(loaded.error(
+                        &[],
+                        format!(
+                            "policy `{}` failed on {}/{}: {message}",
+                            binding.name(),
+                            loaded.kind(),
+                            loaded.name()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 const TIME_LIMIT_MESSAGE: &str = "evaluation exceeded the limit";

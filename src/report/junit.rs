@@ -112,13 +112,14 @@ fn policy_suites(report: &PlanReport) -> Vec<Suite> {
             .or_default()
             .push(f);
     }
+    let mut evaluated: Vec<&(String, Kind, String)> = report.evaluated.iter().collect();
+    evaluated.sort();
     report
         .policies
         .iter()
         .map(|policy| {
             let classname = format!("gitward.policy.{}", policy.name);
-            let cases = report
-                .evaluated
+            let cases = evaluated
                 .iter()
                 .filter(|(p, _, _)| *p == policy.name)
                 .map(|(p, kind, name)| {

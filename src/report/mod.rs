@@ -53,7 +53,7 @@ pub struct PlanReport {
     pub exceptions: Vec<ExceptionReport>,
     /// The head's policies.
     pub policies: Vec<PolicyInfo>,
-    /// Every (policy, kind, name) the head was evaluated on, sorted; JUnit reports each.
+    /// Every (policy, kind, name) the head was evaluated on; JUnit reports each.
     #[serde(skip)]
     #[schemars(skip)]
     pub evaluated: Vec<(String, Kind, String)>,
