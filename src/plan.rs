@@ -394,22 +394,10 @@ fn diff_values(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::model::LoadedFile;
-    use crate::model::parse::{Role, parse_file};
 
     fn catalog(files: &[(&str, &str)]) -> Catalog {
-        let loaded = files
-            .iter()
-            .map(|(path, text)| LoadedFile {
-                path: Arc::from(*path),
-                role: Role::Resources,
-                parsed: Arc::new(parse_file(Role::Resources, text.as_bytes())),
-            })
-            .collect();
-        let catalog = Catalog::assemble(loaded, Vec::new());
+        let catalog = Catalog::from_texts(files);
         assert_eq!(catalog.diagnostics, vec![]);
         catalog
     }

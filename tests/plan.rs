@@ -196,16 +196,7 @@ fn the_json_report_follows_its_published_schema() {
         ])
         .expect(0);
     let report: Value = serde_json::from_str(&run.stdout).expect("json");
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(project_dir().join("schemas/plan.schema.json")).expect("schema"),
-    )
-    .expect("json");
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    common::assert_matches_schema("schemas/plan.schema.json", &report);
     assert_eq!(report["formatVersion"], 1);
     assert_eq!(report["valid"], true);
     assert_eq!(report["head"]["summary"], "A change");
@@ -239,17 +230,7 @@ fn sarif_output_is_valid_and_points_at_the_yaml_lines() {
         .expect(2);
     assert_eq!(run.stdout, "");
     let sarif: Value = serde_json::from_str(&repo.read("plan.sarif")).expect("json");
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(project_dir().join("tests/fixtures/sarif-schema-2.1.0.json"))
-            .expect("schema"),
-    )
-    .expect("json");
-    let validator = jsonschema::validator_for(&schema).expect("SARIF schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&sarif)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    common::assert_matches_schema("tests/fixtures/sarif-schema-2.1.0.json", &sarif);
 
     let run0 = &sarif["runs"][0];
     let rules: Vec<&str> = run0["tool"]["driver"]["rules"]

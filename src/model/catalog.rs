@@ -139,6 +139,23 @@ impl Catalog {
         catalog
     }
 
+    /// A catalog of files given as (path, text), for tests of the pure core.
+    #[cfg(test)]
+    pub(crate) fn from_texts(files: &[(&str, &str)]) -> Catalog {
+        let loaded = files
+            .iter()
+            .map(|(path, text)| {
+                let role = Role::of(path).unwrap_or(Role::Resources);
+                LoadedFile {
+                    path: Arc::from(*path),
+                    role,
+                    parsed: Arc::new(super::parse::parse_file(role, text.as_bytes())),
+                }
+            })
+            .collect();
+        Catalog::assemble(loaded, Vec::new())
+    }
+
     pub fn resources(&self) -> &[Loaded] {
         &self.resources
     }
@@ -382,21 +399,9 @@ fn check_name_constraints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::parse::parse_file;
 
     fn catalog(files: &[(&str, &str)]) -> Catalog {
-        let loaded = files
-            .iter()
-            .map(|(path, text)| {
-                let role = Role::of(path).unwrap();
-                LoadedFile {
-                    path: Arc::from(*path),
-                    role,
-                    parsed: Arc::new(parse_file(role, text.as_bytes())),
-                }
-            })
-            .collect();
-        Catalog::assemble(loaded, Vec::new())
+        Catalog::from_texts(files)
     }
 
     fn errors(files: &[(&str, &str)]) -> Vec<String> {

@@ -133,25 +133,10 @@ pub fn exceptions(catalog: &Catalog, today: NaiveDate) -> Vec<ExceptionReport> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::model::parse::parse_file;
-    use crate::model::{LoadedFile, Role};
 
     fn catalog(files: &[(&str, &str)]) -> Catalog {
-        let loaded = files
-            .iter()
-            .map(|(path, text)| {
-                let role = Role::of(path).expect("a known file kind");
-                LoadedFile {
-                    path: Arc::from(*path),
-                    role,
-                    parsed: Arc::new(parse_file(role, text.as_bytes())),
-                }
-            })
-            .collect();
-        Catalog::assemble(loaded, Vec::new())
+        Catalog::from_texts(files)
     }
 
     const ISSUER: &str = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: ca, labels: {env: prod}}\nspec:\n  selfSigned: {commonName: CA}\n";

@@ -93,11 +93,7 @@ fn findings_section(out: &mut String, report: &PlanReport) {
         }
         let _ = writeln!(out);
     }
-    let ending: Vec<_> = report
-        .exceptions
-        .iter()
-        .filter(|e| e.state != ExceptionState::Active)
-        .collect();
+    let ending = report.ending_exceptions();
     if !ending.is_empty() {
         let _ = writeln!(out, "**Exceptions ending**\n");
         let _ = writeln!(out, "| Policy | Resources | Expires | Owner | Reason |");

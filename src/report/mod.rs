@@ -15,7 +15,7 @@ use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
 use crate::model::{Enforcement, FindingSeverity, Kind};
 use crate::plan::{ResourcePlan, Summary};
-use crate::policy::{ExceptionReport, Finding, FindingStatus};
+use crate::policy::{ExceptionReport, ExceptionState, Finding, FindingStatus};
 
 /// Version of the JSON report format; it changes only when a field changes meaning or goes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -94,6 +94,14 @@ impl PlanReport {
             (true, true) => 1,
             (true, false) => 0,
         }
+    }
+
+    /// Exceptions that have expired or expire soon: what reports call out.
+    pub fn ending_exceptions(&self) -> Vec<&ExceptionReport> {
+        self.exceptions
+            .iter()
+            .filter(|e| e.state != ExceptionState::Active)
+            .collect()
     }
 
     pub fn finding_counts(&self) -> FindingCounts {

@@ -125,11 +125,7 @@ pub fn render(report: &PlanReport) -> String {
             );
         }
     }
-    let ending: Vec<_> = report
-        .exceptions
-        .iter()
-        .filter(|e| e.state != ExceptionState::Active)
-        .collect();
+    let ending = report.ending_exceptions();
     if !ending.is_empty() {
         let _ = writeln!(out, "\nExceptions ending:");
         for e in ending {

@@ -155,3 +155,18 @@ pub fn tool(program: &str, args: &[&str], dir: &Path) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// Asserts that `value` satisfies the JSON Schema in `schema_file` (relative to the project).
+pub fn assert_matches_schema(schema_file: &str, value: &serde_json::Value) {
+    let text = std::fs::read_to_string(project_dir().join(schema_file)).expect("the schema file");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not valid against {schema_file}: {errors:#?}"
+    );
+}
