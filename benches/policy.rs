@@ -17,10 +17,6 @@ use gitward::snapshot::Snapshot;
 use gitward::source::{BlobCache, ConfigRepo};
 use regorus::Value;
 
-// The same allocator as the gitward binary, so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const RUNS: usize = 7;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -46,6 +42,7 @@ fn main() {
         );
         return;
     };
+    gitward::policy::compile::limit_memory();
     let today = chrono::Utc::now().date_naive();
     let config = ConfigRepo::open(&repo).expect("a repository");
 

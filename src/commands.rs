@@ -161,11 +161,13 @@ pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Res
     let (base_commit, base_catalog) = config.load(base, &mut cache)?;
     let head_snapshot = Snapshot::new(head_catalog);
     let base_snapshot = Snapshot::new(base_catalog);
-    Ok(review(
+    let mut report = review(
         (&base_commit, &base_snapshot),
         (&head_commit, &head_snapshot),
         today,
-    ))
+    );
+    report.root = config.prefix().to_owned();
+    Ok(report)
 }
 
 fn today() -> NaiveDate {

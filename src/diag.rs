@@ -115,34 +115,42 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            DisplayPath(&self.file),
-            self.line,
-            self.column
-        )?;
+        write!(f, "{}:{}:{}: ", Escaped(&self.file), self.line, self.column)?;
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        f.write_str(&self.message)
+        write!(f, "{}", Escaped(&self.message))
     }
 }
 
-/// Shows a repository path with control characters escaped, so a hostile file name cannot
-/// forge extra lines or terminal escapes in the output.
-pub struct DisplayPath<'a>(pub &'a str);
+/// Text from the repository (a file name, a value, a policy's message) made safe to print:
+/// control characters, and the two non-characters XML forbids, are written as escapes, so
+/// hostile text cannot forge lines, send terminal escapes or break an XML report.
+pub struct Escaped<'a>(pub &'a str);
 
-impl fmt::Display for DisplayPath<'_> {
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{fffe}' || c == '\u{ffff}'
+}
+
+impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in self.0.chars() {
-            if c.is_control() {
+            if needs_escape(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 fmt::Write::write_char(f, c)?;
             }
         }
         Ok(())
+    }
+}
+
+/// [`Escaped`] as a string, borrowed when nothing needed escaping.
+pub fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(needs_escape) {
+        std::borrow::Cow::Owned(Escaped(text).to_string())
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -195,8 +203,9 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_in_paths_are_escaped() {
-        let d = Diagnostic::error("a\nb.yaml", Pos::START, "boom");
-        assert_eq!(d.to_string(), "a\\nb.yaml:1:1: boom");
+    fn control_characters_in_paths_and_messages_are_escaped() {
+        let d = Diagnostic::error("a\nb.yaml", Pos::START, "unknown kind `x\u{1b}[31m`");
+        assert_eq!(d.to_string(), "a\\nb.yaml:1:1: unknown kind `x\\u{1b}[31m`");
+        assert_eq!(escaped("plain"), "plain");
     }
 }

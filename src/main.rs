@@ -10,11 +10,6 @@ use gitward::commands::{self, PlanOptions, ValidateFormat, ValidateOptions, exit
 use gitward::error::Error;
 use gitward::report::Format;
 
-// Loading a large repository allocates many small values; mimalloc makes that markedly
-// cheaper than the system allocator (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "gitward",
@@ -89,6 +84,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    gitward::policy::compile::limit_memory();
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let result = match cli.command {

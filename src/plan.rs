@@ -225,7 +225,9 @@ fn compared(before: &Loaded, after: &Loaded) -> ResourcePlan {
     }
     let reasons = match (&before.resource.spec, &after.resource.spec) {
         (Spec::Certificate(b), Spec::Certificate(a)) => certificate_changes(b, a),
-        (Spec::Issuer(b), Spec::Issuer(a)) if a.is_ca() => issuer_changes(b, a),
+        // An ACME issuer has no certificate of its own, but switching to or from one
+        // changes what signs everything below it.
+        (Spec::Issuer(b), Spec::Issuer(a)) if a.is_ca() || b.is_ca() => issuer_changes(b, a),
         _ => Vec::new(),
     };
     let action = if reasons.is_empty() {
@@ -312,12 +314,15 @@ fn cascade(head: &Catalog, resources: &mut [ResourcePlan]) {
         .enumerate()
         .map(|(i, r)| ((r.kind, r.name.clone()), i))
         .collect();
-    let mut changed: Vec<String> = resources
+    let mut changed: Vec<(String, &'static str)> = resources
         .iter()
-        .filter(|r| r.kind == Kind::Issuer && matches!(r.action, Action::Issue | Action::Reissue))
-        .map(|r| r.name.clone())
+        .filter_map(|r| match (r.kind, r.action) {
+            (Kind::Issuer, Action::Issue) => Some((r.name.clone(), "is new")),
+            (Kind::Issuer, Action::Reissue) => Some((r.name.clone(), "is reissued")),
+            _ => None,
+        })
         .collect();
-    while let Some(issuer) = changed.pop() {
+    while let Some((issuer, what)) = changed.pop() {
         for loaded in head.resources() {
             let parent = match &loaded.resource.spec {
                 Spec::Certificate(spec) => Some(&spec.issuer_ref),
@@ -334,13 +339,13 @@ fn cascade(head: &Catalog, resources: &mut [ResourcePlan]) {
             if dependent.action == Action::None {
                 dependent.action = Action::Reissue;
                 if dependent.kind == Kind::Issuer {
-                    changed.push(dependent.name.clone());
+                    changed.push((dependent.name.clone(), "is reissued"));
                 }
             }
             if dependent.action == Action::Reissue {
                 dependent
                     .reasons
-                    .push(format!("its issuer `{issuer}` is reissued"));
+                    .push(format!("its issuer `{issuer}` {what}"));
             }
         }
     }
@@ -481,6 +486,25 @@ mod tests {
             paths,
             ["spec.dnsNames", "spec.keyAlgorithm", "spec.renewBefore"]
         );
+    }
+
+    #[test]
+    fn switching_an_issuer_to_acme_reissues_what_it_signs() {
+        let base = catalog(&[("issuers.yaml", ISSUERS), ("a.yaml", &cert("a", ""))]);
+        let acme = ISSUERS.replace(
+            "ca: {issuerRef: root, commonName: Issuing}",
+            "acme: {account: le}",
+        );
+        let head = catalog(&[("issuers.yaml", &acme), ("a.yaml", &cert("a", ""))]);
+        let plan = plan(&base, &head);
+        assert_eq!(
+            summary_of(&plan),
+            [
+                ("Issuer/issuing".to_owned(), "update", "reissue"),
+                ("Certificate/a".to_owned(), "none", "reissue"),
+            ]
+        );
+        assert_eq!(plan.resources[0].reasons, ["issuer type changed"]);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The pull-request check as a pure function: two snapshots and their commits in, the plan
 //! report out — resource changes, policy findings classified against the base, exceptions.
 //!
-//! The head is evaluated in full. The base is evaluated only where a result can differ from
-//! the head's: resources that changed, policies that changed or read more than their input
-//! (the inventory, the commit), or everything when modules or policy data changed.
+//! The head is evaluated in full. The base is evaluated where a result can differ from the
+//! head's — resources that changed, policies that changed or read what changed (the
+//! inventory, the commit), everything when modules or policy data changed — which finds what
+//! the change resolves; and on every pair the head has findings for, so that whether a
+//! finding is new is always decided by evaluating the base.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -12,7 +14,8 @@ use chrono::NaiveDate;
 use crate::git::CommitInfo;
 use crate::model::Kind;
 use crate::plan::{Change, plan};
-use crate::policy::{Context, Evaluation, Finding, commit_input, compare, exceptions};
+use crate::policy::compile::is_test_module;
+use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
 use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
 use crate::snapshot::Snapshot;
 
@@ -60,14 +63,15 @@ pub fn review(
             head_snapshot
                 .policies
                 .evaluate(&head_snapshot.catalog, &head_context, &|_, _| true);
-        let rules_changed = base_snapshot.catalog.modules != head_snapshot.catalog.modules
+        let rules_changed = modules_differ(&base_snapshot.catalog, &head_snapshot.catalog)
             || data_differs(&base_snapshot.catalog, &head_snapshot.catalog);
         let base_context = Context {
             commit: commit_input(base_commit),
             changes: HashMap::new(),
             today,
         };
-        let base_eval: Evaluation = base_snapshot.policies.evaluate(
+        // Where the result can differ: to find what the change resolves.
+        let mut base_eval: Evaluation = base_snapshot.policies.evaluate(
             &base_snapshot.catalog,
             &base_context,
             &|binding, loaded| {
@@ -77,18 +81,33 @@ pub fn review(
                     || changed.contains(&(loaded.kind(), loaded.name()))
             },
         );
+        // And every pair the head has findings for: whether a finding is new never rests on
+        // the scan of what policies read.
+        let unchecked: HashSet<(&str, Kind, &str)> = head_eval
+            .findings
+            .iter()
+            .map(|f| (f.policy.as_str(), f.kind, f.name.as_str()))
+            .filter(|(p, k, n)| {
+                !base_eval
+                    .evaluated
+                    .contains(&(p.to_string(), *k, n.to_string()))
+            })
+            .collect();
+        if !unchecked.is_empty() {
+            let rest = base_snapshot.policies.evaluate(
+                &base_snapshot.catalog,
+                &base_context,
+                &|binding, loaded| {
+                    unchecked.contains(&(binding.name(), loaded.kind(), loaded.name()))
+                },
+            );
+            base_eval.findings.extend(rest.findings);
+            base_eval.evaluated.extend(rest.evaluated);
+        }
         diagnostics.extend(head_eval.errors);
         evaluated = head_eval.evaluated.into_iter().collect();
         diagnostics.sort();
-        let in_base = |f: &Finding| {
-            base_snapshot.catalog.get(f.kind, &f.name).is_some()
-                && base_snapshot
-                    .policies
-                    .bindings
-                    .iter()
-                    .any(|b| b.name() == f.policy)
-        };
-        findings = compare(head_eval.findings, &base_eval, &in_base);
+        findings = compare(head_eval.findings, &base_eval);
     }
     let valid = !diagnostics.iter().any(|d| d.is_error());
     PlanReport {
@@ -120,8 +139,21 @@ pub fn review(
         findings,
         base: base_commit.clone(),
         head: head_commit.clone(),
+        root: String::new(),
         diagnostics,
     }
+}
+
+/// Whether the policy modules differ (tests aside: they do not change any result).
+fn modules_differ(a: &crate::model::Catalog, b: &crate::model::Catalog) -> bool {
+    let rules = |c: &crate::model::Catalog| {
+        c.modules
+            .iter()
+            .filter(|(path, _)| !is_test_module(path))
+            .map(|(p, t)| (p.clone(), t.clone()))
+            .collect::<Vec<_>>()
+    };
+    rules(a) != rules(b)
 }
 
 fn data_differs(a: &crate::model::Catalog, b: &crate::model::Catalog) -> bool {

@@ -200,16 +200,6 @@ pub struct BlobCache {
     parsed: HashMap<(Oid, Role), Arc<ParsedFile>>,
 }
 
-impl BlobCache {
-    pub fn len(&self) -> usize {
-        self.parsed.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parsed.is_empty()
-    }
-}
-
 /// The `.gitwardignore` matcher, and problems with its patterns.
 fn ignore_matcher(source: &dyn Source, entries: &[Entry]) -> (Gitignore, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
@@ -266,10 +256,9 @@ pub fn load(source: &dyn Source, cache: &mut BlobCache) -> Result<Catalog> {
     diagnostics.extend(ignore_problems);
     let mut files = Vec::new();
     for entry in entries {
-        if entry.path.starts_with('/')
-            || ignore
-                .matched_path_or_any_parents(&entry.path, false)
-                .is_ignore()
+        if ignore
+            .matched_path_or_any_parents(&entry.path, false)
+            .is_ignore()
         {
             continue;
         }
@@ -344,23 +333,29 @@ impl ConfigRepo {
     /// Opens the configuration at `dir`, searching upwards for its repository.
     pub fn open(dir: &Path) -> Result<ConfigRepo> {
         let repo = Repo::discover(dir)?;
+        let canonical = |p: &Path| p.canonicalize().map_err(Error::io(p));
+        let dir = canonical(dir)?;
+        // Inside the `.git` directory (or a bare repository) there is no configuration
+        // directory to speak of: the configuration is the whole tree.
+        let in_git_dir = dir.starts_with(canonical(repo.inner().path())?);
         let prefix = match repo.inner().workdir() {
-            Some(workdir) => {
-                let canonical = |p: &Path| p.canonicalize().map_err(Error::io(p));
-                let dir = canonical(dir)?;
-                let workdir = canonical(workdir)?;
-                dir.strip_prefix(&workdir)
-                    .ok()
-                    .and_then(relative_path)
-                    .unwrap_or_default()
-            }
-            None => String::new(),
+            Some(workdir) if !in_git_dir => dir
+                .strip_prefix(canonical(workdir)?)
+                .ok()
+                .and_then(relative_path)
+                .unwrap_or_default(),
+            _ => String::new(),
         };
         Ok(ConfigRepo { repo, prefix })
     }
 
+    /// The configuration's directory in the repository (empty at the root).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The commit `rev` and the catalog of the configuration in it. A commit in which the
-    /// configuration's directory does not exist has an empty configuration.
+    /// configuration's directory does not exist has an empty configuration, with a warning.
     pub fn load(
         &self,
         rev: &str,
@@ -388,7 +383,17 @@ impl ConfigRepo {
                 },
                 cache,
             )?,
-            None => Catalog::assemble(Vec::new(), Vec::new()),
+            None => Catalog::assemble(
+                Vec::new(),
+                vec![Diagnostic::warning(
+                    &self.prefix,
+                    Pos::START,
+                    format!(
+                        "no such directory in {}: the configuration is empty",
+                        commit.short()
+                    ),
+                )],
+            ),
         };
         Ok((commit, catalog))
     }

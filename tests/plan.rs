@@ -69,7 +69,7 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
             "Policy findings: 0 new, 1 existing, 0 resolved (1 excepted)",
             "",
             "  EXISTING  deny   medium    max-validity  certificates/prod/erp.yaml:16",
-            "        legacy-erp is valid for 730 days; prod serverAuth certificates may be valid for at most 398",
+            "        legacy-erp is valid for 730d; prod serverAuth certificates may be valid for at most 398 days",
             "        excepted until 2027-03-31 (finance-it): The ERP appliance imports certificates by hand until its Q1 upgrade brings ACME (FIN-2291).",
         ]
     );

@@ -256,8 +256,8 @@ fn exceptions_hold_through_their_last_day_and_then_lapse() {
     on_branch(&repo, |r| {
         r.edit(
             "certificates/prod/erp.yaml",
-            "duration: 730d",
-            "duration: 700d",
+            "exposure: internal",
+            "exposure: restricted",
         );
     });
     let on = |date: &str| plan_json(&repo, date, 0);
@@ -376,7 +376,8 @@ fn an_endless_policy_is_stopped_by_the_evaluation_limit() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("evaluation exceeded the limit of 2s"),
+        run.stdout
+            .contains("evaluation stopped at its limit: it ran for more than 2s"),
         "{}",
         run.stdout
     );
@@ -497,7 +498,7 @@ fn gitward_test_runs_the_policy_tests() {
     let repo = TestRepo::with_example();
     let run = repo.gitward(&["test"]).expect(0);
     assert!(
-        run.stdout.ends_with("35 passed, 0 failed\n"),
+        run.stdout.ends_with("36 passed, 0 failed\n"),
         "{}",
         run.stdout
     );
@@ -526,7 +527,7 @@ fn gitward_test_runs_the_policy_tests() {
         run.stdout
     );
     assert!(
-        run.stdout.ends_with("34 passed, 2 failed\n"),
+        run.stdout.ends_with("35 passed, 2 failed\n"),
         "{}",
         run.stdout
     );

@@ -11,10 +11,9 @@ usages := object.get(input.resource.spec, "usages", ["serverAuth"])
 deny contains finding if {
 	input.resource.metadata.labels.env == "prod"
 	"serverAuth" in usages
-	days := input.computed.durationSeconds / 86400
-	days > max_days
+	input.computed.durationSeconds > max_days * 86400
 	finding := {
-		"msg": sprintf("%s is valid for %d days; prod serverAuth certificates may be valid for at most %d", [input.name, days, max_days]),
+		"msg": sprintf("%s is valid for %s; prod serverAuth certificates may be valid for at most %d days", [input.name, input.resource.spec.duration, max_days]),
 		"field": "spec.duration",
 	}
 }

@@ -178,14 +178,6 @@ impl Catalog {
         }
     }
 
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-
-    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.iter().filter(|d| d.is_error())
-    }
-
     /// The issuers above `name`, nearest first, stopping at a root, a missing issuer or a
     /// cycle.
     pub fn ancestors(&self, name: &str) -> Vec<(&str, &IssuerSpec)> {

@@ -130,13 +130,20 @@ pub fn check(kind: Kind, doc: &Node, json: &Value) -> Vec<Problem> {
         .iter()
         .flat_map(|e| misspellings(e, &compiled.schema))
         .collect();
+    // A value of the wrong type also fails its enum or pattern: report the type only.
+    let mistyped: HashSet<&str> = errors
+        .iter()
+        .filter(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
+        .map(|e| e.instance_path().as_str())
+        .collect();
     let mut problems: Vec<Problem> = errors
         .iter()
         .filter(|e| match e.kind() {
             ValidationErrorKind::Required { property } => {
                 !misspelt.contains(&(e.instance_path().as_str().to_owned(), short(property)))
             }
-            _ => true,
+            ValidationErrorKind::Type { .. } => true,
+            _ => !mistyped.contains(e.instance_path().as_str()),
         })
         .flat_map(|error| describe(error, &compiled.schema, doc))
         .collect();
@@ -470,6 +477,15 @@ mod tests {
                 "9:17: spec.keyAlgorithm: `ECDSA-P521` is not one of ECDSA-P256, ECDSA-P384, Ed25519, RSA-2048, RSA-3072, RSA-4096; did you mean `ECDSA-P256`?",
                 "10:13: spec.duration: `3w` is not valid: a duration is like 90d, 12h, 30m, 45s or 1d12h, and not zero",
             ]
+        );
+    }
+
+    #[test]
+    fn a_mistyped_value_is_one_problem() {
+        let text = "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: s}\nspec:\n  type: webhook\n  endpoint: hook\n  minSeverity: ~\n";
+        assert_eq!(
+            problems(Kind::Sink, text),
+            ["7:16: spec.minSeverity must be a string, not empty"]
         );
     }
 

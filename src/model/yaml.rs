@@ -163,6 +163,9 @@ struct Builder<'input> {
     anchors: HashMap<usize, Node>,
 }
 
+/// Mappings up to this many keys are checked for duplicates by scanning.
+const SCANNED_KEYS: usize = 16;
+
 fn pos_of(span: Span) -> Pos {
     Pos::new(span.start.line(), span.start.col() + 1)
 }
@@ -328,6 +331,9 @@ impl<'input> Builder<'input> {
 
     fn mapping(&mut self, depth: usize) -> Result<Vec<Entry>, Problem> {
         let mut entries: Vec<Entry> = Vec::new();
+        // Duplicate keys are looked up by scanning small mappings and through an index in
+        // large ones, so a mapping with 100,000 keys costs no more than 100,000 lookups.
+        let mut index: HashMap<String, u32> = HashMap::new();
         loop {
             let (event, span) = self.next()?;
             let key_pos = pos_of(span);
@@ -352,13 +358,21 @@ impl<'input> Builder<'input> {
                     "YAML merge keys (`<<`) are not supported: write the fields out",
                 ));
             }
-            if let Some(first) = entries.iter().find(|e| e.key == key) {
+            if entries.len() == SCANNED_KEYS {
+                index.extend(entries.iter().map(|e| (e.key.clone(), e.key_pos.line)));
+            }
+            let first = if entries.len() < SCANNED_KEYS {
+                entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map(|e| e.key_pos.line)
+            } else {
+                index.insert(key.clone(), key_pos.line)
+            };
+            if let Some(line) = first {
                 return Err(Problem::error(
                     key_pos,
-                    format!(
-                        "duplicate key `{key}` (first at line {})",
-                        first.key_pos.line
-                    ),
+                    format!("duplicate key `{key}` (first at line {line})"),
                 ));
             }
             self.count(key_pos, 1)?;
@@ -591,6 +605,17 @@ mod tests {
             syntax.message.starts_with("YAML syntax error"),
             "{}",
             syntax.message
+        );
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_mappings_too() {
+        let mut text: String = (0..40).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k3: again\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(
+            (err.pos.line, err.message.as_str()),
+            (41, "duplicate key `k3` (first at line 4)")
         );
     }
 

@@ -19,6 +19,16 @@ use regorus::Value as RegoValue;
 /// Longest one evaluation of one rule on one resource may run.
 pub const EVALUATION_LIMIT: Duration = Duration::from_secs(2);
 
+/// Most memory the process may hold while policies run: an evaluation that would go beyond
+/// it (`numbers.range(1, 3000000000)`) fails instead of exhausting the host.
+pub const MEMORY_LIMIT_BYTES: u64 = 4 << 30;
+
+/// Enforces [`MEMORY_LIMIT_BYTES`] for every evaluation in this process. regorus counts
+/// allocations through its allocator, which is the process's global allocator.
+pub fn limit_memory() {
+    regorus::set_global_memory_limit(Some(MEMORY_LIMIT_BYTES));
+}
+
 /// A Policy resource bound to its compiled rule.
 #[derive(Clone)]
 pub struct Binding {
@@ -85,12 +95,35 @@ pub(crate) fn package_of(text: &str) -> Option<String> {
         .map(|p| p.trim().to_owned())
 }
 
-/// A module's text without `#` comments, for the reference scans of [`super::reads`].
+/// A module's text without `#` comments (a `#` inside a string is not one), for the
+/// reference scans of [`super::reads`].
 fn code_of(text: &str) -> String {
-    text.lines()
-        .map(|l| l.split_once('#').map_or(l, |(code, _)| code))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut code = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    for c in text.chars() {
+        if comment {
+            if c == '\n' {
+                comment = false;
+                code.push(c);
+            }
+            continue;
+        }
+        match (quote, c) {
+            (Some('"'), '\\') if !escaped => escaped = true,
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (Some(_), _) => escaped = false,
+            (None, '"' | '`') => quote = Some(c),
+            (None, '#') => {
+                comment = true;
+                continue;
+            }
+            (None, _) => {}
+        }
+        code.push(c);
+    }
+    code
 }
 
 /// `data.gitward`: every resource of the commit by kind and name, and indexes that keep
@@ -189,64 +222,145 @@ fn insert_at(map: &mut Map<String, Value>, keys: &[&str], value: Value) -> Resul
     }
 }
 
-/// Compiles the policies of a catalog. Problems (Rego syntax errors, rules that do not
-/// exist, conflicting data) are returned as diagnostics; policies with problems are left
-/// unbound.
-pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
-    let mut diagnostics = Vec::new();
+/// Deepest bracket nesting accepted in a module: regorus's parser takes time exponential in
+/// nesting, so deeper modules are refused before they are parsed.
+const MAX_REGO_NESTING: usize = 32;
+
+/// Where a module's brackets nest deeper than [`MAX_REGO_NESTING`], outside strings and
+/// comments.
+fn too_deep(text: &str) -> Option<Pos> {
+    let code = code_of(text);
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (line, content) in code.lines().enumerate() {
+        for (col, c) in content.chars().enumerate() {
+            match (quote, c) {
+                (Some('"'), '\\') if !escaped => escaped = true,
+                (Some(q), c) if c == q && !escaped => quote = None,
+                (Some(_), _) => escaped = false,
+                (None, '"' | '`') => quote = Some(c),
+                (None, '(' | '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_REGO_NESTING {
+                        return Some(Pos::new(line + 1, col + 1));
+                    }
+                }
+                (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
+                (None, _) => {}
+            }
+        }
+    }
+    None
+}
+
+/// Whether `name` is defined as a function in a module (`name(x) := ...`).
+fn is_function(text: &str, name: &str) -> bool {
+    code_of(text).lines().any(|line| {
+        line.trim_start()
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('('))
+    })
+}
+
+/// An engine with the limits gitward evaluates under, the given modules and the data
+/// documents; the package of each module that compiled, and problems with the others.
+fn build_engine(
+    modules: &[(&Arc<str>, &Arc<str>)],
+    data: &Value,
+) -> (regorus::Engine, HashMap<Arc<str>, String>, Vec<Diagnostic>) {
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(ExecutionTimerConfig {
         limit: EVALUATION_LIMIT,
         check_interval: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
     });
-    let mut compiled: HashMap<Arc<str>, String> = HashMap::new();
-    let mut test_modules = Vec::new();
-    for (path, text) in &catalog.modules {
-        if is_test_module(path) {
-            test_modules.push((path.clone(), text.clone()));
+    let mut packages = HashMap::new();
+    let mut diagnostics = Vec::new();
+    for (path, text) in modules {
+        if let Some(pos) = too_deep(text) {
+            diagnostics.push(Diagnostic::error(
+                path,
+                pos,
+                format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
+            ));
             continue;
         }
         match engine.add_policy(path.to_string(), text.to_string()) {
             Ok(package) => {
-                compiled.insert(path.clone(), package);
+                packages.insert((*path).clone(), package);
             }
             Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
         }
     }
-    // Test modules must compile too, though only `gitward test` evaluates them.
-    let mut scratch = engine.clone();
-    for (path, text) in &test_modules {
-        if let Err(error) = scratch.add_policy(path.to_string(), text.to_string()) {
-            diagnostics.push(rego_diagnostic(path, &error));
-        }
-    }
-    let data = data_documents(catalog, &mut diagnostics);
-    if let Err(error) = engine.add_data(RegoValue::from(data)) {
+    if let Err(error) = engine.add_data(RegoValue::from(data.clone())) {
         diagnostics.push(Diagnostic::error(
             DATA_DIR,
             Pos::START,
             format!("policy data: {error}"),
         ));
     }
+    (engine, packages, diagnostics)
+}
 
-    // regorus checks some errors (a variable used before it is bound) only when it first
-    // prepares the modules for evaluation: prepare now, so they are validation errors of
-    // the module, reported once, and nothing is evaluated on modules that do not compile.
-    if let Err(error) = engine.eval_query("true".to_owned(), false) {
-        let (location, message) = rego_error(&error);
-        let (file, pos) = location.unwrap_or_else(|| ("policies".to_owned(), Pos::START));
-        diagnostics.push(Diagnostic::error(&file, pos, format!("Rego: {message}")));
-        let set = PolicySet {
-            engine,
-            bindings: Vec::new(),
-            test_modules,
-        };
-        return (set, diagnostics);
-    }
-    let module_code: Vec<(String, String)> = catalog
+/// Compiles the policies of a catalog. Problems (Rego syntax errors, rules that do not
+/// exist, conflicting data) are returned as diagnostics; policies with problems are left
+/// unbound, and a module with a problem does not keep the others from compiling.
+pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let data = data_documents(catalog, &mut diagnostics);
+    let (tests, mut modules): (Vec<_>, Vec<_>) = catalog
         .modules
         .iter()
-        .filter(|(path, _)| !is_test_module(path))
+        .partition(|(path, _)| is_test_module(path));
+    // regorus finds some errors (a variable used before it is bound) only when it prepares
+    // all modules for evaluation: prepare now, and leave out each module that fails, so the
+    // error is the module's, reported once, and the other modules still work.
+    let (engine, compiled) = loop {
+        let (mut engine, compiled, problems) = build_engine(&modules, &data);
+        let prepared = engine.eval_query("true".to_owned(), false);
+        let Err(error) = prepared else {
+            diagnostics.extend(problems);
+            break (engine, compiled);
+        };
+        let (location, message) = rego_error(&error);
+        let culprit = location
+            .as_ref()
+            .and_then(|(file, _)| modules.iter().position(|(p, _)| ***p == **file));
+        let (file, pos) = location.unwrap_or_else(|| ("policies".to_owned(), Pos::START));
+        diagnostics.push(Diagnostic::error(&file, pos, format!("Rego: {message}")));
+        match culprit {
+            Some(index) => {
+                modules.remove(index);
+            }
+            None => {
+                diagnostics.extend(problems);
+                let set = PolicySet {
+                    engine,
+                    bindings: Vec::new(),
+                    test_modules: Vec::new(),
+                };
+                return (set, diagnostics);
+            }
+        }
+    };
+    // Test modules must compile too, though only `gitward test` evaluates them.
+    let mut scratch = engine.clone();
+    let mut test_modules = Vec::new();
+    for (path, text) in tests {
+        match too_deep(text) {
+            Some(pos) => diagnostics.push(Diagnostic::error(
+                path,
+                pos,
+                format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
+            )),
+            None => match scratch.add_policy(path.to_string(), text.to_string()) {
+                Ok(_) => test_modules.push((path.clone(), text.clone())),
+                Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
+            },
+        }
+    }
+    let module_code: Vec<(String, String)> = modules
+        .iter()
         .filter_map(|(_, text)| Some((package_of(text)?, code_of(text))))
         .collect();
     let reads = package_reads(&module_code);
@@ -266,36 +380,46 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
         let Some(package) = compiled.get(module) else {
             continue;
         };
+        let text = &catalog.modules[module];
         let rule = spec.rule.as_str();
-        let declared = rule
+        let Some(rest) = rule
             .strip_prefix(package.as_str())
             .and_then(|rest| rest.strip_prefix('.'))
-            .map(|rest| {
-                engine
-                    .has_declared_rule_rooted_at(module, rest)
-                    .unwrap_or(false)
-            });
-        match declared {
-            Some(true) => bindings.push(Binding {
-                policy: loaded.clone(),
-                rule: rule.to_owned(),
-                // A module without a package does not compile; one that compiled has one.
-                reads: package_of(&catalog.modules[module])
-                    .and_then(|p| reads.get(&p).cloned())
-                    .unwrap_or(Reads {
-                        everything: true,
-                        ..Reads::default()
-                    }),
-            }),
-            Some(false) => diagnostics.push(loaded.error(
-                &["spec", "rule"],
-                format!("rule `{rule}` is not defined in {module}"),
-            )),
-            None => diagnostics.push(loaded.error(
+        else {
+            diagnostics.push(loaded.error(
                 &["spec", "rule"],
                 format!("rule `{rule}` is outside {module}, whose package is `{package}`"),
-            )),
+            ));
+            continue;
+        };
+        if !engine
+            .has_declared_rule_rooted_at(module, rest)
+            .unwrap_or(false)
+        {
+            diagnostics.push(loaded.error(
+                &["spec", "rule"],
+                format!("rule `{rule}` is not defined in {module}"),
+            ));
+            continue;
         }
+        if is_function(text, rest.rsplit('.').next().unwrap_or(rest)) {
+            diagnostics.push(loaded.error(
+                &["spec", "rule"],
+                format!("`{rule}` is a function; a policy's rule is a set of findings"),
+            ));
+            continue;
+        }
+        bindings.push(Binding {
+            policy: loaded.clone(),
+            rule: rule.to_owned(),
+            // Every compiled module has a package; should the scan miss it, assume the worst.
+            reads: package_of(text)
+                .and_then(|p| reads.get(&p).cloned())
+                .unwrap_or(Reads {
+                    everything: true,
+                    ..Reads::default()
+                }),
+        });
     }
     (
         PolicySet {

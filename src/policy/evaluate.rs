@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::compile::{Binding, EVALUATION_LIMIT, PolicySet, gitward_data, rego_error};
+use super::compile::{
+    Binding, EVALUATION_LIMIT, MEMORY_LIMIT_BYTES, PolicySet, gitward_data, rego_error,
+};
 use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
 use crate::model::semantic::date;
@@ -51,6 +53,10 @@ pub struct Finding {
     /// The field, as the rule named it (`spec.duration`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The rule's own identifier for the finding, when it gives one: findings with the same
+    /// id on the same resource are the same finding in the base and the head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub message: String,
     /// Control IDs of the policy.
     pub compliance: Vec<String>,
@@ -71,11 +77,24 @@ impl Finding {
             && self.exception.is_none()
     }
 
-    /// What makes two findings "the same" across commits: the policy, the resource and the
-    /// field, or the message when no field is named. A message that changes wording on the
-    /// same field is still the same finding.
+    /// What makes two findings "the same" across commits: the policy, the resource, and the
+    /// rule's `id` for the finding when it gives one, else the message and the field without
+    /// list indexes (a name moving from `dnsNames[2]` to `dnsNames[3]` is still the same
+    /// finding; a different message on the same field is another one).
     pub fn identity(&self) -> (String, Kind, String, String) {
-        let detail = self.field.clone().unwrap_or_else(|| self.message.clone());
+        let detail = match &self.id {
+            Some(id) => format!("id:{id}"),
+            None => {
+                let field = self.field.as_deref().unwrap_or_default();
+                let unindexed: String = field_segments(field)
+                    .iter()
+                    .filter(|s| s.parse::<usize>().is_err())
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                format!("{unindexed}|{}", self.message)
+            }
+        };
         (self.policy.clone(), self.kind, self.name.clone(), detail)
     }
 }
@@ -191,9 +210,11 @@ struct RuleResult {
     message: String,
     severity: Option<FindingSeverity>,
     field: Option<String>,
+    id: Option<String>,
 }
 
-/// Reads a rule's value: a set (or array) of strings, or of objects `{msg, severity?, field?}`.
+/// Reads a rule's value: a set (or array) of strings, or of objects
+/// `{msg, severity?, field?, id?}`.
 fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
     let items: Vec<&RegoValue> = match value {
         RegoValue::Undefined => return Ok(Vec::new()),
@@ -213,6 +234,7 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
                 message: message.to_string(),
                 severity: None,
                 field: None,
+                id: None,
             }),
             RegoValue::Object(object) => {
                 let text = |key: &str| match object.get(&RegoValue::from(key)) {
@@ -240,10 +262,11 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
                     message,
                     severity,
                     field: text("field")?,
+                    id: text("id")?,
                 })
             }
             other => Err(format!(
-                "a finding is {}, not a string or an object {{msg, severity?, field?}}",
+                "a finding is {}, not a string or an object {{msg, severity?, field?, id?}}",
                 describe(other)
             )),
         })
@@ -375,7 +398,7 @@ fn evaluate_part(
     commit: &RegoValue,
 ) -> Evaluation {
     let mut out = Evaluation::default();
-    // A policy that ran out of time once is not run again: the commit fails either way, and
+    // A policy that ran out of time or memory once is not run again: the commit fails either way, and
     // the limit would be paid once per resource.
     let mut exhausted: HashSet<&str> = HashSet::new();
     for (loaded, applicable) in work {
@@ -400,7 +423,7 @@ fn evaluate_part(
                         .map(|r| finding(binding, loaded, r, context.today)),
                 ),
                 Err(message) => {
-                    if message.contains(TIME_LIMIT_MESSAGE) {
+                    if message.contains(LIMIT_MESSAGE) {
                         exhausted.insert(binding.name());
                     }
                     out.errors.push(loaded.error(
@@ -419,14 +442,20 @@ fn evaluate_part(
     out
 }
 
-const TIME_LIMIT_MESSAGE: &str = "evaluation exceeded the limit";
+/// How an evaluation stopped by a limit is reported; such a policy is not run again.
+const LIMIT_MESSAGE: &str = "evaluation stopped at its limit";
 
 fn runtime_error(error: &dyn std::fmt::Display) -> String {
     let (location, message) = rego_error(error);
     let message = if message.contains("exceeded time limit") {
         format!(
-            "evaluation exceeded the limit of {}s",
+            "{LIMIT_MESSAGE}: it ran for more than {}s",
             EVALUATION_LIMIT.as_secs()
+        )
+    } else if message.contains("exceeded memory limit") {
+        format!(
+            "{LIMIT_MESSAGE}: it would need more than {} GiB",
+            MEMORY_LIMIT_BYTES >> 30
         )
     } else {
         message
@@ -465,6 +494,7 @@ fn finding(binding: &Binding, loaded: &Loaded, result: RuleResult, today: NaiveD
         line: pos.line,
         column: pos.col,
         field: result.field,
+        id: result.id,
         message: result.message,
         compliance: spec.compliance.clone(),
         status: FindingStatus::New,
@@ -512,7 +542,7 @@ mod tests {
         );
         assert_eq!(
             bad(serde_json::json!([3])),
-            "a finding is a number, not a string or an object {msg, severity?, field?}"
+            "a finding is a number, not a string or an object {msg, severity?, field?, id?}"
         );
     }
 }

@@ -20,14 +20,10 @@ use crate::model::semantic::date;
 use crate::model::{Catalog, Kind, Spec};
 
 /// Marks each head finding new or existing against the base, and adds the base's findings
-/// that are gone as resolved. A pair (policy, resource) the base did not evaluate although
-/// `in_base` says the base has both was skipped because its result cannot differ: its
-/// findings are existing.
-pub fn compare(
-    head: Vec<Finding>,
-    base: &Evaluation,
-    in_base: &dyn Fn(&Finding) -> bool,
-) -> Vec<Finding> {
+/// that are gone as resolved. The base must have been evaluated on every pair (policy,
+/// resource) the head has findings for, where it has both: a finding on a pair the base did
+/// not evaluate is new.
+pub fn compare(head: Vec<Finding>, base: &Evaluation) -> Vec<Finding> {
     let mut unmatched: HashMap<_, Vec<&Finding>> = HashMap::new();
     for f in &base.findings {
         unmatched.entry(f.identity()).or_default().push(f);
@@ -35,18 +31,15 @@ pub fn compare(
     let mut out: Vec<Finding> = head
         .into_iter()
         .map(|mut f| {
-            let pair = (f.policy.clone(), f.kind, f.name.clone());
-            f.status = if !base.evaluated.contains(&pair) {
-                if in_base(&f) {
-                    FindingStatus::Existing
-                } else {
-                    FindingStatus::New
-                }
-            } else if unmatched
-                .get_mut(&f.identity())
-                .and_then(Vec::pop)
-                .is_some()
-            {
+            let evaluated = base
+                .evaluated
+                .contains(&(f.policy.clone(), f.kind, f.name.clone()));
+            let matched = evaluated
+                && unmatched
+                    .get_mut(&f.identity())
+                    .and_then(Vec::pop)
+                    .is_some();
+            f.status = if matched {
                 FindingStatus::Existing
             } else {
                 FindingStatus::New
@@ -237,7 +230,7 @@ mod tests {
         catalog(&[("p.yaml", POLICY), ("p.rego", module)])
     }
 
-    fn finding(policy: &str, name: &str, field: &str) -> Finding {
+    fn finding(policy: &str, name: &str, field: &str, message: &str) -> Finding {
         Finding {
             policy: policy.to_owned(),
             enforcement: crate::model::Enforcement::Deny,
@@ -248,7 +241,8 @@ mod tests {
             line: 1,
             column: 1,
             field: Some(field.to_owned()),
-            message: format!("{name} {field}"),
+            id: None,
+            message: message.to_owned(),
             compliance: Vec::new(),
             status: FindingStatus::New,
             exception: None,
@@ -257,42 +251,50 @@ mod tests {
 
     #[test]
     fn comparison_tells_new_existing_and_resolved_apart() {
-        let evaluated = |pairs: &[(&str, &str)]| {
-            pairs
+        let base = Evaluation {
+            findings: vec![
+                finding("p", "a", "spec.dnsNames[2]", "*.example.com is a wildcard"),
+                finding("p", "a", "metadata.labels", "a has no owner label"),
+                finding("p", "b", "spec.y", "b is wrong"),
+            ],
+            errors: Vec::new(),
+            evaluated: [("p", "a"), ("p", "b"), ("q", "c")]
                 .iter()
                 .map(|(p, n)| (p.to_string(), Kind::Certificate, n.to_string()))
-                .collect()
-        };
-        let base = Evaluation {
-            findings: vec![finding("p", "a", "spec.x"), finding("p", "b", "spec.y")],
-            errors: Vec::new(),
-            evaluated: evaluated(&[("p", "a"), ("p", "b")]),
+                .collect(),
         };
         let head = vec![
-            // Same field, reworded: still the same finding.
+            // A name inserted before it moved the wildcard: the same finding.
+            finding("p", "a", "spec.dnsNames[3]", "*.example.com is a wildcard"),
+            // The same field, another problem: a new finding.
+            finding("p", "a", "metadata.labels", "a has no env label"),
+            // A rule's own id outlives rewording.
             Finding {
-                message: "reworded".to_owned(),
-                ..finding("p", "a", "spec.x")
+                id: Some("key".into()),
+                ..finding("q", "c", "spec.k", "reworded")
             },
-            finding("p", "a", "spec.z"),
-            // Not re-evaluated on the base, and the base has both: existing.
-            finding("q", "c", "spec.x"),
-            // Not re-evaluated, and the base lacks the resource: new.
-            finding("q", "d", "spec.x"),
+            // The base did not evaluate the pair (it lacks the resource): new.
+            finding("q", "d", "spec.x", "d is wrong"),
         ];
-        let in_base = |f: &Finding| f.name != "d";
-        let statuses: Vec<(String, String, FindingStatus)> = compare(head, &base, &in_base)
+        let mut base = base;
+        base.findings.push(Finding {
+            id: Some("key".into()),
+            ..finding("q", "c", "spec.k", "original")
+        });
+        let statuses: Vec<(String, String, FindingStatus)> = compare(head, &base)
             .into_iter()
-            .map(|f| (f.name, f.field.unwrap_or_default(), f.status))
+            .map(|f| (f.name, f.message, f.status))
             .collect();
+        let row = |n: &str, m: &str, s| (n.to_owned(), m.to_owned(), s);
         assert_eq!(
             statuses,
             [
-                ("a".to_owned(), "spec.x".to_owned(), FindingStatus::Existing),
-                ("a".to_owned(), "spec.z".to_owned(), FindingStatus::New),
-                ("c".to_owned(), "spec.x".to_owned(), FindingStatus::Existing),
-                ("d".to_owned(), "spec.x".to_owned(), FindingStatus::New),
-                ("b".to_owned(), "spec.y".to_owned(), FindingStatus::Resolved),
+                row("a", "*.example.com is a wildcard", FindingStatus::Existing),
+                row("a", "a has no env label", FindingStatus::New),
+                row("c", "reworded", FindingStatus::Existing),
+                row("d", "d is wrong", FindingStatus::New),
+                row("a", "a has no owner label", FindingStatus::Resolved),
+                row("b", "b is wrong", FindingStatus::Resolved),
             ]
         );
     }

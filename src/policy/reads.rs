@@ -31,7 +31,8 @@ impl Reads {
     /// The reads of one module's code (comments removed).
     pub fn of_code(code: &str) -> Reads {
         let mut reads = Reads {
-            commit: code.contains("input.commit"),
+            // `input["commit"]` and other computed keys may reach the commit too.
+            commit: code.contains("input.commit") || code.contains("input["),
             everything: code.contains("data["),
             ..Reads::default()
         };
@@ -75,6 +76,33 @@ impl Reads {
     }
 }
 
+/// The `data.a.b.c` paths a module's code mentions.
+fn data_paths(code: &str) -> Vec<&str> {
+    code.match_indices("data.")
+        .filter(|(at, _)| {
+            *at == 0
+                || !code[..*at]
+                    .ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+        .map(|(at, _)| {
+            let rest = &code[at + "data.".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .unwrap_or(rest.len());
+            rest[..end].trim_end_matches('.')
+        })
+        .collect()
+}
+
+/// Whether a path `data.<path>` may lead into `package` or its rules: one is a prefix of the
+/// other (`import data.lib` reaches `lib.issuers`; `data.lib.issuers.x` reaches `lib.issuers`).
+fn reaches(path: &str, package: &str) -> bool {
+    let under = |long: &str, short: &str| {
+        long == short || long.strip_prefix(short).is_some_and(|r| r.starts_with('.'))
+    };
+    under(path, package) || under(package, path)
+}
+
 /// The reads of each package, including those of the packages it refers to.
 pub fn package_reads(modules: &[(String, String)]) -> BTreeMap<String, Reads> {
     let packages: Vec<&String> = modules.iter().map(|(p, _)| p).collect();
@@ -85,9 +113,10 @@ pub fn package_reads(modules: &[(String, String)]) -> BTreeMap<String, Reads> {
             .entry(package.clone())
             .or_default()
             .absorb(&Reads::of_code(code));
+        let paths = data_paths(code);
         let targets = packages
             .iter()
-            .filter(|p| **p != package && code.contains(&format!("data.{p}")))
+            .filter(|p| **p != package && paths.iter().any(|path| reaches(path, p)))
             .map(|p| (*p).clone());
         refers.entry(package.clone()).or_default().extend(targets);
     }
@@ -137,6 +166,7 @@ mod tests {
             assert!(Reads::of_code(vague).everything, "{vague}");
         }
         assert!(Reads::of_code("input.commit.trailers").commit);
+        assert!(Reads::of_code("x := input[\"commit\"]").commit);
         assert_eq!(Reads::of_code("input.resource.spec"), Reads::default());
     }
 
@@ -148,7 +178,10 @@ mod tests {
                 "i := data.gitward.inventory.Issuer".to_owned(),
             ),
             ("lib".to_owned(), "import data.lib.issuers".to_owned()),
-            ("p".to_owned(), "import data.lib\nx := lib.y".to_owned()),
+            (
+                "p".to_owned(),
+                "import data.lib\nx := lib.issuers.y".to_owned(),
+            ),
             ("q".to_owned(), "x := input.name".to_owned()),
         ];
         let reads = package_reads(&modules);

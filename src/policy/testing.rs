@@ -25,11 +25,13 @@ pub struct TestResult {
     pub prints: Vec<String>,
 }
 
-/// The names of the `test_` rules a module defines, in order, each once.
-fn test_rules(text: &str) -> Vec<String> {
+/// Names that may be `test_` rules of a module, in order, each once: words starting a line.
+/// The engine confirms which are rules (a `test_x := 1` inside a rule body is not).
+fn test_rule_candidates(text: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for line in text.lines() {
         let name: String = line
+            .trim_start()
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
@@ -56,7 +58,13 @@ pub fn run_tests(set: &PolicySet, filter: Option<&Regex>) -> Vec<TestResult> {
         let Some(package) = package_of(text) else {
             continue;
         };
-        for name in test_rules(text) {
+        for name in test_rule_candidates(text) {
+            if !engine
+                .has_declared_rule_rooted_at(path, &name)
+                .unwrap_or(false)
+            {
+                continue;
+            }
             let rule = format!("data.{package}.{name}");
             if filter.is_none_or(|f| f.is_match(&rule)) {
                 rules.push((path.to_string(), rule));
@@ -94,8 +102,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_rules_are_found_once_each() {
+    fn test_rule_candidates_are_found_once_each() {
         let text = "package p_test\n\ntest_a if { true }\ntest_a if { false }\n# test_commented\n  test_indented if true\ntest_b := true\nhelper_test_c if true\n";
-        assert_eq!(test_rules(text), ["test_a", "test_b"]);
+        assert_eq!(
+            test_rule_candidates(text),
+            ["test_a", "test_indented", "test_b"]
+        );
     }
 }

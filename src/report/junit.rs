@@ -12,7 +12,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::PlanReport;
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Escaped, escaped};
 use crate::model::Kind;
 use crate::policy::{Finding, FindingStatus};
 
@@ -43,7 +43,7 @@ fn validation_suite(report: &PlanReport) -> Suite {
     let mut cases: Vec<Case> = by_file
         .into_iter()
         .map(|(file, errors)| Case {
-            name: file.to_owned(),
+            name: escaped(file).into_owned(),
             classname: "gitward.validate".to_owned(),
             verdict: Verdict::Failure(
                 format!("{} error(s)", errors.len()),
@@ -87,14 +87,24 @@ fn verdict(enforcement: &str, found: &[&Finding]) -> Verdict {
             format!("{} {enforcement} finding(s)", counted.len()),
             counted
                 .iter()
-                .map(|f| format!("{}:{}:{}: {}\n", f.file, f.line, f.column, f.message))
+                .map(|f| {
+                    format!(
+                        "{}:{}:{}: {}\n",
+                        Escaped(&f.file),
+                        f.line,
+                        f.column,
+                        Escaped(&f.message)
+                    )
+                })
                 .collect(),
         );
     }
     match found.iter().find_map(|f| f.exception.as_ref()) {
         Some(e) => Verdict::Skipped(format!(
             "excepted until {} ({}): {}",
-            e.expires, e.owner, e.reason
+            e.expires,
+            Escaped(&e.owner),
+            Escaped(&e.reason)
         )),
         None => Verdict::Pass,
     }

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{PlanReport, describe_change, findings_in_order};
+use crate::diag::escaped;
 use crate::model::FindingSeverity;
 use crate::plan::Change;
 use crate::policy::{ExceptionState, Finding, FindingStatus};
@@ -12,9 +13,7 @@ pub const COMMENT_MARKER: &str = "<!-- gitward:plan -->";
 
 /// Escapes text for a Markdown table cell.
 fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('\n', " ")
+    escaped(text).replace('\\', "\\\\").replace('|', "\\|")
 }
 
 /// Wraps text in a code span that survives backticks inside it.
@@ -62,7 +61,7 @@ fn findings_section(out: &mut String, report: &PlanReport) {
         let _ = writeln!(out, "| Status | Policy | Resource | Message | Location |");
         let _ = writeln!(out, "|---|---|---|---|---|");
         for (shown, f) in group.iter().enumerate() {
-            if shown == EXISTING_SHOWN_PER_SEVERITY {
+            if shown == ROWS_SHOWN_PER_SEVERITY {
                 let _ = writeln!(
                     out,
                     "| | | | … {} more (the JSON report lists all) | |",
@@ -119,7 +118,7 @@ fn findings_section(out: &mut String, report: &PlanReport) {
 }
 
 /// Rows per severity before the rest is only counted: a comment has a size limit.
-const EXISTING_SHOWN_PER_SEVERITY: usize = 30;
+const ROWS_SHOWN_PER_SEVERITY: usize = 30;
 
 pub fn render(report: &PlanReport) -> String {
     let mut out = String::new();

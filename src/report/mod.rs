@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, escaped};
 use crate::git::CommitInfo;
 use crate::model::{Enforcement, FindingSeverity, Kind};
 use crate::plan::{ResourcePlan, Summary};
@@ -39,6 +39,9 @@ pub struct PlanReport {
     pub base: CommitInfo,
     /// The commit the change leads to.
     pub head: CommitInfo,
+    /// Directory of the configuration in the repository, `/`-separated (empty at the root);
+    /// every `file` in this report is relative to it.
+    pub root: String,
     /// Whether the head is a valid configuration; when false nothing would be applied.
     pub valid: bool,
     /// Whether the change is blocked: a new `deny` finding that no exception excuses.
@@ -165,7 +168,7 @@ pub(crate) fn findings_in_order(report: &PlanReport) -> Vec<&Finding> {
 /// A JSON value as a person reads it: strings bare, everything else as compact JSON.
 pub(crate) fn show(value: &Value) -> String {
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => escaped(s).into_owned(),
         other => other.to_string(),
     }
 }

@@ -1,6 +1,7 @@
 //! The plan as SARIF 2.1.0, for GitHub code scanning and other SARIF viewers: problems in the
 //! head are errors and warnings, planned changes are notes, each at the line of its YAML.
 
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use super::PlanReport;
@@ -109,13 +110,13 @@ fn policy_rule(policy: &PolicyInfo) -> Value {
     })
 }
 
-fn finding_result(f: &Finding, rule_index: usize) -> Value {
+fn finding_result(root: &str, f: &Finding, rule_index: usize) -> Value {
     let mut result = json!({
         "ruleId": policy_rule_id(&f.policy),
         "ruleIndex": rule_index,
         "level": level_of(f.enforcement),
         "message": {"text": format!("{}: {}", f.resource_id(), f.message)},
-        "locations": [location(&f.file, f.line, f.column)],
+        "locations": [location(root, &f.file, f.line, f.column)],
         "baselineState": if f.status == FindingStatus::New { "new" } else { "unchanged" },
         "partialFingerprints": {"gitwardFinding/v1": format!("{}|{}|{}", f.policy, f.resource_id(), f.field.clone().unwrap_or_else(|| f.message.clone()))},
         "properties": {"severity": f.severity, "enforcement": f.enforcement, "compliance": f.compliance, "resource": f.resource_id()},
@@ -130,16 +131,42 @@ fn finding_result(f: &Finding, rule_index: usize) -> Value {
     result
 }
 
-fn location(file: &str, line: u32, column: u32) -> Value {
+/// Characters a relative URI reference cannot hold as they are.
+const URI_ESCAPED: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A location relative to the repository root (`%SRCROOT%`), where code scanning looks for
+/// the file: the configuration's directory comes first.
+fn location(root: &str, file: &str, line: u32, column: u32) -> Value {
+    let path = if root.is_empty() {
+        file.to_owned()
+    } else {
+        format!("{root}/{file}")
+    };
+    let uri = utf8_percent_encode(&path, URI_ESCAPED).to_string();
     json!({
         "physicalLocation": {
-            "artifactLocation": {"uri": file, "uriBaseId": "%SRCROOT%"},
+            "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
             "region": {"startLine": line.max(1), "startColumn": column.max(1)},
         }
     })
 }
 
-fn change_result(r: &ResourcePlan) -> Value {
+fn change_result(root: &str, r: &ResourcePlan) -> Value {
     let rule = match r.action {
         Action::Issue => "gitward/plan/issue",
         Action::Reissue => "gitward/plan/reissue",
@@ -160,7 +187,7 @@ fn change_result(r: &ResourcePlan) -> Value {
     });
     // A deleted resource's file may not exist in the head: no location to annotate.
     if r.change != Change::Delete {
-        result["locations"] = json!([location(&r.file, r.line, 1)]);
+        result["locations"] = json!([location(root, &r.file, r.line, 1)]);
     }
     result
 }
@@ -179,11 +206,16 @@ pub fn render(report: &PlanReport) -> Value {
                 "ruleIndex": rule_index(rule),
                 "level": level,
                 "message": {"text": d.message},
-                "locations": [location(&d.file, d.line, d.column)],
+                "locations": [location(&report.root, &d.file, d.line, d.column)],
             })
         })
         .collect();
-    results.extend(report.resources.iter().map(change_result));
+    results.extend(
+        report
+            .resources
+            .iter()
+            .map(|r| change_result(&report.root, r)),
+    );
     // Resolved findings are not reported: code scanning closes alerts that stop appearing.
     for f in report
         .findings
@@ -196,7 +228,7 @@ pub fn render(report: &PlanReport) -> Value {
                 .iter()
                 .position(|p| p.name == f.policy)
                 .unwrap_or(0);
-        results.push(finding_result(f, index));
+        results.push(finding_result(&report.root, f, index));
     }
     let mut rules: Vec<Value> = RULES
         .iter()

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{PlanReport, describe_change, findings_in_order};
+use crate::diag::Escaped;
 use crate::plan::{Change, ResourcePlan};
 use crate::policy::{ExceptionState, Finding, FindingStatus};
 
@@ -29,14 +30,16 @@ fn finding_line(f: &Finding) -> String {
         f.enforcement.as_str(),
         f.severity.as_str(),
         f.policy,
-        f.file,
+        Escaped(&f.file),
         f.line,
-        f.message
+        Escaped(&f.message)
     );
     if let Some(e) = &f.exception {
         line.push_str(&format!(
             "        excepted until {} ({}): {}\n",
-            e.expires, e.owner, e.reason
+            e.expires,
+            Escaped(&e.owner),
+            Escaped(&e.reason)
         ));
     }
     line
@@ -48,9 +51,9 @@ pub fn render(report: &PlanReport) -> String {
         out,
         "gitward plan: {} ({}) → {} ({})\n",
         report.base.short(),
-        report.base.summary,
+        Escaped(&report.base.summary),
         report.head.short(),
-        report.head.summary
+        Escaped(&report.head.summary)
     );
     if !report.valid {
         let _ = writeln!(
@@ -75,7 +78,7 @@ pub fn render(report: &PlanReport) -> String {
             marker(r),
             r.id(),
             r.action.as_str(),
-            r.file,
+            Escaped(&r.file),
             r.line
         );
         for field in &r.diff {
@@ -140,8 +143,8 @@ pub fn render(report: &PlanReport) -> String {
                 "  {}  {}  {when}  owner {}  {}:{}",
                 e.policy,
                 e.resources.join(", "),
-                e.owner,
-                e.file,
+                Escaped(&e.owner),
+                Escaped(&e.file),
                 e.line
             );
         }
