@@ -366,3 +366,42 @@ fn a_configuration_in_a_subdirectory_plans_on_its_own() {
         run.stdout
     );
 }
+
+#[test]
+fn sarif_locations_are_relative_to_the_repository_root_and_encoded() {
+    let repo = TestRepo::new();
+    let pki = repo.path().join("infra/pki");
+    std::fs::create_dir_all(&pki).expect("mkdir");
+    common::copy_dir(&project_dir().join("example-repo"), &pki);
+    repo.commit("Monorepo");
+    repo.write("infra/pki/certificates/new cert #1.yaml", "apiVersion: gitward/v1\nkind: Certificate\nmetadata:\n  name: new-cert\n  labels: {env: staging, owner: web}\nspec:\n  issuerRef: example-staging\n  dnsNames: [new.staging.example.com]\n  target: web-tls\n");
+    repo.commit("A new certificate");
+    let run = common::gitward_in(
+        &pki,
+        &[
+            "plan", "--base", "HEAD~1", "--head", "HEAD", "--format", "sarif",
+        ],
+    )
+    .expect(0);
+    let sarif: Value = serde_json::from_str(&run.stdout).expect("json");
+    let uris: Vec<&str> = sarif["runs"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["ruleId"] == "gitward/plan/issue")
+        .filter_map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str())
+        .collect();
+    assert_eq!(uris, ["infra/pki/certificates/new%20cert%20%231.yaml"]);
+}
+
+#[test]
+fn the_git_directory_stands_for_the_whole_repository() {
+    let repo = TestRepo::with_example();
+    let run =
+        common::gitward_in(&repo.path().join(".git"), &["validate", "--rev", "HEAD"]).expect(0);
+    assert!(
+        run.stdout.starts_with("valid: 4 issuers, 11 certificates"),
+        "{}",
+        run.stdout
+    );
+}

@@ -533,3 +533,179 @@ fn gitward_test_runs_the_policy_tests() {
     );
     repo.gitward(&["test", "--filter", "("]).expect(2);
 }
+
+#[test]
+fn a_different_problem_on_the_same_field_is_new_and_a_moved_one_is_not() {
+    let repo = TestRepo::with_example();
+    repo.edit("certificates/prod/shop.yaml", "    owner: storefront\n", "");
+    repo.edit(
+        "certificates/prod/api.yaml",
+        "    - api.internal.example.com\n",
+        "    - api.internal.example.com\n    - \"*.api.example.com\"\n",
+    );
+    repo.commit("Debt: a missing owner, a prod wildcard");
+    on_branch(&repo, |r| {
+        // The owner comes back but env goes: another finding on metadata.labels.
+        r.edit(
+            "certificates/prod/shop.yaml",
+            "    env: prod\n",
+            "    owner: storefront\n",
+        );
+        // A name inserted first moves the wildcard finding from dnsNames[2] to [3].
+        r.edit(
+            "certificates/prod/api.yaml",
+            "    - api.example.com\n",
+            "    - api.example.com\n    - api2.example.com\n",
+        );
+    });
+    let report = plan_json(&repo, "2026-12-01", 1);
+    let by_message: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["status"].as_str().unwrap_or_default().to_owned(),
+                f["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        by_message.contains(&(
+            "new".into(),
+            "Certificate shop-example-com has no `env` label".into()
+        )),
+        "{by_message:?}"
+    );
+    assert!(
+        by_message.contains(&(
+            "resolved".into(),
+            "Certificate shop-example-com has no `owner` label".into()
+        )),
+        "{by_message:?}"
+    );
+    assert!(
+        by_message.contains(&(
+            "existing".into(),
+            "*.api.example.com is a wildcard; prod certificates name each host".into()
+        )),
+        "{by_message:?}"
+    );
+}
+
+#[test]
+fn whether_a_finding_is_new_does_not_rest_on_guessing_what_a_policy_reads() {
+    let repo = TestRepo::with_example();
+    // input["commit"] is not spelled input.commit: the base must still be evaluated.
+    repo.write("policies/approvals.rego", "package gitward.approvals\n\nimport rego.v1\n\ndeny contains \"needs an Approved-by trailer\" if {\n\tnot input[\"commit\"].trailers[\"Approved-by\"]\n\tinput.resource.metadata.labels.owner == \"payments\"\n}\n");
+    repo.write("policies/approvals.yaml", "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: approved}\nspec:\n  module: policies/approvals.rego\n  rule: data.gitward.approvals.deny\n  appliesTo: {kinds: [Certificate]}\n");
+    repo.commit("Approved-by: Bob <bob@example.com>\n\nApproval policy");
+    repo.git(&[
+        "commit",
+        "-q",
+        "--amend",
+        "-m",
+        "Approval policy\n\nApproved-by: Bob <bob@example.com>",
+    ]);
+    on_branch(&repo, |r| {
+        r.edit(
+            "certificates/staging/api.yaml",
+            "duration: 30d",
+            "duration: 14d",
+        );
+    });
+    let report = plan_json(&repo, "2026-12-01", 1);
+    let approved: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["policy"] == "approved")
+        .collect();
+    assert!(
+        !approved.is_empty() && approved.iter().all(|f| f["status"] == "new"),
+        "{approved:?}"
+    );
+}
+
+#[test]
+fn a_policy_that_would_exhaust_memory_fails_the_commit() {
+    let repo = TestRepo::with_example();
+    on_branch(&repo, |r| {
+        r.edit(
+            "policies/labels.rego",
+            "\tsome label in required\n",
+            "\tcount(numbers.range(1, 3000000000)) > 0\n\tsome label in required\n",
+        );
+    });
+    let run = repo
+        .gitward(&["plan", "--base", "main", "--head", "change"])
+        .expect(2);
+    assert!(
+        run.stdout.contains("policy `required-labels` failed on "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("evaluation stopped at its limit: it would need more than 4 GiB"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn hostile_text_cannot_forge_output_lines_or_break_xml() {
+    let repo = TestRepo::with_example();
+    on_branch(&repo, |r| {
+        r.edit("policies/labels.rego", "\"msg\": sprintf(\"%s %s has no `%s` label\", [input.kind, input.name, label]),", "\"msg\": sprintf(\"%s has no `%s` label\\n  NEW  forged\\u0001\\u001b[31m\", [input.name, label]),");
+        r.edit("certificates/prod/api.yaml", "    owner: payments\n", "");
+    });
+    let run = repo
+        .gitward(&[
+            "plan",
+            "--base",
+            "main",
+            "--head",
+            "change",
+            "--date",
+            "2026-12-01",
+        ])
+        .expect(1);
+    assert!(
+        run.stdout
+            .contains("api-example-com has no `owner` label\\n  NEW  forged\\u{1}\\u{1b}[31m"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\u{1b}'));
+    repo.gitward(&[
+        "plan", "--base", "main", "--head", "change", "--format", "junit", "-o", "plan.xml",
+    ])
+    .expect(1);
+    let schema = project_dir().join("tests/fixtures/jenkins-xunit.junit-10.xsd");
+    let lint = tool(
+        "xmllint",
+        &["--noout", "--schema", &schema.to_string_lossy(), "plan.xml"],
+        repo.path(),
+    );
+    assert_eq!(lint.code, 0, "{}", lint.stderr);
+}
+
+#[test]
+fn gitward_test_finds_indented_test_rules_but_not_local_variables() {
+    let repo = TestRepo::with_example();
+    repo.write("policies/style_test.rego", "package gitward.style_test\n\nimport rego.v1\n\n  test_indented if {\n\ttest_local := 1\n\ttest_local == 1\n}\n");
+    let run = repo.gitward(&["test", "--filter", "style_test"]).expect(0);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("PASS  policies/style_test.rego  data.gitward.style_test.test_indented ("),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.ends_with("1 passed, 0 failed\n"),
+        "{}",
+        run.stdout
+    );
+}
