@@ -15,6 +15,7 @@ use crate::git::CommitInfo;
 use crate::model::Kind;
 use crate::plan::{Change, plan};
 use crate::policy::compile::is_test_module;
+use crate::policy::evaluate::Evaluator;
 use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
 use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
 use crate::snapshot::Snapshot;
@@ -71,16 +72,14 @@ pub fn review(
             today,
         };
         // Where the result can differ: to find what the change resolves.
-        let mut base_eval: Evaluation = base_snapshot.policies.evaluate(
-            &base_snapshot.catalog,
-            &base_context,
-            &|binding, loaded| {
+        let base_evaluator = Evaluator::new(&base_snapshot.policies, &base_snapshot.catalog);
+        let mut base_eval: Evaluation =
+            base_evaluator.evaluate(&base_context, &|binding, loaded| {
                 rules_changed
                     || binding.reads.affected_by(&changed_kinds)
                     || changed.contains(&(Kind::Policy, binding.name()))
                     || changed.contains(&(loaded.kind(), loaded.name()))
-            },
-        );
+            });
         // And every pair the head has findings for: whether a finding is new never rests on
         // the scan of what policies read.
         let unchecked: HashSet<(&str, Kind, &str)> = head_eval
@@ -94,13 +93,9 @@ pub fn review(
             })
             .collect();
         if !unchecked.is_empty() {
-            let rest = base_snapshot.policies.evaluate(
-                &base_snapshot.catalog,
-                &base_context,
-                &|binding, loaded| {
-                    unchecked.contains(&(binding.name(), loaded.kind(), loaded.name()))
-                },
-            );
+            let rest = base_evaluator.evaluate(&base_context, &|binding, loaded| {
+                unchecked.contains(&(binding.name(), loaded.kind(), loaded.name()))
+            });
             base_eval.findings.extend(rest.findings);
             base_eval.evaluated.extend(rest.evaluated);
         }

@@ -6,8 +6,9 @@ import rego.v1
 
 deny contains finding if {
 	some i, name in object.get(input.resource.spec, "dnsNames", [])
-	others := [other | some other in data.gitward.index.dnsNames[name]; other != input.name]
-	count(others) > 0
+	claimants := data.gitward.index.dnsNames[name]
+	count(claimants) > 1
+	others := [other | some other in claimants; other != input.name]
 	finding := {
 		"msg": sprintf("%s is also claimed by %s", [name, concat(", ", sort(others))]),
 		"field": sprintf("spec.dnsNames[%d]", [i]),

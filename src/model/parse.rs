@@ -71,9 +71,14 @@ impl ParsedDoc {
     }
 
     pub fn rego_value(&self) -> &regorus::Value {
-        self.rego
-            .get_or_init(|| regorus::Value::from(self.json.clone()))
+        self.rego.get_or_init(|| rego_value(&self.json))
     }
+}
+
+/// A JSON value as a policy engine value, read straight from the JSON (no copy first).
+pub fn rego_value(json: &Value) -> regorus::Value {
+    // Every JSON value has an engine value; `Undefined` would only stand for a bug.
+    regorus::Value::deserialize(json).unwrap_or(regorus::Value::Undefined)
 }
 
 #[derive(Debug, Default)]

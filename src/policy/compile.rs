@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::reads::{Reads, package_reads};
 use crate::diag::{Diagnostic, Pos};
-use crate::model::parse::{Content, DATA_DIR};
+use crate::model::parse::{Content, DATA_DIR, rego_value};
 use crate::model::{Catalog, Kind, Loaded, PolicySpec, Spec};
 use regorus::Value as RegoValue;
 
@@ -292,7 +292,7 @@ fn build_engine(
             Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
         }
     }
-    if let Err(error) = engine.add_data(RegoValue::from(data.clone())) {
+    if let Err(error) = engine.add_data(rego_value(data)) {
         diagnostics.push(Diagnostic::error(
             DATA_DIR,
             Pos::START,

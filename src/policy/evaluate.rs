@@ -3,6 +3,7 @@
 //! exception that excuses it, if one does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
 
 use chrono::NaiveDate;
 use regorus::Value as RegoValue;
@@ -13,8 +14,9 @@ use serde_json::Value;
 use super::compile::{
     Binding, EVALUATION_LIMIT, MEMORY_LIMIT_BYTES, PolicySet, gitward_data, rego_error,
 };
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Pos};
 use crate::git::CommitInfo;
+use crate::model::parse::{DATA_DIR, rego_value};
 use crate::model::semantic::date;
 use crate::model::{Catalog, Enforcement, FindingSeverity, IssuerType, Kind, Loaded, Spec};
 
@@ -124,6 +126,12 @@ pub type Select<'a> = dyn Fn(&Binding, &Loaded) -> bool + Sync + 'a;
 /// Most threads an evaluation uses.
 const MAX_THREADS: usize = 8;
 
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
+}
+
 /// What an evaluation knows beyond the catalog.
 pub struct Context {
     /// `input.commit`.
@@ -185,8 +193,8 @@ pub fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValu
         ("kind", RegoValue::from(loaded.kind().as_str())),
         ("name", RegoValue::from(loaded.name())),
         ("file", RegoValue::from(&*loaded.file)),
-        ("computed", RegoValue::from(computed(loaded))),
-        ("change", RegoValue::from(change)),
+        ("computed", rego_value(&computed(loaded))),
+        ("change", rego_value(&change)),
         ("commit", commit.clone()),
     ]
     .into_iter()
@@ -287,53 +295,92 @@ fn describe(value: &RegoValue) -> String {
 }
 
 impl PolicySet {
-    /// The compiled engine with `data.gitward` of `catalog` added: what every evaluation of
-    /// that catalog runs on.
-    pub fn engine_for(
-        &self,
-        catalog: &Catalog,
-    ) -> Result<regorus::Engine, crate::diag::Diagnostic> {
-        let mut engine = self.engine.clone();
-        // Data files may not define data.gitward (validation says so); should the merge fail
-        // anyway, nothing can be evaluated.
-        engine.add_data(gitward_data(catalog)).map_err(|error| {
-            crate::diag::Diagnostic::error(
-                crate::model::parse::DATA_DIR,
-                crate::diag::Pos::START,
-                format!("data.gitward: {error}"),
-            )
-        })?;
-        Ok(engine)
-    }
-
-    /// Evaluates every bound policy on every resource it applies to for which `select` says
-    /// yes. Resources are split among the available cores, each with its own clone of the
-    /// engine (clones share the compiled modules and data).
+    /// Evaluates every bound policy on every resource of `catalog` it applies to for which
+    /// `select` says yes.
     pub fn evaluate(
         &self,
         catalog: &Catalog,
         context: &Context,
         select: &Select<'_>,
     ) -> Evaluation {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.evaluate_on(threads, catalog, context, select)
+        Evaluator::new(self, catalog).evaluate(context, select)
+    }
+}
+
+/// Evaluations of one policy set over one catalog. They share one engine, built on first
+/// use: the catalog's inventory added and the modules prepared once, then cloned to each
+/// thread (clones share the compiled modules and the data).
+pub struct Evaluator<'a> {
+    set: &'a PolicySet,
+    catalog: &'a Catalog,
+    engine: OnceLock<Result<regorus::Engine, Diagnostic>>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(set: &'a PolicySet, catalog: &'a Catalog) -> Evaluator<'a> {
+        Evaluator {
+            set,
+            catalog,
+            engine: OnceLock::new(),
+        }
     }
 
-    /// [`PolicySet::evaluate`] on at most `threads` threads.
+    /// The compiled engine with `data.gitward` of the catalog, ready to evaluate.
+    pub fn engine(&self) -> Result<&regorus::Engine, Diagnostic> {
+        self.engine
+            .get_or_init(|| {
+                // Converting the documents is most of building the inventory: share it out.
+                let resources = self.catalog.resources();
+                let chunk = resources.len().div_ceil(threads()).max(1);
+                std::thread::scope(|scope| {
+                    for part in resources.chunks(chunk) {
+                        scope.spawn(move || {
+                            part.iter().for_each(|l| {
+                                l.parsed_doc().rego_value();
+                            })
+                        });
+                    }
+                });
+                let mut engine = self.set.engine.clone();
+                // Data files may not define data.gitward (validation says so); should the
+                // merge fail anyway, nothing can be evaluated.
+                let failed = |error: &dyn std::fmt::Display| {
+                    Diagnostic::error(DATA_DIR, Pos::START, format!("data.gitward: {error}"))
+                };
+                engine
+                    .add_data(gitward_data(self.catalog))
+                    .map_err(|e| failed(&e))?;
+                engine
+                    .eval_query("true".to_owned(), false)
+                    .map_err(|e| failed(&e))?;
+                Ok(engine)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Evaluates on as many threads as there are cores.
+    pub fn evaluate(&self, context: &Context, select: &Select<'_>) -> Evaluation {
+        self.evaluate_on(threads(), context, select)
+    }
+
+    /// Evaluates every bound policy on every resource it applies to for which `select` says
+    /// yes, on at most `threads` threads.
     pub fn evaluate_on(
         &self,
         threads: usize,
-        catalog: &Catalog,
         context: &Context,
         select: &Select<'_>,
     ) -> Evaluation {
         // The work first: when nothing is to be evaluated, not even the inventory is built.
-        let work: Vec<(&Loaded, Vec<&Binding>)> = catalog
+        let work: Vec<(&Loaded, Vec<&Binding>)> = self
+            .catalog
             .resources()
             .iter()
             .map(|loaded| {
                 let labels = &loaded.resource.metadata.labels;
                 let applicable = self
+                    .set
                     .bindings
                     .iter()
                     .filter(|b| {
@@ -347,7 +394,7 @@ impl PolicySet {
         if work.is_empty() {
             return Evaluation::default();
         }
-        let engine = match self.engine_for(catalog) {
+        let engine = match self.engine() {
             Ok(engine) => engine,
             Err(error) => {
                 return Evaluation {
@@ -356,7 +403,7 @@ impl PolicySet {
                 };
             }
         };
-        let commit = RegoValue::from(context.commit.clone());
+        let commit = rego_value(&context.commit);
         let chunk = work.len().div_ceil(threads.clamp(1, MAX_THREADS)).max(1);
         let parts: Vec<Evaluation> = std::thread::scope(|scope| {
             let workers: Vec<_> = work
