@@ -3,50 +3,82 @@
 //!     GITWARD_BENCH_REPO=DIR cargo bench --bench policy
 //!
 //! DIR is a repository from `scripts/gen-repo.py` (HEAD a 10-file change on top of HEAD~1);
-//! `scripts/bench.sh` builds one and runs this. Every figure is the median of several runs
-//! in this process, so the ratios compare like with like on a noisy machine.
+//! `scripts/bench.sh` builds one and runs this. The machine this runs on is shared and noisy,
+//! so the measurements are interleaved: each round measures every figure once, on a freshly
+//! loaded commit, and a ratio is the median of the rounds' ratios.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gitward::commands::plan_report;
-use gitward::model::Catalog;
 use gitward::policy::evaluate::{Evaluator, input};
 use gitward::policy::{Context, commit_input};
 use gitward::snapshot::Snapshot;
 use gitward::source::{BlobCache, ConfigRepo};
 use regorus::Value;
 
-const RUNS: usize = 7;
+const ROUNDS: usize = 9;
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }
 
-fn time<T>(mut work: impl FnMut() -> T) -> (Duration, T) {
-    let mut samples = Vec::new();
-    let mut last = None;
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        last = Some(work());
-        samples.push(started.elapsed());
-    }
-    (median(samples), last.expect("at least one run"))
+fn timed<T>(work: impl FnOnce() -> T) -> (f64, T) {
+    let started = Instant::now();
+    let out = work();
+    (started.elapsed().as_secs_f64(), out)
 }
 
-/// Times `work` on a freshly loaded snapshot each run: documents are converted for the
-/// engine once per load, and an evaluation of a new commit pays for that.
-fn time_fresh<T>(load: &impl Fn() -> Snapshot, work: impl Fn(&Snapshot) -> T) -> (Duration, T) {
-    let mut samples = Vec::new();
-    let mut last = None;
-    for _ in 0..RUNS {
-        let snapshot = load();
-        let started = Instant::now();
-        last = Some(work(&snapshot));
-        samples.push(started.elapsed());
-    }
-    (median(samples), last.expect("at least one run"))
+/// The floor: the same engine, the same inputs built beforehand, the same rules per
+/// resource, and nothing but regorus calls in the loop. Returns its time and the number of
+/// evaluations.
+fn floor(snapshot: &Snapshot, context: &Context) -> (f64, usize) {
+    let evaluator = Evaluator::new(&snapshot.policies, &snapshot.catalog);
+    let mut engine = evaluator.engine().expect("engine").clone();
+    let commit = Value::from(context.commit.clone());
+    let work: Vec<(Value, Vec<String>)> = snapshot
+        .catalog
+        .resources()
+        .iter()
+        .map(|loaded| {
+            let rules: Vec<String> = snapshot
+                .policies
+                .bindings
+                .iter()
+                .filter(|b| {
+                    b.spec()
+                        .applies_to
+                        .matches(loaded.kind(), &loaded.resource.metadata.labels)
+                })
+                .map(|b| b.rule.clone())
+                .collect();
+            (input(loaded, context, &commit), rules)
+        })
+        .filter(|(_, rules)| !rules.is_empty())
+        .collect();
+    timed(|| {
+        let mut count = 0;
+        for (input, rules) in &work {
+            engine.set_input(input.clone());
+            for rule in rules {
+                engine.eval_rule(rule.clone()).expect("rules evaluate");
+                count += 1;
+            }
+        }
+        count
+    })
+}
+
+#[derive(Default)]
+struct Samples {
+    validate: Vec<f64>,
+    evaluate: Vec<f64>,
+    evaluate_one_thread: Vec<f64>,
+    floor: Vec<f64>,
+    plan: Vec<f64>,
+    floor_ratio: Vec<f64>,
+    plan_ratio: Vec<f64>,
 }
 
 fn main() {
@@ -59,134 +91,94 @@ fn main() {
     gitward::policy::compile::limit_memory();
     let today = chrono::Utc::now().date_naive();
     let config = ConfigRepo::open(&repo).expect("a repository");
-
-    let (validate, (commit, snapshot)) = time(|| {
-        let (commit, catalog): (_, Catalog) = config
+    let load = || {
+        let (commit, catalog) = config
             .load("HEAD", &mut BlobCache::default())
             .expect("HEAD loads");
-        (commit, Snapshot::new(catalog))
-    });
-    assert!(!snapshot.has_errors(), "the benchmark repository is valid");
-    let context = Context {
-        commit: commit_input(&commit),
-        changes: Default::default(),
-        today,
+        let snapshot = Snapshot::new(catalog);
+        assert!(!snapshot.has_errors(), "the benchmark repository is valid");
+        let context = Context {
+            commit: commit_input(&commit),
+            changes: Default::default(),
+            today,
+        };
+        (snapshot, context)
     };
-    let load = || {
-        let catalog = config
-            .load("HEAD", &mut BlobCache::default())
-            .expect("HEAD loads")
-            .1;
-        Snapshot::new(catalog)
-    };
-    let (evaluate, evaluation) = time_fresh(&load, |s| {
-        s.policies.evaluate(&s.catalog, &context, &|_, _| true)
-    });
-    let pairs = evaluation.evaluated.len();
-    let (evaluate_one_thread, _) = time_fresh(&load, |s| {
-        Evaluator::new(&s.policies, &s.catalog).evaluate_on(1, &context, &|_, _| true)
-    });
 
-    // The floor: the same engine, the same inputs built beforehand, the same rules per
-    // resource, and nothing but regorus calls in the loop.
-    let evaluator = Evaluator::new(&snapshot.policies, &snapshot.catalog);
-    let engine = evaluator.engine().expect("engine");
-    let commit_value = Value::from(context.commit.clone());
-    let work: Vec<(Value, Vec<String>)> = snapshot
-        .catalog
-        .resources()
-        .iter()
-        .map(|loaded| {
-            let rules = snapshot
-                .policies
-                .bindings
-                .iter()
-                .filter(|b| {
-                    b.spec()
-                        .applies_to
-                        .matches(loaded.kind(), &loaded.resource.metadata.labels)
-                })
-                .map(|b| b.rule.clone())
-                .collect();
-            (input(loaded, &context, &commit_value), rules)
-        })
-        .filter(|(_, rules): &(Value, Vec<String>)| !rules.is_empty())
-        .collect();
-    let (floor, evaluated) = time(|| {
-        let mut engine = engine.clone();
-        let mut count = 0;
-        for (input, rules) in &work {
-            engine.set_input(input.clone());
-            for rule in rules {
-                engine.eval_rule(rule.clone()).expect("rules evaluate");
-                count += 1;
-            }
-        }
-        count
-    });
-    assert_eq!(evaluated, pairs, "the floor evaluates the same pairs");
-
-    let (plan, report) = time(|| plan_report(&repo, "HEAD~1", "HEAD", today).expect("plan"));
-    assert!(report.valid);
-    // Where plan's time goes beyond one load and one evaluation: loading the base, and the
-    // review (head evaluation, base evaluation where results can differ, comparison).
-    let load_both = || {
-        let mut cache = BlobCache::default();
-        let (head_commit, head) = config.load("HEAD", &mut cache).expect("HEAD");
-        let (base_commit, base) = config.load("HEAD~1", &mut cache).expect("HEAD~1");
-        (
-            (base_commit, Snapshot::new(base)),
-            (head_commit, Snapshot::new(head)),
-        )
-    };
-    let (loads, _) = time(load_both);
-    let mut samples = Vec::new();
-    for _ in 0..RUNS {
-        let ((base_commit, base), (head_commit, head)) = load_both();
+    let mut s = Samples::default();
+    let mut pairs = 0;
+    let mut resources = 0;
+    let mut policies = 0;
+    for _ in 0..ROUNDS {
+        // validate + one full evaluation, on a fresh load. Like `plan`, which frees what it
+        // loaded before it returns, the pair is timed up to its memory being freed.
         let started = Instant::now();
-        let report = gitward::review::review((&base_commit, &base), (&head_commit, &head), today);
-        samples.push(started.elapsed());
-        assert!(report.valid);
-    }
-    let reviews = median(samples);
+        let (validate, (snapshot, context)) = timed(load);
+        let (evaluate, evaluation) = timed(|| {
+            snapshot
+                .policies
+                .evaluate(&snapshot.catalog, &context, &|_, _| true)
+        });
+        pairs = evaluation.evaluated.len();
+        resources = snapshot.catalog.resources().len();
+        policies = snapshot.policies.bindings.len();
+        drop((snapshot, evaluation));
+        let reference = started.elapsed().as_secs_f64();
 
-    let per_second = |d: Duration| pairs as f64 / d.as_secs_f64();
+        // One thread against the floor, on another fresh load.
+        let (snapshot, context) = load();
+        let (one_thread, _) = timed(|| {
+            Evaluator::new(&snapshot.policies, &snapshot.catalog).evaluate_on(
+                1,
+                &context,
+                &|_, _| true,
+            )
+        });
+        let (floor, count) = floor(&snapshot, &context);
+        assert_eq!(count, pairs, "the floor evaluates the same pairs");
+        drop(snapshot);
+
+        let (plan, report) = timed(|| plan_report(&repo, "HEAD~1", "HEAD", today).expect("plan"));
+        assert!(report.valid);
+
+        s.validate.push(validate);
+        s.evaluate.push(evaluate);
+        s.evaluate_one_thread.push(one_thread);
+        s.floor.push(floor);
+        s.plan.push(plan);
+        s.floor_ratio.push(one_thread / floor);
+        s.plan_ratio.push(plan / reference);
+    }
+
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rate = |seconds: f64| pairs as f64 / seconds;
+    let evaluate = median(s.evaluate);
+    let one_thread = median(s.evaluate_one_thread);
+    let floor = median(s.floor);
     println!(
-        "resources: {}, policies: {}, resource×policy pairs: {pairs}",
-        snapshot.catalog.resources().len(),
-        snapshot.policies.bindings.len()
+        "resources: {resources}, policies: {policies}, resource×policy pairs: {pairs}; medians of {ROUNDS} interleaved rounds"
     );
     println!(
-        "evaluation, {threads} threads  {:>7.3} s  {:>7.0} evaluations/s",
-        evaluate.as_secs_f64(),
-        per_second(evaluate)
+        "evaluation, {threads} threads  {evaluate:>7.3} s  {:>7.0} evaluations/s",
+        rate(evaluate)
     );
     println!(
-        "evaluation, 1 thread   {:>7.3} s  {:>7.0} evaluations/s",
-        evaluate_one_thread.as_secs_f64(),
-        per_second(evaluate_one_thread)
+        "evaluation, 1 thread   {one_thread:>7.3} s  {:>7.0} evaluations/s",
+        rate(one_thread)
     );
     println!(
-        "floor, bare regorus    {:>7.3} s  {:>7.0} evaluations/s (1 thread)",
-        floor.as_secs_f64(),
-        per_second(floor)
+        "floor, bare regorus    {floor:>7.3} s  {:>7.0} evaluations/s (1 thread)",
+        rate(floor)
     );
     println!(
         "evaluation / floor     {:.2}× on one thread, {:.2}× wall clock on {threads}   (target: ≤ 1.5×)",
-        evaluate_one_thread.as_secs_f64() / floor.as_secs_f64(),
-        evaluate.as_secs_f64() / floor.as_secs_f64()
+        median(s.floor_ratio),
+        evaluate / floor
     );
-    println!("validate, load + compile  {:.3} s", validate.as_secs_f64());
-    println!("plan of the change        {:.3} s", plan.as_secs_f64());
-    println!(
-        "  of which: loading base and head {:.3} s, review {:.3} s (review / evaluation {:.2}×)",
-        loads.as_secs_f64(),
-        reviews.as_secs_f64(),
-        reviews.as_secs_f64() / evaluate.as_secs_f64()
-    );
+    println!("validate, load + compile  {:.3} s", median(s.validate));
+    println!("plan of the change        {:.3} s", median(s.plan));
     println!(
         "plan / (validate + evaluation)  {:.2}×   (target: ≤ 1.3×)",
-        plan.as_secs_f64() / (validate + evaluate).as_secs_f64()
+        median(s.plan_ratio)
     );
 }
