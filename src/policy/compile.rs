@@ -224,7 +224,7 @@ fn insert_at(map: &mut Map<String, Value>, keys: &[&str], value: Value) -> Resul
 
 /// Deepest bracket nesting accepted in a module: regorus's parser takes time exponential in
 /// nesting, so deeper modules are refused before they are parsed.
-const MAX_REGO_NESTING: usize = 32;
+const MAX_REGO_NESTING: usize = 16;
 
 /// Where a module's brackets nest deeper than [`MAX_REGO_NESTING`], outside strings and
 /// comments.
