@@ -10,7 +10,7 @@ fn init_writes_a_starter_that_validates_and_commits() {
     let run = gitward_in(dir.path(), &["init", "pki"]).expect(0);
     assert!(
         run.stdout
-            .starts_with("Wrote 8 files to pki and initialised a Git repository."),
+            .starts_with("Wrote 9 files to pki and initialised a Git repository."),
         "{}",
         run.stdout
     );
@@ -19,7 +19,7 @@ fn init_writes_a_starter_that_validates_and_commits() {
     assert!(pki.join(".git").is_dir());
     assert_eq!(
         gitward_in(&pki, &["validate"]).expect(0).stdout,
-        "valid: 2 issuers, 1 certificate, 1 policy, 1 gate, 1 sink in 6 files\n"
+        "valid: 2 issuers, 1 certificate, 1 policy, 1 gate, 1 sink in 7 files\n"
     );
     let branch = std::process::Command::new("git")
         .args(["symbolic-ref", "--short", "HEAD"])
