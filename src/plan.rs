@@ -6,14 +6,14 @@
 //! explicitly or reordering `dnsNames` changes the document but reissues nothing. Reissuing
 //! an issuer reissues everything it signs, down the chain.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Spec};
+use crate::model::{Catalog, Kind, Loaded, Significant, Spec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -224,10 +224,14 @@ fn compared(before: &Loaded, after: &Loaded) -> ResourcePlan {
         return entry(after, Change::None, Action::None, Vec::new());
     }
     let reasons = match (&before.resource.spec, &after.resource.spec) {
-        (Spec::Certificate(b), Spec::Certificate(a)) => certificate_changes(b, a),
-        // An ACME issuer has no certificate of its own, but switching to or from one
-        // changes what signs everything below it.
-        (Spec::Issuer(b), Spec::Issuer(a)) if a.is_ca() || b.is_ca() => issuer_changes(b, a),
+        (Spec::Certificate(b), Spec::Certificate(a)) => {
+            significant_changes(&b.significant_fields(), &a.significant_fields())
+        }
+        // An ACME issuer has no certificate of its own (its account may change freely), but
+        // switching to or from one changes what signs everything below it.
+        (Spec::Issuer(b), Spec::Issuer(a)) if a.is_ca() || b.is_ca() => {
+            significant_changes(&b.significant_fields(), &a.significant_fields())
+        }
         _ => Vec::new(),
     };
     let action = if reasons.is_empty() {
@@ -240,71 +244,19 @@ fn compared(before: &Loaded, after: &Loaded) -> ResourcePlan {
     plan
 }
 
-/// Names the fields whose change would show in the issued certificate.
-#[derive(Default)]
-struct Reasons(Vec<String>);
-
-impl Reasons {
-    fn field(&mut self, changed: bool, name: &str) {
-        if changed {
-            self.0.push(format!("{name} changed"));
-        }
+/// The fields that matter whose values differ, as reasons: "dnsNames changed".
+fn significant_changes(before: &Significant, after: &Significant) -> Vec<String> {
+    let differ = |name: &str| before.get(name) != after.get(name);
+    if differ("type") {
+        return vec!["issuer type changed".to_owned()];
     }
-}
-
-/// Whether two lists differ other than in order.
-fn differ_as_sets<T: Ord>(a: &[T], b: &[T]) -> bool {
-    a.iter().collect::<BTreeSet<_>>() != b.iter().collect::<BTreeSet<_>>()
-}
-
-fn certificate_changes(before: &CertificateSpec, after: &CertificateSpec) -> Vec<String> {
-    let common_name = |s: &CertificateSpec| {
-        s.common_name
-            .clone()
-            .or_else(|| s.dns_names.first().map(|d| d.to_string()))
-    };
-    let mut r = Reasons::default();
-    r.field(before.issuer_ref != after.issuer_ref, "issuerRef");
-    r.field(common_name(before) != common_name(after), "commonName");
-    r.field(before.subject != after.subject, "subject");
-    r.field(
-        differ_as_sets(&before.dns_names, &after.dns_names),
-        "dnsNames",
-    );
-    r.field(
-        differ_as_sets(&before.ip_addresses, &after.ip_addresses),
-        "ipAddresses",
-    );
-    r.field(before.key_algorithm != after.key_algorithm, "keyAlgorithm");
-    r.field(differ_as_sets(&before.usages, &after.usages), "usages");
-    r.field(before.duration != after.duration, "duration");
-    r.0
-}
-
-fn issuer_changes(before: &IssuerSpec, after: &IssuerSpec) -> Vec<String> {
-    let mut r = Reasons::default();
-    match (before.issuer_type(), after.issuer_type()) {
-        (Some(IssuerType::SelfSigned(b)), Some(IssuerType::SelfSigned(a))) => {
-            r.field(b.common_name != a.common_name, "commonName");
-            r.field(b.subject != a.subject, "subject");
-            r.field(b.key_algorithm != a.key_algorithm, "keyAlgorithm");
-            r.field(b.duration != a.duration, "duration");
-        }
-        (Some(IssuerType::Ca(b)), Some(IssuerType::Ca(a))) => {
-            r.field(b.issuer_ref != a.issuer_ref, "issuerRef");
-            r.field(b.common_name != a.common_name, "commonName");
-            r.field(b.subject != a.subject, "subject");
-            r.field(b.key_algorithm != a.key_algorithm, "keyAlgorithm");
-            r.field(b.duration != a.duration, "duration");
-            r.field(b.path_len != a.path_len, "pathLen");
-            r.field(
-                differ_as_sets(&b.permitted_dns_domains, &a.permitted_dns_domains),
-                "permittedDnsDomains",
-            );
-        }
-        _ => r.0.push("issuer type changed".to_owned()),
-    }
-    r.0
+    let names: std::collections::BTreeSet<&str> =
+        before.keys().chain(after.keys()).copied().collect();
+    names
+        .into_iter()
+        .filter(|n| differ(n))
+        .map(|n| format!("{n} changed"))
+        .collect()
 }
 
 /// Everything signed by an issued or reissued CA is reissued too, down the chain.

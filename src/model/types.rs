@@ -164,6 +164,33 @@ impl IssuerSpec {
     pub fn permitted_dns_domains(&self) -> &[DnsDomain] {
         self.ca.as_ref().map_or(&[], |c| &c.permitted_dns_domains)
     }
+
+    /// See [`CertificateSpec::significant_fields`]; the issuer type counts too.
+    pub fn significant_fields(&self) -> Significant {
+        match self.issuer_type() {
+            Some(IssuerType::SelfSigned(s)) => Significant::from([
+                ("type", value(&"selfSigned")),
+                ("commonName", value(&s.common_name)),
+                ("subject", value(&s.subject)),
+                ("keyAlgorithm", value(&s.key_algorithm)),
+                ("duration", value(&s.duration)),
+            ]),
+            Some(IssuerType::Ca(c)) => Significant::from([
+                ("type", value(&"ca")),
+                ("issuerRef", value(&c.issuer_ref)),
+                ("commonName", value(&c.common_name)),
+                ("subject", value(&c.subject)),
+                ("keyAlgorithm", value(&c.key_algorithm)),
+                ("duration", value(&c.duration)),
+                ("pathLen", value(&c.path_len)),
+                ("permittedDnsDomains", sorted(&c.permitted_dns_domains)),
+            ]),
+            Some(IssuerType::Acme(a)) => {
+                Significant::from([("type", value(&"acme")), ("account", value(&a.account))])
+            }
+            None => Significant::new(),
+        }
+    }
 }
 
 /// A self-signed root CA. Its private key is generated on first reconcile and never leaves
@@ -312,7 +339,45 @@ pub struct CertificateSpec {
     pub target: Name,
 }
 
+/// Fields of a spec that an issued certificate reflects, by name, in a form where equal means
+/// "the same certificate would be issued" (lists are sorted: order does not matter). The plan
+/// names the fields that differ; the spec hash in status is the hash of these.
+pub type Significant = BTreeMap<&'static str, serde_json::Value>;
+
+fn sorted<T: Serialize>(items: &[T]) -> serde_json::Value {
+    let mut values: Vec<serde_json::Value> = items
+        .iter()
+        .filter_map(|i| serde_json::to_value(i).ok())
+        .collect();
+    values.sort_by_key(|v| v.to_string());
+    serde_json::Value::Array(values)
+}
+
+fn value<T: Serialize>(item: &T) -> serde_json::Value {
+    serde_json::to_value(item).unwrap_or_default()
+}
+
 impl CertificateSpec {
+    /// The common name issued: `commonName`, or the first DNS name.
+    pub fn effective_common_name(&self) -> Option<&str> {
+        self.common_name
+            .as_deref()
+            .or_else(|| self.dns_names.first().map(DnsName::as_str))
+    }
+
+    pub fn significant_fields(&self) -> Significant {
+        Significant::from([
+            ("issuerRef", value(&self.issuer_ref)),
+            ("commonName", value(&self.effective_common_name())),
+            ("subject", value(&self.subject)),
+            ("dnsNames", sorted(&self.dns_names)),
+            ("ipAddresses", sorted(&self.ip_addresses)),
+            ("keyAlgorithm", value(&self.key_algorithm)),
+            ("usages", sorted(&self.usages)),
+            ("duration", value(&self.duration)),
+        ])
+    }
+
     /// `renewBefore`, or one third of the duration.
     pub fn effective_renew_before(&self) -> Duration {
         self.renew_before
