@@ -10,6 +10,7 @@ pub mod diag;
 pub mod error;
 pub mod git;
 pub mod model;
+pub mod pki;
 pub mod plan;
 pub mod policy;
 pub mod report;
