@@ -6,6 +6,7 @@
 //! run the commands ([`commands`]).
 
 pub mod commands;
+pub mod config;
 pub mod diag;
 pub mod error;
 pub mod git;

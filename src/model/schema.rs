@@ -96,60 +96,84 @@ pub fn kind_schema_text(kind: Kind) -> String {
     text
 }
 
-struct Compiled {
+/// A schema and its validator.
+pub struct CompiledSchema {
     schema: Value,
     validator: Validator,
 }
 
-fn compiled(kind: Kind) -> &'static Compiled {
-    static COMPILED: OnceLock<Vec<Compiled>> = OnceLock::new();
+impl CompiledSchema {
+    /// Compiles a schema gitward generated from its own types: one that does not compile is
+    /// a bug in gitward, caught by the schema tests, never a property of the input.
+    pub fn new(schema: Value) -> CompiledSchema {
+        let validator = jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("a generated schema does not compile: {e}"));
+        CompiledSchema { schema, validator }
+    }
+
+    /// Checks a document against the schema. Every violation becomes a problem at the line
+    /// of the field it concerns.
+    pub fn check(&self, doc: &Node, json: &Value) -> Vec<Problem> {
+        let errors: Vec<ValidationError<'_>> = self.validator.iter_errors(json).collect();
+        // A misspelt field also shows as the missing field it was meant to be: report the
+        // misspelling only.
+        let misspelt: HashSet<(String, String)> = errors
+            .iter()
+            .flat_map(|e| misspellings(e, &self.schema))
+            .collect();
+        // A value of the wrong type also fails its enum or pattern: report the type only.
+        let mistyped: HashSet<&str> = errors
+            .iter()
+            .filter(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
+            .map(|e| e.instance_path().as_str())
+            .collect();
+        let mut problems: Vec<Problem> = errors
+            .iter()
+            .filter(|e| match e.kind() {
+                ValidationErrorKind::Required { property } => {
+                    !misspelt.contains(&(e.instance_path().as_str().to_owned(), short(property)))
+                }
+                ValidationErrorKind::Type { .. } => true,
+                _ => !mistyped.contains(e.instance_path().as_str()),
+            })
+            .flat_map(|error| describe(error, &self.schema, doc))
+            .collect();
+        problems.sort_by(|a, b| (a.pos, &a.message).cmp(&(b.pos, &b.message)));
+        problems.dedup();
+        problems
+    }
+}
+
+fn compiled(kind: Kind) -> &'static CompiledSchema {
+    static COMPILED: OnceLock<Vec<CompiledSchema>> = OnceLock::new();
     let all = COMPILED.get_or_init(|| {
         Kind::ALL
             .iter()
-            .map(|&k| {
-                let schema = kind_schema(k);
-                // The schemas are generated from our own types: failing to compile them is a
-                // bug in gitward, caught by the schema tests, never a property of the input.
-                let validator = jsonschema::validator_for(&schema)
-                    .unwrap_or_else(|e| panic!("generated {k} schema does not compile: {e}"));
-                Compiled { schema, validator }
-            })
+            .map(|&k| CompiledSchema::new(kind_schema(k)))
             .collect()
     });
     &all[Kind::ALL.iter().position(|&k| k == kind).unwrap_or(0)]
 }
 
-/// Checks a document against the schema of `kind`. Every violation becomes a problem at the
-/// line of the field it concerns.
+/// Checks a document against the schema of `kind`.
 pub fn check(kind: Kind, doc: &Node, json: &Value) -> Vec<Problem> {
-    let compiled = compiled(kind);
-    let errors: Vec<ValidationError<'_>> = compiled.validator.iter_errors(json).collect();
-    // A misspelt field also shows as the missing field it was meant to be: report the
-    // misspelling only.
-    let misspelt: HashSet<(String, String)> = errors
-        .iter()
-        .flat_map(|e| misspellings(e, &compiled.schema))
-        .collect();
-    // A value of the wrong type also fails its enum or pattern: report the type only.
-    let mistyped: HashSet<&str> = errors
-        .iter()
-        .filter(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
-        .map(|e| e.instance_path().as_str())
-        .collect();
-    let mut problems: Vec<Problem> = errors
-        .iter()
-        .filter(|e| match e.kind() {
-            ValidationErrorKind::Required { property } => {
-                !misspelt.contains(&(e.instance_path().as_str().to_owned(), short(property)))
-            }
-            ValidationErrorKind::Type { .. } => true,
-            _ => !mistyped.contains(e.instance_path().as_str()),
-        })
-        .flat_map(|error| describe(error, &compiled.schema, doc))
-        .collect();
-    problems.sort_by(|a, b| (a.pos, &a.message).cmp(&(b.pos, &b.message)));
-    problems.dedup();
-    problems
+    compiled(kind).check(doc, json)
+}
+
+/// The schema of a whole document of type `T` (the host config), with gitward's conventions:
+/// an `$id` under the project's schema base, no `null` for optional fields.
+pub fn document_schema<T: schemars::JsonSchema>(stem: &str) -> Value {
+    let generator = SchemaSettings::draft2020_12().into_generator();
+    let mut schema =
+        serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or_default();
+    if let Value::Object(map) = &mut schema {
+        map.insert(
+            "$id".into(),
+            format!("{SCHEMA_BASE}{stem}.schema.json").into(),
+        );
+    }
+    forbid_null(&mut schema);
+    schema
 }
 
 fn pointer_segments(pointer: &str) -> Vec<String> {

@@ -47,9 +47,15 @@ pub fn generate_key(algorithm: KeyAlgorithm) -> Result<KeyPair, PkiError> {
         KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
         KeyAlgorithm::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
-        KeyAlgorithm::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
-        KeyAlgorithm::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
-        KeyAlgorithm::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096),
+        KeyAlgorithm::Rsa2048 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)
+        }
+        KeyAlgorithm::Rsa3072 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072)
+        }
+        KeyAlgorithm::Rsa4096 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)
+        }
     };
     generated.map_err(|source| PkiError::KeyGeneration { algorithm, source })
 }
@@ -83,7 +89,8 @@ pub struct Signer<'k> {
 
 impl<'k> Signer<'k> {
     pub fn new(certificate_pem: &str, key: &'k KeyPair) -> Result<Signer<'k>, PkiError> {
-        let issuer = Issuer::from_ca_cert_pem(certificate_pem, key).map_err(PkiError::IssuerCertificate)?;
+        let issuer =
+            Issuer::from_ca_cert_pem(certificate_pem, key).map_err(PkiError::IssuerCertificate)?;
         Ok(Signer {
             certificate_pem: certificate_pem.to_owned(),
             issuer,
@@ -104,7 +111,11 @@ fn to_offset(time: DateTime<Utc>) -> Result<time::OffsetDateTime, PkiError> {
     time::OffsetDateTime::from_unix_timestamp(time.timestamp()).map_err(|_| PkiError::Validity)
 }
 
-fn validity(params: &mut CertificateParams, now: DateTime<Utc>, duration: Duration) -> Result<(), PkiError> {
+fn validity(
+    params: &mut CertificateParams,
+    now: DateTime<Utc>,
+    duration: Duration,
+) -> Result<(), PkiError> {
     let seconds = i64::try_from(duration.as_secs()).map_err(|_| PkiError::Validity)?;
     let not_after = now
         .checked_add_signed(chrono::Duration::seconds(seconds))
@@ -163,8 +174,18 @@ fn ca_params(
 }
 
 /// A self-signed root CA certificate, as PEM.
-pub fn issue_root(spec: &SelfSignedIssuer, key: &KeyPair, now: DateTime<Utc>) -> Result<String, PkiError> {
-    let params = ca_params(&spec.common_name, spec.subject.as_ref(), None, now, spec.duration)?;
+pub fn issue_root(
+    spec: &SelfSignedIssuer,
+    key: &KeyPair,
+    now: DateTime<Utc>,
+) -> Result<String, PkiError> {
+    let params = ca_params(
+        &spec.common_name,
+        spec.subject.as_ref(),
+        None,
+        now,
+        spec.duration,
+    )?;
     Ok(params.self_signed(key).map_err(PkiError::Signing)?.pem())
 }
 
@@ -175,7 +196,13 @@ pub fn issue_intermediate(
     parent: &Signer<'_>,
     now: DateTime<Utc>,
 ) -> Result<String, PkiError> {
-    let mut params = ca_params(&spec.common_name, spec.subject.as_ref(), spec.path_len, now, spec.duration)?;
+    let mut params = ca_params(
+        &spec.common_name,
+        spec.subject.as_ref(),
+        spec.path_len,
+        now,
+        spec.duration,
+    )?;
     params.use_authority_key_identifier_extension = true;
     if !spec.permitted_dns_domains.is_empty() {
         params.name_constraints = Some(NameConstraints {
@@ -187,7 +214,10 @@ pub fn issue_intermediate(
             excluded_subtrees: Vec::new(),
         });
     }
-    Ok(params.signed_by(key, &parent.issuer).map_err(PkiError::Signing)?.pem())
+    Ok(params
+        .signed_by(key, &parent.issuer)
+        .map_err(PkiError::Signing)?
+        .pem())
 }
 
 fn extended_key_usage(usage: Usage) -> ExtendedKeyUsagePurpose {
@@ -209,7 +239,8 @@ pub fn issue_leaf(
     now: DateTime<Utc>,
 ) -> Result<String, PkiError> {
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name(spec.effective_common_name(), spec.subject.as_ref());
+    params.distinguished_name =
+        distinguished_name(spec.effective_common_name(), spec.subject.as_ref());
     for name in &spec.dns_names {
         let dns = name
             .as_str()
@@ -229,11 +260,19 @@ pub fn issue_leaf(
     if spec.key_algorithm.key_type() == "RSA" {
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     }
-    params.extended_key_usages = spec.usages.iter().copied().map(extended_key_usage).collect();
+    params.extended_key_usages = spec
+        .usages
+        .iter()
+        .copied()
+        .map(extended_key_usage)
+        .collect();
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial()?);
     validity(&mut params, now, spec.duration)?;
-    Ok(params.signed_by(key, &parent.issuer).map_err(PkiError::Signing)?.pem())
+    Ok(params
+        .signed_by(key, &parent.issuer)
+        .map_err(PkiError::Signing)?
+        .pem())
 }
 
 /// What a certificate says, as status records it.
@@ -250,16 +289,27 @@ pub struct CertificateInfo {
 fn colon_hex(bytes: &[u8], upper: bool) -> String {
     bytes
         .iter()
-        .map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") })
+        .map(|b| {
+            if upper {
+                format!("{b:02X}")
+            } else {
+                format!("{b:02x}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(":")
 }
 
 /// Reads serial, fingerprint and validity from a PEM certificate.
 pub fn inspect(pem: &str) -> Result<CertificateInfo, PkiError> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::Parse(e.to_string()))?;
-    let certificate = pem.parse_x509().map_err(|e| PkiError::Parse(e.to_string()))?;
-    let time = |t: x509_parser::time::ASN1Time| DateTime::from_timestamp(t.timestamp(), 0).ok_or(PkiError::Validity);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| PkiError::Parse(e.to_string()))?;
+    let certificate = pem
+        .parse_x509()
+        .map_err(|e| PkiError::Parse(e.to_string()))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        DateTime::from_timestamp(t.timestamp(), 0).ok_or(PkiError::Validity)
+    };
     Ok(CertificateInfo {
         serial: colon_hex(certificate.raw_serial(), false),
         fingerprint: colon_hex(&Sha256::digest(&pem.contents), true),
@@ -276,7 +326,9 @@ mod tests {
     use crate::model::{DnsDomain, DnsName, IpAddress, Name};
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn root() -> (KeyPair, String) {
@@ -296,7 +348,10 @@ mod tests {
             issuer_ref: Name("ca".into()),
             common_name: None,
             subject: None,
-            dns_names: vec![DnsName("api.example.com".into()), DnsName("*.api.example.com".into())],
+            dns_names: vec![
+                DnsName("api.example.com".into()),
+                DnsName("*.api.example.com".into()),
+            ],
             ip_addresses: vec![IpAddress("10.0.0.5".into())],
             key_algorithm: algorithm,
             duration: Duration::from_secs(90 * 86_400),
@@ -313,7 +368,10 @@ mod tests {
             let key = generate_key(algorithm).unwrap();
             assert!(key_matches(&key, algorithm), "{algorithm}");
             let reloaded = load_key(&key.serialize_pem()).unwrap();
-            assert!(key_matches(&reloaded, algorithm), "{algorithm} after a round trip");
+            assert!(
+                key_matches(&reloaded, algorithm),
+                "{algorithm} after a round trip"
+            );
         }
         let p256 = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
         assert!(!key_matches(&p256, KeyAlgorithm::EcdsaP384));
@@ -338,7 +396,13 @@ mod tests {
         let ca_pem = issue_intermediate(&ca, &ca_key, &root_signer, now()).unwrap();
         let ca_signer = Signer::new(&ca_pem, &ca_key).unwrap();
         let leaf_key = generate_key(KeyAlgorithm::Rsa2048).unwrap();
-        let leaf_pem = issue_leaf(&leaf_spec(KeyAlgorithm::Rsa2048), &leaf_key, &ca_signer, now()).unwrap();
+        let leaf_pem = issue_leaf(
+            &leaf_spec(KeyAlgorithm::Rsa2048),
+            &leaf_key,
+            &ca_signer,
+            now(),
+        )
+        .unwrap();
 
         let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).unwrap();
         let ca_cert = pem.parse_x509().unwrap();
@@ -347,7 +411,10 @@ mod tests {
         assert_eq!(constraints.path_len_constraint, Some(0));
         assert!(ca_cert.key_usage().unwrap().unwrap().value.key_cert_sign());
         let names = ca_cert.name_constraints().unwrap().unwrap().value;
-        assert_eq!(names.permitted_subtrees.as_ref().unwrap()[0].base, GeneralName::DNSName("example.com"));
+        assert_eq!(
+            names.permitted_subtrees.as_ref().unwrap()[0].base,
+            GeneralName::DNSName("example.com")
+        );
 
         let (_, pem) = x509_parser::pem::parse_x509_pem(leaf_pem.as_bytes()).unwrap();
         let leaf = pem.parse_x509().unwrap();
@@ -361,11 +428,23 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        assert_eq!(sans, ["DNSName(api.example.com)", "DNSName(*.api.example.com)", "IPAddress(0a:00:00:05)"]);
+        assert_eq!(
+            sans,
+            [
+                "DNSName(api.example.com)",
+                "DNSName(*.api.example.com)",
+                "IPAddress(0a:00:00:05)"
+            ]
+        );
         let eku = leaf.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && eku.client_auth && !eku.code_signing);
         assert!(!leaf.basic_constraints().unwrap().unwrap().value.ca);
-        let has_aki = leaf.extensions().iter().any(|e| matches!(e.parsed_extension(), ParsedExtension::AuthorityKeyIdentifier(_)));
+        let has_aki = leaf.extensions().iter().any(|e| {
+            matches!(
+                e.parsed_extension(),
+                ParsedExtension::AuthorityKeyIdentifier(_)
+            )
+        });
         assert!(has_aki);
         let info = inspect(&leaf_pem).unwrap();
         assert_eq!(info.not_after - info.not_before, chrono::Duration::days(90));
