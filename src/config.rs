@@ -188,7 +188,8 @@ impl HostConfig {
         let fail = |pos: Pos, message: String| ConfigError {
             diagnostics: vec![Diagnostic::error(&shown, pos, message)],
         };
-        let bytes = std::fs::read(path).map_err(|e| fail(Pos::START, format!("cannot read: {e}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| fail(Pos::START, format!("cannot read: {e}")))?;
         let base = path.parent().unwrap_or(Path::new("."));
         HostConfig::parse(&shown, &bytes, base)
     }
@@ -199,12 +200,23 @@ impl HostConfig {
             diagnostics: vec![Diagnostic::error(file, pos, message)],
         };
         let text = text_of(bytes).map_err(|p| fail(p.pos, p.message))?;
-        let documents = parse_documents(text, Limits::default()).map_err(|p| fail(p.pos, p.message))?;
+        let documents =
+            parse_documents(text, Limits::default()).map_err(|p| fail(p.pos, p.message))?;
         let root = match documents.as_slice() {
             [one] if matches!(one.root.value, NodeValue::Map(_)) => &one.root,
             [] => return Err(fail(Pos::START, "the host config is empty".to_owned())),
-            [one] => return Err(fail(one.root.pos, "the host config is a mapping".to_owned())),
-            [_, second, ..] => return Err(fail(second.root.pos, "the host config is one document".to_owned())),
+            [one] => {
+                return Err(fail(
+                    one.root.pos,
+                    "the host config is a mapping".to_owned(),
+                ));
+            }
+            [_, second, ..] => {
+                return Err(fail(
+                    second.root.pos,
+                    "the host config is one document".to_owned(),
+                ));
+            }
         };
         let json = root.to_json();
         let problems = compiled().check(root, &json);
@@ -213,7 +225,8 @@ impl HostConfig {
                 diagnostics: problems.iter().map(|p| p.in_file(file)).collect(),
             });
         }
-        let mut config: HostConfig = serde_json::from_value(json).map_err(|e| fail(root.pos, format!("{e}")))?;
+        let mut config: HostConfig =
+            serde_json::from_value(json).map_err(|e| fail(root.pos, format!("{e}")))?;
         config.resolve(base);
         Ok(config)
     }
@@ -235,7 +248,10 @@ impl HostConfig {
             }
         }
         if let Some(credentials) = &mut self.repo.credentials {
-            for file in [&mut credentials.token_file, &mut credentials.ssh_key_file].into_iter().flatten() {
+            for file in [&mut credentials.token_file, &mut credentials.ssh_key_file]
+                .into_iter()
+                .flatten()
+            {
                 absolute(file);
             }
         }
@@ -271,9 +287,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.state_dir, PathBuf::from("/etc/gitward/state"));
-        assert_eq!(config.local_repo(), Some(PathBuf::from("/etc/gitward/../pki")));
-        assert_eq!(config.targets[&Name("web-tls".into())].reload, ["/usr/sbin/nginx", "-s", "reload"]);
-        assert_eq!(config.repo.credentials.unwrap().token_file, Some(PathBuf::from("/etc/gitward/git-token")));
+        assert_eq!(
+            config.local_repo(),
+            Some(PathBuf::from("/etc/gitward/../pki"))
+        );
+        assert_eq!(
+            config.targets[&Name("web-tls".into())].reload,
+            ["/usr/sbin/nginx", "-s", "reload"]
+        );
+        assert_eq!(
+            config.repo.credentials.unwrap().token_file,
+            Some(PathBuf::from("/etc/gitward/git-token"))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod error;
 pub mod git;
 pub mod model;
+pub mod outputs;
 pub mod pki;
 pub mod plan;
 pub mod policy;
