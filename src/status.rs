@@ -1,0 +1,442 @@
+//! Status in Git. After reconciling commit C, gitward commits to the status branch (an orphan
+//! branch, never the tracked one) a tree of `summary.yaml` and `status/<kind>/<name>.yaml` —
+//! what is in force: serial, fingerprint, validity, issuer, spec hash, conditions, and the
+//! public certificate; never key material — with the trailers `Gitward-Source: <C>` and
+//! `Gitward-Result: <result>`, and adds a note to C under `refs/notes/gitward`. Anyone reads
+//! both with plain Git: `git log gitward/status`, `git log --notes=gitward`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use git2::{ObjectType, Oid};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::git::{Repo, signature};
+use crate::model::{KeyAlgorithm, Kind};
+
+/// The notes ref that holds the outcome of each reconciled commit.
+pub const NOTES_REF: &str = "refs/notes/gitward";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The commit is in force.
+    Applied,
+    /// A gate or a new `deny` finding stopped it; the previous commit stays in force.
+    Blocked,
+    /// It could not be applied (invalid, or issuing failed); what could be applied was.
+    Failed,
+    /// Waiting for something (a change window, an ACME order).
+    Pending,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Blocked => "blocked",
+            Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
+        }
+    }
+}
+
+/// A fact about a resource and since when it holds (as Kubernetes conditions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready` (issued and written), `Reloaded` (the target's reload command ran).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// A CamelCase word for machines.
+    pub reason: String,
+    /// Words for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: DateTime<Utc>,
+}
+
+/// What is in force for one certificate or CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    pub kind: Kind,
+    pub name: String,
+    /// Hash of the spec fields the certificate reflects; a different hash means reissue.
+    pub spec_hash: String,
+    /// The issuer that signed it (none for a root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Fingerprint of the issuer's certificate that signed it: a new issuer certificate
+    /// means reissue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_fingerprint: Option<String>,
+    /// Serial number, colon-separated hex.
+    pub serial: String,
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// When it is renewed: `notAfter - renewBefore`.
+    pub renew_at: DateTime<Utc>,
+    pub key_algorithm: KeyAlgorithm,
+    /// The output target it is written to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The certificate (public), PEM.
+    pub certificate: String,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl ResourceStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Sets a condition; its transition time moves only when its status changes.
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: String,
+        now: DateTime<Utc>,
+    ) {
+        let status = if ok { "True" } else { "False" }.to_owned();
+        let since = match self.condition(type_) {
+            Some(c) if c.status == status => c.last_transition_time,
+            _ => now,
+        };
+        self.conditions.retain(|c| c.type_ != type_);
+        self.conditions.push(Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: since,
+        });
+        self.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    }
+}
+
+/// What happened to a resource in a reconcile.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Issued,
+    Reissued,
+    Renewed,
+    /// Its output files were written again (they were missing or differed).
+    Rewritten,
+    Removed,
+    Unchanged,
+    Failed,
+}
+
+/// One resource's line in a note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceOutcome {
+    pub kind: Kind,
+    pub name: String,
+    pub change: Change,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// `summary.yaml`: the reconcile the status tree comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The commit reconciled.
+    pub source: String,
+    pub result: Outcome,
+    /// The commit in force (the last one applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+    /// Why the result is not `applied`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// The note on a reconciled commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    pub result: Outcome,
+    /// The status-branch commit that records it.
+    pub status_commit: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceOutcome>,
+    /// Policy findings of the commit, as `policy enforcement Kind/name: message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+}
+
+/// The status tree at the tip of the status branch.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub tip: Option<Oid>,
+    pub summary: Option<Summary>,
+    pub resources: BTreeMap<(Kind, String), ResourceStatus>,
+}
+
+fn yaml<T: Serialize>(value: &T) -> String {
+    serde_yaml::to_string(value).unwrap_or_default()
+}
+
+fn resource_path(kind: Kind, name: &str) -> String {
+    format!("status/{}/{name}.yaml", kind.schema_stem())
+}
+
+/// The files of a status tree.
+pub fn tree_files(
+    summary: &Summary,
+    resources: &BTreeMap<(Kind, String), ResourceStatus>,
+) -> Vec<(String, String)> {
+    let mut files = vec![("summary.yaml".to_owned(), yaml(summary))];
+    files.extend(
+        resources
+            .iter()
+            .map(|((kind, name), status)| (resource_path(*kind, name), yaml(status))),
+    );
+    files
+}
+
+fn status_ref(branch: &str) -> String {
+    format!("refs/heads/{branch}")
+}
+
+/// Reads the status branch's tip.
+pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
+    let git = repo.inner();
+    let Ok(reference) = git.find_reference(&status_ref(branch)) else {
+        return Ok(Observed::default());
+    };
+    let commit = reference
+        .peel_to_commit()
+        .map_err(Error::git("reading the status branch"))?;
+    let tree = commit
+        .tree()
+        .map_err(Error::git("reading the status tree"))?;
+    let blob = |path: &str| -> Option<String> {
+        let entry = tree.get_path(std::path::Path::new(path)).ok()?;
+        let object = entry.to_object(git).ok()?;
+        let blob = object.as_blob()?;
+        String::from_utf8(blob.content().to_vec()).ok()
+    };
+    let summary = blob("summary.yaml").and_then(|text| serde_yaml::from_str(&text).ok());
+    let mut resources = BTreeMap::new();
+    if let Ok(status_dir) = tree.get_path(std::path::Path::new("status")) {
+        let dir = status_dir
+            .to_object(git)
+            .ok()
+            .and_then(|o| o.into_tree().ok());
+        for kind_entry in dir.iter().flat_map(|d| d.iter()) {
+            let Some(kind_tree) = kind_entry
+                .to_object(git)
+                .ok()
+                .and_then(|o| o.into_tree().ok())
+            else {
+                continue;
+            };
+            for file in kind_tree.iter() {
+                if file.kind() != Some(ObjectType::Blob) {
+                    continue;
+                }
+                let text = file.to_object(git).ok().and_then(|o| {
+                    o.as_blob()
+                        .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                });
+                // A status file gitward cannot read (edited by hand) counts as absent: the
+                // resource is then issued again, which makes status true again.
+                if let Some(status) =
+                    text.and_then(|t| serde_yaml::from_str::<ResourceStatus>(&t).ok())
+                {
+                    resources.insert((status.kind, status.name.clone()), status);
+                }
+            }
+        }
+    }
+    Ok(Observed {
+        tip: Some(commit.id()),
+        summary,
+        resources,
+    })
+}
+
+/// The `Gitward-Source` trailer of a status commit.
+fn source_of(message: &str) -> Option<String> {
+    git2::message_trailers_strs(message)
+        .ok()?
+        .iter()
+        .find(|(k, _)| *k == "Gitward-Source")
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Commits a status tree on the branch unless it equals the tip's; returns the commit that
+/// records this status (the new one or the tip).
+pub fn commit(
+    repo: &Repo,
+    branch: &str,
+    observed: &Observed,
+    files: &[(String, String)],
+    message: &str,
+) -> Result<Oid> {
+    let git = repo.inner();
+    if let Some(tip) = observed.tip {
+        let unchanged = git
+            .find_commit(tip)
+            .ok()
+            .and_then(|c| c.tree().ok())
+            .is_some_and(|tree| same_tree(repo, &tree, files));
+        if unchanged {
+            return Ok(tip);
+        }
+    }
+    repo.commit_files(
+        &status_ref(branch),
+        observed.tip,
+        files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())),
+        message,
+    )
+}
+
+fn same_tree(repo: &Repo, tree: &git2::Tree<'_>, files: &[(String, String)]) -> bool {
+    let mut count = 0;
+    let walk = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        if entry.kind() == Some(ObjectType::Blob) {
+            count += 1;
+        }
+        git2::TreeWalkResult::Ok
+    });
+    if walk.is_err() || count != files.len() {
+        return false;
+    }
+    files.iter().all(|(path, text)| {
+        tree.get_path(std::path::Path::new(path))
+            .ok()
+            .and_then(|e| repo.inner().find_blob(e.id()).ok())
+            .is_some_and(|b| b.content() == text.as_bytes())
+    })
+}
+
+/// The status commit message: a summary line and the trailers.
+pub fn message(source: &str, result: Outcome, line: &str) -> String {
+    format!(
+        "gitward: {} {}{}\n\nGitward-Source: {source}\nGitward-Result: {}\n",
+        result.as_str(),
+        &source[..source.len().min(12)],
+        if line.is_empty() {
+            String::new()
+        } else {
+            format!(" ({line})")
+        },
+        result.as_str()
+    )
+}
+
+/// Writes the note on `source` unless it already says the same.
+pub fn write_note(repo: &Repo, source: Oid, note: &Note) -> Result<()> {
+    let git = repo.inner();
+    let text = yaml(note);
+    if let Ok(existing) = git.find_note(Some(NOTES_REF), source) {
+        if existing.message().ok() == Some(text.as_str()) {
+            return Ok(());
+        }
+    }
+    let sig = signature(git)?;
+    git.note(&sig, &sig, Some(NOTES_REF), source, &text, true)
+        .map_err(Error::git("writing the note"))?;
+    Ok(())
+}
+
+/// The note on a commit, if it has one.
+pub fn read_note(repo: &Repo, commit: Oid) -> Option<Note> {
+    let note = repo.inner().find_note(Some(NOTES_REF), commit).ok()?;
+    serde_yaml::from_str(note.message().ok()?).ok()
+}
+
+/// The source commit of the tip of the status branch, if any.
+pub fn tip_source(repo: &Repo, observed: &Observed) -> Option<String> {
+    let commit = repo.inner().find_commit(observed.tip?).ok()?;
+    source_of(commit.message().ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_times_move_only_on_transitions() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut status = ResourceStatus {
+            kind: Kind::Certificate,
+            name: "api".into(),
+            spec_hash: "h".into(),
+            issuer: None,
+            issuer_fingerprint: None,
+            serial: "01".into(),
+            fingerprint: "AA".into(),
+            not_before: t("2026-01-01T00:00:00Z"),
+            not_after: t("2026-04-01T00:00:00Z"),
+            renew_at: t("2026-03-01T00:00:00Z"),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            target: None,
+            certificate: String::new(),
+            conditions: Vec::new(),
+        };
+        status.set_condition(
+            "Ready",
+            true,
+            "Issued",
+            String::new(),
+            t("2026-01-01T00:00:00Z"),
+        );
+        status.set_condition(
+            "Ready",
+            true,
+            "Issued",
+            String::new(),
+            t("2026-02-01T00:00:00Z"),
+        );
+        assert_eq!(
+            status.conditions[0].last_transition_time,
+            t("2026-01-01T00:00:00Z")
+        );
+        status.set_condition(
+            "Ready",
+            false,
+            "Failed",
+            "boom".into(),
+            t("2026-02-02T00:00:00Z"),
+        );
+        assert_eq!(
+            status.conditions[0].last_transition_time,
+            t("2026-02-02T00:00:00Z")
+        );
+        let round_trip: ResourceStatus = serde_yaml::from_str(&yaml(&status)).unwrap();
+        assert_eq!(round_trip, status);
+    }
+
+    #[test]
+    fn status_commits_carry_their_trailers() {
+        let text = message("0123456789abcdef0123", Outcome::Applied, "2 issued");
+        assert_eq!(
+            text,
+            "gitward: applied 0123456789ab (2 issued)\n\nGitward-Source: 0123456789abcdef0123\nGitward-Result: applied\n"
+        );
+        assert_eq!(source_of(&text).as_deref(), Some("0123456789abcdef0123"));
+    }
+}

@@ -1,0 +1,314 @@
+//! The host's state under `stateDir`: the secret store of private keys (directory 0700, files
+//! 0600; nothing key-like ever leaves it except a certificate's own key into its output) and
+//! the state database (SQLite) with the issuance journal.
+//!
+//! The journal makes issuance crash-safe. A new key and certificate are *staged* — the key
+//! written as `<name>.next.pem`, the certificate recorded in the journal — before anything
+//! else happens with them; they are *promoted* (the key renamed into place, the journal entry
+//! dropped) only once a status commit names the certificate. A reconcile interrupted between
+//! the two reuses what it staged instead of issuing again, so no certificate is issued that
+//! status does not end up knowing.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::failpoint;
+use crate::model::Kind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state database {}: {source}", path.display())]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// A key and certificate issued but not yet named by a status commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub spec_hash: String,
+    pub issuer_fingerprint: Option<String>,
+    pub certificate: String,
+    pub serial: String,
+    pub key: String,
+}
+
+pub struct Store {
+    root: PathBuf,
+    db: Connection,
+    db_path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS staged (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    issuer_fingerprint TEXT,
+    certificate TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+";
+
+fn private_dir(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+impl Store {
+    /// Opens (creating) the store under `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        private_dir(state_dir)?;
+        private_dir(&state_dir.join("keys"))?;
+        let db_path = state_dir.join("gitward.db");
+        let database = |source| StoreError::Database {
+            path: db_path.clone(),
+            source,
+        };
+        let db = Connection::open(&db_path).map_err(database)?;
+        std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Io {
+                path: db_path.clone(),
+                source,
+            },
+        )?;
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .and_then(|()| db.execute_batch(SCHEMA))
+            .map_err(database)?;
+        Ok(Store {
+            root: state_dir.to_path_buf(),
+            db,
+            db_path,
+        })
+    }
+
+    fn key_path(&self, kind: Kind, name: &str, next: bool) -> PathBuf {
+        let file = if next {
+            format!("{name}.next.pem")
+        } else {
+            format!("{name}.pem")
+        };
+        self.root.join("keys").join(kind.schema_stem()).join(file)
+    }
+
+    fn db_error(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Database {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    /// The key of the certificate in force, if there is one.
+    pub fn key(&self, kind: Kind, name: &str) -> Result<Option<String>, StoreError> {
+        read_optional(&self.key_path(kind, name, false))
+    }
+
+    /// Records a freshly issued key and certificate before they are used.
+    pub fn stage(&self, kind: Kind, name: &str, staged: &Staged) -> Result<(), StoreError> {
+        let path = self.key_path(kind, name, true);
+        write_private(&path, staged.key.as_bytes())?;
+        failpoint::point("key staged");
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO staged (kind, name, spec_hash, issuer_fingerprint, certificate, serial) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![kind.as_str(), name, staged.spec_hash, staged.issuer_fingerprint, staged.certificate, staged.serial],
+            )
+            .map_err(self.db_error())?;
+        failpoint::point("certificate journaled");
+        Ok(())
+    }
+
+    /// What is staged for a resource, if anything (with its key).
+    pub fn staged(&self, kind: Kind, name: &str) -> Result<Option<Staged>, StoreError> {
+        let row = self
+            .db
+            .query_row(
+                "SELECT spec_hash, issuer_fingerprint, certificate, serial FROM staged WHERE kind = ?1 AND name = ?2",
+                params![kind.as_str(), name],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)),
+            )
+            .optional()
+            .map_err(self.db_error())?;
+        let Some((spec_hash, issuer_fingerprint, certificate, serial)) = row else {
+            return Ok(None);
+        };
+        // A journal entry whose key did not make it to disk is of no use: issue again.
+        let Some(key) = read_optional(&self.key_path(kind, name, true))? else {
+            return Ok(None);
+        };
+        Ok(Some(Staged {
+            spec_hash,
+            issuer_fingerprint,
+            certificate,
+            serial,
+            key,
+        }))
+    }
+
+    /// Every staged (kind, name, serial).
+    pub fn all_staged(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut query = self
+            .db
+            .prepare("SELECT kind, name, serial FROM staged")
+            .map_err(self.db_error())?;
+        let rows = query
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(self.db_error())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+    }
+
+    /// Makes the staged key the key in force: status now names its certificate.
+    pub fn promote(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
+        let next = self.key_path(kind, name, true);
+        let current = self.key_path(kind, name, false);
+        if next.exists() {
+            std::fs::rename(&next, &current).map_err(|source| StoreError::Io {
+                path: current.clone(),
+                source,
+            })?;
+            sync_dir(current.parent().unwrap_or(&self.root))?;
+        }
+        failpoint::point("key promoted");
+        self.db
+            .execute(
+                "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
+                params![kind.as_str(), name],
+            )
+            .map_err(self.db_error())?;
+        Ok(())
+    }
+
+    /// Forgets a resource: its keys and anything staged for it.
+    pub fn forget(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
+                params![kind.as_str(), name],
+            )
+            .map_err(self.db_error())?;
+        for next in [true, false] {
+            let path = self.key_path(kind, name, next);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, StoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Writes a private file atomically: mode 0600 from creation, synced, renamed into place.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    private_dir(dir)?;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(serial: &str) -> Staged {
+        Staged {
+            spec_hash: "h".into(),
+            issuer_fingerprint: Some("f".into()),
+            certificate: "CERT".into(),
+            serial: serial.into(),
+            key: "KEY".into(),
+        }
+    }
+
+    #[test]
+    fn staged_keys_become_current_only_when_promoted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state")).unwrap();
+        assert_eq!(
+            std::fs::metadata(tmp.path().join("state/keys"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        store
+            .stage(Kind::Certificate, "api", &staged("01"))
+            .unwrap();
+        assert_eq!(store.key(Kind::Certificate, "api").unwrap(), None);
+        // Survives a reopen, as after a crash.
+        let store = Store::open(&tmp.path().join("state")).unwrap();
+        assert_eq!(
+            store.staged(Kind::Certificate, "api").unwrap(),
+            Some(staged("01"))
+        );
+        assert_eq!(
+            store.all_staged().unwrap(),
+            [("Certificate".to_owned(), "api".to_owned(), "01".to_owned())]
+        );
+        store.promote(Kind::Certificate, "api").unwrap();
+        assert_eq!(
+            store.key(Kind::Certificate, "api").unwrap().as_deref(),
+            Some("KEY")
+        );
+        assert_eq!(store.staged(Kind::Certificate, "api").unwrap(), None);
+        let key = tmp.path().join("state/keys/certificate/api.pem");
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        store.forget(Kind::Certificate, "api").unwrap();
+        assert!(!key.exists());
+    }
+}
