@@ -351,10 +351,10 @@ pub fn message(source: &str, result: Outcome, line: &str) -> String {
 pub fn write_note(repo: &Repo, source: Oid, note: &Note) -> Result<()> {
     let git = repo.inner();
     let text = yaml(note);
-    if let Ok(existing) = git.find_note(Some(NOTES_REF), source) {
-        if existing.message().ok() == Some(text.as_str()) {
-            return Ok(());
-        }
+    if let Ok(existing) = git.find_note(Some(NOTES_REF), source)
+        && existing.message().ok() == Some(text.as_str())
+    {
+        return Ok(());
     }
     let sig = signature(git)?;
     git.note(&sig, &sig, Some(NOTES_REF), source, &text, true)
