@@ -4,16 +4,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
+use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::git::Repo;
 use crate::model::schema::kind_schema_text;
 use crate::model::{Catalog, Kind};
-use crate::policy::testing::{Outcome, run_tests};
+use crate::policy::testing::{TestOutcome, run_tests};
 use crate::report::{Format, PlanReport, plan_report_schema};
+use crate::reconcile::reconcile_once;
 use crate::review::review;
+use crate::status::{Change, Outcome};
 use crate::scaffold;
 use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
@@ -192,6 +195,63 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
     Ok(report.exit_code())
 }
 
+/// `gitward reconcile --once`: applies the head of the tracked branch and records the outcome.
+pub fn reconcile(config: &Path, now: Option<DateTime<Utc>>, quiet: bool, out: &mut dyn Write) -> Result<u8> {
+    let config = HostConfig::load(config)?;
+    let report = reconcile_once(&config, now.unwrap_or_else(Utc::now))?;
+    let short = &report.source[..report.source.len().min(8)];
+    let mut text = format!("gitward reconcile: {short} {}\n", report.result.as_str());
+    if !quiet {
+        for r in report.resources.iter().filter(|r| r.change != Change::Unchanged) {
+            let change = serde_json::to_value(r.change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let detail = match (&r.serial, r.message.is_empty()) {
+                (_, false) => format!("  {}", crate::diag::escaped(&r.message)),
+                (Some(serial), true) => format!("  serial {serial}"),
+                (None, true) => String::new(),
+            };
+            text.push_str(&format!("  {change:9} {}/{}{detail}\n", r.kind, r.name));
+        }
+    }
+    for problem in &report.problems {
+        text.push_str(&format!("  problem: {}\n", crate::diag::escaped(problem)));
+    }
+    let wrote = if report.wrote_status { "new status commit" } else { "status unchanged" };
+    text.push_str(&format!("{} {} ({wrote})\n", config.status_branch, &report.status_commit[..8.min(report.status_commit.len())]));
+    write_out(out, &text)?;
+    Ok(if report.result == Outcome::Applied { exit::OK } else { exit::FAILED })
+}
+
+/// `gitward status [REV]`: the outcome recorded for a commit, from Git alone.
+pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Write) -> Result<u8> {
+    let repo = Repo::discover(repo)?;
+    let commit = repo.commit(rev)?;
+    let oid = git2::Oid::from_str(&commit.sha).map_err(Error::git("reading the commit id"))?;
+    let Some(note) = crate::status::read_note(&repo, oid) else {
+        write_out(out, &format!("{} has no gitward status\n", commit.short()))?;
+        return Ok(exit::FAILED);
+    };
+    let text = match format {
+        ValidateFormat::Json => format!("{}\n", serde_json::to_string_pretty(&note).unwrap_or_default()),
+        ValidateFormat::Text => {
+            let mut text = format!("{} {}: {} (status {})\n", commit.short(), crate::diag::escaped(&commit.summary), note.result.as_str(), &note.status_commit[..8.min(note.status_commit.len())]);
+            for r in &note.resources {
+                let change = serde_json::to_value(r.change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let serial = r.serial.as_deref().map(|s| format!("  serial {s}")).unwrap_or_default();
+                text.push_str(&format!("  {change:9} {}/{}{serial}\n", r.kind, r.name));
+            }
+            for p in &note.problems {
+                text.push_str(&format!("  problem: {}\n", crate::diag::escaped(p)));
+            }
+            for f in &note.findings {
+                text.push_str(&format!("  finding: {}\n", crate::diag::escaped(f)));
+            }
+            text
+        }
+    };
+    write_out(out, &text)?;
+    Ok(exit::OK)
+}
+
 /// `gitward test`: runs the policy tests of a commit or the working tree and prints a line
 /// per test and a summary.
 pub fn test(
@@ -217,20 +277,20 @@ pub fn test(
     for r in &results {
         let millis = r.duration.as_secs_f64() * 1000.0;
         match &r.outcome {
-            Outcome::Pass => {
+            TestOutcome::Pass => {
                 passed += 1;
                 text.push_str(&format!("PASS  {}  {} ({millis:.1}ms)\n", r.module, r.rule));
             }
-            Outcome::Fail => {
+            TestOutcome::Fail => {
                 failed += 1;
                 text.push_str(&format!("FAIL  {}  {} ({millis:.1}ms)\n", r.module, r.rule));
             }
-            Outcome::Error(message) => {
+            TestOutcome::Error(message) => {
                 failed += 1;
                 text.push_str(&format!("ERROR {}  {}: {message}\n", r.module, r.rule));
             }
         }
-        if r.outcome != Outcome::Pass {
+        if r.outcome != TestOutcome::Pass {
             for line in &r.prints {
                 text.push_str(&format!("        {line}\n"));
             }

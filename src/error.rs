@@ -34,6 +34,12 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Error {

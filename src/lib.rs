@@ -15,6 +15,7 @@ pub mod model;
 pub mod outputs;
 pub mod pki;
 pub mod plan;
+pub mod reconcile;
 pub mod policy;
 pub mod report;
 pub mod review;

@@ -15,7 +15,7 @@ use gitward::report::Format;
     name = "gitward",
     version,
     about = "Git as the control plane for TLS certificates, security gates and Rego policies",
-    after_help = "Exit codes: 0 success; 1 invalid configuration (validate), blocked change (plan) or failed tests (test); 2 usage error or invalid input to plan."
+    after_help = "Exit codes: 0 success; 1 invalid configuration (validate), blocked change (plan), failed tests (test), a commit blocked or failed (reconcile), no status (status); 2 usage error or invalid input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -80,6 +80,30 @@ enum Command {
     },
     /// Create a starter configuration repository in DIR.
     Init { dir: PathBuf },
+    /// Apply the head of the tracked branch: issue, renew, write outputs, record status in Git.
+    Reconcile {
+        /// Reconcile once and exit (the daemon is `gitward run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Reconcile as at this time (RFC 3339), to rehearse renewals.
+        #[arg(long, value_name = "TIME")]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print only the result and problems.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
+    Status {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(default_value = "HEAD")]
+        rev: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +139,8 @@ fn main() -> ExitCode {
             commands::schema(kind.as_deref(), dir.as_deref(), &mut out)
         }
         Command::Init { dir } => commands::init(&dir, &mut out),
+        Command::Reconcile { once: _, config, now, quiet } => commands::reconcile(&config, now, quiet, &mut out),
+        Command::Status { repo, rev, format } => commands::status(&repo, &rev, format, &mut out),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)
         }

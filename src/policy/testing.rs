@@ -8,7 +8,7 @@ use regex::Regex;
 use super::compile::{PolicySet, package_of, rego_error};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TestOutcome {
     Pass,
     Fail,
     Error(String),
@@ -19,7 +19,7 @@ pub struct TestResult {
     pub module: String,
     /// Full rule path, `data.<package>.test_...`.
     pub rule: String,
-    pub outcome: Outcome,
+    pub outcome: TestOutcome,
     pub duration: Duration,
     /// What `print()` wrote during the test.
     pub prints: Vec<String>,
@@ -76,11 +76,11 @@ pub fn run_tests(set: &PolicySet, filter: Option<&Regex>) -> Vec<TestResult> {
         .map(|(module, rule)| {
             let started = Instant::now();
             let outcome = match engine.eval_rule(rule.clone()) {
-                Ok(regorus::Value::Bool(true)) => Outcome::Pass,
-                Ok(_) => Outcome::Fail,
+                Ok(regorus::Value::Bool(true)) => TestOutcome::Pass,
+                Ok(_) => TestOutcome::Fail,
                 Err(e) => {
                     let (location, message) = rego_error(&e);
-                    Outcome::Error(match location {
+                    TestOutcome::Error(match location {
                         Some((file, pos)) => format!("{file}:{}:{}: {message}", pos.line, pos.col),
                         None => message,
                     })

@@ -1,0 +1,572 @@
+//! One reconcile: make the world match the head of the tracked branch, then record the
+//! outcome in Git.
+//!
+//! Desired state is the commit; observed state is the status branch's tip plus the secret
+//! store. The same pure review as `plan` decides whether the commit may be applied at all
+//! (valid, no new `deny` finding against the commit in force); then each CA, parents first,
+//! and each certificate is kept, issued, reissued or renewed by comparing its spec hash,
+//! its issuer's fingerprint and its renewal time with what status records. Effects go
+//! through the journal of [`crate::store`] and the link-proof writes of [`crate::outputs`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use rcgen::KeyPair;
+use sha2::{Digest, Sha256};
+
+use crate::config::{HostConfig, Target};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::git::CommitInfo;
+use crate::model::{Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Significant, Spec};
+use crate::outputs;
+use crate::pki::{self, Signer};
+use crate::review::review;
+use crate::snapshot::Snapshot;
+use crate::source::{BlobCache, ConfigRepo};
+use crate::status::{self, Change, Note, Observed, Outcome, ResourceOutcome, ResourceStatus, Summary};
+use crate::store::{Staged, Store};
+
+/// What one reconcile did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub source: String,
+    pub result: Outcome,
+    pub problems: Vec<String>,
+    pub resources: Vec<ResourceOutcome>,
+    /// The status-branch commit that records the outcome.
+    pub status_commit: String,
+    /// Whether a new status commit was written (a reconcile that changes nothing writes none).
+    pub wrote_status: bool,
+}
+
+/// "sha256:<hex>" of the fields that matter.
+pub fn spec_hash(fields: &Significant) -> String {
+    let json = serde_json::to_string(fields).unwrap_or_default();
+    let digest = Sha256::digest(json.as_bytes());
+    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// A commit that stands for "nothing applied yet".
+fn empty_commit() -> CommitInfo {
+    CommitInfo {
+        sha: "0".repeat(40),
+        tree: git2::Oid::ZERO_SHA1,
+        author: String::new(),
+        email: String::new(),
+        summary: "nothing applied yet".to_owned(),
+        message: String::new(),
+    }
+}
+
+/// Reconciles the head of the tracked branch once.
+pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report> {
+    let path = config.local_repo().ok_or_else(|| {
+        Error::Usage(format!(
+            "repo.url `{}`: `reconcile --once` works on a local repository (a path or file:// URL)",
+            config.repo.url
+        ))
+    })?;
+    let config_repo = ConfigRepo::open(&path)?;
+    let repo = &config_repo.repo;
+    let mut cache = BlobCache::default();
+    let branch = format!("refs/heads/{}", config.repo.branch);
+    let (head_commit, head_catalog) = config_repo.load(&branch, &mut cache)?;
+    let head = Snapshot::new(head_catalog);
+    let store = Store::open(&config.state_dir)?;
+    let observed = status::read(repo, &config.status_branch)?;
+    // A crash after a status commit and before its keys were promoted: finish that first.
+    for (kind, name, serial) in store.all_staged()? {
+        let kind = Kind::parse(&kind).unwrap_or(Kind::Certificate);
+        if observed.resources.get(&(kind, name.clone())).is_some_and(|s| s.serial == serial) {
+            store.promote(kind, &name)?;
+        }
+    }
+    let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
+    let (base_commit, base) = match &applied {
+        Some(sha) => {
+            let (commit, catalog) = config_repo.load(sha, &mut cache)?;
+            (commit, Snapshot::new(catalog))
+        }
+        None => (empty_commit(), Snapshot::new(Catalog::default())),
+    };
+    let plan = review((&base_commit, &base), (&head_commit, &head), now.date_naive());
+    let findings: Vec<String> = plan
+        .findings
+        .iter()
+        .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
+        .map(|f| format!("{} {} {}: {}", f.policy, f.enforcement, f.resource_id(), f.message))
+        .collect();
+
+    let (result, problems, resources, statuses, promote) = if !plan.valid {
+        let problems: Vec<String> = plan.errors().map(ToString::to_string).collect();
+        (Outcome::Failed, problems, Vec::new(), observed.resources.clone(), Vec::new())
+    } else if plan.blocked {
+        let problems = plan
+            .findings
+            .iter()
+            .filter(|f| f.blocks())
+            .map(|f| format!("new deny finding: {} {}: {}", f.policy, f.resource_id(), f.message))
+            .collect();
+        (Outcome::Blocked, problems, Vec::new(), observed.resources.clone(), Vec::new())
+    } else {
+        let mut applier = Applier {
+            config,
+            store: &store,
+            observed: &observed,
+            now,
+            statuses: BTreeMap::new(),
+            outcomes: Vec::new(),
+            issued: Vec::new(),
+            written: BTreeSet::new(),
+            problems: Vec::new(),
+            signers: HashMap::new(),
+        };
+        applier.apply(&head.catalog)?;
+        let mut problems: Vec<String> = applier
+            .outcomes
+            .iter()
+            .filter(|o| o.change == Change::Failed)
+            .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
+            .collect();
+        problems.extend(applier.problems);
+        let failed = !problems.is_empty();
+        let result = if failed { Outcome::Failed } else { Outcome::Applied };
+        (result, problems, applier.outcomes, applier.statuses, applier.issued)
+    };
+
+    let applied = match result {
+        Outcome::Applied | Outcome::Failed if plan.valid => Some(head_commit.sha.clone()),
+        _ => applied,
+    };
+    let summary = Summary {
+        source: head_commit.sha.clone(),
+        result,
+        applied,
+        problems: problems.clone(),
+    };
+    let counts = count_line(&resources);
+    let files = status::tree_files(&summary, &statuses);
+    failpoint::point("before status commit");
+    let status_commit = status::commit(repo, &config.status_branch, &observed, &files, &status::message(&head_commit.sha, result, &counts))?;
+    failpoint::point("status committed");
+    let source = git2::Oid::from_str(&head_commit.sha).map_err(Error::git("reading the head commit id"))?;
+    // The note tells what reconciling this commit changed: what an earlier reconcile of the
+    // same commit did stays listed, what this one changed is added or updated.
+    let mut changed: BTreeMap<(Kind, String), ResourceOutcome> = status::read_note(repo, source)
+        .map(|n| n.resources.into_iter().map(|r| ((r.kind, r.name.clone()), r)).collect())
+        .unwrap_or_default();
+    for r in resources.iter().filter(|r| r.change != Change::Unchanged) {
+        changed.insert((r.kind, r.name.clone()), r.clone());
+    }
+    let note = Note {
+        result,
+        status_commit: status_commit.to_string(),
+        problems: problems.clone(),
+        resources: changed.into_values().collect(),
+        findings,
+    };
+    status::write_note(repo, source, &note)?;
+    failpoint::point("note written");
+    for (kind, name) in promote {
+        store.promote(kind, &name)?;
+    }
+    Ok(Report {
+        source: head_commit.sha,
+        result,
+        problems,
+        resources,
+        status_commit: status_commit.to_string(),
+        wrote_status: Some(status_commit) != observed.tip,
+    })
+}
+
+/// "2 issued, 1 renewed".
+fn count_line(resources: &[ResourceOutcome]) -> String {
+    let mut counts: BTreeMap<Change, usize> = BTreeMap::new();
+    for r in resources {
+        if r.change != Change::Unchanged {
+            *counts.entry(r.change).or_default() += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|(change, n)| format!("{n} {}", serde_json::to_value(change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A CA ready to sign: its certificate, key and the chain above it.
+#[derive(Clone)]
+struct CaSigner {
+    certificate: String,
+    /// Its private key, PEM (read back into a key pair for each signature).
+    key: String,
+    fingerprint: String,
+    /// CA certificates from this one up to, not including, the root.
+    intermediates: Vec<String>,
+    /// The root at the top of the chain.
+    root: String,
+}
+
+/// Why a certificate is issued now, or `None` to keep it.
+fn why_issue(existing: Option<&ResourceStatus>, hash: &str, issuer_fingerprint: Option<&str>, key_present: bool, now: DateTime<Utc>) -> Option<Change> {
+    let Some(existing) = existing else { return Some(Change::Issued) };
+    if existing.spec_hash != hash || existing.issuer_fingerprint.as_deref() != issuer_fingerprint || !key_present {
+        return Some(Change::Reissued);
+    }
+    (now >= existing.renew_at).then_some(Change::Renewed)
+}
+
+struct Applier<'a> {
+    config: &'a HostConfig,
+    store: &'a Store,
+    observed: &'a Observed,
+    now: DateTime<Utc>,
+    statuses: BTreeMap<(Kind, String), ResourceStatus>,
+    outcomes: Vec<ResourceOutcome>,
+    /// Resources whose staged key and certificate the status commit will name.
+    issued: Vec<(Kind, String)>,
+    /// Targets with files written this time.
+    written: BTreeSet<String>,
+    /// Problems not tied to one resource (a reload that failed).
+    problems: Vec<String>,
+    signers: HashMap<String, CaSigner>,
+}
+
+impl CaSigner {
+    /// Signs with this CA.
+    fn sign<T>(&self, with: impl FnOnce(&Signer<'_>) -> std::result::Result<T, pki::PkiError>) -> std::result::Result<T, pki::PkiError> {
+        let key = pki::load_key(&self.key)?;
+        let signer = Signer::new(&self.certificate, &key)?;
+        with(&signer)
+    }
+}
+
+impl Applier<'_> {
+    fn apply(&mut self, catalog: &Catalog) -> Result<()> {
+        let mut issuers: Vec<&Loaded> = catalog.of_kind(Kind::Issuer).collect();
+        // Parents before the CAs they sign.
+        issuers.sort_by_key(|l| catalog.ancestors(l.name()).len());
+        for loaded in issuers {
+            if let Spec::Issuer(spec) = &loaded.resource.spec {
+                self.issuer(loaded.name(), spec)?;
+            }
+        }
+        for loaded in catalog.of_kind(Kind::Certificate) {
+            if let Spec::Certificate(spec) = &loaded.resource.spec {
+                self.certificate(catalog, loaded.name(), spec)?;
+            }
+        }
+        self.remove_deleted(catalog)?;
+        self.reload();
+        self.outcomes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        Ok(())
+    }
+
+    fn outcome(&mut self, kind: Kind, name: &str, change: Change, serial: Option<String>, message: String) {
+        self.outcomes.push(ResourceOutcome {
+            kind,
+            name: name.to_owned(),
+            change,
+            serial,
+            message,
+        });
+    }
+
+    /// Issues (or reuses what a crashed run staged) a key and certificate.
+    fn issue(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        hash: &str,
+        issuer_fingerprint: Option<&str>,
+        make: impl FnOnce() -> std::result::Result<(KeyPair, String), pki::PkiError>,
+    ) -> std::result::Result<(KeyPair, String), String> {
+        let reusable = self
+            .store
+            .staged(kind, name)
+            .map_err(|e| e.to_string())?
+            .filter(|s| s.spec_hash == hash && s.issuer_fingerprint.as_deref() == issuer_fingerprint);
+        if let Some(staged) = reusable {
+            let key = pki::load_key(&staged.key).map_err(|e| e.to_string())?;
+            self.issued.push((kind, name.to_owned()));
+            return Ok((key, staged.certificate));
+        }
+        let (key, certificate) = make().map_err(|e| e.to_string())?;
+        let info = pki::inspect(&certificate).map_err(|e| e.to_string())?;
+        failpoint::point("certificate signed");
+        let staged = Staged {
+            spec_hash: hash.to_owned(),
+            issuer_fingerprint: issuer_fingerprint.map(str::to_owned),
+            certificate: certificate.clone(),
+            serial: info.serial,
+            key: key.serialize_pem(),
+        };
+        self.store.stage(kind, name, &staged).map_err(|e| e.to_string())?;
+        self.issued.push((kind, name.to_owned()));
+        Ok((key, certificate))
+    }
+
+    fn issuer(&mut self, name: &str, spec: &IssuerSpec) -> Result<()> {
+        let (parent, key_algorithm, duration) = match spec.issuer_type() {
+            Some(IssuerType::SelfSigned(s)) => (None, s.key_algorithm, s.duration),
+            Some(IssuerType::Ca(c)) => (Some(c.issuer_ref.as_str()), c.key_algorithm, c.duration),
+            // An ACME issuer has no certificate or key of its own.
+            _ => return Ok(()),
+        };
+        if let Some(parent) = parent
+            && !self.signers.contains_key(parent)
+        {
+            self.outcome(Kind::Issuer, name, Change::Failed, None, format!("its issuer `{parent}` is not available"));
+            return Ok(());
+        }
+        let hash = spec_hash(&spec.significant_fields());
+        let parent_fingerprint = parent.and_then(|p| self.signers.get(p)).map(|s| s.fingerprint.clone());
+        let key = self.store.key(Kind::Issuer, name)?;
+        let existing = self.observed.resources.get(&(Kind::Issuer, name.to_owned()));
+        let why = why_issue(existing, &hash, parent_fingerprint.as_deref(), key.is_some(), self.now);
+        let parent_signer = parent.and_then(|p| self.signers.get(p)).cloned();
+        let (key, certificate, change) = match (why, existing, key) {
+            (None, Some(existing), Some(key)) => (key, existing.certificate.clone(), Change::Unchanged),
+            (why, _, _) => {
+                let now = self.now;
+                let made = match (spec.issuer_type(), &parent_signer) {
+                    (Some(IssuerType::SelfSigned(s)), _) => self.issue(Kind::Issuer, name, &hash, None, || {
+                        let key = pki::generate_key(key_algorithm)?;
+                        let pem = pki::issue_root(s, &key, now)?;
+                        Ok((key, pem))
+                    }),
+                    (Some(IssuerType::Ca(c)), Some(parent)) => {
+                        self.issue(Kind::Issuer, name, &hash, Some(&parent.fingerprint), || {
+                            let key = pki::generate_key(key_algorithm)?;
+                            let pem = parent.sign(|signer| pki::issue_intermediate(c, &key, signer, now))?;
+                            Ok((key, pem))
+                        })
+                    }
+                    _ => Err("no issuer to sign it".to_owned()),
+                };
+                match made {
+                    Ok((key, certificate)) => (key.serialize_pem(), certificate, why.unwrap_or(Change::Reissued)),
+                    Err(message) => {
+                        self.outcome(Kind::Issuer, name, Change::Failed, None, message);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let Ok(info) = pki::inspect(&certificate) else {
+            self.outcome(Kind::Issuer, name, Change::Failed, None, "its certificate cannot be read".to_owned());
+            return Ok(());
+        };
+        let (intermediates, root) = match &parent_signer {
+            Some(p) => {
+                let mut chain = vec![certificate.clone()];
+                chain.extend(p.intermediates.iter().cloned());
+                (chain, p.root.clone())
+            }
+            None => (Vec::new(), certificate.clone()),
+        };
+        let renew_at = info.not_after - chrono::Duration::seconds(i64::try_from(duration.as_secs() / 3).unwrap_or(i64::MAX));
+        let mut status = ResourceStatus {
+            kind: Kind::Issuer,
+            name: name.to_owned(),
+            spec_hash: hash,
+            issuer: parent.map(str::to_owned),
+            issuer_fingerprint: parent_fingerprint,
+            serial: info.serial.clone(),
+            fingerprint: info.fingerprint.clone(),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            renew_at,
+            key_algorithm,
+            target: None,
+            certificate: certificate.clone(),
+            conditions: existing.map(|e| e.conditions.clone()).unwrap_or_default(),
+        };
+        status.set_condition("Ready", true, "Issued", String::new(), self.now);
+        self.statuses.insert((Kind::Issuer, name.to_owned()), status);
+        self.outcome(Kind::Issuer, name, change, Some(info.serial), String::new());
+        self.signers.insert(
+            name.to_owned(),
+            CaSigner {
+                certificate,
+                key,
+                fingerprint: info.fingerprint,
+                intermediates,
+                root,
+            },
+        );
+        Ok(())
+    }
+
+    fn certificate(&mut self, catalog: &Catalog, name: &str, spec: &CertificateSpec) -> Result<()> {
+        let kind = Kind::Certificate;
+        let issuer = spec.issuer_ref.as_str();
+        let existing = self.observed.resources.get(&(kind, name.to_owned())).cloned();
+        let fail = |this: &mut Self, message: String| {
+            // What was in force stays recorded: status never forgets a certificate it knows.
+            if let Some(mut old) = existing.clone() {
+                old.set_condition("Ready", false, "Failed", message.clone(), this.now);
+                this.statuses.insert((kind, name.to_owned()), old);
+            }
+            this.outcome(kind, name, Change::Failed, None, message);
+        };
+        let Some(target) = self.config.targets.get(&spec.target).cloned() else {
+            fail(self, format!("target `{}` is not granted in the host config", spec.target));
+            return Ok(());
+        };
+        let Some(signer) = self.signers.get(issuer).cloned() else {
+            let message = if catalog.issuer(issuer).is_some_and(|i| !i.is_ca()) {
+                format!("issuer `{issuer}` issues through ACME, which this reconcile cannot reach yet")
+            } else {
+                format!("its issuer `{issuer}` is not available")
+            };
+            fail(self, message);
+            return Ok(());
+        };
+        let hash = spec_hash(&spec.significant_fields());
+        let issuer_fingerprint = signer.fingerprint.clone();
+        let current_key = self.store.key(kind, name)?;
+        let why = why_issue(existing.as_ref(), &hash, Some(&issuer_fingerprint), current_key.is_some(), self.now);
+        let (key_pem, certificate, change) = match (why, &existing, &current_key) {
+            (None, Some(existing), Some(key)) => (key.clone(), existing.certificate.clone(), Change::Unchanged),
+            (why, _, _) => {
+                // Keep the key across renewals when asked to, if it is still the right kind.
+                let kept = current_key
+                    .as_deref()
+                    .filter(|_| !spec.rotate_private_key)
+                    .and_then(|pem| pki::load_key(pem).ok())
+                    .filter(|k| pki::key_matches(k, spec.key_algorithm));
+                let now = self.now;
+                let signed = || {
+                    let key = match kept {
+                        Some(key) => key,
+                        None => pki::generate_key(spec.key_algorithm)?,
+                    };
+                    let pem = signer.sign(|s| pki::issue_leaf(spec, &key, s, now))?;
+                    Ok((key, pem))
+                };
+                match self.issue(kind, name, &hash, Some(&issuer_fingerprint), signed) {
+                    Ok((key, certificate)) => (key.serialize_pem(), certificate, why.unwrap_or(Change::Reissued)),
+                    Err(message) => {
+                        fail(self, message);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let Ok(info) = pki::inspect(&certificate) else {
+            fail(self, "the certificate cannot be read".to_owned());
+            return Ok(());
+        };
+        let chain = signer.intermediates.concat();
+        let root = signer.root.clone();
+        let renew_before = i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
+        let mut status = ResourceStatus {
+            kind,
+            name: name.to_owned(),
+            spec_hash: hash,
+            issuer: Some(issuer.to_owned()),
+            issuer_fingerprint: Some(issuer_fingerprint),
+            serial: info.serial.clone(),
+            fingerprint: info.fingerprint,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            renew_at: info.not_after - chrono::Duration::seconds(renew_before),
+            key_algorithm: spec.key_algorithm,
+            target: Some(spec.target.to_string()),
+            certificate: certificate.clone(),
+            conditions: existing.as_ref().map(|e| e.conditions.clone()).unwrap_or_default(),
+        };
+        // Files are written when the certificate is new, or when they are not what status says.
+        let on_disk = outputs::read_certificate(&target, name);
+        let change = match (change, on_disk.as_deref() == Some(certificate.as_str())) {
+            (Change::Unchanged, true) => Change::Unchanged,
+            (Change::Unchanged, false) => Change::Rewritten,
+            (other, _) => other,
+        };
+        if change != Change::Unchanged {
+            let files = outputs::Files {
+                cert: &certificate,
+                chain: &chain,
+                ca: &root,
+                key: &key_pem,
+            };
+            match outputs::write(&target, name, &files) {
+                Ok(()) => {
+                    failpoint::point("outputs written");
+                    self.written.insert(spec.target.to_string());
+                    status.set_condition("Ready", true, "Written", String::new(), self.now);
+                }
+                Err(e) => {
+                    status.set_condition("Ready", false, "WriteFailed", e.to_string(), self.now);
+                    self.statuses.insert((kind, name.to_owned()), status);
+                    self.outcome(kind, name, Change::Failed, Some(info.serial), e.to_string());
+                    return Ok(());
+                }
+            }
+        } else if status.condition("Ready").is_none_or(|c| c.status != "True") {
+            status.set_condition("Ready", true, "Written", String::new(), self.now);
+        }
+        self.statuses.insert((kind, name.to_owned()), status);
+        self.outcome(kind, name, change, Some(info.serial), String::new());
+        Ok(())
+    }
+
+    /// Status entries of resources no longer in the commit: gitward stops managing them;
+    /// their files go only where the target prunes.
+    fn remove_deleted(&mut self, catalog: &Catalog) -> Result<()> {
+        for ((kind, name), status) in self.observed.resources.clone() {
+            if catalog.get(kind, &name).is_some() {
+                continue;
+            }
+            if let Some(target) = status.target.as_deref().and_then(|t| self.config.targets.iter().find(|(n, _)| n.as_str() == t)).map(|(_, t)| t.clone())
+                && target.prune
+                && let Err(e) = outputs::remove(&target, &name)
+            {
+                self.outcome(kind, &name, Change::Failed, None, e.to_string());
+                self.statuses.insert((kind, name), status);
+                continue;
+            }
+            self.store.forget(kind, &name)?;
+            self.outcome(kind, &name, Change::Removed, None, String::new());
+        }
+        Ok(())
+    }
+
+    /// Runs the reload command of every target with new files, and of every target whose
+    /// last reload failed; records the outcome on its certificates.
+    fn reload(&mut self) {
+        let mut due: BTreeSet<String> = self.written.clone();
+        for status in self.statuses.values() {
+            if status.condition("Reloaded").is_some_and(|c| c.status == "False")
+                && let Some(t) = &status.target
+            {
+                due.insert(t.clone());
+            }
+        }
+        let targets: Vec<(String, Target)> = self
+            .config
+            .targets
+            .iter()
+            .filter(|(name, t)| due.contains(name.as_str()) && !t.reload.is_empty())
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        for (name, target) in targets {
+            let timeout = std::time::Duration::from_secs(target.timeout.as_secs());
+            let result = outputs::reload(&target.reload, timeout);
+            failpoint::point("reloaded");
+            let now = self.now;
+            for status in self.statuses.values_mut().filter(|s| s.target.as_deref() == Some(name.as_str())) {
+                match &result {
+                    Ok(()) => status.set_condition("Reloaded", true, "Reloaded", String::new(), now),
+                    Err(e) => status.set_condition("Reloaded", false, "ReloadFailed", e.to_string(), now),
+                }
+            }
+            if let Err(e) = result {
+                self.problems.push(format!("target `{name}`: reload: {e}"));
+            }
+        }
+    }
+}
