@@ -3,13 +3,15 @@
 #
 #   scripts/test.sh
 #
-# The tests start real programs: git, xmllint (JUnit XML schemas), and Python's jsonschema
-# with ruamel.yaml as an independent check that schemas/ accepts the example repository.
+# The tests start real programs: git, openssl (to verify what gitward issues), xmllint (JUnit
+# XML schemas), and Python's jsonschema with ruamel.yaml as an independent check that
+# schemas/ accepts the example repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v git >/dev/null || missing+=(git)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
 /usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -13,13 +13,13 @@ use crate::git::Repo;
 use crate::model::schema::kind_schema_text;
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};
-use crate::report::{Format, PlanReport, plan_report_schema};
 use crate::reconcile::reconcile_once;
+use crate::report::{Format, PlanReport, plan_report_schema};
 use crate::review::review;
-use crate::status::{Change, Outcome};
 use crate::scaffold;
 use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
+use crate::status::{Change, Outcome};
 
 /// Exit codes shared by the commands.
 pub mod exit {
@@ -196,14 +196,26 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
 }
 
 /// `gitward reconcile --once`: applies the head of the tracked branch and records the outcome.
-pub fn reconcile(config: &Path, now: Option<DateTime<Utc>>, quiet: bool, out: &mut dyn Write) -> Result<u8> {
+pub fn reconcile(
+    config: &Path,
+    now: Option<DateTime<Utc>>,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let config = HostConfig::load(config)?;
     let report = reconcile_once(&config, now.unwrap_or_else(Utc::now))?;
     let short = &report.source[..report.source.len().min(8)];
     let mut text = format!("gitward reconcile: {short} {}\n", report.result.as_str());
     if !quiet {
-        for r in report.resources.iter().filter(|r| r.change != Change::Unchanged) {
-            let change = serde_json::to_value(r.change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        for r in report
+            .resources
+            .iter()
+            .filter(|r| r.change != Change::Unchanged)
+        {
+            let change = serde_json::to_value(r.change)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             let detail = match (&r.serial, r.message.is_empty()) {
                 (_, false) => format!("  {}", crate::diag::escaped(&r.message)),
                 (Some(serial), true) => format!("  serial {serial}"),
@@ -215,10 +227,22 @@ pub fn reconcile(config: &Path, now: Option<DateTime<Utc>>, quiet: bool, out: &m
     for problem in &report.problems {
         text.push_str(&format!("  problem: {}\n", crate::diag::escaped(problem)));
     }
-    let wrote = if report.wrote_status { "new status commit" } else { "status unchanged" };
-    text.push_str(&format!("{} {} ({wrote})\n", config.status_branch, &report.status_commit[..8.min(report.status_commit.len())]));
+    let wrote = if report.wrote_status {
+        "new status commit"
+    } else {
+        "status unchanged"
+    };
+    text.push_str(&format!(
+        "{} {} ({wrote})\n",
+        config.status_branch,
+        &report.status_commit[..8.min(report.status_commit.len())]
+    ));
     write_out(out, &text)?;
-    Ok(if report.result == Outcome::Applied { exit::OK } else { exit::FAILED })
+    Ok(if report.result == Outcome::Applied {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }
 
 /// `gitward status [REV]`: the outcome recorded for a commit, from Git alone.
@@ -231,12 +255,28 @@ pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Writ
         return Ok(exit::FAILED);
     };
     let text = match format {
-        ValidateFormat::Json => format!("{}\n", serde_json::to_string_pretty(&note).unwrap_or_default()),
+        ValidateFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&note).unwrap_or_default()
+        ),
         ValidateFormat::Text => {
-            let mut text = format!("{} {}: {} (status {})\n", commit.short(), crate::diag::escaped(&commit.summary), note.result.as_str(), &note.status_commit[..8.min(note.status_commit.len())]);
+            let mut text = format!(
+                "{} {}: {} (status {})\n",
+                commit.short(),
+                crate::diag::escaped(&commit.summary),
+                note.result.as_str(),
+                &note.status_commit[..8.min(note.status_commit.len())]
+            );
             for r in &note.resources {
-                let change = serde_json::to_value(r.change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                let serial = r.serial.as_deref().map(|s| format!("  serial {s}")).unwrap_or_default();
+                let change = serde_json::to_value(r.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let serial = r
+                    .serial
+                    .as_deref()
+                    .map(|s| format!("  serial {s}"))
+                    .unwrap_or_default();
                 text.push_str(&format!("  {change:9} {}/{}{serial}\n", r.kind, r.name));
             }
             for p in &note.problems {

@@ -139,7 +139,12 @@ fn main() -> ExitCode {
             commands::schema(kind.as_deref(), dir.as_deref(), &mut out)
         }
         Command::Init { dir } => commands::init(&dir, &mut out),
-        Command::Reconcile { once: _, config, now, quiet } => commands::reconcile(&config, now, quiet, &mut out),
+        Command::Reconcile {
+            once: _,
+            config,
+            now,
+            quiet,
+        } => commands::reconcile(&config, now, quiet, &mut out),
         Command::Status { repo, rev, format } => commands::status(&repo, &rev, format, &mut out),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)

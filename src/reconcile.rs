@@ -18,13 +18,17 @@ use crate::config::{HostConfig, Target};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::git::CommitInfo;
-use crate::model::{Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Significant, Spec};
+use crate::model::{
+    Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Significant, Spec,
+};
 use crate::outputs;
 use crate::pki::{self, Signer};
 use crate::review::review;
 use crate::snapshot::Snapshot;
 use crate::source::{BlobCache, ConfigRepo};
-use crate::status::{self, Change, Note, Observed, Outcome, ResourceOutcome, ResourceStatus, Summary};
+use crate::status::{
+    self, Change, Note, Observed, Outcome, ResourceOutcome, ResourceStatus, Summary,
+};
 use crate::store::{Staged, Store};
 
 /// What one reconcile did.
@@ -44,7 +48,13 @@ pub struct Report {
 pub fn spec_hash(fields: &Significant) -> String {
     let json = serde_json::to_string(fields).unwrap_or_default();
     let digest = Sha256::digest(json.as_bytes());
-    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// A commit that stands for "nothing applied yet".
@@ -78,7 +88,11 @@ pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report>
     // A crash after a status commit and before its keys were promoted: finish that first.
     for (kind, name, serial) in store.all_staged()? {
         let kind = Kind::parse(&kind).unwrap_or(Kind::Certificate);
-        if observed.resources.get(&(kind, name.clone())).is_some_and(|s| s.serial == serial) {
+        if observed
+            .resources
+            .get(&(kind, name.clone()))
+            .is_some_and(|s| s.serial == serial)
+        {
             store.promote(kind, &name)?;
         }
     }
@@ -90,25 +104,56 @@ pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report>
         }
         None => (empty_commit(), Snapshot::new(Catalog::default())),
     };
-    let plan = review((&base_commit, &base), (&head_commit, &head), now.date_naive());
+    let plan = review(
+        (&base_commit, &base),
+        (&head_commit, &head),
+        now.date_naive(),
+    );
     let findings: Vec<String> = plan
         .findings
         .iter()
         .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
-        .map(|f| format!("{} {} {}: {}", f.policy, f.enforcement, f.resource_id(), f.message))
+        .map(|f| {
+            format!(
+                "{} {} {}: {}",
+                f.policy,
+                f.enforcement,
+                f.resource_id(),
+                f.message
+            )
+        })
         .collect();
 
     let (result, problems, resources, statuses, promote) = if !plan.valid {
         let problems: Vec<String> = plan.errors().map(ToString::to_string).collect();
-        (Outcome::Failed, problems, Vec::new(), observed.resources.clone(), Vec::new())
+        (
+            Outcome::Failed,
+            problems,
+            Vec::new(),
+            observed.resources.clone(),
+            Vec::new(),
+        )
     } else if plan.blocked {
         let problems = plan
             .findings
             .iter()
             .filter(|f| f.blocks())
-            .map(|f| format!("new deny finding: {} {}: {}", f.policy, f.resource_id(), f.message))
+            .map(|f| {
+                format!(
+                    "new deny finding: {} {}: {}",
+                    f.policy,
+                    f.resource_id(),
+                    f.message
+                )
+            })
             .collect();
-        (Outcome::Blocked, problems, Vec::new(), observed.resources.clone(), Vec::new())
+        (
+            Outcome::Blocked,
+            problems,
+            Vec::new(),
+            observed.resources.clone(),
+            Vec::new(),
+        )
     } else {
         let mut applier = Applier {
             config,
@@ -131,8 +176,18 @@ pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report>
             .collect();
         problems.extend(applier.problems);
         let failed = !problems.is_empty();
-        let result = if failed { Outcome::Failed } else { Outcome::Applied };
-        (result, problems, applier.outcomes, applier.statuses, applier.issued)
+        let result = if failed {
+            Outcome::Failed
+        } else {
+            Outcome::Applied
+        };
+        (
+            result,
+            problems,
+            applier.outcomes,
+            applier.statuses,
+            applier.issued,
+        )
     };
 
     let applied = match result {
@@ -148,13 +203,25 @@ pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report>
     let counts = count_line(&resources);
     let files = status::tree_files(&summary, &statuses);
     failpoint::point("before status commit");
-    let status_commit = status::commit(repo, &config.status_branch, &observed, &files, &status::message(&head_commit.sha, result, &counts))?;
+    let status_commit = status::commit(
+        repo,
+        &config.status_branch,
+        &observed,
+        &files,
+        &status::message(&head_commit.sha, result, &counts),
+    )?;
     failpoint::point("status committed");
-    let source = git2::Oid::from_str(&head_commit.sha).map_err(Error::git("reading the head commit id"))?;
+    let source =
+        git2::Oid::from_str(&head_commit.sha).map_err(Error::git("reading the head commit id"))?;
     // The note tells what reconciling this commit changed: what an earlier reconcile of the
     // same commit did stays listed, what this one changed is added or updated.
     let mut changed: BTreeMap<(Kind, String), ResourceOutcome> = status::read_note(repo, source)
-        .map(|n| n.resources.into_iter().map(|r| ((r.kind, r.name.clone()), r)).collect())
+        .map(|n| {
+            n.resources
+                .into_iter()
+                .map(|r| ((r.kind, r.name.clone()), r))
+                .collect()
+        })
         .unwrap_or_default();
     for r in resources.iter().filter(|r| r.change != Change::Unchanged) {
         changed.insert((r.kind, r.name.clone()), r.clone());
@@ -191,7 +258,15 @@ fn count_line(resources: &[ResourceOutcome]) -> String {
     }
     counts
         .iter()
-        .map(|(change, n)| format!("{n} {}", serde_json::to_value(change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()))
+        .map(|(change, n)| {
+            format!(
+                "{n} {}",
+                serde_json::to_value(change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -210,9 +285,20 @@ struct CaSigner {
 }
 
 /// Why a certificate is issued now, or `None` to keep it.
-fn why_issue(existing: Option<&ResourceStatus>, hash: &str, issuer_fingerprint: Option<&str>, key_present: bool, now: DateTime<Utc>) -> Option<Change> {
-    let Some(existing) = existing else { return Some(Change::Issued) };
-    if existing.spec_hash != hash || existing.issuer_fingerprint.as_deref() != issuer_fingerprint || !key_present {
+fn why_issue(
+    existing: Option<&ResourceStatus>,
+    hash: &str,
+    issuer_fingerprint: Option<&str>,
+    key_present: bool,
+    now: DateTime<Utc>,
+) -> Option<Change> {
+    let Some(existing) = existing else {
+        return Some(Change::Issued);
+    };
+    if existing.spec_hash != hash
+        || existing.issuer_fingerprint.as_deref() != issuer_fingerprint
+        || !key_present
+    {
         return Some(Change::Reissued);
     }
     (now >= existing.renew_at).then_some(Change::Renewed)
@@ -236,7 +322,10 @@ struct Applier<'a> {
 
 impl CaSigner {
     /// Signs with this CA.
-    fn sign<T>(&self, with: impl FnOnce(&Signer<'_>) -> std::result::Result<T, pki::PkiError>) -> std::result::Result<T, pki::PkiError> {
+    fn sign<T>(
+        &self,
+        with: impl FnOnce(&Signer<'_>) -> std::result::Result<T, pki::PkiError>,
+    ) -> std::result::Result<T, pki::PkiError> {
         let key = pki::load_key(&self.key)?;
         let signer = Signer::new(&self.certificate, &key)?;
         with(&signer)
@@ -260,11 +349,19 @@ impl Applier<'_> {
         }
         self.remove_deleted(catalog)?;
         self.reload();
-        self.outcomes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        self.outcomes
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         Ok(())
     }
 
-    fn outcome(&mut self, kind: Kind, name: &str, change: Change, serial: Option<String>, message: String) {
+    fn outcome(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        change: Change,
+        serial: Option<String>,
+        message: String,
+    ) {
         self.outcomes.push(ResourceOutcome {
             kind,
             name: name.to_owned(),
@@ -287,7 +384,9 @@ impl Applier<'_> {
             .store
             .staged(kind, name)
             .map_err(|e| e.to_string())?
-            .filter(|s| s.spec_hash == hash && s.issuer_fingerprint.as_deref() == issuer_fingerprint);
+            .filter(|s| {
+                s.spec_hash == hash && s.issuer_fingerprint.as_deref() == issuer_fingerprint
+            });
         if let Some(staged) = reusable {
             let key = pki::load_key(&staged.key).map_err(|e| e.to_string())?;
             self.issued.push((kind, name.to_owned()));
@@ -301,9 +400,11 @@ impl Applier<'_> {
             issuer_fingerprint: issuer_fingerprint.map(str::to_owned),
             certificate: certificate.clone(),
             serial: info.serial,
-            key: key.serialize_pem(),
+            key: pki::key_pem(&key),
         };
-        self.store.stage(kind, name, &staged).map_err(|e| e.to_string())?;
+        self.store
+            .stage(kind, name, &staged)
+            .map_err(|e| e.to_string())?;
         self.issued.push((kind, name.to_owned()));
         Ok((key, certificate))
     }
@@ -318,36 +419,62 @@ impl Applier<'_> {
         if let Some(parent) = parent
             && !self.signers.contains_key(parent)
         {
-            self.outcome(Kind::Issuer, name, Change::Failed, None, format!("its issuer `{parent}` is not available"));
+            self.outcome(
+                Kind::Issuer,
+                name,
+                Change::Failed,
+                None,
+                format!("its issuer `{parent}` is not available"),
+            );
             return Ok(());
         }
         let hash = spec_hash(&spec.significant_fields());
-        let parent_fingerprint = parent.and_then(|p| self.signers.get(p)).map(|s| s.fingerprint.clone());
+        let parent_fingerprint = parent
+            .and_then(|p| self.signers.get(p))
+            .map(|s| s.fingerprint.clone());
         let key = self.store.key(Kind::Issuer, name)?;
-        let existing = self.observed.resources.get(&(Kind::Issuer, name.to_owned()));
-        let why = why_issue(existing, &hash, parent_fingerprint.as_deref(), key.is_some(), self.now);
+        let existing = self
+            .observed
+            .resources
+            .get(&(Kind::Issuer, name.to_owned()));
+        let why = why_issue(
+            existing,
+            &hash,
+            parent_fingerprint.as_deref(),
+            key.is_some(),
+            self.now,
+        );
         let parent_signer = parent.and_then(|p| self.signers.get(p)).cloned();
         let (key, certificate, change) = match (why, existing, key) {
-            (None, Some(existing), Some(key)) => (key, existing.certificate.clone(), Change::Unchanged),
+            (None, Some(existing), Some(key)) => {
+                (key, existing.certificate.clone(), Change::Unchanged)
+            }
             (why, _, _) => {
                 let now = self.now;
                 let made = match (spec.issuer_type(), &parent_signer) {
-                    (Some(IssuerType::SelfSigned(s)), _) => self.issue(Kind::Issuer, name, &hash, None, || {
-                        let key = pki::generate_key(key_algorithm)?;
-                        let pem = pki::issue_root(s, &key, now)?;
-                        Ok((key, pem))
-                    }),
+                    (Some(IssuerType::SelfSigned(s)), _) => {
+                        self.issue(Kind::Issuer, name, &hash, None, || {
+                            let key = pki::generate_key(key_algorithm)?;
+                            let pem = pki::issue_root(s, &key, now)?;
+                            Ok((key, pem))
+                        })
+                    }
                     (Some(IssuerType::Ca(c)), Some(parent)) => {
                         self.issue(Kind::Issuer, name, &hash, Some(&parent.fingerprint), || {
                             let key = pki::generate_key(key_algorithm)?;
-                            let pem = parent.sign(|signer| pki::issue_intermediate(c, &key, signer, now))?;
+                            let pem = parent
+                                .sign(|signer| pki::issue_intermediate(c, &key, signer, now))?;
                             Ok((key, pem))
                         })
                     }
                     _ => Err("no issuer to sign it".to_owned()),
                 };
                 match made {
-                    Ok((key, certificate)) => (key.serialize_pem(), certificate, why.unwrap_or(Change::Reissued)),
+                    Ok((key, certificate)) => (
+                        pki::key_pem(&key),
+                        certificate,
+                        why.unwrap_or(Change::Reissued),
+                    ),
                     Err(message) => {
                         self.outcome(Kind::Issuer, name, Change::Failed, None, message);
                         return Ok(());
@@ -356,7 +483,13 @@ impl Applier<'_> {
             }
         };
         let Ok(info) = pki::inspect(&certificate) else {
-            self.outcome(Kind::Issuer, name, Change::Failed, None, "its certificate cannot be read".to_owned());
+            self.outcome(
+                Kind::Issuer,
+                name,
+                Change::Failed,
+                None,
+                "its certificate cannot be read".to_owned(),
+            );
             return Ok(());
         };
         let (intermediates, root) = match &parent_signer {
@@ -367,7 +500,8 @@ impl Applier<'_> {
             }
             None => (Vec::new(), certificate.clone()),
         };
-        let renew_at = info.not_after - chrono::Duration::seconds(i64::try_from(duration.as_secs() / 3).unwrap_or(i64::MAX));
+        let renew_at = info.not_after
+            - chrono::Duration::seconds(i64::try_from(duration.as_secs() / 3).unwrap_or(i64::MAX));
         let mut status = ResourceStatus {
             kind: Kind::Issuer,
             name: name.to_owned(),
@@ -385,7 +519,8 @@ impl Applier<'_> {
             conditions: existing.map(|e| e.conditions.clone()).unwrap_or_default(),
         };
         status.set_condition("Ready", true, "Issued", String::new(), self.now);
-        self.statuses.insert((Kind::Issuer, name.to_owned()), status);
+        self.statuses
+            .insert((Kind::Issuer, name.to_owned()), status);
         self.outcome(Kind::Issuer, name, change, Some(info.serial), String::new());
         self.signers.insert(
             name.to_owned(),
@@ -403,7 +538,11 @@ impl Applier<'_> {
     fn certificate(&mut self, catalog: &Catalog, name: &str, spec: &CertificateSpec) -> Result<()> {
         let kind = Kind::Certificate;
         let issuer = spec.issuer_ref.as_str();
-        let existing = self.observed.resources.get(&(kind, name.to_owned())).cloned();
+        let existing = self
+            .observed
+            .resources
+            .get(&(kind, name.to_owned()))
+            .cloned();
         let fail = |this: &mut Self, message: String| {
             // What was in force stays recorded: status never forgets a certificate it knows.
             if let Some(mut old) = existing.clone() {
@@ -413,12 +552,17 @@ impl Applier<'_> {
             this.outcome(kind, name, Change::Failed, None, message);
         };
         let Some(target) = self.config.targets.get(&spec.target).cloned() else {
-            fail(self, format!("target `{}` is not granted in the host config", spec.target));
+            fail(
+                self,
+                format!("target `{}` is not granted in the host config", spec.target),
+            );
             return Ok(());
         };
         let Some(signer) = self.signers.get(issuer).cloned() else {
             let message = if catalog.issuer(issuer).is_some_and(|i| !i.is_ca()) {
-                format!("issuer `{issuer}` issues through ACME, which this reconcile cannot reach yet")
+                format!(
+                    "issuer `{issuer}` issues through ACME, which this reconcile cannot reach yet"
+                )
             } else {
                 format!("its issuer `{issuer}` is not available")
             };
@@ -428,9 +572,17 @@ impl Applier<'_> {
         let hash = spec_hash(&spec.significant_fields());
         let issuer_fingerprint = signer.fingerprint.clone();
         let current_key = self.store.key(kind, name)?;
-        let why = why_issue(existing.as_ref(), &hash, Some(&issuer_fingerprint), current_key.is_some(), self.now);
+        let why = why_issue(
+            existing.as_ref(),
+            &hash,
+            Some(&issuer_fingerprint),
+            current_key.is_some(),
+            self.now,
+        );
         let (key_pem, certificate, change) = match (why, &existing, &current_key) {
-            (None, Some(existing), Some(key)) => (key.clone(), existing.certificate.clone(), Change::Unchanged),
+            (None, Some(existing), Some(key)) => {
+                (key.clone(), existing.certificate.clone(), Change::Unchanged)
+            }
             (why, _, _) => {
                 // Keep the key across renewals when asked to, if it is still the right kind.
                 let kept = current_key
@@ -448,7 +600,11 @@ impl Applier<'_> {
                     Ok((key, pem))
                 };
                 match self.issue(kind, name, &hash, Some(&issuer_fingerprint), signed) {
-                    Ok((key, certificate)) => (key.serialize_pem(), certificate, why.unwrap_or(Change::Reissued)),
+                    Ok((key, certificate)) => (
+                        pki::key_pem(&key),
+                        certificate,
+                        why.unwrap_or(Change::Reissued),
+                    ),
                     Err(message) => {
                         fail(self, message);
                         return Ok(());
@@ -462,7 +618,8 @@ impl Applier<'_> {
         };
         let chain = signer.intermediates.concat();
         let root = signer.root.clone();
-        let renew_before = i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
+        let renew_before =
+            i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
         let mut status = ResourceStatus {
             kind,
             name: name.to_owned(),
@@ -477,7 +634,10 @@ impl Applier<'_> {
             key_algorithm: spec.key_algorithm,
             target: Some(spec.target.to_string()),
             certificate: certificate.clone(),
-            conditions: existing.as_ref().map(|e| e.conditions.clone()).unwrap_or_default(),
+            conditions: existing
+                .as_ref()
+                .map(|e| e.conditions.clone())
+                .unwrap_or_default(),
         };
         // Files are written when the certificate is new, or when they are not what status says.
         let on_disk = outputs::read_certificate(&target, name);
@@ -521,7 +681,11 @@ impl Applier<'_> {
             if catalog.get(kind, &name).is_some() {
                 continue;
             }
-            if let Some(target) = status.target.as_deref().and_then(|t| self.config.targets.iter().find(|(n, _)| n.as_str() == t)).map(|(_, t)| t.clone())
+            if let Some(target) = status
+                .target
+                .as_deref()
+                .and_then(|t| self.config.targets.iter().find(|(n, _)| n.as_str() == t))
+                .map(|(_, t)| t.clone())
                 && target.prune
                 && let Err(e) = outputs::remove(&target, &name)
             {
@@ -540,7 +704,9 @@ impl Applier<'_> {
     fn reload(&mut self) {
         let mut due: BTreeSet<String> = self.written.clone();
         for status in self.statuses.values() {
-            if status.condition("Reloaded").is_some_and(|c| c.status == "False")
+            if status
+                .condition("Reloaded")
+                .is_some_and(|c| c.status == "False")
                 && let Some(t) = &status.target
             {
                 due.insert(t.clone());
@@ -558,10 +724,18 @@ impl Applier<'_> {
             let result = outputs::reload(&target.reload, timeout);
             failpoint::point("reloaded");
             let now = self.now;
-            for status in self.statuses.values_mut().filter(|s| s.target.as_deref() == Some(name.as_str())) {
+            for status in self
+                .statuses
+                .values_mut()
+                .filter(|s| s.target.as_deref() == Some(name.as_str()))
+            {
                 match &result {
-                    Ok(()) => status.set_condition("Reloaded", true, "Reloaded", String::new(), now),
-                    Err(e) => status.set_condition("Reloaded", false, "ReloadFailed", e.to_string(), now),
+                    Ok(()) => {
+                        status.set_condition("Reloaded", true, "Reloaded", String::new(), now)
+                    }
+                    Err(e) => {
+                        status.set_condition("Reloaded", false, "ReloadFailed", e.to_string(), now)
+                    }
                 }
             }
             if let Err(e) = result {

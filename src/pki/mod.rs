@@ -60,6 +60,31 @@ pub fn generate_key(algorithm: KeyAlgorithm) -> Result<KeyPair, PkiError> {
     generated.map_err(|source| PkiError::KeyGeneration { algorithm, source })
 }
 
+/// The PKCS#8 v2 encoding aws-lc gives an Ed25519 key (with the public key), up to the seed.
+const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The same key as PKCS#8 v1, up to the seed: what OpenSSL 3.0 (and so nginx) reads.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A key as PKCS#8 PEM that the common TLS servers read. Ed25519 keys are written in the
+/// version 1 form: OpenSSL 3.0 refuses the version 2 form aws-lc produces.
+pub fn key_pem(key: &KeyPair) -> String {
+    let der = key.serialize_der();
+    if der.len() == 83 && der.starts_with(&ED25519_PKCS8_V2_PREFIX) {
+        let mut v1 = ED25519_PKCS8_V1_PREFIX.to_vec();
+        v1.extend_from_slice(&der[16..48]);
+        return pem::encode_config(
+            &pem::Pem::new("PRIVATE KEY", v1),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        );
+    }
+    key.serialize_pem()
+}
+
 /// A key read back from its PKCS#8 PEM.
 pub fn load_key(pem: &str) -> Result<KeyPair, PkiError> {
     KeyPair::from_pem(pem).map_err(PkiError::KeyParse)
@@ -367,7 +392,7 @@ mod tests {
         for &algorithm in KeyAlgorithm::ALL {
             let key = generate_key(algorithm).unwrap();
             assert!(key_matches(&key, algorithm), "{algorithm}");
-            let reloaded = load_key(&key.serialize_pem()).unwrap();
+            let reloaded = load_key(&key_pem(&key)).unwrap();
             assert!(
                 key_matches(&reloaded, algorithm),
                 "{algorithm} after a round trip"

@@ -1,0 +1,775 @@
+//! `gitward reconcile --once` against real repositories, checked with `openssl` and `git`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Run, TestRepo, gitward_in, tool};
+
+/// A configuration repository and a host config granting targets under the same directory.
+struct Host {
+    repo: TestRepo,
+    dir: tempfile::TempDir,
+}
+
+const ISSUERS: &str = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: root, labels: {env: prod, owner: pki}}\nspec:\n  selfSigned: {commonName: Test Root CA, keyAlgorithm: ECDSA-P384}\n---\napiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: issuing, labels: {env: prod, owner: pki}}\nspec:\n  ca:\n    issuerRef: root\n    commonName: Test Issuing CA\n    pathLen: 0\n    permittedDnsDomains: [example.com]\n";
+
+fn certificate(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}, labels: {{env: prod, owner: web}}}}\nspec:\n  issuerRef: issuing\n  target: web\n{body}"
+    )
+}
+
+impl Host {
+    fn new(files: &[(&str, &str)]) -> Host {
+        let repo = TestRepo::new();
+        for (path, text) in files {
+            repo.write(path, text);
+        }
+        repo.commit("Configuration");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host { repo, dir };
+        host.config("");
+        host
+    }
+
+    /// Writes the host config; `extra` goes into the `web` target.
+    fn config(&self, extra: &str) {
+        let text = format!(
+            "repo:\n  url: {}\n  branch: main\nstateDir: state\ntargets:\n  web:\n    dir: out\n    reload: [/usr/bin/touch, {}]\n{extra}",
+            self.repo.path().display(),
+            self.dir.path().join("reloaded").display()
+        );
+        std::fs::write(self.dir.path().join("gitward.yaml"), text).expect("config");
+    }
+
+    fn reconcile(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
+        args.extend_from_slice(extra);
+        gitward_in(self.dir.path(), &args)
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join("out").join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) -> Run {
+        tool("openssl", args, self.dir.path())
+    }
+
+    fn text(&self, pem: &Path) -> String {
+        self.openssl(&["x509", "-noout", "-text", "-in", &pem.to_string_lossy()])
+            .stdout
+    }
+
+    fn verify(&self, name: &str) -> Run {
+        self.verify_at(name, None)
+    }
+
+    /// `openssl verify` of a certificate's files, as at `time` (Unix seconds) if given.
+    fn verify_at(&self, name: &str, time: Option<i64>) -> Run {
+        let d = self.out(name);
+        let (ca, chain, cert) = (d.join("ca.pem"), d.join("chain.pem"), d.join("cert.pem"));
+        let at = time.map(|t| t.to_string());
+        let mut args = vec!["verify"];
+        if let Some(at) = &at {
+            args.extend(["-attime", at.as_str()]);
+        }
+        let (ca, chain, cert) = (
+            ca.to_string_lossy(),
+            chain.to_string_lossy(),
+            cert.to_string_lossy(),
+        );
+        args.extend(["-CAfile", &ca, "-untrusted", &chain, &cert]);
+        self.openssl(&args)
+    }
+
+    fn status_commits(&self) -> usize {
+        self.repo
+            .git(&["rev-list", "--count", "gitward/status"])
+            .parse()
+            .unwrap_or(0)
+    }
+
+    fn serial(&self, name: &str) -> String {
+        self.openssl(&[
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            &self.out(name).join("cert.pem").to_string_lossy(),
+        ])
+        .stdout
+    }
+}
+
+#[test]
+fn a_chain_is_issued_that_openssl_verifies_with_every_key_algorithm() {
+    let mut files = vec![("issuers.yaml".to_owned(), ISSUERS.to_owned())];
+    for (i, algorithm) in [
+        "ECDSA-P256",
+        "ECDSA-P384",
+        "Ed25519",
+        "RSA-2048",
+        "RSA-3072",
+        "RSA-4096",
+    ]
+    .iter()
+    .enumerate()
+    {
+        files.push((
+            format!("certs/c{i}.yaml"),
+            certificate(&format!("c{i}"), &format!("  dnsNames: [c{i}.example.com, www.c{i}.example.com]\n  ipAddresses: [10.0.0.{i}]\n  keyAlgorithm: {algorithm}\n  usages: [serverAuth, clientAuth]\n  duration: 30d\n")),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let host = Host::new(&refs);
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        run.stdout.starts_with("gitward reconcile: "),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(" applied\n"), "{}", run.stdout);
+    for (i, key) in [
+        "ASN1 OID: prime256v1",
+        "ASN1 OID: secp384r1",
+        "ED25519",
+        "Public-Key: (2048 bit)",
+        "Public-Key: (3072 bit)",
+        "Public-Key: (4096 bit)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("c{i}");
+        let verified = host.verify(&name);
+        assert_eq!(
+            verified.code, 0,
+            "{name}: {}{}",
+            verified.stdout, verified.stderr
+        );
+        let text = host.text(&host.out(&name).join("cert.pem"));
+        assert!(text.contains(key), "{name}: {text}");
+        assert!(
+            text.contains(&format!(
+                "DNS:c{i}.example.com, DNS:www.c{i}.example.com, IP Address:10.0.0.{i}"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+            "{text}"
+        );
+        assert!(text.contains("CA:FALSE"), "{text}");
+        let dates = host
+            .openssl(&[
+                "x509",
+                "-noout",
+                "-startdate",
+                "-enddate",
+                "-in",
+                &host.out(&name).join("cert.pem").to_string_lossy(),
+            ])
+            .stdout;
+        let date = |prefix: &str| {
+            dates
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let parse = |s: String| {
+            chrono::NaiveDateTime::parse_from_str(&s.replace(" GMT", ""), "%b %e %H:%M:%S %Y")
+                .expect("an openssl date")
+        };
+        assert_eq!(
+            parse(date("notAfter=")) - parse(date("notBefore=")),
+            chrono::Duration::days(30),
+            "{name}"
+        );
+        // The key is the certificate's and only its owner may read it.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(host.out(&name).join("key.pem"))
+                .expect("key")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let cert_key = host
+            .openssl(&[
+                "x509",
+                "-noout",
+                "-pubkey",
+                "-in",
+                &host.out(&name).join("cert.pem").to_string_lossy(),
+            ])
+            .stdout;
+        let key = host
+            .openssl(&[
+                "pkey",
+                "-pubout",
+                "-in",
+                &host.out(&name).join("key.pem").to_string_lossy(),
+            ])
+            .stdout;
+        assert_eq!(cert_key, key, "{name}: key.pem belongs to cert.pem");
+    }
+    let ca = host.text(&host.out("c0").join("chain.pem"));
+    assert!(
+        ca.contains("CA:TRUE, pathlen:0")
+            && ca.contains("Permitted:\n                  DNS:example.com"),
+        "{ca}"
+    );
+    assert!(
+        ca.contains("Certificate Sign, CRL Sign")
+            && ca.contains("X509v3 Subject Key Identifier")
+            && ca.contains("X509v3 Authority Key Identifier"),
+        "{ca}"
+    );
+    assert!(
+        host.dir.path().join("reloaded").exists(),
+        "the reload command ran"
+    );
+}
+
+#[test]
+fn the_ca_constraints_are_enforced_by_openssl() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [api.example.com]\n"),
+        ),
+    ]);
+    host.reconcile(&[]).expect(0);
+    // A leaf for another domain, signed by hand with the issuing CA's key, does not verify:
+    // the name constraints bind whoever holds the key.
+    let key = host.dir.path().join("state/keys/issuer/issuing.pem");
+    let chain = host.out("api").join("chain.pem");
+    let work = host.dir.path();
+    host.openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "rogue.key",
+        "-subj",
+        "/CN=rogue.example.org",
+        "-addext",
+        "subjectAltName=DNS:rogue.example.org",
+        "-out",
+        "rogue.csr",
+    ])
+    .expect(0);
+    host.openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "rogue.csr",
+        "-CA",
+        &chain.to_string_lossy(),
+        "-CAkey",
+        &key.to_string_lossy(),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-copy_extensions",
+        "copyall",
+        "-out",
+        "rogue.pem",
+    ])
+    .expect(0);
+    let rogue = host.openssl(&[
+        "verify",
+        "-CAfile",
+        &host.out("api").join("ca.pem").to_string_lossy(),
+        "-untrusted",
+        &chain.to_string_lossy(),
+        "rogue.pem",
+    ]);
+    assert_ne!(rogue.code, 0);
+    assert!(
+        rogue.stderr.contains("permitted subtree violation")
+            || rogue.stdout.contains("permitted subtree violation"),
+        "{}{}",
+        rogue.stdout,
+        rogue.stderr
+    );
+    // pathLen 0: a CA signed by the issuing CA is not valid either.
+    host.openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "sub.key",
+        "-subj",
+        "/CN=sub.example.com",
+        "-out",
+        "sub.csr",
+    ])
+    .expect(0);
+    std::fs::write(
+        work.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n",
+    )
+    .expect("ext");
+    host.openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "sub.csr",
+        "-CA",
+        &chain.to_string_lossy(),
+        "-CAkey",
+        &key.to_string_lossy(),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ca.ext",
+        "-out",
+        "sub.pem",
+    ])
+    .expect(0);
+    host.openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-subj",
+        "/CN=leaf.example.com",
+        "-addext",
+        "subjectAltName=DNS:leaf.example.com",
+        "-out",
+        "leaf.csr",
+    ])
+    .expect(0);
+    host.openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "sub.pem",
+        "-CAkey",
+        "sub.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-copy_extensions",
+        "copyall",
+        "-out",
+        "leaf.pem",
+    ])
+    .expect(0);
+    std::fs::write(
+        work.join("untrusted.pem"),
+        format!(
+            "{}{}",
+            std::fs::read_to_string(work.join("sub.pem")).expect("sub"),
+            std::fs::read_to_string(&chain).expect("chain")
+        ),
+    )
+    .expect("bundle");
+    let deep = host.openssl(&[
+        "verify",
+        "-CAfile",
+        &host.out("api").join("ca.pem").to_string_lossy(),
+        "-untrusted",
+        "untrusted.pem",
+        "leaf.pem",
+    ]);
+    assert_ne!(deep.code, 0, "{}", deep.stdout);
+    assert!(
+        format!("{}{}", deep.stdout, deep.stderr).contains("path length constraint exceeded"),
+        "{}{}",
+        deep.stdout,
+        deep.stderr
+    );
+}
+
+#[test]
+fn a_second_reconcile_changes_nothing() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [api.example.com]\n"),
+        ),
+    ]);
+    host.reconcile(&[]).expect(0);
+    let before = std::fs::metadata(host.out("api").join("cert.pem")).expect("cert");
+    let notes = host
+        .repo
+        .git(&["rev-list", "--count", "refs/notes/gitward"]);
+    std::fs::remove_file(host.dir.path().join("reloaded")).expect("marker");
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        run.stdout.ends_with("(status unchanged)\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.status_commits(), 1);
+    assert_eq!(
+        host.repo
+            .git(&["rev-list", "--count", "refs/notes/gitward"]),
+        notes
+    );
+    let after = std::fs::metadata(host.out("api").join("cert.pem")).expect("cert");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&before),
+        std::os::unix::fs::MetadataExt::ino(&after),
+        "no file rewritten"
+    );
+    assert!(
+        !host.dir.path().join("reloaded").exists(),
+        "nothing to reload"
+    );
+    // Status is in Git for anyone: the status branch and the note on the commit.
+    let log = host
+        .repo
+        .git(&["log", "--format=%B", "-1", "gitward/status"]);
+    assert!(
+        log.contains("Gitward-Source: ") && log.contains("Gitward-Result: applied"),
+        "{log}"
+    );
+    let tree = host
+        .repo
+        .git(&["ls-tree", "-r", "--name-only", "gitward/status"]);
+    assert_eq!(
+        tree,
+        "status/certificate/api.yaml\nstatus/issuer/issuing.yaml\nstatus/issuer/root.yaml\nsummary.yaml"
+    );
+    let api = host
+        .repo
+        .git(&["show", "gitward/status:status/certificate/api.yaml"]);
+    assert!(
+        api.contains("specHash: sha256:")
+            && api.contains("fingerprint: ")
+            && api.contains("renewAt: "),
+        "{api}"
+    );
+    assert!(!api.contains("PRIVATE KEY"), "no key material in Git");
+    let note = host.repo.git(&["log", "--notes=gitward", "-1", "main"]);
+    assert!(
+        note.contains("Notes (gitward):\n    result: applied"),
+        "{note}"
+    );
+    let status = host.repo.gitward(&["status", "main"]).expect(0);
+    assert!(
+        status.stdout.contains(": applied (status ")
+            && status.stdout.contains("issued    Certificate/api  serial "),
+        "{}",
+        status.stdout
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &host
+            .repo
+            .gitward(&["status", "--format", "json"])
+            .expect(0)
+            .stdout,
+    )
+    .expect("json");
+    assert_eq!(json["result"], "applied");
+    host.repo.write("README.md", "more\n");
+    host.repo.commit("Unreconciled");
+    host.repo.gitward(&["status"]).expect(1);
+}
+
+#[test]
+fn renewal_and_spec_changes_reissue_and_reload() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate(
+                "api",
+                "  dnsNames: [api.example.com]\n  duration: 30d\n  renewBefore: 10d\n",
+            ),
+        ),
+        (
+            "web.yaml",
+            &certificate(
+                "web",
+                "  dnsNames: [web.example.com]\n  rotatePrivateKey: false\n  duration: 30d\n",
+            ),
+        ),
+    ]);
+    host.reconcile(&[]).expect(0);
+    let serial = host.serial("api");
+    let web_key = std::fs::read_to_string(host.out("web").join("key.pem")).expect("key");
+    // 21 days on, api is inside its renewal window (30d - 10d); web (renewBefore 10d by default) too.
+    let later_time = chrono::Utc::now() + chrono::Duration::days(21);
+    let later = later_time.to_rfc3339();
+    std::fs::remove_file(host.dir.path().join("reloaded")).expect("marker");
+    let run = host.reconcile(&["--now", &later]).expect(0);
+    assert!(
+        run.stdout.contains("renewed   Certificate/api"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(host.serial("api"), serial);
+    assert!(
+        host.dir.path().join("reloaded").exists(),
+        "reloaded after renewal"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.out("web").join("key.pem")).expect("key"),
+        web_key,
+        "rotatePrivateKey: false keeps the key"
+    );
+    // A spec change reissues; a change to the CA reissues everything below it.
+    host.repo.edit(
+        "api.yaml",
+        "dnsNames: [api.example.com]",
+        "dnsNames: [api.example.com, api2.example.com]",
+    );
+    host.repo.commit("Another name");
+    let run = host.reconcile(&["--now", &later]).expect(0);
+    assert!(
+        run.stdout.contains("reissued  Certificate/api"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        host.text(&host.out("api").join("cert.pem"))
+            .contains("DNS:api2.example.com")
+    );
+    host.repo.edit(
+        "issuers.yaml",
+        "commonName: Test Issuing CA",
+        "commonName: Test Issuing CA 2",
+    );
+    host.repo.commit("New issuing CA");
+    let run = host.reconcile(&["--now", &later]).expect(0);
+    for line in [
+        "reissued  Issuer/issuing",
+        "reissued  Certificate/api",
+        "reissued  Certificate/web",
+    ] {
+        assert!(run.stdout.contains(line), "{}", run.stdout);
+    }
+    assert_eq!(
+        host.verify_at("web", Some(later_time.timestamp() + 60))
+            .code,
+        0
+    );
+    assert!(
+        host.text(&host.out("web").join("chain.pem"))
+            .contains("Test Issuing CA 2")
+    );
+}
+
+#[test]
+fn an_invalid_or_blocked_commit_applies_nothing() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [api.example.com]\n"),
+        ),
+    ]);
+    host.reconcile(&[]).expect(0);
+    let serial = host.serial("api");
+    host.repo.edit(
+        "api.yaml",
+        "dnsNames: [api.example.com]",
+        "dnsNames: [api.example.com]\n  duration: 14d\n  keyAlgorithm: ECDSA-P999",
+    );
+    let bad = host.repo.commit("Broken");
+    let run = host.reconcile(&[]).expect(1);
+    assert!(
+        run.stdout.contains(" failed\n")
+            && run
+                .stdout
+                .contains("problem: api.yaml:9:17: spec.keyAlgorithm: `ECDSA-P999` is not one of"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.serial("api"), serial, "nothing applied");
+    let summary = host.repo.git(&["show", "gitward/status:summary.yaml"]);
+    assert!(
+        summary.contains(&format!("source: {bad}")) && summary.contains("result: failed"),
+        "{summary}"
+    );
+    // A policy that blocks: the new deny finding stops the change, the last good commit stays.
+    host.repo.edit("api.yaml", "  keyAlgorithm: ECDSA-P999", "");
+    host.repo.write("policies/short.rego", "package gitward.short\n\nimport rego.v1\n\ndeny contains \"too short\" if input.computed.durationSeconds < 20 * 86400\n");
+    host.repo.write("policies/short.yaml", "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: short}\nspec:\n  module: policies/short.rego\n  rule: data.gitward.short.deny\n  appliesTo: {kinds: [Certificate]}\n");
+    host.repo.commit("Shorter, and a policy against it");
+    let run = host.reconcile(&[]).expect(1);
+    assert!(
+        run.stdout.contains(" blocked\n")
+            && run
+                .stdout
+                .contains("problem: new deny finding: short Certificate/api: too short"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.serial("api"), serial, "nothing applied");
+}
+
+#[test]
+fn hostile_targets_and_deleted_certificates() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [api.example.com]\n"),
+        ),
+        (
+            "web.yaml",
+            &certificate("web", "  dnsNames: [web.example.com]\n"),
+        ),
+    ]);
+    // Someone planted a link where web's directory goes.
+    let outside = host.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::create_dir_all(host.dir.path().join("out")).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, host.out("web")).expect("symlink");
+    let run = host.reconcile(&[]).expect(1);
+    assert!(
+        run.stdout.contains("failed    Certificate/web  ")
+            && run
+                .stdout
+                .contains("is a symbolic link; gitward never follows links"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("outside").count(),
+        0,
+        "nothing written through the link"
+    );
+    assert_eq!(host.verify("api").code, 0, "the rest was applied");
+    std::fs::remove_file(host.out("web")).expect("unlink");
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        run.stdout.contains("rewritten Certificate/web"),
+        "{}",
+        run.stdout
+    );
+    // Deleted from Git: no longer managed; files stay unless the target prunes.
+    host.repo.remove("web.yaml");
+    host.repo.commit("Retire web");
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        run.stdout.contains("removed   Certificate/web"),
+        "{}",
+        run.stdout
+    );
+    assert!(host.out("web").join("cert.pem").exists());
+    assert!(
+        !host
+            .dir
+            .path()
+            .join("state/keys/certificate/web.pem")
+            .exists()
+    );
+    host.config("    prune: true\n");
+    host.repo.remove("api.yaml");
+    host.repo.commit("Retire api");
+    host.reconcile(&[]).expect(0);
+    assert!(!host.out("api").exists(), "pruned");
+    let tree = host
+        .repo
+        .git(&["ls-tree", "-r", "--name-only", "gitward/status"]);
+    assert!(!tree.contains("certificate/"), "{tree}");
+}
+
+#[test]
+fn host_config_mistakes_are_reported_at_their_line() {
+    let host = Host::new(&[("issuers.yaml", ISSUERS)]);
+    std::fs::write(
+        host.dir.path().join("gitward.yaml"),
+        "repo: {url: /srv/pki}\nstateDir: state\ntargets:\n  web: {dir: out, reload: nginx}\n",
+    )
+    .expect("config");
+    let run = host.reconcile(&[]).expect(2);
+    assert_eq!(
+        run.stderr,
+        "error: invalid host config:\ngitward.yaml:4:27: targets.web.reload must be a list, not a string\n"
+    );
+}
+
+/// Kill the reconcile at every crash point of a multi-certificate run in turn, then run it
+/// again: it must converge to one status commit whose certificates are the ones on disk,
+/// with no certificate issued that status does not know.
+#[test]
+fn a_crash_at_any_point_converges() {
+    let files = [
+        ("issuers.yaml", ISSUERS.to_owned()),
+        ("a.yaml", certificate("a", "  dnsNames: [a.example.com]\n")),
+        ("b.yaml", certificate("b", "  dnsNames: [b.example.com]\n")),
+    ];
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let mut point = 1;
+    loop {
+        let host = Host::new(&refs);
+        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_gitward"))
+            .args(["reconcile", "--once", "--config", "gitward.yaml"])
+            .current_dir(host.dir.path())
+            .env("GITWARD_FAILPOINT", point.to_string())
+            .output()
+            .expect("runs");
+        let finished = crashed.status.success();
+        // Serials issued before the crash, as the journal recorded them.
+        let run = host.reconcile(&[]).expect(0);
+        assert_eq!(host.status_commits(), 1, "point {point}: {}", run.stdout);
+        for name in ["a", "b"] {
+            let on_disk = host
+                .openssl(&[
+                    "x509",
+                    "-noout",
+                    "-fingerprint",
+                    "-sha256",
+                    "-in",
+                    &host.out(name).join("cert.pem").to_string_lossy(),
+                ])
+                .stdout;
+            let recorded = host.repo.git(&[
+                "show",
+                &format!("gitward/status:status/certificate/{name}.yaml"),
+            ]);
+            let fingerprint = on_disk.trim().rsplit('=').next().unwrap_or_default();
+            assert!(
+                recorded.contains(fingerprint),
+                "point {point}: {name} on disk is not what status names"
+            );
+            assert_eq!(host.verify(name).code, 0, "point {point}");
+        }
+        assert_eq!(
+            host.repo
+                .git(&["rev-list", "--count", "refs/notes/gitward"]),
+            "1",
+            "point {point}"
+        );
+        let staged = std::fs::read_dir(host.dir.path().join("state/keys/certificate"))
+            .expect("keys")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".next."))
+            .count();
+        assert_eq!(staged, 0, "point {point}: every staged key promoted");
+        if finished {
+            break;
+        }
+        point += 1;
+    }
+    assert!(point > 10, "the run passes through {point} crash points");
+}
