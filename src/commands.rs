@@ -10,7 +10,6 @@ use serde_json::json;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::git::Repo;
-use crate::model::schema::kind_schema_text;
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};
 use crate::reconcile::reconcile_once;
@@ -348,45 +347,69 @@ pub fn test(
     })
 }
 
-/// `gitward schema [KIND]`: one kind's schema, or every schema as one JSON object. With
-/// `out_dir`, writes `<kind>.schema.json` files (and `plan.schema.json`) there instead.
-pub fn schema(kind: Option<&str>, out_dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
-    let kinds: Vec<Kind> = match kind {
-        Some(name) => vec![Kind::parse(name).ok_or_else(|| {
-            Error::Usage(format!(
-                "unknown kind `{name}`; kinds are Issuer, Certificate, Policy, Gate and Sink"
-            ))
-        })?],
-        None => Kind::ALL.to_vec(),
+/// Every published JSON Schema: (name, file stem, schema). The resource kinds, the JSON plan
+/// report and the host config.
+fn published_schemas() -> Vec<(String, String, serde_json::Value)> {
+    let mut all: Vec<(String, String, serde_json::Value)> = Kind::ALL
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                k.schema_stem().to_owned(),
+                crate::model::schema::kind_schema(*k),
+            )
+        })
+        .collect();
+    all.push(("plan".into(), "plan".into(), plan_report_schema()));
+    all.push((
+        "host-config".into(),
+        "host-config".into(),
+        crate::config::schema(),
+    ));
+    all
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    )
+}
+
+/// `gitward schema [NAME]`: one schema (a kind, `plan` or `host-config`), or all as one JSON
+/// object. With `out_dir`, writes `<name>.schema.json` files there instead.
+pub fn schema(name: Option<&str>, out_dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
+    let all = published_schemas();
+    let chosen: Vec<&(String, String, serde_json::Value)> = match name {
+        Some(wanted) => {
+            let found = all.iter().find(|(n, stem, _)| {
+                n.eq_ignore_ascii_case(wanted) || stem.eq_ignore_ascii_case(wanted)
+            });
+            let names: Vec<&str> = all.iter().map(|(n, _, _)| n.as_str()).collect();
+            vec![found.ok_or_else(|| {
+                Error::Usage(format!(
+                    "unknown schema `{wanted}`; schemas are {}",
+                    names.join(", ")
+                ))
+            })?]
+        }
+        None => all.iter().collect(),
     };
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        for k in &kinds {
-            let path = dir.join(format!("{}.schema.json", k.schema_stem()));
-            std::fs::write(&path, kind_schema_text(*k)).map_err(Error::io(&path))?;
-        }
-        if kind.is_none() {
-            let path = dir.join("plan.schema.json");
-            let text = format!(
-                "{}\n",
-                serde_json::to_string_pretty(&plan_report_schema()).unwrap_or_default()
-            );
-            std::fs::write(&path, text).map_err(Error::io(&path))?;
+        for (_, stem, schema) in &chosen {
+            let path = dir.join(format!("{stem}.schema.json"));
+            std::fs::write(&path, pretty(schema)).map_err(Error::io(&path))?;
         }
         return Ok(exit::OK);
     }
-    let text = match kinds.as_slice() {
-        [one] => kind_schema_text(*one),
-        all => {
-            let map: serde_json::Map<String, serde_json::Value> = all
-                .iter()
-                .map(|k| (k.to_string(), crate::model::schema::kind_schema(*k)))
-                .collect();
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&map).unwrap_or_default()
-            )
-        }
+    let text = match chosen.as_slice() {
+        [(_, _, one)] => pretty(one),
+        many => pretty(&serde_json::Value::Object(
+            many.iter()
+                .map(|(n, _, s)| (n.clone(), s.clone()))
+                .collect(),
+        )),
     };
     write_out(out, &text)?;
     Ok(exit::OK)

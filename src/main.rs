@@ -70,9 +70,9 @@ enum Command {
         #[arg(long, value_name = "REGEX")]
         filter: Option<String>,
     },
-    /// Print the JSON Schema of a resource kind, or of all kinds.
+    /// Print the JSON Schema of a resource kind, the plan report or the host config, or all.
     Schema {
-        /// Issuer, Certificate, Policy, Gate or Sink.
+        /// Issuer, Certificate, Policy, Gate, Sink, plan or host-config.
         kind: Option<String>,
         /// Write `<kind>.schema.json` files into this directory instead.
         #[arg(long)]

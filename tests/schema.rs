@@ -19,6 +19,7 @@ fn checked_in_schemas_match_the_types() {
         [
             "certificate.schema.json",
             "gate.schema.json",
+            "host-config.schema.json",
             "issuer.schema.json",
             "plan.schema.json",
             "policy.schema.json",
@@ -48,10 +49,21 @@ fn schema_prints_one_kind_or_all() {
     let all: Value =
         serde_json::from_str(&gitward_in(&dir, &["schema"]).expect(0).stdout).expect("json");
     let kinds: Vec<&String> = all.as_object().expect("object").keys().collect();
-    assert_eq!(kinds, ["Issuer", "Certificate", "Policy", "Gate", "Sink"]);
+    assert_eq!(
+        kinds,
+        [
+            "Issuer",
+            "Certificate",
+            "Policy",
+            "Gate",
+            "Sink",
+            "plan",
+            "host-config"
+        ]
+    );
     let run = gitward_in(&dir, &["schema", "Secret"]).expect(2);
     assert!(
-        run.stderr.contains("unknown kind `Secret`"),
+        run.stderr.contains("unknown schema `Secret`"),
         "{}",
         run.stderr
     );

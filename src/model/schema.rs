@@ -89,13 +89,6 @@ fn forbid_null(schema: &mut Value) {
     }
 }
 
-/// The schema of `kind`, as checked into `schemas/<kind>.schema.json`.
-pub fn kind_schema_text(kind: Kind) -> String {
-    let mut text = serde_json::to_string_pretty(&kind_schema(kind)).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
 /// A schema and its validator.
 pub struct CompiledSchema {
     schema: Value,
