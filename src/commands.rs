@@ -194,6 +194,49 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
     Ok(report.exit_code())
 }
 
+/// A progress bar on stderr when it is a terminal and output is not quiet; hidden otherwise,
+/// so logs and pipes stay plain.
+struct TerminalProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl TerminalProgress {
+    fn new(quiet: bool) -> TerminalProgress {
+        use std::io::IsTerminal;
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(0)
+        };
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        TerminalProgress { bar }
+    }
+}
+
+impl crate::reconcile::Progress for TerminalProgress {
+    fn start(&self, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(0);
+    }
+
+    fn certificate(&self, done: usize, name: &str) {
+        self.bar.set_position(done as u64);
+        self.bar.set_message(format!("certificate {name}"));
+    }
+
+    fn step(&self, what: &str) {
+        if what == "reloading" {
+            self.bar.set_position(self.bar.length().unwrap_or(0));
+        }
+        self.bar.set_message(what.to_owned());
+    }
+}
+
 /// `gitward reconcile --once`: applies the head of the tracked branch and records the outcome.
 pub fn reconcile(
     config: &Path,
@@ -202,7 +245,9 @@ pub fn reconcile(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let config = HostConfig::load(config)?;
-    let report = reconcile_once(&config, now.unwrap_or_else(Utc::now))?;
+    let progress = TerminalProgress::new(quiet);
+    let report = reconcile_once(&config, now.unwrap_or_else(Utc::now), &progress)?;
+    progress.bar.finish_and_clear();
     let short = &report.source[..report.source.len().min(8)];
     let mut text = format!("gitward reconcile: {short} {}\n", report.result.as_str());
     if !quiet {

@@ -5,6 +5,7 @@
 //! edges read Git and the file system ([`source`], [`git`]), render reports ([`report`]) and
 //! run the commands ([`commands`]).
 
+pub mod acme;
 pub mod commands;
 pub mod config;
 pub mod diag;

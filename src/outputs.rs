@@ -43,8 +43,8 @@ pub struct Files<'a> {
     pub cert: &'a str,
     /// The CAs between it and the root, nearest first.
     pub chain: &'a str,
-    /// The root it chains to.
-    pub ca: &'a str,
+    /// The root it chains to, when gitward knows it (an ACME CA does not send its root).
+    pub ca: Option<&'a str>,
     /// Its private key.
     pub key: &'a str,
 }
@@ -175,13 +175,15 @@ pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), Outpu
     // With a group, the key is for that group to read (a web server's), no one else.
     let private = Mode::from_bits_truncate(if group.is_some() { 0o640 } else { 0o600 });
     let fullchain = format!("{}{}", files.cert, files.chain);
-    let contents: [(&str, &str, Mode); 5] = [
+    let mut contents: Vec<(&str, &str, Mode)> = vec![
         ("key.pem", files.key, private),
         ("cert.pem", files.cert, public),
         ("chain.pem", files.chain, public),
         ("fullchain.pem", &fullchain, public),
-        ("ca.pem", files.ca, public),
     ];
+    if let Some(ca) = files.ca {
+        contents.push(("ca.pem", ca, public));
+    }
     // Every file is staged before any is renamed, so the window in which a reader sees a mix
     // of old and new files is only the renames.
     let mut staged = Vec::new();
@@ -335,7 +337,7 @@ mod tests {
     const FILES: Files<'static> = Files {
         cert: "CERT\n",
         chain: "CHAIN\n",
-        ca: "ROOT\n",
+        ca: Some("ROOT\n"),
         key: "KEY\n",
     };
 

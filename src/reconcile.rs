@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use rcgen::KeyPair;
 use sha2::{Digest, Sha256};
 
+use crate::acme;
 use crate::config::{HostConfig, Target};
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -44,6 +45,21 @@ pub struct Report {
     pub wrote_status: bool,
 }
 
+/// Hears how a reconcile advances, for a display on a terminal.
+pub trait Progress {
+    /// Work starts on `total` certificates.
+    fn start(&self, _total: usize) {}
+    /// Certificate `name` is next, `done` certificates are finished.
+    fn certificate(&self, _done: usize, _name: &str) {}
+    /// A step that is not about one certificate.
+    fn step(&self, _what: &str) {}
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+
+impl Progress for Silent {}
+
 /// "sha256:<hex>" of the fields that matter.
 pub fn spec_hash(fields: &Significant) -> String {
     let json = serde_json::to_string(fields).unwrap_or_default();
@@ -70,7 +86,11 @@ fn empty_commit() -> CommitInfo {
 }
 
 /// Reconciles the head of the tracked branch once.
-pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report> {
+pub fn reconcile_once(
+    config: &HostConfig,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<Report> {
     let path = config.local_repo().ok_or_else(|| {
         Error::Usage(format!(
             "repo.url `{}`: `reconcile --once` works on a local repository (a path or file:// URL)",
@@ -166,6 +186,8 @@ pub fn reconcile_once(config: &HostConfig, now: DateTime<Utc>) -> Result<Report>
             written: BTreeSet::new(),
             problems: Vec::new(),
             signers: HashMap::new(),
+            acme_issued: HashMap::new(),
+            progress,
         };
         applier.apply(&head.catalog)?;
         let mut problems: Vec<String> = applier
@@ -284,6 +306,25 @@ struct CaSigner {
     root: String,
 }
 
+/// Where a certificate comes from.
+enum Source {
+    /// A CA of the repository, signing here.
+    Ca(CaSigner),
+    /// An ACME account of the host config.
+    Acme(String),
+}
+
+impl Source {
+    /// The fingerprint of the issuing CA's certificate, when gitward holds it: a change of it
+    /// means reissuing.
+    fn fingerprint(&self) -> Option<&str> {
+        match self {
+            Source::Ca(signer) => Some(&signer.fingerprint),
+            Source::Acme(_) => None,
+        }
+    }
+}
+
 /// Why a certificate is issued now, or `None` to keep it.
 fn why_issue(
     existing: Option<&ResourceStatus>,
@@ -318,6 +359,9 @@ struct Applier<'a> {
     /// Problems not tied to one resource (a reload that failed).
     problems: Vec<String>,
     signers: HashMap<String, CaSigner>,
+    /// Keys and certificates ordered from ACME this run, or why the order failed.
+    acme_issued: HashMap<String, std::result::Result<(KeyPair, String), String>>,
+    progress: &'a dyn Progress,
 }
 
 impl CaSigner {
@@ -334,6 +378,7 @@ impl CaSigner {
 
 impl Applier<'_> {
     fn apply(&mut self, catalog: &Catalog) -> Result<()> {
+        self.progress.step("issuers");
         let mut issuers: Vec<&Loaded> = catalog.of_kind(Kind::Issuer).collect();
         // Parents before the CAs they sign.
         issuers.sort_by_key(|l| catalog.ancestors(l.name()).len());
@@ -342,12 +387,17 @@ impl Applier<'_> {
                 self.issuer(loaded.name(), spec)?;
             }
         }
-        for loaded in catalog.of_kind(Kind::Certificate) {
+        self.order_acme(catalog)?;
+        self.progress
+            .start(catalog.of_kind(Kind::Certificate).count());
+        for (done, loaded) in catalog.of_kind(Kind::Certificate).enumerate() {
             if let Spec::Certificate(spec) = &loaded.resource.spec {
+                self.progress.certificate(done, loaded.name());
                 self.certificate(catalog, loaded.name(), spec)?;
             }
         }
         self.remove_deleted(catalog)?;
+        self.progress.step("reloading");
         self.reload();
         self.outcomes
             .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -381,12 +431,8 @@ impl Applier<'_> {
         make: impl FnOnce() -> std::result::Result<(KeyPair, String), pki::PkiError>,
     ) -> std::result::Result<(KeyPair, String), String> {
         let reusable = self
-            .store
-            .staged(kind, name)
-            .map_err(|e| e.to_string())?
-            .filter(|s| {
-                s.spec_hash == hash && s.issuer_fingerprint.as_deref() == issuer_fingerprint
-            });
+            .reusable(kind, name, hash, issuer_fingerprint)
+            .map_err(|e| e.to_string())?;
         if let Some(staged) = reusable {
             let key = pki::load_key(&staged.key).map_err(|e| e.to_string())?;
             self.issued.push((kind, name.to_owned()));
@@ -535,9 +581,144 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Where certificate `spec` comes from, or why it cannot be issued.
+    fn source(&self, catalog: &Catalog, spec: &CertificateSpec) -> Result<Source, String> {
+        let issuer = spec.issuer_ref.as_str();
+        if let Some(signer) = self.signers.get(issuer) {
+            return Ok(Source::Ca(signer.clone()));
+        }
+        match catalog.issuer(issuer).and_then(IssuerSpec::issuer_type) {
+            Some(IssuerType::Acme(acme)) => {
+                let account = acme.account.as_str();
+                if self.config.acme.keys().any(|a| a.as_str() == account) {
+                    Ok(Source::Acme(account.to_owned()))
+                } else {
+                    Err(format!(
+                        "ACME account `{account}` (issuer `{issuer}`) is not granted in the host config"
+                    ))
+                }
+            }
+            _ => Err(format!("its issuer `{issuer}` is not available")),
+        }
+    }
+
+    /// Whether certificate `name` is issued now, given what status and the store hold.
+    fn certificate_due(
+        &self,
+        name: &str,
+        spec: &CertificateSpec,
+        source: &Source,
+    ) -> Result<Option<Change>> {
+        let kind = Kind::Certificate;
+        let existing = self.observed.resources.get(&(kind, name.to_owned()));
+        let key_present = self.store.key(kind, name)?.is_some();
+        Ok(why_issue(
+            existing,
+            &spec_hash(&spec.significant_fields()),
+            source.fingerprint(),
+            key_present,
+            self.now,
+        ))
+    }
+
+    /// The current key of certificate `name` when the spec asks to keep it across renewals
+    /// and it is still of the right algorithm; `None` means a new key.
+    fn kept_key(&self, name: &str, spec: &CertificateSpec) -> Option<KeyPair> {
+        if spec.rotate_private_key {
+            return None;
+        }
+        let pem = self.store.key(Kind::Certificate, name).ok().flatten()?;
+        pki::load_key(&pem)
+            .ok()
+            .filter(|k| pki::key_matches(k, spec.key_algorithm))
+    }
+
+    /// Orders, all at once, every ACME certificate that is due and not already staged by an
+    /// interrupted run; [`Self::certificate`] then takes the results from `acme_issued`.
+    fn order_acme(&mut self, catalog: &Catalog) -> Result<()> {
+        let mut batches: BTreeMap<String, Vec<acme::Request>> = BTreeMap::new();
+        let mut keys = HashMap::new();
+        for loaded in catalog.of_kind(Kind::Certificate) {
+            let Spec::Certificate(spec) = &loaded.resource.spec else {
+                continue;
+            };
+            let name = loaded.name();
+            let Ok(Source::Acme(account)) = self.source(catalog, spec) else {
+                continue;
+            };
+            if self
+                .certificate_due(name, spec, &Source::Acme(account.clone()))?
+                .is_none()
+                || self
+                    .reusable(
+                        Kind::Certificate,
+                        name,
+                        &spec_hash(&spec.significant_fields()),
+                        None,
+                    )?
+                    .is_some()
+            {
+                continue;
+            }
+            let key = match self.kept_key(name, spec) {
+                Some(key) => Ok(key),
+                None => pki::generate_key(spec.key_algorithm),
+            };
+            let request = key.and_then(|key| Ok((pki::signing_request(spec, &key)?, key)));
+            match request {
+                Ok((csr, key)) => {
+                    batches
+                        .entry(account)
+                        .or_default()
+                        .push(acme::Request::new(name, spec, csr));
+                    keys.insert(name.to_owned(), key);
+                }
+                Err(e) => {
+                    self.acme_issued.insert(name.to_owned(), Err(e.to_string()));
+                }
+            }
+        }
+        for (account, requests) in batches {
+            let Some(config) = self
+                .config
+                .acme
+                .iter()
+                .find(|(n, _)| n.as_str() == account)
+                .map(|(_, c)| c)
+            else {
+                continue;
+            };
+            self.progress.step(&format!(
+                "ordering {} certificate(s) from ACME account `{account}`",
+                requests.len()
+            ));
+            for (name, issued) in acme::issue(&account, config, self.store, requests) {
+                let issued = issued.and_then(|bundle| {
+                    keys.remove(&name)
+                        .map(|key| (key, bundle))
+                        .ok_or_else(|| "the CA answered for a certificate not ordered".to_owned())
+                });
+                self.acme_issued.insert(name, issued);
+            }
+        }
+        Ok(())
+    }
+
+    /// What an interrupted run staged for this resource, if it is still what is wanted.
+    fn reusable(
+        &self,
+        kind: Kind,
+        name: &str,
+        hash: &str,
+        issuer_fingerprint: Option<&str>,
+    ) -> Result<Option<Staged>> {
+        Ok(self.store.staged(kind, name)?.filter(|s| {
+            s.spec_hash == hash && s.issuer_fingerprint.as_deref() == issuer_fingerprint
+        }))
+    }
+
     fn certificate(&mut self, catalog: &Catalog, name: &str, spec: &CertificateSpec) -> Result<()> {
         let kind = Kind::Certificate;
-        let issuer = spec.issuer_ref.as_str();
         let existing = self
             .observed
             .resources
@@ -558,48 +739,44 @@ impl Applier<'_> {
             );
             return Ok(());
         };
-        let Some(signer) = self.signers.get(issuer).cloned() else {
-            let message = if catalog.issuer(issuer).is_some_and(|i| !i.is_ca()) {
-                format!(
-                    "issuer `{issuer}` issues through ACME, which this reconcile cannot reach yet"
-                )
-            } else {
-                format!("its issuer `{issuer}` is not available")
-            };
-            fail(self, message);
-            return Ok(());
+        let source = match self.source(catalog, spec) {
+            Ok(source) => source,
+            Err(message) => {
+                fail(self, message);
+                return Ok(());
+            }
         };
         let hash = spec_hash(&spec.significant_fields());
-        let issuer_fingerprint = signer.fingerprint.clone();
+        let why = self.certificate_due(name, spec, &source)?;
         let current_key = self.store.key(kind, name)?;
-        let why = why_issue(
-            existing.as_ref(),
-            &hash,
-            Some(&issuer_fingerprint),
-            current_key.is_some(),
-            self.now,
-        );
         let (key_pem, certificate, change) = match (why, &existing, &current_key) {
             (None, Some(existing), Some(key)) => {
                 (key.clone(), existing.certificate.clone(), Change::Unchanged)
             }
             (why, _, _) => {
-                // Keep the key across renewals when asked to, if it is still the right kind.
-                let kept = current_key
-                    .as_deref()
-                    .filter(|_| !spec.rotate_private_key)
-                    .and_then(|pem| pki::load_key(pem).ok())
-                    .filter(|k| pki::key_matches(k, spec.key_algorithm));
-                let now = self.now;
-                let signed = || {
-                    let key = match kept {
-                        Some(key) => key,
-                        None => pki::generate_key(spec.key_algorithm)?,
-                    };
-                    let pem = signer.sign(|s| pki::issue_leaf(spec, &key, s, now))?;
-                    Ok((key, pem))
+                let made = match &source {
+                    Source::Ca(signer) => {
+                        let kept = self.kept_key(name, spec);
+                        let now = self.now;
+                        self.issue(kind, name, &hash, source.fingerprint(), || {
+                            let key = match kept {
+                                Some(key) => key,
+                                None => pki::generate_key(spec.key_algorithm)?,
+                            };
+                            let pem = signer.sign(|s| pki::issue_leaf(spec, &key, s, now))?;
+                            Ok((key, pem))
+                        })
+                    }
+                    Source::Acme(_) => {
+                        let ordered = self.acme_issued.remove(name);
+                        self.issue(kind, name, &hash, None, || match ordered {
+                            Some(Ok(issued)) => Ok(issued),
+                            Some(Err(message)) => Err(pki::PkiError::Acme(message)),
+                            None => Err(pki::PkiError::Acme("it was not ordered".to_owned())),
+                        })
+                    }
                 };
-                match self.issue(kind, name, &hash, Some(&issuer_fingerprint), signed) {
+                match made {
                     Ok((key, certificate)) => (
                         pki::key_pem(&key),
                         certificate,
@@ -616,16 +793,27 @@ impl Applier<'_> {
             fail(self, "the certificate cannot be read".to_owned());
             return Ok(());
         };
-        let chain = signer.intermediates.concat();
-        let root = signer.root.clone();
+        // A CA's chain comes from the issuers above it; an ACME CA sends its chain with the
+        // certificate, and status keeps the two together.
+        let (leaf, chain, root) = match &source {
+            Source::Ca(signer) => (
+                certificate.clone(),
+                signer.intermediates.concat(),
+                Some(signer.root.clone()),
+            ),
+            Source::Acme(_) => {
+                let (leaf, chain) = pki::split_chain(&certificate);
+                (leaf, chain, None)
+            }
+        };
         let renew_before =
             i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
         let mut status = ResourceStatus {
             kind,
             name: name.to_owned(),
             spec_hash: hash,
-            issuer: Some(issuer.to_owned()),
-            issuer_fingerprint: Some(issuer_fingerprint),
+            issuer: Some(spec.issuer_ref.to_string()),
+            issuer_fingerprint: source.fingerprint().map(str::to_owned),
             serial: info.serial.clone(),
             fingerprint: info.fingerprint,
             not_before: info.not_before,
@@ -641,16 +829,16 @@ impl Applier<'_> {
         };
         // Files are written when the certificate is new, or when they are not what status says.
         let on_disk = outputs::read_certificate(&target, name);
-        let change = match (change, on_disk.as_deref() == Some(certificate.as_str())) {
+        let change = match (change, on_disk.as_deref() == Some(leaf.as_str())) {
             (Change::Unchanged, true) => Change::Unchanged,
             (Change::Unchanged, false) => Change::Rewritten,
             (other, _) => other,
         };
         if change != Change::Unchanged {
             let files = outputs::Files {
-                cert: &certificate,
+                cert: &leaf,
                 chain: &chain,
-                ca: &root,
+                ca: root.as_deref(),
                 key: &key_pem,
             };
             match outputs::write(&target, name, &files) {

@@ -194,6 +194,20 @@ impl Store {
         Ok(())
     }
 
+    /// The stored registration of ACME account `name` (its key included), if there is one.
+    pub fn acme_account(&self, name: &str) -> Result<Option<String>, StoreError> {
+        read_optional(&self.acme_account_path(name))
+    }
+
+    /// Keeps the registration of ACME account `name`.
+    pub fn save_acme_account(&self, name: &str, registration: &str) -> Result<(), StoreError> {
+        write_private(&self.acme_account_path(name), registration.as_bytes())
+    }
+
+    fn acme_account_path(&self, name: &str) -> PathBuf {
+        self.root.join("acme").join(format!("{name}.json"))
+    }
+
     /// Forgets a resource: its keys and anything staged for it.
     pub fn forget(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
         self.db

@@ -37,6 +37,8 @@ pub enum PkiError {
     Parse(String),
     #[error("no source of randomness: {0}")]
     Random(String),
+    #[error("{0}")]
+    Acme(String),
     #[error("validity past the year 9999")]
     Validity,
 }
@@ -257,12 +259,8 @@ fn extended_key_usage(usage: Usage) -> ExtendedKeyUsagePurpose {
 }
 
 /// A leaf certificate for `spec`, with `key`'s public key, signed by `parent`, as PEM.
-pub fn issue_leaf(
-    spec: &CertificateSpec,
-    key: &KeyPair,
-    parent: &Signer<'_>,
-    now: DateTime<Utc>,
-) -> Result<String, PkiError> {
+/// The subject and names of a leaf, as both a certificate and a signing request carry them.
+fn leaf_params(spec: &CertificateSpec) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name =
         distinguished_name(spec.effective_common_name(), spec.subject.as_ref());
@@ -280,6 +278,16 @@ pub fn issue_leaf(
             params.subject_alt_names.push(SanType::IpAddress(ip));
         }
     }
+    Ok(params)
+}
+
+pub fn issue_leaf(
+    spec: &CertificateSpec,
+    key: &KeyPair,
+    parent: &Signer<'_>,
+    now: DateTime<Utc>,
+) -> Result<String, PkiError> {
+    let mut params = leaf_params(spec)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if spec.key_algorithm.key_type() == "RSA" {
@@ -298,6 +306,30 @@ pub fn issue_leaf(
         .signed_by(key, &parent.issuer)
         .map_err(PkiError::Signing)?
         .pem())
+}
+
+/// A certificate signing request (DER) for `spec`'s names, signed with `key`: what an ACME
+/// server is asked to certify. The CA decides validity and usages.
+pub fn signing_request(spec: &CertificateSpec, key: &KeyPair) -> Result<Vec<u8>, PkiError> {
+    let request = leaf_params(spec)?
+        .serialize_request(key)
+        .map_err(PkiError::Signing)?;
+    Ok(request.der().to_vec())
+}
+
+/// Splits a PEM bundle into its first certificate and the rest (the chain), both as PEM.
+pub fn split_chain(bundle: &str) -> (String, String) {
+    let end = "-----END CERTIFICATE-----";
+    match bundle.find(end) {
+        Some(at) => {
+            let (leaf, rest) = bundle.split_at(at + end.len());
+            (
+                format!("{}\n", leaf.trim_start()),
+                rest.trim_start().to_owned(),
+            )
+        }
+        None => (bundle.to_owned(), String::new()),
+    }
 }
 
 /// What a certificate says, as status records it.

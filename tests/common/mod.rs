@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod host;
+pub mod peers;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,103 @@
+//! A configuration repository and a host config for `gitward reconcile --once`, with
+//! `openssl` to read what it wrote.
+
+use std::path::{Path, PathBuf};
+
+use super::{Run, TestRepo, gitward_in, tool};
+
+/// A configuration repository and a host config granting targets under the same directory.
+pub struct Host {
+    pub repo: TestRepo,
+    pub dir: tempfile::TempDir,
+}
+
+pub const ISSUERS: &str = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: root, labels: {env: prod, owner: pki}}\nspec:\n  selfSigned: {commonName: Test Root CA, keyAlgorithm: ECDSA-P384}\n---\napiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: issuing, labels: {env: prod, owner: pki}}\nspec:\n  ca:\n    issuerRef: root\n    commonName: Test Issuing CA\n    pathLen: 0\n    permittedDnsDomains: [example.com]\n";
+
+pub fn certificate(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}, labels: {{env: prod, owner: web}}}}\nspec:\n  issuerRef: issuing\n  target: web\n{body}"
+    )
+}
+
+impl Host {
+    pub fn new(files: &[(&str, &str)]) -> Host {
+        let repo = TestRepo::new();
+        for (path, text) in files {
+            repo.write(path, text);
+        }
+        repo.commit("Configuration");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host { repo, dir };
+        host.config("");
+        host
+    }
+
+    /// Writes the host config; `extra` goes into the `web` target.
+    pub fn config(&self, extra: &str) {
+        let text = format!(
+            "repo:\n  url: {}\n  branch: main\nstateDir: state\ntargets:\n  web:\n    dir: out\n    reload: [/usr/bin/touch, {}]\n{extra}",
+            self.repo.path().display(),
+            self.dir.path().join("reloaded").display()
+        );
+        std::fs::write(self.dir.path().join("gitward.yaml"), text).expect("config");
+    }
+
+    pub fn reconcile(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
+        args.extend_from_slice(extra);
+        gitward_in(self.dir.path(), &args)
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join("out").join(name)
+    }
+
+    pub fn openssl(&self, args: &[&str]) -> Run {
+        tool("openssl", args, self.dir.path())
+    }
+
+    pub fn text(&self, pem: &Path) -> String {
+        self.openssl(&["x509", "-noout", "-text", "-in", &pem.to_string_lossy()])
+            .stdout
+    }
+
+    pub fn verify(&self, name: &str) -> Run {
+        self.verify_at(name, None)
+    }
+
+    /// `openssl verify` of a certificate's files, as at `time` (Unix seconds) if given.
+    pub fn verify_at(&self, name: &str, time: Option<i64>) -> Run {
+        let d = self.out(name);
+        let (ca, chain, cert) = (d.join("ca.pem"), d.join("chain.pem"), d.join("cert.pem"));
+        let at = time.map(|t| t.to_string());
+        let mut args = vec!["verify"];
+        if let Some(at) = &at {
+            args.extend(["-attime", at.as_str()]);
+        }
+        let (ca, chain, cert) = (
+            ca.to_string_lossy(),
+            chain.to_string_lossy(),
+            cert.to_string_lossy(),
+        );
+        args.extend(["-CAfile", &ca, "-untrusted", &chain, &cert]);
+        self.openssl(&args)
+    }
+
+    pub fn status_commits(&self) -> usize {
+        self.repo
+            .git(&["rev-list", "--count", "gitward/status"])
+            .parse()
+            .unwrap_or(0)
+    }
+
+    pub fn serial(&self, name: &str) -> String {
+        self.openssl(&[
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            &self.out(name).join("cert.pem").to_string_lossy(),
+        ])
+        .stdout
+    }
+}

@@ -1,0 +1,248 @@
+//! Real peers started by the tests: Let's Encrypt's `pebble` ACME server with its DNS
+//! stand-in, and `nginx`. Each runs from the Debian package on loopback ports of its own and
+//! is killed when the test drops it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::tool;
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A program running in the background, with its output in a log file.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(program: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let log = dir.join(format!(
+            "{}.log",
+            Path::new(program)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program} ({e}); scripts/test.sh installs it"));
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the daemon accepts connections on `port`; fails if it exits first.
+    pub fn wait_for(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("exited with {status} before listening:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not listening on {port}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes a CA and a `localhost` certificate signed by it with the `openssl` CLI: the TLS
+/// identity of a peer. Returns (CA file, certificate file, key file).
+pub fn localhost_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let (ca, ca_key, cert, key, ext) = (
+        path("tls-ca.pem"),
+        path("tls-ca.key"),
+        path("tls.pem"),
+        path("tls.key"),
+        path("tls.ext"),
+    );
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext file");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", "/CN=Peer Test CA"];
+    args.extend(ec);
+    args.extend(["-keyout", &ca_key, "-out", &ca]);
+    tool("openssl", &args, dir).expect(0);
+    let csr = path("tls.csr");
+    let mut args = vec!["req", "-new", "-subj", "/CN=localhost"];
+    args.extend(ec);
+    args.extend(["-keyout", &key, "-out", &csr]);
+    tool("openssl", &args, dir).expect(0);
+    tool(
+        "openssl",
+        &[
+            "x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-days", "2", "-extfile",
+            &ext, "-out", &cert,
+        ],
+        dir,
+    )
+    .expect(0);
+    (ca.into(), cert.into(), key.into())
+}
+
+/// Let's Encrypt's test ACME server, resolving every name to 127.0.0.1 through
+/// `pebble-challtestsrv`, validating http-01 for real on `http_port`.
+pub struct Pebble {
+    /// The directory URL.
+    pub directory: String,
+    /// The port pebble connects to for http-01 challenges.
+    pub http_port: u16,
+    /// The CA of pebble's own TLS certificate (an ACME client's trusted root).
+    pub tls_ca: PathBuf,
+    management: u16,
+    _dns: Daemon,
+    _server: Daemon,
+}
+
+impl Pebble {
+    pub fn start(dir: &Path) -> Pebble {
+        let (tls_ca, cert, key) = localhost_tls(dir);
+        let (dns_port, dns_management) = (free_port(), free_port());
+        let dns = Daemon::spawn(
+            "pebble-challtestsrv",
+            &[
+                "-dns01",
+                &format!("127.0.0.1:{dns_port}"),
+                "-management",
+                &format!("127.0.0.1:{dns_management}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-defaultIPv6",
+                "",
+                "-defaultIPv4",
+                "127.0.0.1",
+            ],
+            dir,
+            &[],
+        );
+        let (listen, management, http_port) = (free_port(), free_port(), free_port());
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{listen}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": cert,
+            "privateKey": key,
+            "httpPort": http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }});
+        let config_file = dir.join("pebble.json");
+        std::fs::write(&config_file, config.to_string()).expect("pebble config");
+        let mut server = Daemon::spawn(
+            "pebble",
+            &[
+                "-config",
+                &config_file.to_string_lossy(),
+                "-dnsserver",
+                &format!("127.0.0.1:{dns_port}"),
+            ],
+            dir,
+            // No artificial validation delay, and no nonces rejected at random: the tests
+            // are about gitward, not about retries.
+            &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
+        );
+        server.wait_for(listen);
+        server.wait_for(management);
+        Pebble {
+            directory: format!("https://localhost:{listen}/dir"),
+            http_port,
+            tls_ca,
+            management,
+            _dns: dns,
+            _server: server,
+        }
+    }
+
+    /// The root pebble issues under (it makes a new one at each start).
+    pub fn issuing_root(&self, dir: &Path) -> PathBuf {
+        let file = dir.join("pebble-root.pem");
+        let url = format!("https://localhost:{}/roots/0", self.management);
+        let tls_ca = self.tls_ca.to_string_lossy();
+        let file_arg = file.to_string_lossy();
+        tool(
+            "curl",
+            &["-sSf", "--cacert", &tls_ca, "-o", &file_arg, &url],
+            dir,
+        )
+        .expect(0);
+        file
+    }
+}
+
+/// nginx serving `cert_dir`'s fullchain.pem and key.pem over TLS on a loopback port.
+pub struct Nginx {
+    pub port: u16,
+    /// The command that reloads it, for a target's `reload`.
+    pub reload: Vec<String>,
+    _server: Daemon,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, cert_dir: &Path) -> Nginx {
+        let port = free_port();
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).expect("nginx dir");
+        let p = prefix.to_string_lossy();
+        let c = cert_dir.to_string_lossy();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+             server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {c}/fullchain.pem;\n    ssl_certificate_key {c}/key.pem;\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
+        );
+        let conf_file = prefix.join("nginx.conf");
+        std::fs::write(&conf_file, conf).expect("nginx config");
+        let conf_arg = conf_file.to_string_lossy().into_owned();
+        let args = ["-p", &p, "-c", &conf_arg];
+        let mut server = Daemon::spawn("/usr/sbin/nginx", &args, dir, &[]);
+        server.wait_for(port);
+        let mut reload: Vec<String> = std::iter::once("/usr/sbin/nginx")
+            .chain(args)
+            .map(str::to_owned)
+            .collect();
+        reload.extend(["-s".to_owned(), "reload".to_owned()]);
+        Nginx {
+            port,
+            reload,
+            _server: server,
+        }
+    }
+}
