@@ -3,9 +3,11 @@
 #
 #   scripts/test.sh
 #
-# The tests start real programs: git, openssl (to verify what gitward issues), xmllint (JUnit
-# XML schemas), and Python's jsonschema with ruamel.yaml as an independent check that
-# schemas/ accepts the example repository.
+# The tests start real programs: git, openssl (to verify what gitward issues and to talk TLS
+# to nginx), nginx (serving issued certificates), pebble with pebble-challtestsrv (Let's
+# Encrypt's test ACME server and its DNS stand-in), curl, xmllint (JUnit XML schemas), and
+# Python's jsonschema with ruamel.yaml as an independent check that schemas/ accepts the
+# example repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,9 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
+command -v curl >/dev/null || missing+=(curl)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v pebble >/dev/null || missing+=(pebble)
 /usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

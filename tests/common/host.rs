@@ -32,12 +32,19 @@ impl Host {
         host
     }
 
-    /// Writes the host config; `extra` goes into the `web` target.
+    /// Writes the host config; `extra` goes into the `web` target, whose reload command
+    /// touches the file `reloaded`.
     pub fn config(&self, extra: &str) {
+        let marker = self.dir.path().join("reloaded");
+        self.config_reload(&["/usr/bin/touch", &marker.to_string_lossy()], extra);
+    }
+
+    /// Writes the host config with `reload` as the `web` target's reload command.
+    pub fn config_reload(&self, reload: &[&str], extra: &str) {
         let text = format!(
-            "repo:\n  url: {}\n  branch: main\nstateDir: state\ntargets:\n  web:\n    dir: out\n    reload: [/usr/bin/touch, {}]\n{extra}",
+            "repo:\n  url: {}\n  branch: main\nstateDir: state\ntargets:\n  web:\n    dir: out\n    reload: {}\n{extra}",
             self.repo.path().display(),
-            self.dir.path().join("reloaded").display()
+            serde_json::to_string(reload).expect("argv as YAML flow sequence"),
         );
         std::fs::write(self.dir.path().join("gitward.yaml"), text).expect("config");
     }
