@@ -2,11 +2,15 @@
 """Generates a large gitward configuration repository for benchmarks.
 
     scripts/gen-repo.py DIR [--certificates N] [--change FILES] [--no-policies]
+                            [--algorithm ALG] [--no-acme]
 
 Writes the example repository plus four more issuing CAs and N certificates (one per file, spread over teams and environments) into DIR, and
 commits it on `main` with the `git` CLI. With --change, also commits a second change on
 `main` that edits FILES certificates (a new DNS name each), as a pull request would. With
 --no-policies, the policies directory is left out, to measure loading and planning alone.
+--algorithm gives every certificate that key algorithm (by default they mix five);
+--no-acme leaves out the example's ACME issuer and its certificate, for a reconcile that
+reaches no ACME server.
 """
 import argparse
 import os
@@ -90,10 +94,28 @@ def main():
     parser.add_argument("--certificates", type=int, default=10000)
     parser.add_argument("--change", type=int, default=0)
     parser.add_argument("--no-policies", action="store_true")
+    parser.add_argument("--algorithm")
+    parser.add_argument("--no-acme", action="store_true")
     args = parser.parse_args()
+    if args.algorithm:
+        ALGORITHMS[:] = [args.algorithm]
     if os.path.exists(args.dir):
         shutil.rmtree(args.dir)
     shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns("policies") if args.no_policies else None)
+    if args.algorithm:
+        for root, _, files in os.walk(os.path.join(args.dir, "certificates")):
+            for file in files:
+                path = os.path.join(root, file)
+                with open(path) as f:
+                    text = f.read()
+                text = "\n".join(
+                    f"  keyAlgorithm: {args.algorithm}" if line.startswith("  keyAlgorithm:") else line
+                    for line in text.split("\n"))
+                with open(path, "w") as f:
+                    f.write(text)
+    if args.no_acme:
+        os.remove(os.path.join(args.dir, "issuers", "letsencrypt.yaml"))
+        os.remove(os.path.join(args.dir, "certificates", "prod", "www.yaml"))
     for i in range(4):
         env = "prod" if i < 2 else "staging"
         domain = "example.com" if env == "prod" else "staging.example.com"

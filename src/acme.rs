@@ -21,17 +21,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AcmeAccount;
 use crate::model::CertificateSpec;
-use crate::store::{Store, StoreError};
+use crate::store::{RecordedOrder, Store, StoreError};
 
-/// One certificate to order: its names and the signing request for its key.
+/// One certificate to order: its names, its key and the signing request for that key, and
+/// the order an interrupted run left, if any.
 pub struct Request {
     pub name: String,
     pub identifiers: Vec<Identifier>,
     pub csr: Vec<u8>,
+    /// The key, PEM, recorded with the order so that a resumed order finishes with it.
+    pub key: String,
+    /// URL of an order recorded by an earlier run that did not finish.
+    pub resume: Option<String>,
 }
 
 impl Request {
-    pub fn new(name: &str, spec: &CertificateSpec, csr: Vec<u8>) -> Request {
+    pub fn new(name: &str, spec: &CertificateSpec, csr: Vec<u8>, key: String) -> Request {
         let dns = spec
             .dns_names
             .iter()
@@ -45,6 +50,8 @@ impl Request {
             name: name.to_owned(),
             identifiers: dns.chain(ips).collect(),
             csr,
+            key,
+            resume: None,
         }
     }
 }
@@ -85,10 +92,16 @@ async fn answer_challenge(
 
 /// Orders every request from account `account_name` and returns, per certificate name, the
 /// PEM bundle the CA issued (certificate first, then its chain) or why it failed.
+///
+/// Write-ahead: once the CA has validated an order and before it is finalized (when the CA
+/// issues), the order is recorded in the state database with its key and `spec_hash`, so a
+/// run that dies before the certificate is staged finishes that same order next time instead
+/// of having a second certificate issued.
 pub fn issue(
     account_name: &str,
     account: &AcmeAccount,
     store: &Store,
+    spec_hashes: &HashMap<String, String>,
     requests: Vec<Request>,
 ) -> Vec<(String, Result<String, String>)> {
     let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
@@ -105,62 +118,105 @@ pub fn issue(
         Ok(runtime) => runtime,
         Err(e) => return everything_failed(AcmeError::Order(e.to_string())),
     };
-    runtime.block_on(async {
-        match issue_all(account_name, account, store, requests).await {
-            Ok(results) => results,
-            Err(error) => everything_failed(error),
-        }
-    })
-}
-
-async fn issue_all(
-    account_name: &str,
-    config: &AcmeAccount,
-    store: &Store,
-    requests: Vec<Request>,
-) -> Result<Vec<(String, Result<String, String>)>, AcmeError> {
-    let listener = tokio::net::TcpListener::bind(&config.http01_listen)
-        .await
-        .map_err(|source| AcmeError::Listen {
-            address: config.http01_listen.clone(),
-            source,
-        })?;
     let tokens: Tokens = Arc::default();
-    let app = Router::new()
-        .route("/.well-known/acme-challenge/{token}", get(answer_challenge))
-        .with_state(tokens.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let account = account(account_name, config, store).await;
-    let results = match account {
-        Ok(account) => {
-            let mut orders = tokio::task::JoinSet::new();
-            for request in requests {
-                let account = account.clone();
-                let tokens = tokens.clone();
-                orders.spawn(async move {
-                    let issued = order(&account, &tokens, &request)
-                        .await
-                        .map_err(|e| e.to_string());
-                    (request.name, issued)
-                });
-            }
-            let mut results = Vec::new();
-            while let Some(joined) = orders.join_next().await {
-                match joined {
-                    Ok(result) => results.push(result),
-                    Err(e) => return Err(AcmeError::Order(e.to_string())),
-                }
-            }
-            Ok(results)
+    let started = runtime.block_on(async {
+        let server = listen(&account.http01_listen, tokens.clone()).await?;
+        let client = client(account_name, account, store).await;
+        if client.is_err() {
+            server.abort();
         }
-        Err(e) => Err(e),
+        Ok::<_, AcmeError>((server, client?))
+    });
+    let (server, client) = match started {
+        Ok(started) => started,
+        Err(error) => return everything_failed(error),
     };
+    // Phase one, concurrently: orders created (or resumed) and authorized.
+    let authorized = runtime.block_on(each(&client, requests, |client, request| {
+        let tokens = tokens.clone();
+        async move {
+            let url = authorize(&client, &tokens, &request).await;
+            (request, url)
+        }
+    }));
+    let mut results = Vec::new();
+    let mut ready = Vec::new();
+    let mut record = Vec::new();
+    for (request, url) in authorized {
+        match url {
+            Ok(url) => {
+                let hash = spec_hashes.get(&request.name).cloned().unwrap_or_default();
+                record.push(RecordedOrder {
+                    name: request.name.clone(),
+                    account: account_name.to_owned(),
+                    spec_hash: hash,
+                    url: url.clone(),
+                    key: request.key.clone(),
+                });
+                ready.push((request, url));
+            }
+            Err(e) => results.push((request.name, Err(e.to_string()))),
+        }
+    }
+    if let Err(error) = store.record_orders(&record) {
+        server.abort();
+        return everything_failed(error.into());
+    }
+    // Phase two, concurrently: finalized and downloaded.
+    let issued = runtime.block_on(each(&client, ready, |client, (request, url)| async move {
+        let bundle = finalize(&client, url, &request.csr)
+            .await
+            .map_err(|e| e.to_string());
+        (request.name, bundle)
+    }));
     server.abort();
+    results.extend(issued);
     results
 }
 
+/// Runs `work` for every item concurrently and collects the results.
+async fn each<T, R, F, Fut>(client: &Account, items: Vec<T>, work: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Account, T) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for item in items {
+        tasks.spawn(work(client.clone(), item));
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        // A task only fails by panicking, which the library does not do on input.
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results
+}
+
+/// Serves http-01 challenges from `tokens` on `address` until aborted.
+async fn listen(
+    address: &str,
+    tokens: Tokens,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, AcmeError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| AcmeError::Listen {
+            address: address.to_owned(),
+            source,
+        })?;
+    let app = Router::new()
+        .route("/.well-known/acme-challenge/{token}", get(answer_challenge))
+        .with_state(tokens);
+    Ok(tokio::spawn(
+        async move { axum::serve(listener, app).await },
+    ))
+}
+
 /// The account, registered with the directory on first use and restored after that.
-async fn account(
+async fn client(
     account_name: &str,
     config: &AcmeAccount,
     store: &Store,
@@ -215,15 +271,33 @@ fn polling() -> RetryPolicy {
         .timeout(Duration::from_secs(90))
 }
 
-/// One order: authorize every identifier over http-01, finalize with the request, download.
-async fn order(
+/// Creates the order (or takes up the one an interrupted run recorded) and has the CA
+/// validate every identifier over http-01; returns the order's URL once it is ready to be
+/// finalized, or already past that.
+async fn authorize(
     account: &Account,
     tokens: &Tokens,
     request: &Request,
 ) -> Result<String, instant_acme::Error> {
-    let mut order = account
-        .new_order(&NewOrder::new(&request.identifiers))
-        .await?;
+    let mut resumed = match &request.resume {
+        Some(url) => account.order(url.clone()).await.ok(),
+        None => None,
+    };
+    // An order the CA gave up on (or forgot) is replaced by a new one.
+    let usable = resumed
+        .as_mut()
+        .is_some_and(|o| o.state().status != OrderStatus::Invalid);
+    let mut order = match resumed {
+        Some(order) if usable => order,
+        _ => {
+            account
+                .new_order(&NewOrder::new(&request.identifiers))
+                .await?
+        }
+    };
+    if order.state().status != OrderStatus::Pending {
+        return Ok(order.url().to_owned());
+    }
     let mut answered = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
@@ -253,7 +327,7 @@ async fn order(
         }
     }
     match status? {
-        OrderStatus::Ready => {}
+        OrderStatus::Ready => Ok(order.url().to_owned()),
         other => {
             let detail = order
                 .state()
@@ -261,11 +335,23 @@ async fn order(
                 .as_ref()
                 .map(|p| p.to_string())
                 .unwrap_or_default();
-            return Err(instant_acme::Error::Other(
+            Err(instant_acme::Error::Other(
                 format!("the order is {other:?}, not ready: {detail}").into(),
-            ));
+            ))
         }
     }
-    order.finalize_csr(&request.csr).await?;
+}
+
+/// Finalizes a validated order with the signing request (unless an earlier run did) and
+/// downloads the certificate.
+async fn finalize(
+    account: &Account,
+    url: String,
+    csr: &[u8],
+) -> Result<String, instant_acme::Error> {
+    let mut order = account.order(url).await?;
+    if order.state().status == OrderStatus::Ready {
+        order.finalize_csr(csr).await?;
+    }
     order.poll_certificate(&polling()).await
 }

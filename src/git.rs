@@ -39,6 +39,9 @@ impl CommitInfo {
 impl Repo {
     /// Opens the repository containing `dir`, searching upwards as `git` does.
     pub fn discover(dir: &Path) -> Result<Repo> {
+        // libgit2 re-hashes every object it reads by default; git itself does not, and with
+        // thousands of status files that check is a large share of a reconcile.
+        git2::opts::strict_hash_verification(false);
         let inner = Repository::discover(dir).map_err(|e| Error::NotARepository {
             path: dir.to_path_buf(),
             message: e.message().to_owned(),
@@ -98,27 +101,38 @@ impl Repo {
         })
     }
 
-    /// Commits `files` (path → contents) as the whole tree of a new commit on `refname`,
-    /// with `parent` as its parent; no work tree or index involved.
-    pub fn commit_files<'a>(
+    /// Writes `files` (path → contents) as blobs and nested trees; returns the root tree.
+    /// Objects that exist already are not written again, so this is also how to learn
+    /// whether a tree would differ from one in the repository.
+    pub fn write_files<'a>(
         &self,
-        refname: &str,
-        parent: Option<Oid>,
         files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-        message: &str,
     ) -> Result<Oid> {
-        let step = |what: &str| Error::git(format!("{what} for {refname}"));
         let mut blobs = Vec::new();
         for (path, bytes) in files {
             blobs.push((
                 path.to_owned(),
-                self.inner.blob(bytes).map_err(step("writing a blob"))?,
+                self.inner
+                    .blob(bytes)
+                    .map_err(Error::git("writing a blob"))?,
             ));
         }
-        let tree_id = self.write_tree(&blobs).map_err(step("writing the tree"))?;
+        self.write_tree(&blobs)
+            .map_err(Error::git("writing the tree"))
+    }
+
+    /// Commits `tree` on `refname` with `parent` as its parent; no work tree or index.
+    pub fn commit_tree(
+        &self,
+        refname: &str,
+        parent: Option<Oid>,
+        tree: Oid,
+        message: &str,
+    ) -> Result<Oid> {
+        let step = |what: &str| Error::git(format!("{what} for {refname}"));
         let tree = self
             .inner
-            .find_tree(tree_id)
+            .find_tree(tree)
             .map_err(step("reading the tree"))?;
         let parents = match parent {
             Some(id) => vec![
@@ -133,6 +147,18 @@ impl Repo {
         self.inner
             .commit(Some(refname), &sig, &sig, message, &tree, &parent_refs)
             .map_err(step("committing"))
+    }
+
+    /// Commits `files` (path → contents) as the whole tree of a new commit on `refname`.
+    pub fn commit_files<'a>(
+        &self,
+        refname: &str,
+        parent: Option<Oid>,
+        files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        message: &str,
+    ) -> Result<Oid> {
+        let tree = self.write_files(files)?;
+        self.commit_tree(refname, parent, tree, message)
     }
 
     /// Writes nested tree objects for blobs at `/`-separated paths.

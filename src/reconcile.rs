@@ -73,6 +73,59 @@ pub fn spec_hash(fields: &Significant) -> String {
     )
 }
 
+/// What the review of a commit decides for the reconcile.
+#[derive(Default)]
+struct Verdict {
+    /// Why the commit is invalid; empty when it is valid.
+    errors: Vec<String>,
+    /// The new `deny` findings that block it.
+    blocking: Vec<String>,
+    /// Its policy findings, as the note lists them.
+    findings: Vec<String>,
+}
+
+impl Verdict {
+    fn of(plan: &crate::report::PlanReport) -> Verdict {
+        let errors = if plan.valid {
+            Vec::new()
+        } else {
+            plan.errors().map(ToString::to_string).collect()
+        };
+        let blocking = plan
+            .findings
+            .iter()
+            .filter(|f| plan.blocked && f.blocks())
+            .map(|f| {
+                format!(
+                    "new deny finding: {} {}: {}",
+                    f.policy,
+                    f.resource_id(),
+                    f.message
+                )
+            })
+            .collect();
+        let findings = plan
+            .findings
+            .iter()
+            .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
+            .map(|f| {
+                format!(
+                    "{} {} {}: {}",
+                    f.policy,
+                    f.enforcement,
+                    f.resource_id(),
+                    f.message
+                )
+            })
+            .collect();
+        Verdict {
+            errors,
+            blocking,
+            findings,
+        }
+    }
+}
+
 /// A commit that stands for "nothing applied yet".
 fn empty_commit() -> CommitInfo {
     CommitInfo {
@@ -101,75 +154,81 @@ pub fn reconcile_once(
     let repo = &config_repo.repo;
     let mut cache = BlobCache::default();
     let branch = format!("refs/heads/{}", config.repo.branch);
-    let (head_commit, head_catalog) = config_repo.load(&branch, &mut cache)?;
-    let head = Snapshot::new(head_catalog);
+    // Desired and observed state are read side by side: both are thousands of blobs.
+    let (head, observed) = std::thread::scope(|scope| {
+        let observed = scope.spawn(|| {
+            let repo = crate::git::Repo::discover(&path)?;
+            status::read(&repo, &config.status_branch)
+        });
+        let head = config_repo.load(&branch, &mut cache);
+        let observed = observed.join().unwrap_or_else(|_| {
+            Err(Error::Usage(
+                "reading the status branch stopped unexpectedly".to_owned(),
+            ))
+        });
+        (head, observed)
+    });
+    let (head_commit, head_catalog) = head?;
+    let observed = observed?;
     let store = Store::open(&config.state_dir)?;
-    let observed = status::read(repo, &config.status_branch)?;
     // A crash after a status commit and before its keys were promoted: finish that first.
-    for (kind, name, serial) in store.all_staged()? {
-        let kind = Kind::parse(&kind).unwrap_or(Kind::Certificate);
-        if observed
-            .resources
-            .get(&(kind, name.clone()))
-            .is_some_and(|s| s.serial == serial)
-        {
-            store.promote(kind, &name)?;
-        }
-    }
-    let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
-    let (base_commit, base) = match &applied {
-        Some(sha) => {
-            let (commit, catalog) = config_repo.load(sha, &mut cache)?;
-            (commit, Snapshot::new(catalog))
-        }
-        None => (empty_commit(), Snapshot::new(Catalog::default())),
-    };
-    let plan = review(
-        (&base_commit, &base),
-        (&head_commit, &head),
-        now.date_naive(),
-    );
-    let findings: Vec<String> = plan
-        .findings
-        .iter()
-        .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
-        .map(|f| {
-            format!(
-                "{} {} {}: {}",
-                f.policy,
-                f.enforcement,
-                f.resource_id(),
-                f.message
-            )
+    let named: Vec<(Kind, String)> = store
+        .all_staged()?
+        .into_iter()
+        .filter_map(|(kind, name, serial)| {
+            let kind = Kind::parse(&kind)?;
+            observed
+                .resources
+                .get(&(kind, name.clone()))
+                .is_some_and(|s| s.serial == serial)
+                .then_some((kind, name))
         })
         .collect();
+    store.promote(&named)?;
+    let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
+    let (verdict, head_catalog) = if applied.as_deref() == Some(head_commit.sha.as_str()) {
+        // The commit in force passed its review when it was applied, and compared with itself
+        // nothing in it is new: only its findings are kept, from its note.
+        let verdict = Verdict {
+            findings: git2::Oid::from_str(&head_commit.sha)
+                .ok()
+                .and_then(|id| status::read_note(repo, id))
+                .map(|n| n.findings)
+                .unwrap_or_default(),
+            ..Verdict::default()
+        };
+        (verdict, head_catalog)
+    } else {
+        let (base_commit, base) = match &applied {
+            Some(sha) => {
+                let (commit, catalog) = config_repo.load(sha, &mut cache)?;
+                (commit, Snapshot::new(catalog))
+            }
+            None => (empty_commit(), Snapshot::new(Catalog::default())),
+        };
+        let head = Snapshot::new(head_catalog);
+        let verdict = Verdict::of(&review(
+            (&base_commit, &base),
+            (&head_commit, &head),
+            now.date_naive(),
+        ));
+        (verdict, head.catalog)
+    };
+    let findings = verdict.findings;
 
-    let (result, problems, resources, statuses, promote) = if !plan.valid {
-        let problems: Vec<String> = plan.errors().map(ToString::to_string).collect();
+    let invalid = !verdict.errors.is_empty();
+    let (result, problems, resources, statuses, promote) = if invalid {
         (
             Outcome::Failed,
-            problems,
+            verdict.errors,
             Vec::new(),
             observed.resources.clone(),
             Vec::new(),
         )
-    } else if plan.blocked {
-        let problems = plan
-            .findings
-            .iter()
-            .filter(|f| f.blocks())
-            .map(|f| {
-                format!(
-                    "new deny finding: {} {}: {}",
-                    f.policy,
-                    f.resource_id(),
-                    f.message
-                )
-            })
-            .collect();
+    } else if !verdict.blocking.is_empty() {
         (
             Outcome::Blocked,
-            problems,
+            verdict.blocking,
             Vec::new(),
             observed.resources.clone(),
             Vec::new(),
@@ -187,9 +246,11 @@ pub fn reconcile_once(
             problems: Vec::new(),
             signers: HashMap::new(),
             acme_issued: HashMap::new(),
+            to_stage: Vec::new(),
+            to_write: Vec::new(),
             progress,
         };
-        applier.apply(&head.catalog)?;
+        applier.apply(&head_catalog)?;
         let mut problems: Vec<String> = applier
             .outcomes
             .iter()
@@ -213,7 +274,8 @@ pub fn reconcile_once(
     };
 
     let applied = match result {
-        Outcome::Applied | Outcome::Failed if plan.valid => Some(head_commit.sha.clone()),
+        Outcome::Applied => Some(head_commit.sha.clone()),
+        Outcome::Failed if !invalid => Some(head_commit.sha.clone()),
         _ => applied,
     };
     let summary = Summary {
@@ -223,15 +285,22 @@ pub fn reconcile_once(
         problems: problems.clone(),
     };
     let counts = count_line(&resources);
-    let files = status::tree_files(&summary, &statuses);
     failpoint::point("before status commit");
-    let status_commit = status::commit(
-        repo,
-        &config.status_branch,
-        &observed,
-        &files,
-        &status::message(&head_commit.sha, result, &counts),
-    )?;
+    let status_commit = match observed.tip {
+        // Nothing observed changed: the tip already records it, no need to render it again.
+        Some(tip)
+            if observed.summary.as_ref() == Some(&summary) && observed.resources == statuses =>
+        {
+            tip
+        }
+        _ => status::commit(
+            repo,
+            &config.status_branch,
+            &observed,
+            &status::tree_files(&summary, &statuses),
+            &status::message(&head_commit.sha, result, &counts),
+        )?,
+    };
     failpoint::point("status committed");
     let source =
         git2::Oid::from_str(&head_commit.sha).map_err(Error::git("reading the head commit id"))?;
@@ -257,9 +326,7 @@ pub fn reconcile_once(
     };
     status::write_note(repo, source, &note)?;
     failpoint::point("note written");
-    for (kind, name) in promote {
-        store.promote(kind, &name)?;
-    }
+    store.promote(&promote)?;
     Ok(Report {
         source: head_commit.sha,
         result,
@@ -304,6 +371,22 @@ struct CaSigner {
     intermediates: Vec<String>,
     /// The root at the top of the chain.
     root: String,
+}
+
+/// The contents of a certificate's files.
+struct OwnedFiles {
+    cert: String,
+    chain: String,
+    ca: Option<String>,
+    key: String,
+}
+
+/// Files to write for a certificate, and the status that records them.
+struct FilesToWrite {
+    target: Target,
+    files: OwnedFiles,
+    status: ResourceStatus,
+    change: Change,
 }
 
 /// Where a certificate comes from.
@@ -359,6 +442,10 @@ struct Applier<'a> {
     /// Problems not tied to one resource (a reload that failed).
     problems: Vec<String>,
     signers: HashMap<String, CaSigner>,
+    /// Issued this run, for the journal before anything uses them.
+    to_stage: Vec<(Kind, String, Staged)>,
+    /// Certificate files to write once what they hold is staged.
+    to_write: Vec<FilesToWrite>,
     /// Keys and certificates ordered from ACME this run, or why the order failed.
     acme_issued: HashMap<String, std::result::Result<(KeyPair, String), String>>,
     progress: &'a dyn Progress,
@@ -387,6 +474,7 @@ impl Applier<'_> {
                 self.issuer(loaded.name(), spec)?;
             }
         }
+        self.stage()?;
         self.order_acme(catalog)?;
         self.progress
             .start(catalog.of_kind(Kind::Certificate).count());
@@ -396,12 +484,63 @@ impl Applier<'_> {
                 self.certificate(catalog, loaded.name(), spec)?;
             }
         }
+        self.progress.step("writing files");
+        self.stage()?;
+        self.write_files();
         self.remove_deleted(catalog)?;
         self.progress.step("reloading");
         self.reload();
         self.outcomes
             .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         Ok(())
+    }
+
+    /// Journals what was issued since the last call, in one transaction.
+    fn stage(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.to_stage);
+        if !batch.is_empty() {
+            self.store.stage(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the files of every certificate that needs them.
+    fn write_files(&mut self) {
+        for FilesToWrite {
+            target,
+            files,
+            mut status,
+            change,
+        } in std::mem::take(&mut self.to_write)
+        {
+            let (kind, name) = (status.kind, status.name.clone());
+            let serial = Some(status.serial.clone());
+            let written = outputs::write(
+                &target,
+                &name,
+                &outputs::Files {
+                    cert: &files.cert,
+                    chain: &files.chain,
+                    ca: files.ca.as_deref(),
+                    key: &files.key,
+                },
+            );
+            match written {
+                Ok(()) => {
+                    failpoint::point("outputs written");
+                    if let Some(target) = &status.target {
+                        self.written.insert(target.clone());
+                    }
+                    status.set_condition("Ready", true, "Written", String::new(), self.now);
+                    self.outcome(kind, &name, change, serial, String::new());
+                }
+                Err(e) => {
+                    status.set_condition("Ready", false, "WriteFailed", e.to_string(), self.now);
+                    self.outcome(kind, &name, Change::Failed, serial, e.to_string());
+                }
+            }
+            self.statuses.insert((kind, name), status);
+        }
     }
 
     fn outcome(
@@ -421,7 +560,8 @@ impl Applier<'_> {
         });
     }
 
-    /// Issues (or reuses what a crashed run staged) a key and certificate.
+    /// Issues (or reuses what a crashed run staged) a key and certificate; the journal gets it
+    /// with the next [`Self::stage`].
     fn issue(
         &mut self,
         kind: Kind,
@@ -448,9 +588,7 @@ impl Applier<'_> {
             serial: info.serial,
             key: pki::key_pem(&key),
         };
-        self.store
-            .stage(kind, name, &staged)
-            .map_err(|e| e.to_string())?;
+        self.to_stage.push((kind, name.to_owned(), staged));
         self.issued.push((kind, name.to_owned()));
         Ok((key, certificate))
     }
@@ -602,23 +740,13 @@ impl Applier<'_> {
         }
     }
 
-    /// Whether certificate `name` is issued now, given what status and the store hold.
-    fn certificate_due(
-        &self,
-        name: &str,
-        spec: &CertificateSpec,
-        source: &Source,
-    ) -> Result<Option<Change>> {
+    /// Whether certificate `name`, whose spec hashes to `hash`, is issued now, given what
+    /// status and the store hold.
+    fn certificate_due(&self, name: &str, hash: &str, source: &Source) -> Option<Change> {
         let kind = Kind::Certificate;
         let existing = self.observed.resources.get(&(kind, name.to_owned()));
-        let key_present = self.store.key(kind, name)?.is_some();
-        Ok(why_issue(
-            existing,
-            &spec_hash(&spec.significant_fields()),
-            source.fingerprint(),
-            key_present,
-            self.now,
-        ))
+        let key_present = self.store.has_key(kind, name);
+        why_issue(existing, hash, source.fingerprint(), key_present, self.now)
     }
 
     /// The current key of certificate `name` when the spec asks to keep it across renewals
@@ -638,6 +766,7 @@ impl Applier<'_> {
     fn order_acme(&mut self, catalog: &Catalog) -> Result<()> {
         let mut batches: BTreeMap<String, Vec<acme::Request>> = BTreeMap::new();
         let mut keys = HashMap::new();
+        let mut hashes = HashMap::new();
         for loaded in catalog.of_kind(Kind::Certificate) {
             let Spec::Certificate(spec) = &loaded.resource.spec else {
                 continue;
@@ -646,32 +775,34 @@ impl Applier<'_> {
             let Ok(Source::Acme(account)) = self.source(catalog, spec) else {
                 continue;
             };
+            let hash = spec_hash(&spec.significant_fields());
             if self
-                .certificate_due(name, spec, &Source::Acme(account.clone()))?
+                .certificate_due(name, &hash, &Source::Acme(account.clone()))
                 .is_none()
                 || self
-                    .reusable(
-                        Kind::Certificate,
-                        name,
-                        &spec_hash(&spec.significant_fields()),
-                        None,
-                    )?
+                    .reusable(Kind::Certificate, name, &hash, None)?
                     .is_some()
             {
                 continue;
             }
-            let key = match self.kept_key(name, spec) {
-                Some(key) => Ok(key),
-                None => pki::generate_key(spec.key_algorithm),
+            // An order an interrupted run recorded is finished with the key it was made for.
+            let recorded = self
+                .store
+                .recorded_order(name)?
+                .filter(|o| o.account == account && o.spec_hash == hash);
+            let key = match (&recorded, self.kept_key(name, spec)) {
+                (Some(order), _) => pki::load_key(&order.key),
+                (None, Some(key)) => Ok(key),
+                (None, None) => pki::generate_key(spec.key_algorithm),
             };
             let request = key.and_then(|key| Ok((pki::signing_request(spec, &key)?, key)));
             match request {
                 Ok((csr, key)) => {
-                    batches
-                        .entry(account)
-                        .or_default()
-                        .push(acme::Request::new(name, spec, csr));
+                    let mut request = acme::Request::new(name, spec, csr, pki::key_pem(&key));
+                    request.resume = recorded.map(|o| o.url);
+                    batches.entry(account).or_default().push(request);
                     keys.insert(name.to_owned(), key);
+                    hashes.insert(name.to_owned(), hash);
                 }
                 Err(e) => {
                     self.acme_issued.insert(name.to_owned(), Err(e.to_string()));
@@ -692,7 +823,7 @@ impl Applier<'_> {
                 "ordering {} certificate(s) from ACME account `{account}`",
                 requests.len()
             ));
-            for (name, issued) in acme::issue(&account, config, self.store, requests) {
+            for (name, issued) in acme::issue(&account, config, self.store, &hashes, requests) {
                 let issued = issued.and_then(|bundle| {
                     keys.remove(&name)
                         .map(|key| (key, bundle))
@@ -747,13 +878,11 @@ impl Applier<'_> {
             }
         };
         let hash = spec_hash(&spec.significant_fields());
-        let why = self.certificate_due(name, spec, &source)?;
-        let current_key = self.store.key(kind, name)?;
-        let (key_pem, certificate, change) = match (why, &existing, &current_key) {
-            (None, Some(existing), Some(key)) => {
-                (key.clone(), existing.certificate.clone(), Change::Unchanged)
-            }
-            (why, _, _) => {
+        let why = self.certificate_due(name, &hash, &source);
+        // A new key, or `None` for the one in force (read only if the files need writing).
+        let (new_key, certificate, change) = match (why, &existing) {
+            (None, Some(existing)) => (None, existing.certificate.clone(), Change::Unchanged),
+            (why, _) => {
                 let made = match &source {
                     Source::Ca(signer) => {
                         let kept = self.kept_key(name, spec);
@@ -778,7 +907,7 @@ impl Applier<'_> {
                 };
                 match made {
                     Ok((key, certificate)) => (
-                        pki::key_pem(&key),
+                        Some(pki::key_pem(&key)),
                         certificate,
                         why.unwrap_or(Change::Reissued),
                     ),
@@ -789,9 +918,20 @@ impl Applier<'_> {
                 }
             }
         };
-        let Ok(info) = pki::inspect(&certificate) else {
-            fail(self, "the certificate cannot be read".to_owned());
-            return Ok(());
+        let info = match (&existing, change) {
+            (Some(existing), Change::Unchanged) => pki::CertificateInfo {
+                serial: existing.serial.clone(),
+                fingerprint: existing.fingerprint.clone(),
+                not_before: existing.not_before,
+                not_after: existing.not_after,
+            },
+            _ => match pki::inspect(&certificate) {
+                Ok(info) => info,
+                Err(_) => {
+                    fail(self, "the certificate cannot be read".to_owned());
+                    return Ok(());
+                }
+            },
         };
         // A CA's chain comes from the issuers above it; an ACME CA sends its chain with the
         // certificate, and status keeps the two together.
@@ -835,26 +975,30 @@ impl Applier<'_> {
             (other, _) => other,
         };
         if change != Change::Unchanged {
-            let files = outputs::Files {
-                cert: &leaf,
-                chain: &chain,
-                ca: root.as_deref(),
-                key: &key_pem,
+            let key_pem = match new_key {
+                Some(key) => key,
+                None => match self.store.key(kind, name)? {
+                    Some(key) => key,
+                    None => {
+                        fail(self, "its key is missing from the secret store".to_owned());
+                        return Ok(());
+                    }
+                },
             };
-            match outputs::write(&target, name, &files) {
-                Ok(()) => {
-                    failpoint::point("outputs written");
-                    self.written.insert(spec.target.to_string());
-                    status.set_condition("Ready", true, "Written", String::new(), self.now);
-                }
-                Err(e) => {
-                    status.set_condition("Ready", false, "WriteFailed", e.to_string(), self.now);
-                    self.statuses.insert((kind, name.to_owned()), status);
-                    self.outcome(kind, name, Change::Failed, Some(info.serial), e.to_string());
-                    return Ok(());
-                }
-            }
-        } else if status.condition("Ready").is_none_or(|c| c.status != "True") {
+            self.to_write.push(FilesToWrite {
+                target,
+                files: OwnedFiles {
+                    cert: leaf,
+                    chain,
+                    ca: root,
+                    key: key_pem,
+                },
+                status,
+                change,
+            });
+            return Ok(());
+        }
+        if status.condition("Ready").is_none_or(|c| c.status != "True") {
             status.set_condition("Ready", true, "Written", String::new(), self.now);
         }
         self.statuses.insert((kind, name.to_owned()), status);
@@ -865,10 +1009,14 @@ impl Applier<'_> {
     /// Status entries of resources no longer in the commit: gitward stops managing them;
     /// their files go only where the target prunes.
     fn remove_deleted(&mut self, catalog: &Catalog) -> Result<()> {
-        for ((kind, name), status) in self.observed.resources.clone() {
-            if catalog.get(kind, &name).is_some() {
-                continue;
-            }
+        let deleted: Vec<((Kind, String), ResourceStatus)> = self
+            .observed
+            .resources
+            .iter()
+            .filter(|((kind, name), _)| catalog.get(*kind, name).is_none())
+            .map(|(key, status)| (key.clone(), status.clone()))
+            .collect();
+        for ((kind, name), status) in deleted {
             if let Some(target) = status
                 .target
                 .as_deref()

@@ -237,7 +237,7 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
         String::from_utf8(blob.content().to_vec()).ok()
     };
     let summary = blob("summary.yaml").and_then(|text| serde_yaml::from_str(&text).ok());
-    let mut resources = BTreeMap::new();
+    let mut texts = Vec::new();
     if let Ok(status_dir) = tree.get_path(std::path::Path::new("status")) {
         let dir = status_dir
             .to_object(git)
@@ -255,16 +255,11 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
                 if file.kind() != Some(ObjectType::Blob) {
                     continue;
                 }
-                let text = file.to_object(git).ok().and_then(|o| {
+                if let Some(text) = file.to_object(git).ok().and_then(|o| {
                     o.as_blob()
                         .map(|b| String::from_utf8_lossy(b.content()).into_owned())
-                });
-                // A status file gitward cannot read (edited by hand) counts as absent: the
-                // resource is then issued again, which makes status true again.
-                if let Some(status) =
-                    text.and_then(|t| serde_yaml::from_str::<ResourceStatus>(&t).ok())
-                {
-                    resources.insert((status.kind, status.name.clone()), status);
+                }) {
+                    texts.push(text);
                 }
             }
         }
@@ -272,7 +267,33 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
     Ok(Observed {
         tip: Some(commit.id()),
         summary,
-        resources,
+        resources: parse_statuses(&texts),
+    })
+}
+
+/// Parses status files on every core: thousands of them are read on each reconcile.
+/// A status file gitward cannot read (edited by hand) counts as absent: the resource is then
+/// issued again, which makes status true again.
+fn parse_statuses(texts: &[String]) -> BTreeMap<(Kind, String), ResourceStatus> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = texts.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parsers: Vec<_> = texts
+            .chunks(chunk)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|t| serde_yaml::from_str::<ResourceStatus>(t).ok())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parsers
+            .into_iter()
+            .flat_map(|parser| parser.join().unwrap_or_default())
+            .map(|status| ((status.kind, status.name.clone()), status))
+            .collect()
     })
 }
 
@@ -294,42 +315,16 @@ pub fn commit(
     files: &[(String, String)],
     message: &str,
 ) -> Result<Oid> {
-    let git = repo.inner();
-    if let Some(tip) = observed.tip {
-        let unchanged = git
+    let tree = repo.write_files(files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))?;
+    if let Some(tip) = observed.tip
+        && repo
+            .inner()
             .find_commit(tip)
-            .ok()
-            .and_then(|c| c.tree().ok())
-            .is_some_and(|tree| same_tree(repo, &tree, files));
-        if unchanged {
-            return Ok(tip);
-        }
+            .is_ok_and(|c| c.tree_id() == tree)
+    {
+        return Ok(tip);
     }
-    repo.commit_files(
-        &status_ref(branch),
-        observed.tip,
-        files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())),
-        message,
-    )
-}
-
-fn same_tree(repo: &Repo, tree: &git2::Tree<'_>, files: &[(String, String)]) -> bool {
-    let mut count = 0;
-    let walk = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
-        if entry.kind() == Some(ObjectType::Blob) {
-            count += 1;
-        }
-        git2::TreeWalkResult::Ok
-    });
-    if walk.is_err() || count != files.len() {
-        return false;
-    }
-    files.iter().all(|(path, text)| {
-        tree.get_path(std::path::Path::new(path))
-            .ok()
-            .and_then(|e| repo.inner().find_blob(e.id()).ok())
-            .is_some_and(|b| b.content() == text.as_bytes())
-    })
+    repo.commit_tree(&status_ref(branch), observed.tip, tree, message)
 }
 
 /// The status commit message: a summary line and the trailers.

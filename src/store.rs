@@ -9,6 +9,7 @@
 //! the two reuses what it staged instead of issuing again, so no certificate is issued that
 //! status does not end up knowing.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,17 @@ pub struct Store {
     db_path: PathBuf,
 }
 
+/// An ACME order validated by the CA and about to be finalized: when a run dies before the
+/// certificate is staged, the next one finishes this order with this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedOrder {
+    pub name: String,
+    pub account: String,
+    pub spec_hash: String,
+    pub url: String,
+    pub key: String,
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS staged (
     kind TEXT NOT NULL,
@@ -59,6 +71,12 @@ CREATE TABLE IF NOT EXISTS staged (
     certificate TEXT NOT NULL,
     serial TEXT NOT NULL,
     PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS acme_orders (
+    name TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    url TEXT NOT NULL
 );
 ";
 
@@ -119,18 +137,44 @@ impl Store {
         read_optional(&self.key_path(kind, name, false))
     }
 
-    /// Records a freshly issued key and certificate before they are used.
-    pub fn stage(&self, kind: Kind, name: &str, staged: &Staged) -> Result<(), StoreError> {
-        let path = self.key_path(kind, name, true);
-        write_private(&path, staged.key.as_bytes())?;
-        failpoint::point("key staged");
-        self.db
-            .execute(
-                "INSERT OR REPLACE INTO staged (kind, name, spec_hash, issuer_fingerprint, certificate, serial) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind.as_str(), name, staged.spec_hash, staged.issuer_fingerprint, staged.certificate, staged.serial],
-            )
-            .map_err(self.db_error())?;
-        failpoint::point("certificate journaled");
+    /// Whether a certificate is in force with its key.
+    pub fn has_key(&self, kind: Kind, name: &str) -> bool {
+        self.key_path(kind, name, false).exists()
+    }
+
+    /// Records freshly issued keys and certificates before they are used: every key file
+    /// synced, then one journal transaction.
+    pub fn stage(&self, batch: &[(Kind, String, Staged)]) -> Result<(), StoreError> {
+        let mut dirs = BTreeSet::new();
+        for (kind, name, staged) in batch {
+            let path = self.key_path(*kind, name, true);
+            write_private_file(&path, staged.key.as_bytes())?;
+            dirs.extend(path.parent().map(Path::to_path_buf));
+        }
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        failpoint::point("keys staged");
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        for (kind, name, staged) in batch {
+            transaction
+                .execute(
+                    "INSERT OR REPLACE INTO staged (kind, name, spec_hash, issuer_fingerprint, certificate, serial) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![kind.as_str(), name, staged.spec_hash, staged.issuer_fingerprint, staged.certificate, staged.serial],
+                )
+                .map_err(self.db_error())?;
+        }
+        let certificates: Vec<&str> = batch
+            .iter()
+            .filter(|(kind, _, _)| *kind == Kind::Certificate)
+            .map(|(_, name, _)| name.as_str())
+            .collect();
+        self.finish_orders(&transaction, &certificates)?;
+        transaction.commit().map_err(self.db_error())?;
+        failpoint::point("certificates journaled");
+        for name in certificates {
+            remove_optional(&self.order_key_path(name))?;
+        }
         Ok(())
     }
 
@@ -173,24 +217,118 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
     }
 
-    /// Makes the staged key the key in force: status now names its certificate.
-    pub fn promote(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
-        let next = self.key_path(kind, name, true);
-        let current = self.key_path(kind, name, false);
-        if next.exists() {
-            std::fs::rename(&next, &current).map_err(|source| StoreError::Io {
-                path: current.clone(),
-                source,
-            })?;
-            sync_dir(current.parent().unwrap_or(&self.root))?;
+    /// Makes the staged keys the keys in force: status now names their certificates.
+    pub fn promote(&self, items: &[(Kind, String)]) -> Result<(), StoreError> {
+        let mut dirs = BTreeSet::new();
+        for (kind, name) in items {
+            let next = self.key_path(*kind, name, true);
+            let current = self.key_path(*kind, name, false);
+            if next.exists() {
+                std::fs::rename(&next, &current).map_err(|source| StoreError::Io {
+                    path: current.clone(),
+                    source,
+                })?;
+                dirs.extend(current.parent().map(Path::to_path_buf));
+            }
+            // The order's copy of the key, if a crash kept staging from removing it.
+            if *kind == Kind::Certificate {
+                remove_optional(&self.order_key_path(name))?;
+            }
         }
-        failpoint::point("key promoted");
-        self.db
-            .execute(
-                "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
-                params![kind.as_str(), name],
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        failpoint::point("keys promoted");
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        for (kind, name) in items {
+            transaction
+                .execute(
+                    "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
+                    params![kind.as_str(), name],
+                )
+                .map_err(self.db_error())?;
+        }
+        transaction.commit().map_err(self.db_error())
+    }
+
+    fn order_key_path(&self, name: &str) -> PathBuf {
+        self.root
+            .join("keys")
+            .join(Kind::Certificate.schema_stem())
+            .join(format!("{name}.order.pem"))
+    }
+
+    /// Records ACME orders before they are finalized: keys synced, then one transaction.
+    pub fn record_orders(&self, orders: &[RecordedOrder]) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = BTreeSet::new();
+        for order in orders {
+            let path = self.order_key_path(&order.name);
+            write_private_file(&path, order.key.as_bytes())?;
+            dirs.extend(path.parent().map(Path::to_path_buf));
+        }
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        for order in orders {
+            transaction
+                .execute(
+                    "INSERT OR REPLACE INTO acme_orders (name, account, spec_hash, url) VALUES (?1, ?2, ?3, ?4)",
+                    params![order.name, order.account, order.spec_hash, order.url],
+                )
+                .map_err(self.db_error())?;
+        }
+        transaction.commit().map_err(self.db_error())?;
+        failpoint::point("orders recorded");
+        Ok(())
+    }
+
+    /// The ACME order recorded for certificate `name` and not yet finished, if any.
+    pub fn recorded_order(&self, name: &str) -> Result<Option<RecordedOrder>, StoreError> {
+        let row = self
+            .db
+            .query_row(
+                "SELECT account, spec_hash, url FROM acme_orders WHERE name = ?1",
+                params![name],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                },
             )
+            .optional()
             .map_err(self.db_error())?;
+        let Some((account, spec_hash, url)) = row else {
+            return Ok(None);
+        };
+        let Some(key) = read_optional(&self.order_key_path(name))? else {
+            return Ok(None);
+        };
+        Ok(Some(RecordedOrder {
+            name: name.to_owned(),
+            account,
+            spec_hash,
+            url,
+            key,
+        }))
+    }
+
+    /// Drops the ACME orders of these certificates, which are staged or forgotten.
+    fn finish_orders(
+        &self,
+        transaction: &rusqlite::Transaction<'_>,
+        names: &[&str],
+    ) -> Result<(), StoreError> {
+        for name in names {
+            transaction
+                .execute("DELETE FROM acme_orders WHERE name = ?1", params![name])
+                .map_err(self.db_error())?;
+        }
         Ok(())
     }
 
@@ -208,23 +346,35 @@ impl Store {
         self.root.join("acme").join(format!("{name}.json"))
     }
 
-    /// Forgets a resource: its keys and anything staged for it.
+    /// Forgets a resource: its keys and anything staged or ordered for it.
     pub fn forget(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
-        self.db
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        transaction
             .execute(
                 "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
                 params![kind.as_str(), name],
             )
             .map_err(self.db_error())?;
+        if kind == Kind::Certificate {
+            self.finish_orders(&transaction, &[name])?;
+            remove_optional(&self.order_key_path(name))?;
+        }
+        transaction.commit().map_err(self.db_error())?;
         for next in [true, false] {
-            let path = self.key_path(kind, name, next);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StoreError::Io { path, source }),
-            }
+            remove_optional(&self.key_path(kind, name, next))?;
         }
         Ok(())
+    }
+}
+
+fn remove_optional(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -248,8 +398,15 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
         })
 }
 
-/// Writes a private file atomically: mode 0600 from creation, synced, renamed into place.
+/// Writes a private file atomically: mode 0600 from creation, synced, renamed into place,
+/// the directory synced.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_private_file(path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// [`write_private`] without the directory sync, for batches that sync each directory once.
+fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -267,8 +424,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)?;
-    sync_dir(dir)
+    std::fs::rename(&temporary, path).map_err(io)
 }
 
 #[cfg(test)]
@@ -298,7 +454,7 @@ mod tests {
             0o700
         );
         store
-            .stage(Kind::Certificate, "api", &staged("01"))
+            .stage(&[(Kind::Certificate, "api".to_owned(), staged("01"))])
             .unwrap();
         assert_eq!(store.key(Kind::Certificate, "api").unwrap(), None);
         // Survives a reopen, as after a crash.
@@ -311,7 +467,9 @@ mod tests {
             store.all_staged().unwrap(),
             [("Certificate".to_owned(), "api".to_owned(), "01".to_owned())]
         );
-        store.promote(Kind::Certificate, "api").unwrap();
+        store
+            .promote(&[(Kind::Certificate, "api".to_owned())])
+            .unwrap();
         assert_eq!(
             store.key(Kind::Certificate, "api").unwrap().as_deref(),
             Some("KEY")

@@ -125,7 +125,7 @@ pub struct Pebble {
     pub tls_ca: PathBuf,
     management: u16,
     _dns: Daemon,
-    _server: Daemon,
+    server: Daemon,
 }
 
 impl Pebble {
@@ -187,8 +187,16 @@ impl Pebble {
             tls_ca,
             management,
             _dns: dns,
-            _server: server,
+            server,
         }
+    }
+
+    /// How many certificates pebble has issued so far, from its log.
+    pub fn issued(&self) -> usize {
+        self.server
+            .log()
+            .matches("Issued certificate serial")
+            .count()
     }
 
     /// The root pebble issues under (it makes a new one at each start).
