@@ -6,7 +6,7 @@
 #   scripts/bench-acme.sh GITWARD_BINARY [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$1
+bin=$(realpath "$1")
 rounds=${2:-3}
 count=20
 work=$(mktemp -d)

@@ -7,6 +7,11 @@
 #    change, timed with hyperfine, peak RSS with /usr/bin/time.
 # 2. Policies (the example's policy library): evaluations per second against a bare
 #    regorus loop, and `plan` against validate + one full evaluation (benches/policy.rs).
+# 3. Reconcile (ECDSA-P256 everywhere, no ACME): a cold reconcile against its floor (rcgen
+#    generating and signing the same certificates in a loop, plus the same atomic writes) and
+#    against the openssl CLI issuing 1,000 by hand; a no-op re-reconcile against the cold one
+#    (benches/reconcile.rs).
+# 4. ACME: 20 certificates from pebble, gitward against certbot (scripts/bench-acme.sh).
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +20,10 @@ count=${1:-10000}
 missing=()
 command -v hyperfine >/dev/null || missing+=(hyperfine)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v bc >/dev/null || missing+=(bc)
+command -v pebble >/dev/null || missing+=(pebble)
+command -v certbot >/dev/null || missing+=(certbot)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -60,3 +69,12 @@ echo "== 2. policies: the example library over $count certificates"
 python3 scripts/gen-repo.py "$work/policies" --certificates "$count" --change 10
 echo "validate --rev HEAD peak RSS $(( $(peak_rss "$bin" validate --repo "$work/policies" --rev HEAD) / 1024 )) MiB, plan $(( $(peak_rss "$bin" plan --repo "$work/policies" --base HEAD~1 --head HEAD) / 1024 )) MiB"
 GITWARD_BENCH_REPO="$work/policies" cargo bench --locked --quiet --bench policy 2>/dev/null
+
+echo
+echo "== 3. reconcile: $count ECDSA-P256 certificates"
+python3 scripts/gen-repo.py "$work/pki" --certificates "$count" --algorithm ECDSA-P256 --no-acme
+GITWARD_BENCH_REPO="$work/pki" cargo bench --locked --quiet --bench reconcile 2>/dev/null
+
+echo
+echo "== 4. ACME: 20 certificates from pebble"
+scripts/bench-acme.sh "$bin"

@@ -230,9 +230,8 @@ impl crate::reconcile::Progress for TerminalProgress {
     }
 
     fn step(&self, what: &str) {
-        if what == "reloading" {
-            self.bar.set_position(self.bar.length().unwrap_or(0));
-        }
+        // Steps after the certificates have started come once all of them are done.
+        self.bar.set_position(self.bar.length().unwrap_or(0));
         self.bar.set_message(what.to_owned());
     }
 }
