@@ -168,43 +168,19 @@ fn a_crash_at_any_point_finishes_the_same_orders() {
     loop {
         let host = host_with(&pebble, pebble.http_port);
         let issued_before = pebble.issued();
-        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_gitward"))
-            .args(["reconcile", "--once", "--config", "gitward.yaml"])
-            .current_dir(host.dir.path())
-            .env("GITWARD_FAILPOINT", point.to_string())
-            .output()
-            .expect("runs");
-        let finished = crashed.status.success();
+        let finished = host.reconcile_crashing_at(point);
         let run = host.reconcile(&[]).expect(0);
         assert_eq!(host.status_commits(), 1, "point {point}: {}", run.stdout);
         // The recorded order is finished, not ordered again: one certificate each from the CA.
-        assert_eq!(
-            pebble.issued() - issued_before,
-            2,
-            "point {point}: {}",
-            String::from_utf8_lossy(&crashed.stderr)
-        );
+        assert_eq!(pebble.issued() - issued_before, 2, "point {point}");
         for name in ["www", "api"] {
-            let serial = host.serial(name);
-            let serial = serial.trim().trim_start_matches("serial=").to_lowercase();
-            let recorded = host.repo.git(&[
-                "show",
-                &format!("gitward/status:status/certificate/{name}.yaml"),
-            ]);
-            assert!(
-                recorded.replace(':', "").to_lowercase().contains(&serial),
-                "point {point}: {name} on disk is not what status names"
-            );
+            host.assert_on_disk_is_in_status(name, &format!("point {point}"));
         }
-        let left = std::fs::read_dir(host.dir.path().join("state/keys/certificate"))
-            .expect("keys")
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                let file = e.file_name().to_string_lossy().into_owned();
-                file.contains(".next.") || file.contains(".order.")
-            })
-            .count();
-        assert_eq!(left, 0, "point {point}: nothing left staged or ordered");
+        assert_eq!(
+            host.keys_in_flight(),
+            0,
+            "point {point}: nothing left staged or ordered"
+        );
         if finished {
             break;
         }

@@ -623,36 +623,12 @@ fn a_crash_at_any_point_converges() {
     let mut point = 1;
     loop {
         let host = Host::new(&refs);
-        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_gitward"))
-            .args(["reconcile", "--once", "--config", "gitward.yaml"])
-            .current_dir(host.dir.path())
-            .env("GITWARD_FAILPOINT", point.to_string())
-            .output()
-            .expect("runs");
-        let finished = crashed.status.success();
+        let finished = host.reconcile_crashing_at(point);
         // Serials issued before the crash, as the journal recorded them.
         let run = host.reconcile(&[]).expect(0);
         assert_eq!(host.status_commits(), 1, "point {point}: {}", run.stdout);
         for name in ["a", "b"] {
-            let on_disk = host
-                .openssl(&[
-                    "x509",
-                    "-noout",
-                    "-fingerprint",
-                    "-sha256",
-                    "-in",
-                    &host.out(name).join("cert.pem").to_string_lossy(),
-                ])
-                .stdout;
-            let recorded = host.repo.git(&[
-                "show",
-                &format!("gitward/status:status/certificate/{name}.yaml"),
-            ]);
-            let fingerprint = on_disk.trim().rsplit('=').next().unwrap_or_default();
-            assert!(
-                recorded.contains(fingerprint),
-                "point {point}: {name} on disk is not what status names"
-            );
+            host.assert_on_disk_is_in_status(name, &format!("point {point}"));
             assert_eq!(host.verify(name).code, 0, "point {point}");
         }
         assert_eq!(
@@ -661,12 +637,11 @@ fn a_crash_at_any_point_converges() {
             "1",
             "point {point}"
         );
-        let staged = std::fs::read_dir(host.dir.path().join("state/keys/certificate"))
-            .expect("keys")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(".next."))
-            .count();
-        assert_eq!(staged, 0, "point {point}: every staged key promoted");
+        assert_eq!(
+            host.keys_in_flight(),
+            0,
+            "point {point}: every staged key promoted"
+        );
         if finished {
             break;
         }

@@ -107,4 +107,51 @@ impl Host {
         ])
         .stdout
     }
+
+    /// Reconciles with the crash point `point` armed; whether the run finished anyway.
+    pub fn reconcile_crashing_at(&self, point: usize) -> bool {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gitward"))
+            .args(["reconcile", "--once", "--config", "gitward.yaml"])
+            .current_dir(self.dir.path())
+            .env("GITWARD_FAILPOINT", point.to_string())
+            .output()
+            .expect("runs")
+            .status
+            .success()
+    }
+
+    /// Asserts that certificate `name` on disk is the one its status file names.
+    pub fn assert_on_disk_is_in_status(&self, name: &str, context: &str) {
+        let on_disk = self
+            .openssl(&[
+                "x509",
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+                "-in",
+                &self.out(name).join("cert.pem").to_string_lossy(),
+            ])
+            .stdout;
+        let recorded = self.repo.git(&[
+            "show",
+            &format!("gitward/status:status/certificate/{name}.yaml"),
+        ]);
+        let fingerprint = on_disk.trim().rsplit('=').next().unwrap_or_default();
+        assert!(
+            !fingerprint.is_empty() && recorded.contains(fingerprint),
+            "{context}: {name} on disk is not what status names"
+        );
+    }
+
+    /// Keys in the secret store still staged or held for an ACME order.
+    pub fn keys_in_flight(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("state/keys/certificate"))
+            .expect("keys")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                file.contains(".next.") || file.contains(".order.")
+            })
+            .count()
+    }
 }
