@@ -109,8 +109,13 @@ impl Verdict {
             .iter()
             .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
             .map(|f| {
+                let excepted = f
+                    .exception
+                    .as_ref()
+                    .map(|e| format!(" (excepted until {} for {})", e.expires, e.owner))
+                    .unwrap_or_default();
                 format!(
-                    "{} {} {}: {}",
+                    "{} {} {}: {}{excepted}",
                     f.policy,
                     f.enforcement,
                     f.resource_id(),
