@@ -91,7 +91,7 @@ pub struct Credentials {
 }
 
 /// Webhook secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Webhooks {
     pub github: Option<SecretFile>,

@@ -8,6 +8,7 @@
 pub mod acme;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diag;
 pub mod error;
 pub mod failpoint;
@@ -25,3 +26,4 @@ pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod webhook;

@@ -95,6 +95,12 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// The daemon: reconcile on webhooks, on the poll interval and when renewals come due.
+    Run {
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
     /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
     Status {
         #[arg(long, default_value = ".")]
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
             now,
             quiet,
         } => commands::reconcile(&config, now, quiet, &mut out),
+        Command::Run { config } => gitward::daemon::run(&config, &mut out),
         Command::Status { repo, rev, format } => commands::status(&repo, &rev, format, &mut out),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)

@@ -43,6 +43,8 @@ pub struct Report {
     pub status_commit: String,
     /// Whether a new status commit was written (a reconcile that changes nothing writes none).
     pub wrote_status: bool,
+    /// The earliest time a certificate or CA in force is due for renewal.
+    pub next_renewal: Option<DateTime<Utc>>,
 }
 
 /// Hears how a reconcile advances, for a display on a terminal.
@@ -339,6 +341,7 @@ pub fn reconcile_once(
         resources,
         status_commit: status_commit.to_string(),
         wrote_status: Some(status_commit) != observed.tip,
+        next_renewal: statuses.values().map(|s| s.renew_at).min(),
     })
 }
 

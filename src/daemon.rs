@@ -1,0 +1,253 @@
+//! `gitward run`: reconciles the tracked branch whenever a trigger says so — a webhook
+//! delivery, the poll interval, or the earliest renewal coming due — and serves health,
+//! readiness, the last outcome and the webhook endpoints on `listen`.
+//!
+//! One daemon per state directory (an exclusive lock on `stateDir/gitward.lock`). SIGTERM
+//! and SIGINT stop it after the reconcile in progress; it then exits 0.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono::Utc;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::sync::Notify;
+
+use crate::config::HostConfig;
+use crate::error::{Error, Result};
+use crate::reconcile::{Silent, reconcile_once};
+use crate::webhook::{self, Outcome, Provider, Rejection};
+
+/// Largest webhook body accepted; GitHub's push payloads stay well below.
+const BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// Delivery ids remembered to ignore replays.
+const REMEMBERED_DELIVERIES: usize = 10_000;
+
+/// Webhook secrets, read once at start.
+#[derive(Default)]
+struct Secrets {
+    github: Option<Vec<u8>>,
+    gitlab: Option<Vec<u8>>,
+    generic: Option<Vec<u8>>,
+}
+
+struct Daemon {
+    config: HostConfig,
+    secrets: Secrets,
+    trigger: Notify,
+    ready: AtomicBool,
+    last: Mutex<serde_json::Value>,
+    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
+}
+
+impl Daemon {
+    /// Whether `delivery` was seen before; remembers it.
+    fn replayed(&self, delivery: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let (ids, order) = &mut *seen;
+        if !ids.insert(delivery.to_owned()) {
+            return true;
+        }
+        order.push_back(delivery.to_owned());
+        if order.len() > REMEMBERED_DELIVERIES
+            && let Some(oldest) = order.pop_front()
+        {
+            ids.remove(&oldest);
+        }
+        false
+    }
+}
+
+fn read_secret(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    Ok(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
+    let config = HostConfig::load(config_path)?;
+    std::fs::create_dir_all(&config.state_dir).map_err(Error::io(&config.state_dir))?;
+    let lock_path = config.state_dir.join("gitward.lock");
+    let lock_file = std::fs::File::create(&lock_path).map_err(Error::io(&lock_path))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        Error::Usage(format!(
+            "another gitward daemon is running with stateDir {}",
+            config.state_dir.display()
+        ))
+    })?;
+    let webhooks = config.webhooks.clone().unwrap_or_default();
+    let secrets = Secrets {
+        github: webhooks
+            .github
+            .map(|s| read_secret(&s.secret_file))
+            .transpose()?,
+        gitlab: webhooks
+            .gitlab
+            .map(|t| read_secret(&t.token_file))
+            .transpose()?,
+        generic: webhooks
+            .generic
+            .map(|s| read_secret(&s.secret_file))
+            .transpose()?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("<tokio runtime>"))?;
+    let daemon = Arc::new(Daemon {
+        config,
+        secrets,
+        trigger: Notify::new(),
+        ready: AtomicBool::new(false),
+        last: Mutex::new(serde_json::Value::Null),
+        seen: Mutex::default(),
+    });
+    runtime.block_on(serve(daemon, out))
+}
+
+async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::io("<signal handler>"))?;
+    let stop = Arc::new(Notify::new());
+    let server = match &daemon.config.listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(Error::io(format!("listen {address}")))?;
+            let app = Router::new()
+                .route("/healthz", get(|| async { "ok\n" }))
+                .route("/readyz", get(readyz))
+                .route("/status", get(last_status))
+                .route("/hooks/{provider}", post(hook))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT))
+                .with_state(daemon.clone());
+            let stopped = stop.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.notified().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
+    loop {
+        let config = daemon.config.clone();
+        // The reconcile in progress always finishes: signals are looked at between reconciles.
+        let report =
+            tokio::task::spawn_blocking(move || reconcile_once(&config, Utc::now(), &Silent)).await;
+        let mut wait = Duration::from_secs(daemon.config.repo.poll_interval.as_secs().max(1));
+        match report {
+            Ok(Ok(report)) => {
+                let line = format!(
+                    "reconciled {} {}{}\n",
+                    &report.source[..report.source.len().min(12)],
+                    report.result.as_str(),
+                    if report.wrote_status {
+                        ""
+                    } else {
+                        " (unchanged)"
+                    }
+                );
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.flush();
+                if let Some(due) = report.next_renewal {
+                    let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    wait = wait.min(until.max(Duration::from_secs(1)));
+                }
+                daemon.ready.store(true, Ordering::SeqCst);
+                *daemon.last.lock().unwrap_or_else(PoisonError::into_inner) = serde_json::json!({
+                    "source": report.source,
+                    "result": report.result.as_str(),
+                    "problems": report.problems,
+                    "statusCommit": report.status_commit,
+                    "nextRenewal": report.next_renewal,
+                });
+            }
+            Ok(Err(error)) => {
+                let _ = writeln!(out, "reconcile failed: {error}");
+                let _ = out.flush();
+            }
+            Err(error) => {
+                let _ = writeln!(out, "reconcile stopped: {error}");
+            }
+        }
+        tokio::select! {
+            () = daemon.trigger.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    stop.notify_waiters();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    Ok(0)
+}
+
+async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    if daemon.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no reconcile has finished yet\n",
+        )
+    }
+}
+
+async fn last_status(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    let last = daemon
+        .last
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    axum::Json(last)
+}
+
+async fn hook(
+    State(daemon): State<Arc<Daemon>>,
+    UrlPath(provider): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let (provider, secret) = match provider.as_str() {
+        "github" => (Provider::GitHub, &daemon.secrets.github),
+        "gitlab" => (Provider::GitLab, &daemon.secrets.gitlab),
+        "generic" => (Provider::Generic, &daemon.secrets.generic),
+        _ => return (StatusCode::NOT_FOUND, "no such hook\n".to_owned()),
+    };
+    let Some(secret) = secret else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this hook is not configured on this host\n".to_owned(),
+        );
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match webhook::judge(provider, secret, header, &body, &daemon.config.repo.branch) {
+        Err(Rejection::Unauthenticated(why)) => (StatusCode::UNAUTHORIZED, format!("{why}\n")),
+        Err(Rejection::Malformed(why)) => (StatusCode::BAD_REQUEST, format!("{why}\n")),
+        Ok(Outcome::Ping) => (StatusCode::OK, "pong\n".to_owned()),
+        Ok(Outcome::Ignored { why, .. }) => (StatusCode::ACCEPTED, format!("ignored: {why}\n")),
+        Ok(outcome @ Outcome::Reconcile { .. }) => {
+            if outcome.delivery().is_some_and(|d| daemon.replayed(d)) {
+                return (StatusCode::OK, "delivery seen before: ignored\n".to_owned());
+            }
+            daemon.trigger.notify_one();
+            (StatusCode::ACCEPTED, "reconcile queued\n".to_owned())
+        }
+    }
+}
