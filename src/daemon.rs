@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::reconcile::{Silent, reconcile_once};
 use crate::webhook::{self, Outcome, Provider, Rejection};
 
@@ -41,6 +42,7 @@ struct Secrets {
 
 struct Daemon {
     config: HostConfig,
+    metrics: Metrics,
     secrets: Secrets,
     trigger: Notify,
     ready: AtomicBool,
@@ -104,6 +106,7 @@ pub fn run(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
         .map_err(Error::io("<tokio runtime>"))?;
     let daemon = Arc::new(Daemon {
         config,
+        metrics: Metrics::default(),
         secrets,
         trigger: Notify::new(),
         ready: AtomicBool::new(false),
@@ -126,6 +129,7 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
                 .route("/healthz", get(|| async { "ok\n" }))
                 .route("/readyz", get(readyz))
                 .route("/status", get(last_status))
+                .route("/metrics", get(metrics))
                 .route("/hooks/{provider}", post(hook))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .with_state(daemon.clone());
@@ -138,14 +142,26 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
         }
         None => None,
     };
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        // Pinged from the runtime, so a wedged runtime is restarted by systemd.
+        tokio::spawn(async move {
+            loop {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(interval / 2).await;
+            }
+        });
+    }
     loop {
         let config = daemon.config.clone();
+        let started = std::time::Instant::now();
         // The reconcile in progress always finishes: signals are looked at between reconciles.
         let report =
             tokio::task::spawn_blocking(move || reconcile_once(&config, Utc::now(), &Silent)).await;
+        let seconds = started.elapsed().as_secs_f64();
         let mut wait = Duration::from_secs(daemon.config.repo.poll_interval.as_secs().max(1));
         match report {
             Ok(Ok(report)) => {
+                daemon.metrics.reconciled(&report, seconds, Utc::now());
                 let line = format!(
                     "reconciled {} {}{}\n",
                     &report.source[..report.source.len().min(12)],
@@ -162,7 +178,10 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
                     let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                     wait = wait.min(until.max(Duration::from_secs(1)));
                 }
-                daemon.ready.store(true, Ordering::SeqCst);
+                if !daemon.ready.swap(true, Ordering::SeqCst) {
+                    // Under systemd (Type=notify), start-up is finished now.
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
                 *daemon.last.lock().unwrap_or_else(PoisonError::into_inner) = serde_json::json!({
                     "source": report.source,
                     "result": report.result.as_str(),
@@ -172,10 +191,12 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
                 });
             }
             Ok(Err(error)) => {
+                daemon.metrics.reconcile_failed(seconds);
                 let _ = writeln!(out, "reconcile failed: {error}");
                 let _ = out.flush();
             }
             Err(error) => {
+                daemon.metrics.reconcile_failed(seconds);
                 let _ = writeln!(out, "reconcile stopped: {error}");
             }
         }
@@ -186,6 +207,7 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop.notify_waiters();
     if let Some(server) = server {
         let _ = server.await;
@@ -202,6 +224,16 @@ async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
             "no reconcile has finished yet\n",
         )
     }
+}
+
+async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        daemon.metrics.render(Utc::now()),
+    )
 }
 
 async fn last_status(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
@@ -225,7 +257,9 @@ async fn hook(
         "generic" => (Provider::Generic, &daemon.secrets.generic),
         _ => return (StatusCode::NOT_FOUND, "no such hook\n".to_owned()),
     };
+    let label = format!("{provider:?}").to_lowercase();
     let Some(secret) = secret else {
+        daemon.metrics.webhook(&label, "not_configured");
         return (
             StatusCode::NOT_FOUND,
             "this hook is not configured on this host\n".to_owned(),
@@ -237,17 +271,33 @@ async fn hook(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    match webhook::judge(provider, secret, header, &body, &daemon.config.repo.branch) {
-        Err(Rejection::Unauthenticated(why)) => (StatusCode::UNAUTHORIZED, format!("{why}\n")),
-        Err(Rejection::Malformed(why)) => (StatusCode::BAD_REQUEST, format!("{why}\n")),
-        Ok(Outcome::Ping) => (StatusCode::OK, "pong\n".to_owned()),
-        Ok(Outcome::Ignored { why, .. }) => (StatusCode::ACCEPTED, format!("ignored: {why}\n")),
+    let judged = webhook::judge(provider, secret, header, &body, &daemon.config.repo.branch);
+    let (outcome, status, text) = match judged {
+        Err(Rejection::Unauthenticated(why)) => {
+            ("unauthenticated", StatusCode::UNAUTHORIZED, why.to_owned())
+        }
+        Err(Rejection::Malformed(why)) => ("malformed", StatusCode::BAD_REQUEST, why),
+        Ok(Outcome::Ping) => ("ping", StatusCode::OK, "pong".to_owned()),
+        Ok(Outcome::Ignored { why, .. }) => {
+            ("ignored", StatusCode::ACCEPTED, format!("ignored: {why}"))
+        }
         Ok(outcome @ Outcome::Reconcile { .. }) => {
             if outcome.delivery().is_some_and(|d| daemon.replayed(d)) {
-                return (StatusCode::OK, "delivery seen before: ignored\n".to_owned());
+                (
+                    "replayed",
+                    StatusCode::OK,
+                    "delivery seen before: ignored".to_owned(),
+                )
+            } else {
+                daemon.trigger.notify_one();
+                (
+                    "triggered",
+                    StatusCode::ACCEPTED,
+                    "reconcile queued".to_owned(),
+                )
             }
-            daemon.trigger.notify_one();
-            (StatusCode::ACCEPTED, "reconcile queued\n".to_owned())
         }
-    }
+    };
+    daemon.metrics.webhook(&label, outcome);
+    (status, format!("{text}\n"))
 }

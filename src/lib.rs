@@ -13,6 +13,7 @@ pub mod diag;
 pub mod error;
 pub mod failpoint;
 pub mod git;
+pub mod metrics;
 pub mod model;
 pub mod outputs;
 pub mod pki;

@@ -45,6 +45,8 @@ pub struct Report {
     pub wrote_status: bool,
     /// The earliest time a certificate or CA in force is due for renewal.
     pub next_renewal: Option<DateTime<Utc>>,
+    /// When each certificate and CA in force expires.
+    pub expiries: Vec<(Kind, String, DateTime<Utc>)>,
 }
 
 /// Hears how a reconcile advances, for a display on a terminal.
@@ -342,6 +344,10 @@ pub fn reconcile_once(
         status_commit: status_commit.to_string(),
         wrote_status: Some(status_commit) != observed.tip,
         next_renewal: statuses.values().map(|s| s.renew_at).min(),
+        expiries: statuses
+            .values()
+            .map(|s| (s.kind, s.name.clone(), s.not_after))
+            .collect(),
     })
 }
 

@@ -164,6 +164,20 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
         404
     );
 
+    let (code, metrics) = http(&host, port, "/metrics", None);
+    assert_eq!(code, 200);
+    for expected in [
+        "gitward_reconciles_total{result=\"applied\"} 2",
+        "gitward_certificate_expiry_seconds{kind=\"Certificate\",name=\"b\"}",
+        "gitward_webhook_requests_total{provider=\"generic\",outcome=\"triggered\"} 1",
+        "gitward_webhook_requests_total{provider=\"generic\",outcome=\"replayed\"} 1",
+        "gitward_webhook_requests_total{provider=\"generic\",outcome=\"unauthenticated\"} 1",
+        "gitward_reconcile_duration_seconds_count 2",
+        &format!("gitward_last_reconciled_commit{{commit=\"{head}\"}} 1"),
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    }
+
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -1,0 +1,150 @@
+//! The daemon's Prometheus metrics, served at `/metrics` in the text exposition format.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::model::Kind;
+use crate::reconcile::Report;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    reconcile_seconds: Histogram,
+    reconciles: Family<Labels, Counter>,
+    reconcile_errors: Counter,
+    last_commit: Family<Labels, Gauge>,
+    last_reconcile: Gauge<f64, AtomicU64>,
+    expiry: Family<Labels, Gauge<f64, AtomicU64>>,
+    webhooks: Family<Labels, Counter>,
+    /// When each certificate and CA in force expires; turned into seconds left at each scrape.
+    not_after: Mutex<Vec<(Kind, String, DateTime<Utc>)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("gitward");
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long reconciles take",
+            reconcile_seconds.clone(),
+        );
+        let reconciles = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by result (applied, blocked, failed)",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Counter::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that stopped before recording a result (repository, state or disk errors)",
+            reconcile_errors.clone(),
+        );
+        let last_commit = Family::<Labels, Gauge>::default();
+        registry.register(
+            "last_reconciled_commit",
+            "The commit last reconciled (value 1, the commit as a label)",
+            last_commit.clone(),
+        );
+        let last_reconcile = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_reconcile_timestamp_seconds",
+            "When the last reconcile finished (Unix time)",
+            last_reconcile.clone(),
+        );
+        let expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until each certificate and CA in force expires",
+            expiry.clone(),
+        );
+        let webhooks = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Webhook deliveries by provider and outcome",
+            webhooks.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_seconds,
+            reconciles,
+            reconcile_errors,
+            last_commit,
+            last_reconcile,
+            expiry,
+            webhooks,
+            not_after: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a finished reconcile.
+    pub fn reconciled(&self, report: &Report, seconds: f64, now: DateTime<Utc>) {
+        self.reconcile_seconds.observe(seconds);
+        self.reconciles
+            .get_or_create(&vec![(
+                "result".to_owned(),
+                report.result.as_str().to_owned(),
+            )])
+            .inc();
+        self.last_commit.clear();
+        self.last_commit
+            .get_or_create(&vec![("commit".to_owned(), report.source.clone())])
+            .set(1);
+        self.last_reconcile.set(now.timestamp() as f64);
+        *self
+            .not_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = report.expiries.clone();
+    }
+
+    /// Records a reconcile that stopped with an error.
+    pub fn reconcile_failed(&self, seconds: f64) {
+        self.reconcile_seconds.observe(seconds);
+        self.reconcile_errors.inc();
+    }
+
+    /// Records a webhook delivery and how it was answered.
+    pub fn webhook(&self, provider: &str, outcome: &str) {
+        self.webhooks
+            .get_or_create(&vec![
+                ("provider".to_owned(), provider.to_owned()),
+                ("outcome".to_owned(), outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// The metrics in Prometheus text format, expiries as of `now`.
+    pub fn render(&self, now: DateTime<Utc>) -> String {
+        self.expiry.clear();
+        for (kind, name, not_after) in self
+            .not_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let left = (*not_after - now).num_milliseconds() as f64 / 1000.0;
+            self.expiry
+                .get_or_create(&vec![
+                    ("kind".to_owned(), kind.to_string()),
+                    ("name".to_owned(), name.clone()),
+                ])
+                .set(left);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
