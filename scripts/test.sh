@@ -18,6 +18,7 @@ command -v xmllint >/dev/null || missing+=(libxml2-utils)
 command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v pebble >/dev/null || missing+=(pebble)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
@@ -29,4 +30,5 @@ fi
 
 cargo test --locked --all-targets
 /usr/bin/python3 scripts/check-schemas.py example-repo templates/starter
+scripts/check-systemd.sh target/debug/gitward
 echo "all tests passed"

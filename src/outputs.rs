@@ -165,11 +165,16 @@ pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), Outpu
     let name = checked(name)?;
     let root = open_target(target)?;
     let shown = format!("{}/{name}", target.dir.display());
-    match mkdirat(&root, name, Mode::from_bits_truncate(0o755)) {
-        Ok(()) | Err(Errno::EEXIST) => {}
+    let created = match mkdirat(&root, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) => true,
+        Err(Errno::EEXIST) => false,
         Err(errno) => return Err(io(&shown)(errno)),
-    }
+    };
     let dir = open_dir(&root, Path::new(name), &shown)?;
+    if created {
+        // Readable by the web server whatever the daemon's umask (systemd's unit sets 0077).
+        fchmod(dir.as_fd(), Mode::from_bits_truncate(0o755)).map_err(io(&shown))?;
+    }
     let group = group_id(target)?;
     let public = Mode::from_bits_truncate(0o644);
     // With a group, the key is for that group to read (a web server's), no one else.
