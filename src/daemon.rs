@@ -142,6 +142,11 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
         }
         None => None,
     };
+    // A local repository is watched: a new commit on the branch starts a reconcile at once.
+    let _watcher = match daemon.config.local_repo() {
+        Some(path) => watch_branch(&path, &daemon.config.repo.branch, daemon.clone())?,
+        None => None,
+    };
     if let Some(interval) = sd_notify::watchdog_enabled() {
         // Pinged from the runtime, so a wedged runtime is restarted by systemd.
         tokio::spawn(async move {
@@ -213,6 +218,50 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
         let _ = server.await;
     }
     Ok(0)
+}
+
+/// Watches the refs of the local repository at `path` and triggers a reconcile when `branch`
+/// moves. Other refs (the status branch, notes) are ignored, so gitward's own writes do not
+/// wake it.
+fn watch_branch(
+    path: &Path,
+    branch: &str,
+    daemon: Arc<Daemon>,
+) -> Result<Option<notify::RecommendedWatcher>> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let Ok(repo) = git2::Repository::open(path) else {
+        return Ok(None);
+    };
+    let git_dir = repo.path().to_path_buf();
+    let branch_ref = git_dir.join("refs/heads").join(branch);
+    let packed = git_dir.join("packed-refs");
+    let watched = branch_ref.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        // git writes `<ref>.lock` and renames it over the ref.
+        let moved = event
+            .paths
+            .iter()
+            .any(|p| p.starts_with(&watched) || p.with_extension("") == watched || *p == packed);
+        if moved {
+            daemon.trigger.notify_one();
+        }
+    })
+    .map_err(|e| Error::Usage(format!("watching {}: {e}", git_dir.display())))?;
+    let refs = branch_ref.parent().unwrap_or(&git_dir).to_path_buf();
+    std::fs::create_dir_all(&refs).map_err(Error::io(&refs))?;
+    for (dir, mode) in [
+        (refs.as_path(), RecursiveMode::NonRecursive),
+        (git_dir.as_path(), RecursiveMode::NonRecursive),
+    ] {
+        watcher
+            .watch(dir, mode)
+            .map_err(|e| Error::Usage(format!("watching {}: {e}", dir.display())))?;
+    }
+    Ok(Some(watcher))
 }
 
 async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {

@@ -42,7 +42,7 @@ impl Host {
     /// Writes the host config with `reload` as the `web` target's reload command.
     pub fn config_reload(&self, reload: &[&str], extra: &str) {
         let text = format!(
-            "repo:\n  url: {}\n  branch: main\nstateDir: state\ntargets:\n  web:\n    dir: out\n    reload: {}\n{extra}",
+            "repo:\n  url: {}\n  branch: main\n  pollInterval: 1h\nstateDir: state\ntargets:\n  web:\n    dir: out\n    reload: {}\n{extra}",
             self.repo.path().display(),
             serde_json::to_string(reload).expect("argv as YAML flow sequence"),
         );
