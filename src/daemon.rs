@@ -32,7 +32,7 @@ const BODY_LIMIT: usize = 5 * 1024 * 1024;
 /// Delivery ids remembered to ignore replays.
 const REMEMBERED_DELIVERIES: usize = 10_000;
 
-/// Webhook secrets, read once at start.
+/// Webhook secrets, read with the host config.
 #[derive(Default)]
 struct Secrets {
     github: Option<Vec<u8>>,
@@ -40,10 +40,41 @@ struct Secrets {
     generic: Option<Vec<u8>>,
 }
 
-struct Daemon {
+/// The host config and the secrets it names, as loaded at start or at the last SIGHUP.
+struct Loaded {
     config: HostConfig,
-    metrics: Metrics,
     secrets: Secrets,
+}
+
+impl Loaded {
+    fn read(path: &Path) -> Result<Loaded> {
+        let config = HostConfig::load(path)?;
+        let webhooks = config.webhooks.clone().unwrap_or_default();
+        let secrets = Secrets {
+            github: webhooks
+                .github
+                .map(|s| read_secret(&s.secret_file))
+                .transpose()?,
+            gitlab: webhooks
+                .gitlab
+                .map(|t| read_secret(&t.token_file))
+                .transpose()?,
+            generic: webhooks
+                .generic
+                .map(|s| read_secret(&s.secret_file))
+                .transpose()?,
+        };
+        Ok(Loaded { config, secrets })
+    }
+}
+
+struct Daemon {
+    /// Fixed at start: what cannot change under a running daemon (listen address, state
+    /// directory, the watched repository).
+    config: HostConfig,
+    /// Reloaded on SIGHUP: targets, ACME accounts, webhook secrets, branch, poll interval.
+    loaded: std::sync::RwLock<Arc<Loaded>>,
+    metrics: Metrics,
     trigger: Notify,
     ready: AtomicBool,
     last: Mutex<serde_json::Value>,
@@ -51,6 +82,13 @@ struct Daemon {
 }
 
 impl Daemon {
+    fn current(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Whether `delivery` was seen before; remembers it.
     fn replayed(&self, delivery: &str) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,7 +113,8 @@ fn read_secret(path: &Path) -> Result<Vec<u8>> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
-    let config = HostConfig::load(config_path)?;
+    let loaded = Loaded::read(config_path)?;
+    let config = loaded.config.clone();
     std::fs::create_dir_all(&config.state_dir).map_err(Error::io(&config.state_dir))?;
     let lock_path = config.state_dir.join("gitward.lock");
     let lock_file = std::fs::File::create(&lock_path).map_err(Error::io(&lock_path))?;
@@ -85,40 +124,30 @@ pub fn run(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
             config.state_dir.display()
         ))
     })?;
-    let webhooks = config.webhooks.clone().unwrap_or_default();
-    let secrets = Secrets {
-        github: webhooks
-            .github
-            .map(|s| read_secret(&s.secret_file))
-            .transpose()?,
-        gitlab: webhooks
-            .gitlab
-            .map(|t| read_secret(&t.token_file))
-            .transpose()?,
-        generic: webhooks
-            .generic
-            .map(|s| read_secret(&s.secret_file))
-            .transpose()?,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(Error::io("<tokio runtime>"))?;
     let daemon = Arc::new(Daemon {
         config,
+        loaded: std::sync::RwLock::new(Arc::new(loaded)),
         metrics: Metrics::default(),
-        secrets,
         trigger: Notify::new(),
         ready: AtomicBool::new(false),
         last: Mutex::new(serde_json::Value::Null),
         seen: Mutex::default(),
     });
-    runtime.block_on(serve(daemon, out))
+    runtime.block_on(serve(daemon, config_path, out))
 }
 
-async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(Error::io("<signal handler>"))?;
+async fn serve(
+    daemon: Arc<Daemon>,
+    config_path: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::io("<signal handler>"))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(Error::io("<signal handler>"))?;
     let stop = Arc::new(Notify::new());
     let server = match &daemon.config.listen {
         Some(address) => {
@@ -157,13 +186,14 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
         });
     }
     loop {
-        let config = daemon.config.clone();
+        let current = daemon.current();
+        let config = current.config.clone();
         let started = std::time::Instant::now();
         // The reconcile in progress always finishes: signals are looked at between reconciles.
         let report =
             tokio::task::spawn_blocking(move || reconcile_once(&config, Utc::now(), &Silent)).await;
         let seconds = started.elapsed().as_secs_f64();
-        let mut wait = Duration::from_secs(daemon.config.repo.poll_interval.as_secs().max(1));
+        let mut wait = Duration::from_secs(current.config.repo.poll_interval.as_secs().max(1));
         match report {
             Ok(Ok(report)) => {
                 daemon.metrics.reconciled(&report, seconds, Utc::now());
@@ -208,6 +238,21 @@ async fn serve(daemon: Arc<Daemon>, out: &mut dyn std::io::Write) -> Result<u8> 
         tokio::select! {
             () = daemon.trigger.notified() => {}
             () = tokio::time::sleep(wait) => {}
+            _ = hangup.recv() => {
+                // A broken config leaves the one in force; the reconcile after a reload uses
+                // the new one.
+                match Loaded::read(config_path) {
+                    Ok(loaded) => {
+                        *daemon.loaded.write().unwrap_or_else(PoisonError::into_inner) =
+                            Arc::new(loaded);
+                        let _ = writeln!(out, "host config reloaded");
+                    }
+                    Err(error) => {
+                        let _ = writeln!(out, "host config not reloaded: {error}");
+                    }
+                }
+                let _ = out.flush();
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -300,10 +345,11 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    let current = daemon.current();
     let (provider, secret) = match provider.as_str() {
-        "github" => (Provider::GitHub, &daemon.secrets.github),
-        "gitlab" => (Provider::GitLab, &daemon.secrets.gitlab),
-        "generic" => (Provider::Generic, &daemon.secrets.generic),
+        "github" => (Provider::GitHub, &current.secrets.github),
+        "gitlab" => (Provider::GitLab, &current.secrets.gitlab),
+        "generic" => (Provider::Generic, &current.secrets.generic),
         _ => return (StatusCode::NOT_FOUND, "no such hook\n".to_owned()),
     };
     let label = format!("{provider:?}").to_lowercase();
@@ -320,7 +366,7 @@ async fn hook(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let judged = webhook::judge(provider, secret, header, &body, &daemon.config.repo.branch);
+    let judged = webhook::judge(provider, secret, header, &body, &current.config.repo.branch);
     let (outcome, status, text) = match judged {
         Err(Rejection::Unauthenticated(why)) => {
             ("unauthenticated", StatusCode::UNAUTHORIZED, why.to_owned())

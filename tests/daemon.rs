@@ -192,11 +192,42 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
         assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
     }
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+    // SIGHUP reloads the host config: a broken one is refused and the one in force stays; a
+    // good one that adds the GitHub hook makes it answer.
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    let config = host.dir.path().join("gitward.yaml");
+    let good = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, "repo: [broken\n").expect("config");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    wait_until("the broken config is refused", &host, || {
+        std::fs::read_to_string(host.dir.path().join("daemon.log"))
+            .unwrap_or_default()
+            .contains("host config not reloaded")
+    });
+    assert_eq!(http(&host, port, "/healthz", None).0, 200);
+    std::fs::write(host.dir.path().join("github-secret"), "gh\n").expect("secret");
+    std::fs::write(
+        &config,
+        good.replace(
+            "  generic: {secretFile: hook-secret}\n",
+            "  generic: {secretFile: hook-secret}\n  github: {secretFile: github-secret}\n",
+        ),
     )
-    .expect("SIGTERM");
+    .expect("config");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let ping = br#"{"zen": "Keep it logically awesome."}"#;
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"gh").expect("key");
+    mac.update(ping);
+    let ping_signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let ping_headers = [
+        ("X-GitHub-Event", "ping"),
+        ("X-Hub-Signature-256", ping_signature.as_str()),
+    ];
+    wait_until("the reloaded config adds the GitHub hook", &host, || {
+        http(&host, port, "/hooks/github", Some((ping, &ping_headers))).0 == 200
+    });
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = daemon.child.try_wait().expect("wait") {
