@@ -111,8 +111,8 @@ fn read_secret(path: &Path) -> Result<Vec<u8>> {
     Ok(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
+/// Runs the daemon until SIGTERM or SIGINT; logs through `tracing`.
+pub fn run(config_path: &Path) -> Result<u8> {
     let loaded = Loaded::read(config_path)?;
     let config = loaded.config.clone();
     std::fs::create_dir_all(&config.state_dir).map_err(Error::io(&config.state_dir))?;
@@ -137,14 +137,10 @@ pub fn run(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
         last: Mutex::new(serde_json::Value::Null),
         seen: Mutex::default(),
     });
-    runtime.block_on(serve(daemon, config_path, out))
+    runtime.block_on(serve(daemon, config_path))
 }
 
-async fn serve(
-    daemon: Arc<Daemon>,
-    config_path: &Path,
-    out: &mut dyn std::io::Write,
-) -> Result<u8> {
+async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::io("<signal handler>"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::io("<signal handler>"))?;
@@ -197,18 +193,14 @@ async fn serve(
         match report {
             Ok(Ok(report)) => {
                 daemon.metrics.reconciled(&report, seconds, Utc::now());
-                let line = format!(
-                    "reconciled {} {}{}\n",
-                    &report.source[..report.source.len().min(12)],
-                    report.result.as_str(),
-                    if report.wrote_status {
-                        ""
-                    } else {
-                        " (unchanged)"
-                    }
+                tracing::info!(
+                    commit = %report.source,
+                    result = report.result.as_str(),
+                    wrote_status = report.wrote_status,
+                    seconds,
+                    problems = report.problems.len(),
+                    "reconciled"
                 );
-                let _ = out.write_all(line.as_bytes());
-                let _ = out.flush();
                 if let Some(due) = report.next_renewal {
                     let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                     wait = wait.min(until.max(Duration::from_secs(1)));
@@ -227,12 +219,11 @@ async fn serve(
             }
             Ok(Err(error)) => {
                 daemon.metrics.reconcile_failed(seconds);
-                let _ = writeln!(out, "reconcile failed: {error}");
-                let _ = out.flush();
+                tracing::error!(%error, "reconcile failed");
             }
             Err(error) => {
                 daemon.metrics.reconcile_failed(seconds);
-                let _ = writeln!(out, "reconcile stopped: {error}");
+                tracing::error!(%error, "reconcile stopped");
             }
         }
         tokio::select! {
@@ -245,13 +236,12 @@ async fn serve(
                     Ok(loaded) => {
                         *daemon.loaded.write().unwrap_or_else(PoisonError::into_inner) =
                             Arc::new(loaded);
-                        let _ = writeln!(out, "host config reloaded");
+                        tracing::info!(config = %config_path.display(), "host config reloaded");
                     }
                     Err(error) => {
-                        let _ = writeln!(out, "host config not reloaded: {error}");
+                        tracing::error!(%error, "host config not reloaded");
                     }
                 }
-                let _ = out.flush();
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,

@@ -100,6 +100,9 @@ enum Command {
         /// The host config.
         #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
         config: PathBuf,
+        /// Log lines for people (text) or one JSON object per event (json), on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
     Status {
@@ -110,6 +113,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ValidateFormat,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -151,7 +160,14 @@ fn main() -> ExitCode {
             now,
             quiet,
         } => commands::reconcile(&config, now, quiet, &mut out),
-        Command::Run { config } => gitward::daemon::run(&config, &mut out),
+        Command::Run { config, log_format } => {
+            let logs = tracing_subscriber::fmt().with_writer(io::stderr);
+            match log_format {
+                LogFormat::Text => logs.init(),
+                LogFormat::Json => logs.json().init(),
+            }
+            gitward::daemon::run(&config)
+        }
         Command::Status { repo, rev, format } => commands::status(&repo, &rev, format, &mut out),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)

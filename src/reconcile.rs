@@ -179,6 +179,7 @@ pub fn reconcile_once(
     });
     let (head_commit, head_catalog) = head?;
     let observed = observed?;
+    let _span = tracing::info_span!("reconcile", commit = %head_commit.sha).entered();
     let store = Store::open(&config.state_dir)?;
     // A crash after a status commit and before its keys were promoted: finish that first.
     let named: Vec<(Kind, String)> = store
@@ -324,6 +325,14 @@ pub fn reconcile_once(
         })
         .unwrap_or_default();
     for r in resources.iter().filter(|r| r.change != Change::Unchanged) {
+        tracing::info!(
+            kind = %r.kind,
+            resource = %r.name,
+            change = ?r.change,
+            serial = r.serial.as_deref().unwrap_or_default(),
+            detail = %r.message,
+            "resource"
+        );
         changed.insert((r.kind, r.name.clone()), r.clone());
     }
     let note = Note {

@@ -28,7 +28,7 @@ impl Drop for Running {
 fn start(host: &Host) -> Running {
     let log = std::fs::File::create(host.dir.path().join("daemon.log")).expect("log");
     let child = Command::new(env!("CARGO_BIN_EXE_gitward"))
-        .args(["run", "--config", "gitward.yaml"])
+        .args(["run", "--config", "gitward.yaml", "--log-format", "json"])
         .current_dir(host.dir.path())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -102,6 +102,19 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
     });
     assert_eq!(http(&host, port, "/healthz", None).0, 200);
     assert!(host.out("a").join("cert.pem").exists());
+    // Logs are JSON lines: each issued resource inside the reconcile's span, then the result.
+    let first = host.repo.git(&["rev-parse", "main"]);
+    let log = std::fs::read_to_string(host.dir.path().join("daemon.log")).expect("log");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(events.iter().any(|e| e["fields"]["message"] == "resource"
+        && e["fields"]["resource"] == "a"
+        && e["span"]["commit"] == first.as_str()));
+    assert!(events.iter().any(|e| e["fields"]["message"] == "reconciled"
+        && e["fields"]["commit"] == first.as_str()
+        && e["fields"]["result"] == "applied"));
 
     // A second daemon on the same state directory refuses to start.
     let second = Command::new(env!("CARGO_BIN_EXE_gitward"))
