@@ -38,8 +38,9 @@ fn start(host: &Host) -> Running {
     Running { child }
 }
 
-fn signed(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+/// `sha256=<hex HMAC-SHA256>` of `body` with `secret`, as the hooks expect.
+fn signed_with(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -158,7 +159,7 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
 
     // A signed push notification triggers a reconcile too.
     let body = format!(r#"{{"ref": "refs/heads/main", "after": "{head}"}}"#).into_bytes();
-    let signature = signed(&body);
+    let signature = signed_with(SECRET.as_bytes(), &body);
     let headers = [
         ("X-Signature-256", signature.as_str()),
         ("X-Delivery-Id", "delivery-1"),
@@ -181,7 +182,7 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
         401
     );
     let huge = vec![b' '; 6 * 1024 * 1024];
-    let huge_signature = signed(&huge);
+    let huge_signature = signed_with(SECRET.as_bytes(), &huge);
     let huge_headers = [("X-Signature-256", huge_signature.as_str())];
     assert_eq!(
         http(&host, port, "/hooks/generic", Some((&huge, &huge_headers))).0,
@@ -229,9 +230,7 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
     .expect("config");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
     let ping = br#"{"zen": "Keep it logically awesome."}"#;
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"gh").expect("key");
-    mac.update(ping);
-    let ping_signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let ping_signature = signed_with(b"gh", ping);
     let ping_headers = [
         ("X-GitHub-Event", "ping"),
         ("X-Hub-Signature-256", ping_signature.as_str()),
