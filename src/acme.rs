@@ -33,10 +33,18 @@ pub struct Request {
     pub key: String,
     /// URL of an order recorded by an earlier run that did not finish.
     pub resume: Option<String>,
+    /// The hash of the spec it is ordered for, recorded with the order.
+    pub spec_hash: String,
 }
 
 impl Request {
-    pub fn new(name: &str, spec: &CertificateSpec, csr: Vec<u8>, key: String) -> Request {
+    pub fn new(
+        name: &str,
+        spec: &CertificateSpec,
+        spec_hash: String,
+        csr: Vec<u8>,
+        key: String,
+    ) -> Request {
         let dns = spec
             .dns_names
             .iter()
@@ -52,6 +60,7 @@ impl Request {
             csr,
             key,
             resume: None,
+            spec_hash,
         }
     }
 }
@@ -101,7 +110,6 @@ pub fn issue(
     account_name: &str,
     account: &AcmeAccount,
     store: &Store,
-    spec_hashes: &HashMap<String, String>,
     requests: Vec<Request>,
 ) -> Vec<(String, Result<String, String>)> {
     let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
@@ -145,11 +153,10 @@ pub fn issue(
     for (request, url) in authorized {
         match url {
             Ok(url) => {
-                let hash = spec_hashes.get(&request.name).cloned().unwrap_or_default();
                 record.push(RecordedOrder {
                     name: request.name.clone(),
                     account: account_name.to_owned(),
-                    spec_hash: hash,
+                    spec_hash: request.spec_hash.clone(),
                     url: url.clone(),
                     key: request.key.clone(),
                 });

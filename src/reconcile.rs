@@ -789,7 +789,6 @@ impl Applier<'_> {
     fn order_acme(&mut self, catalog: &Catalog) -> Result<()> {
         let mut batches: BTreeMap<String, Vec<acme::Request>> = BTreeMap::new();
         let mut keys = HashMap::new();
-        let mut hashes = HashMap::new();
         for loaded in catalog.of_kind(Kind::Certificate) {
             let Spec::Certificate(spec) = &loaded.resource.spec else {
                 continue;
@@ -821,11 +820,10 @@ impl Applier<'_> {
             let request = key.and_then(|key| Ok((pki::signing_request(spec, &key)?, key)));
             match request {
                 Ok((csr, key)) => {
-                    let mut request = acme::Request::new(name, spec, csr, pki::key_pem(&key));
+                    let mut request = acme::Request::new(name, spec, hash, csr, pki::key_pem(&key));
                     request.resume = recorded.map(|o| o.url);
                     batches.entry(account).or_default().push(request);
                     keys.insert(name.to_owned(), key);
-                    hashes.insert(name.to_owned(), hash);
                 }
                 Err(e) => {
                     self.acme_issued.insert(name.to_owned(), Err(e.to_string()));
@@ -846,7 +844,7 @@ impl Applier<'_> {
                 "ordering {} certificate(s) from ACME account `{account}`",
                 requests.len()
             ));
-            for (name, issued) in acme::issue(&account, config, self.store, &hashes, requests) {
+            for (name, issued) in acme::issue(&account, config, self.store, requests) {
                 let issued = issued.and_then(|bundle| {
                     keys.remove(&name)
                         .map(|key| (key, bundle))
