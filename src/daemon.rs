@@ -144,6 +144,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::io("<signal handler>"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::io("<signal handler>"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::io("<signal handler>"))?;
     let stop = Arc::new(Notify::new());
     let server = match &daemon.config.listen {
         Some(address) => {
@@ -181,6 +182,9 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             }
         });
     }
+    // Reconciles in a row that did not apply; a failing renewal is retried with growing pauses,
+    // not as fast as it fails.
+    let mut failures: u32 = 0;
     loop {
         let current = daemon.current();
         let config = current.config.clone();
@@ -201,9 +205,17 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                     problems = report.problems.len(),
                     "reconciled"
                 );
+                failures = match report.result {
+                    crate::status::Outcome::Applied => 0,
+                    _ => failures.saturating_add(1),
+                };
                 if let Some(due) = report.next_renewal {
                     let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                    wait = wait.min(until.max(Duration::from_secs(1)));
+                    let pause = match failures {
+                        0 => Duration::from_secs(1),
+                        n => Duration::from_secs(10 << n.min(6)),
+                    };
+                    wait = wait.min(until.max(pause));
                 }
                 if !daemon.ready.swap(true, Ordering::SeqCst) {
                     // Under systemd (Type=notify), start-up is finished now.
@@ -244,7 +256,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 }
             }
             _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
