@@ -280,12 +280,28 @@ pub fn reconcile(
         config.status_branch,
         &report.status_commit[..8.min(report.status_commit.len())]
     ));
+    let exchange = &report.exchange;
+    for problem in [&exchange.fetch_error, &exchange.push_error]
+        .into_iter()
+        .flatten()
+    {
+        text.push_str(&format!("  remote: {}\n", crate::diag::escaped(problem)));
+    }
+    if exchange.push_retries > 0 {
+        text.push_str(&format!(
+            "  remote: the remote had moved; merged and pushed again ({} retries)\n",
+            exchange.push_retries
+        ));
+    }
     write_out(out, &text)?;
-    Ok(if report.result == Outcome::Applied {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    // Applied but not pushed is not done: the remote does not show it yet.
+    Ok(
+        if report.result == Outcome::Applied && exchange.push_error.is_none() {
+            exit::OK
+        } else {
+            exit::FAILED
+        },
+    )
 }
 
 /// `gitward status [REV]`: the outcome recorded for a commit, from Git alone.

@@ -5,7 +5,6 @@
 //! One daemon per state directory (an exclusive lock on `stateDir/gitward.lock`). SIGTERM
 //! and SIGINT stop it after the reconcile in progress; it then exits 0.
 
-use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,9 +12,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
@@ -25,12 +24,13 @@ use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reconcile::{Silent, reconcile_once};
+use crate::store::Store;
 use crate::webhook::{self, Outcome, Provider, Rejection};
 
 /// Largest webhook body accepted; GitHub's push payloads stay well below.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
-/// Delivery ids remembered to ignore replays.
-const REMEMBERED_DELIVERIES: usize = 10_000;
+/// How long delivery ids are remembered to ignore replays; forges redeliver within days.
+const REMEMBERED_DELIVERIES_SECONDS: i64 = 30 * 24 * 3600;
 
 /// Webhook secrets, read with the host config.
 #[derive(Default)]
@@ -78,7 +78,11 @@ struct Daemon {
     trigger: Notify,
     ready: AtomicBool,
     last: Mutex<serde_json::Value>,
-    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
+    /// The last failure to reach the remote and since when it lasts; `None` while it answers.
+    remote_trouble: Mutex<Option<(String, chrono::DateTime<Utc>)>>,
+    /// Delivery ids seen, in the state database so a restart does not forget them.
+    deliveries: Mutex<Store>,
+    rate_limit: Mutex<webhook::RateLimit>,
 }
 
 impl Daemon {
@@ -89,20 +93,43 @@ impl Daemon {
             .clone()
     }
 
-    /// Whether `delivery` was seen before; remembers it.
-    fn replayed(&self, delivery: &str) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let (ids, order) = &mut *seen;
-        if !ids.insert(delivery.to_owned()) {
-            return true;
+    /// Whether `delivery` was seen before; remembers it. When the database cannot say, the
+    /// delivery counts as new: a reconcile too many changes nothing.
+    fn replayed(&self, provider: &str, delivery: &str) -> bool {
+        let store = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match store.first_delivery(
+            provider,
+            delivery,
+            Utc::now().timestamp(),
+            REMEMBERED_DELIVERIES_SECONDS,
+        ) {
+            Ok(first) => !first,
+            Err(error) => {
+                tracing::error!(%error, "delivery ids not recorded");
+                false
+            }
         }
-        order.push_back(delivery.to_owned());
-        if order.len() > REMEMBERED_DELIVERIES
-            && let Some(oldest) = order.pop_front()
+    }
+
+    fn remote_answered(&self, exchange: &crate::remote::Exchange) {
+        let mut trouble = self
+            .remote_trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match exchange
+            .fetch_error
+            .as_ref()
+            .or(exchange.push_error.as_ref())
         {
-            ids.remove(&oldest);
+            None => *trouble = None,
+            Some(error) => {
+                let since = trouble.as_ref().map_or_else(Utc::now, |(_, since)| *since);
+                *trouble = Some((error.clone(), since));
+            }
         }
-        false
     }
 }
 
@@ -128,6 +155,7 @@ pub fn run(config_path: &Path) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(Error::io("<tokio runtime>"))?;
+    let config_state_dir = config.state_dir.clone();
     let daemon = Arc::new(Daemon {
         config,
         loaded: std::sync::RwLock::new(Arc::new(loaded)),
@@ -135,7 +163,9 @@ pub fn run(config_path: &Path) -> Result<u8> {
         trigger: Notify::new(),
         ready: AtomicBool::new(false),
         last: Mutex::new(serde_json::Value::Null),
-        seen: Mutex::default(),
+        remote_trouble: Mutex::default(),
+        deliveries: Mutex::new(Store::open(&config_state_dir)?),
+        rate_limit: Mutex::default(),
     });
     runtime.block_on(serve(daemon, config_path))
 }
@@ -152,7 +182,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 .await
                 .map_err(Error::io(format!("listen {address}")))?;
             let app = Router::new()
-                .route("/healthz", get(|| async { "ok\n" }))
+                .route("/healthz", get(healthz))
                 .route("/readyz", get(readyz))
                 .route("/status", get(last_status))
                 .route("/metrics", get(metrics))
@@ -161,9 +191,12 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 .with_state(daemon.clone());
             let stopped = stop.clone();
             Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.notified().await })
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stopped.notified().await })
+                .await
             }))
         }
         None => None,
@@ -185,6 +218,9 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     // Reconciles in a row that did not apply; a failing renewal is retried with growing pauses,
     // not as fast as it fails.
     let mut failures: u32 = 0;
+    // Reconciles in a row that could not reach the remote; retried sooner than the poll
+    // interval, with doubling pauses up to a minute.
+    let mut remote_failures: u32 = 0;
     loop {
         let current = daemon.current();
         let config = current.config.clone();
@@ -194,6 +230,22 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             tokio::task::spawn_blocking(move || reconcile_once(&config, Utc::now(), &Silent)).await;
         let seconds = started.elapsed().as_secs_f64();
         let mut wait = Duration::from_secs(current.config.repo.poll_interval.as_secs().max(1));
+        let exchange = match &report {
+            Ok(Ok(report)) => report.exchange.clone(),
+            Ok(Err(error @ Error::Remote { .. })) => crate::remote::Exchange {
+                fetch_error: Some(error.to_string()),
+                ..Default::default()
+            },
+            _ => crate::remote::Exchange::default(),
+        };
+        daemon.remote_answered(&exchange);
+        daemon.metrics.exchanged(&exchange);
+        if exchange.healthy() {
+            remote_failures = 0;
+        } else {
+            remote_failures = remote_failures.saturating_add(1);
+            wait = wait.min(Duration::from_secs(1 << remote_failures.min(6)));
+        }
         match report {
             Ok(Ok(report)) => {
                 daemon.metrics.reconciled(&report, seconds, Utc::now());
@@ -227,6 +279,11 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                     "problems": report.problems,
                     "statusCommit": report.status_commit,
                     "nextRenewal": report.next_renewal,
+                    "remote": {
+                        "fetchError": report.exchange.fetch_error,
+                        "pushError": report.exchange.push_error,
+                        "pushRetries": report.exchange.push_retries,
+                    },
                 });
             }
             Ok(Err(error)) => {
@@ -311,6 +368,22 @@ fn watch_branch(
     Ok(Some(watcher))
 }
 
+/// Alive as long as it answers; a remote that does not is reported, not fatal: restarting
+/// the daemon would not bring the remote back.
+async fn healthz(State(daemon): State<Arc<Daemon>>) -> String {
+    match &*daemon
+        .remote_trouble
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        None => "ok\n".to_owned(),
+        Some((error, since)) => format!(
+            "ok, degraded: remote unreachable since {}: {error}\n",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    }
+}
+
 async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     if daemon.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n")
@@ -343,24 +416,44 @@ async fn last_status(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
 
 async fn hook(
     State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     UrlPath(provider): UrlPath<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> impl IntoResponse {
+) -> Response {
     let current = daemon.current();
     let (provider, secret) = match provider.as_str() {
         "github" => (Provider::GitHub, &current.secrets.github),
         "gitlab" => (Provider::GitLab, &current.secrets.gitlab),
         "generic" => (Provider::Generic, &current.secrets.generic),
-        _ => return (StatusCode::NOT_FOUND, "no such hook\n".to_owned()),
+        _ => return (StatusCode::NOT_FOUND, "no such hook\n").into_response(),
     };
     let label = format!("{provider:?}").to_lowercase();
+    // Before any work on the body, so a flood costs little.
+    let allowed = daemon
+        .rate_limit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take(peer.ip(), std::time::Instant::now());
+    if let Err(wait) = allowed {
+        daemon.metrics.webhook(&label, "rate_limited");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(
+                axum::http::header::RETRY_AFTER,
+                wait.as_secs().max(1).to_string(),
+            )],
+            "too many deliveries from this source\n".to_owned(),
+        )
+            .into_response();
+    }
     let Some(secret) = secret else {
         daemon.metrics.webhook(&label, "not_configured");
         return (
             StatusCode::NOT_FOUND,
-            "this hook is not configured on this host\n".to_owned(),
-        );
+            "this hook is not configured on this host\n",
+        )
+            .into_response();
     };
     let header = |name: &str| {
         headers
@@ -379,7 +472,10 @@ async fn hook(
             ("ignored", StatusCode::ACCEPTED, format!("ignored: {why}"))
         }
         Ok(outcome @ Outcome::Reconcile { .. }) => {
-            if outcome.delivery().is_some_and(|d| daemon.replayed(d)) {
+            if outcome
+                .delivery()
+                .is_some_and(|d| daemon.replayed(&label, d))
+            {
                 (
                     "replayed",
                     StatusCode::OK,
@@ -396,5 +492,5 @@ async fn hook(
         }
     };
     daemon.metrics.webhook(&label, outcome);
-    (status, format!("{text}\n"))
+    (status, format!("{text}\n")).into_response()
 }

@@ -25,6 +25,13 @@ pub enum Error {
         source: git2::Error,
     },
 
+    #[error("remote {url}: {step}: {message}")]
+    Remote {
+        url: String,
+        step: String,
+        message: String,
+    },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

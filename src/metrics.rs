@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::model::Kind;
 use crate::reconcile::Report;
+use crate::remote::Exchange;
 
 type Labels = Vec<(String, String)>;
 
@@ -25,6 +26,9 @@ pub struct Metrics {
     last_reconcile: Gauge<f64, AtomicU64>,
     expiry: Family<Labels, Gauge<f64, AtomicU64>>,
     webhooks: Family<Labels, Counter>,
+    push_retries: Counter,
+    remote_errors: Family<Labels, Counter>,
+    remote_up: Gauge,
     /// When each certificate and CA in force expires; turned into seconds left at each scrape.
     not_after: Mutex<Vec<(Kind, String, DateTime<Utc>)>>,
 }
@@ -74,8 +78,29 @@ impl Default for Metrics {
             "Webhook deliveries by provider and outcome",
             webhooks.clone(),
         );
+        let push_retries = Counter::default();
+        registry.register(
+            "push_retries",
+            "Status pushes the remote rejected because it had moved, merged and pushed again",
+            push_retries.clone(),
+        );
+        let remote_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "remote_errors",
+            "Fetches and pushes that failed, by operation",
+            remote_errors.clone(),
+        );
+        let remote_up = Gauge::default();
+        registry.register(
+            "remote_up",
+            "1 when the last fetch and push succeeded (always 1 for a local repository)",
+            remote_up.clone(),
+        );
         Metrics {
             registry,
+            push_retries,
+            remote_errors,
+            remote_up,
             reconcile_seconds,
             reconciles,
             reconcile_errors,
@@ -113,6 +138,22 @@ impl Metrics {
     pub fn reconcile_failed(&self, seconds: f64) {
         self.reconcile_seconds.observe(seconds);
         self.reconcile_errors.inc();
+    }
+
+    /// Records how fetching and pushing went.
+    pub fn exchanged(&self, exchange: &Exchange) {
+        self.push_retries.inc_by(u64::from(exchange.push_retries));
+        for (operation, error) in [
+            ("fetch", &exchange.fetch_error),
+            ("push", &exchange.push_error),
+        ] {
+            if error.is_some() {
+                self.remote_errors
+                    .get_or_create(&vec![("operation".to_owned(), operation.to_owned())])
+                    .inc();
+            }
+        }
+        self.remote_up.set(i64::from(exchange.healthy()));
     }
 
     /// Records a webhook delivery and how it was answered.

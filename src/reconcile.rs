@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::outputs;
 use crate::pki::{self, Signer};
+use crate::remote::{Exchange, Workspace};
 use crate::review::review;
 use crate::snapshot::Snapshot;
 use crate::source::{BlobCache, ConfigRepo};
@@ -47,6 +48,8 @@ pub struct Report {
     pub next_renewal: Option<DateTime<Utc>>,
     /// When each certificate and CA in force expires.
     pub expiries: Vec<(Kind, String, DateTime<Utc>)>,
+    /// How fetching and pushing went, when the repository is a remote.
+    pub exchange: Exchange,
 }
 
 /// Hears how a reconcile advances, for a display on a terminal.
@@ -153,12 +156,18 @@ pub fn reconcile_once(
     now: DateTime<Utc>,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    let path = config.local_repo().ok_or_else(|| {
-        Error::Usage(format!(
-            "repo.url `{}`: `reconcile --once` works on a local repository (a path or file:// URL)",
-            config.repo.url
-        ))
-    })?;
+    let workspace = Workspace::of(config);
+    let mut exchange = Exchange::default();
+    if let Err(error) = workspace.fetch(&config.repo.branch, &config.status_branch) {
+        // The last head fetched stays in force, so renewals go on while the remote is away;
+        // with nothing fetched yet there is nothing to reconcile.
+        if !workspace.has(&format!("refs/heads/{}", config.repo.branch)) {
+            return Err(error);
+        }
+        tracing::warn!(%error, "fetch failed; reconciling the last head fetched");
+        exchange.fetch_error = Some(error.to_string());
+    }
+    let path = workspace.path().to_path_buf();
     let config_repo = ConfigRepo::open(&path)?;
     let repo = &config_repo.repo;
     let mut cache = BlobCache::default();
@@ -296,20 +305,23 @@ pub fn reconcile_once(
     };
     let counts = count_line(&resources);
     failpoint::point("before status commit");
-    let status_commit = match observed.tip {
+    let (status_commit, wrote_status) = match observed.tip {
         // Nothing observed changed: the tip already records it, no need to render it again.
         Some(tip)
             if observed.summary.as_ref() == Some(&summary) && observed.resources == statuses =>
         {
-            tip
+            (status::record(repo, tip), false)
         }
-        _ => status::commit(
-            repo,
-            &config.status_branch,
-            &observed,
-            &status::tree_files(&summary, &statuses),
-            &status::message(&head_commit.sha, result, &counts),
-        )?,
+        _ => {
+            let commit = status::commit(
+                repo,
+                &config.status_branch,
+                &observed,
+                &status::tree_files(&summary, &statuses),
+                &status::message(&head_commit.sha, result, &counts),
+            )?;
+            (commit, Some(commit) != observed.tip)
+        }
     };
     failpoint::point("status committed");
     let source =
@@ -345,18 +357,26 @@ pub fn reconcile_once(
     status::write_note(repo, source, &note)?;
     failpoint::point("note written");
     store.promote(&promote)?;
+    match workspace.publish(&config.status_branch) {
+        Ok(retries) => exchange.push_retries = retries,
+        Err(error) => {
+            tracing::warn!(%error, "status not pushed; trying again after the next reconcile");
+            exchange.push_error = Some(error.to_string());
+        }
+    }
     Ok(Report {
         source: head_commit.sha,
         result,
         problems,
         resources,
         status_commit: status_commit.to_string(),
-        wrote_status: Some(status_commit) != observed.tip,
+        wrote_status,
         next_renewal: statuses.values().map(|s| s.renew_at).min(),
         expiries: statuses
             .values()
             .map(|s| (s.kind, s.name.clone(), s.not_after))
             .collect(),
+        exchange,
     })
 }
 

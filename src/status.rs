@@ -342,6 +342,21 @@ pub fn message(source: &str, result: Outcome, line: &str) -> String {
     )
 }
 
+/// The commit that wrote the status at `tip`: `tip` itself, or when `tip` only merged in what
+/// others pushed to the status branch, the first parent that introduced the same tree.
+pub fn record(repo: &Repo, tip: Oid) -> Oid {
+    let git = repo.inner();
+    let mut record = tip;
+    while let Ok(commit) = git.find_commit(record)
+        && let Ok(parent) = commit.parent(0)
+        && commit.parent_count() > 1
+        && parent.tree_id() == commit.tree_id()
+    {
+        record = parent.id();
+    }
+    record
+}
+
 /// Writes the note on `source` unless it already says the same.
 pub fn write_note(repo: &Repo, source: Oid, note: &Note) -> Result<()> {
     let git = repo.inner();

@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS staged (
     serial TEXT NOT NULL,
     PRIMARY KEY (kind, name)
 );
+CREATE TABLE IF NOT EXISTS deliveries (
+    provider TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seen INTEGER NOT NULL,
+    PRIMARY KEY (provider, id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_seen ON deliveries (seen);
 CREATE TABLE IF NOT EXISTS acme_orders (
     name TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -106,7 +113,11 @@ impl Store {
                 source,
             },
         )?;
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        // The daemon's web handlers and its reconciles each hold a connection.
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .and_then(|()| {
+                db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            })
             .and_then(|()| db.execute_batch(SCHEMA))
             .map_err(database)?;
         Ok(Store {
@@ -130,6 +141,32 @@ impl Store {
             path: self.db_path.clone(),
             source,
         }
+    }
+
+    /// Records webhook delivery `id` from `provider` at `now` (Unix seconds); false when it
+    /// was recorded before, i.e. the delivery is a replay. Ids older than `keep_seconds` are
+    /// forgotten.
+    pub fn first_delivery(
+        &self,
+        provider: &str,
+        id: &str,
+        now: i64,
+        keep_seconds: i64,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .execute(
+                "DELETE FROM deliveries WHERE seen < ?1",
+                params![now - keep_seconds],
+            )
+            .map_err(self.db_error())?;
+        let inserted = self
+            .db
+            .execute(
+                "INSERT OR IGNORE INTO deliveries (provider, id, seen) VALUES (?1, ?2, ?3)",
+                params![provider, id, now],
+            )
+            .map_err(self.db_error())?;
+        Ok(inserted == 1)
     }
 
     /// The key of the certificate in force, if there is one.

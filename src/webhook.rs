@@ -144,6 +144,46 @@ fn verify_signature(secret: &[u8], header: Option<String>, body: &[u8]) -> Resul
         .map_err(|_| Rejection::Unauthenticated("the signature does not match"))
 }
 
+/// Deliveries each source may send in a burst, and how many more it earns per second: far
+/// above what a forge sends for real pushes, low enough that a flood does not queue work.
+const BURST: f64 = 60.0;
+const PER_SECOND: f64 = 2.0;
+/// Sources remembered at most; the fullest buckets are forgotten first (they are owed nothing).
+const SOURCES: usize = 4096;
+
+/// A token bucket per source address.
+#[derive(Default)]
+pub struct RateLimit {
+    buckets: std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>,
+}
+
+impl RateLimit {
+    /// Takes a token for `source` at `now`; when there is none, how long until there is.
+    pub fn take(
+        &mut self,
+        source: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        if self.buckets.len() >= SOURCES && !self.buckets.contains_key(&source) {
+            self.buckets.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * PER_SECOND < BURST
+            });
+        }
+        let (tokens, last) = self.buckets.entry(source).or_insert((BURST, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * PER_SECOND).min(BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - *tokens) / PER_SECOND,
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +211,28 @@ mod tests {
         assert!(verify_signature(secret, tampered, b"Hello, World!").is_err());
         assert!(verify_signature(secret, Some("sha256=zz".into()), b"x").is_err());
         assert!(verify_signature(secret, None, b"x").is_err());
+    }
+
+    #[test]
+    fn a_source_gets_its_burst_then_tokens_at_the_refill_rate() {
+        use std::net::{IpAddr, Ipv4Addr};
+        use std::time::{Duration, Instant};
+        let mut limit = RateLimit::default();
+        let (one, two) = (
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        );
+        let start = Instant::now();
+        for _ in 0..60 {
+            assert_eq!(limit.take(one, start), Ok(()));
+        }
+        let wait = limit.take(one, start).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        // Another source is not held back by the first.
+        assert_eq!(limit.take(two, start), Ok(()));
+        // Half a second later the first has earned one delivery, and only one.
+        let later = start + Duration::from_millis(500);
+        assert_eq!(limit.take(one, later), Ok(()));
+        assert!(limit.take(one, later).is_err());
     }
 }

@@ -194,20 +194,9 @@ fn the_daemon_orders_from_pebble_too() {
     let peers = tempfile::tempdir().expect("tempdir");
     let pebble = Pebble::start(peers.path());
     let host = host_with(&pebble, pebble.http_port);
-    let daemon = common::peers::Daemon::spawn(
-        env!("CARGO_BIN_EXE_gitward"),
-        &["run", "--config", "gitward.yaml"],
-        host.dir.path(),
-        &[],
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !host.out("api").join("cert.pem").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no certificate from the daemon:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let daemon = common::peers::Daemon::gitward(host.dir.path());
+    daemon.wait_until("a certificate from the daemon", || {
+        host.out("api").join("cert.pem").exists()
+    });
     assert_eq!(pebble.issued(), 2, "{}", daemon.log());
 }

@@ -49,6 +49,15 @@ impl Host {
         std::fs::write(self.dir.path().join("gitward.yaml"), text).expect("config");
     }
 
+    /// Points the host config at `url` instead of the local repository.
+    pub fn follow(&self, url: &str) {
+        let path = self.dir.path().join("gitward.yaml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let local = format!("url: {}\n", self.repo.path().display());
+        assert!(text.contains(&local));
+        std::fs::write(&path, text.replace(&local, &format!("url: {url}\n"))).expect("config");
+    }
+
     pub fn reconcile(&self, extra: &[&str]) -> Run {
         let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
         args.extend_from_slice(extra);

@@ -50,6 +50,42 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// `gitward run` with the host config `gitward.yaml` in `dir`, logging JSON.
+    pub fn gitward(dir: &Path) -> Daemon {
+        Daemon::spawn(
+            env!("CARGO_BIN_EXE_gitward"),
+            &["run", "--config", "gitward.yaml", "--log-format", "json"],
+            dir,
+            &[],
+        )
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the daemon");
+    }
+
+    /// Waits for the daemon to exit; returns its exit code.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls `done` until it holds; fails with the daemon's log after a minute.
+    pub fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the daemon accepts connections on `port`; fails if it exits first.
     pub fn wait_for(&mut self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -252,5 +288,115 @@ impl Nginx {
             reload,
             _server: server,
         }
+    }
+}
+
+/// A POST: the body and its headers.
+pub type Post<'a> = (&'a [u8], &'a [(&'a str, &'a str)]);
+
+/// `curl`s `path` on a loopback port; returns (HTTP status, body).
+pub fn http(port: u16, path: &str, post: Option<Post<'_>>) -> (u16, String) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let response = scratch.path().join("response");
+    let request = scratch.path().join("request");
+    let mut args: Vec<String> = vec![
+        "-s".into(),
+        "-o".into(),
+        response.to_string_lossy().into_owned(),
+        "-w".into(),
+        "%{http_code}".into(),
+    ];
+    if let Some((body, headers)) = post {
+        std::fs::write(&request, body).expect("request body");
+        args.push("--data-binary".into());
+        args.push(format!("@{}", request.display()));
+        for (name, value) in headers {
+            args.push("-H".into());
+            args.push(format!("{name}: {value}"));
+        }
+    }
+    args.push(format!("http://127.0.0.1:{port}{path}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = tool("curl", &args, scratch.path());
+    let code = run.stdout.trim().parse().unwrap_or(0);
+    (code, std::fs::read_to_string(&response).unwrap_or_default())
+}
+
+/// `sha256=<hex HMAC-SHA256>` of `body` with `secret`, as the webhooks sign.
+pub fn signed_with(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A bare repository served by `git daemon` with pushes enabled: the remote a host follows.
+pub struct GitServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    daemon: Option<Daemon>,
+}
+
+impl GitServer {
+    /// Serves a bare copy of `seed`'s `main`.
+    pub fn start(seed: &super::TestRepo) -> GitServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = GitServer {
+            port: free_port(),
+            dir,
+            daemon: None,
+        };
+        server.git(&["init", "-q", "--bare", "-b", "main"]);
+        seed.git(&["push", "-q", &server.path().to_string_lossy(), "main"]);
+        server.restart();
+        server
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("remote.git")
+    }
+
+    pub fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/remote.git", self.port)
+    }
+
+    /// Runs `git` in the bare repository.
+    pub fn git(&self, args: &[&str]) -> String {
+        std::fs::create_dir_all(self.path()).expect("mkdir");
+        let run = tool("git", args, &self.path());
+        assert_eq!(run.code, 0, "git {args:?}: {}", run.stderr);
+        run.stdout.trim().to_owned()
+    }
+
+    /// Whether the remote has `rev`.
+    pub fn has(&self, rev: &str) -> bool {
+        tool("git", &["rev-parse", "-q", "--verify", rev], &self.path()).code == 0
+    }
+
+    pub fn stop(&mut self) {
+        self.daemon = None;
+    }
+
+    /// Starts serving again on the same port.
+    pub fn restart(&mut self) {
+        let port = self.port.to_string();
+        let base = self.dir.path().to_string_lossy().into_owned();
+        // The program itself: `git daemon` would run it as a child that outlives a kill.
+        let mut daemon = Daemon::spawn(
+            "/usr/lib/git-core/git-daemon",
+            &[
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={base}"),
+                &base,
+            ],
+            self.dir.path(),
+            &[],
+        );
+        daemon.wait_for(self.port);
+        self.daemon = Some(daemon);
     }
 }

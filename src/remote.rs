@@ -1,0 +1,414 @@
+//! Following a remote repository. When `repo.url` names a remote (`https://`, `ssh://`,
+//! `git://`, `file://`), gitward works in a bare mirror under `stateDir`: the tracked branch is
+//! fetched into it before each reconcile, the status branch and the notes are written there and
+//! pushed back without force. A push rejected because someone else pushed is answered by
+//! fetching their refs, merging them under ours and pushing again: both histories stay, nothing
+//! is pushed twice. A plain path is worked on in place, as `git` itself would.
+//!
+//! The mirror's own status branch and notes are the record the daemon trusts; what others push
+//! to them is kept in history (a merge parent), never read back as observed state.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use git2::{Oid, Repository};
+
+use crate::config::{Credentials, HostConfig};
+use crate::error::{Error, Result};
+use crate::status::NOTES_REF;
+
+/// Pushes tried before a publish gives up for this reconcile; the next one starts again.
+const PUSH_ATTEMPTS: u32 = 5;
+/// Where the remote's status refs are kept in the mirror.
+const TRACKING_PREFIX: &str = "refs/remotes/origin/";
+
+/// Where a reconcile reads the configuration and writes status.
+pub enum Workspace {
+    /// The repository itself (a local path).
+    InPlace(PathBuf),
+    /// A bare mirror of the remote at `url`.
+    Mirror {
+        path: PathBuf,
+        url: String,
+        credentials: Option<Credentials>,
+    },
+}
+
+/// What the remote said during one reconcile.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// Why fetching failed, when it did; the reconcile then used the last fetched head.
+    pub fetch_error: Option<String>,
+    /// Why pushing failed, when it did; it is retried after the next reconcile.
+    pub push_error: Option<String>,
+    /// Pushes rejected because the remote had moved, then merged and retried.
+    pub push_retries: u32,
+}
+
+impl Exchange {
+    pub fn healthy(&self) -> bool {
+        self.fetch_error.is_none() && self.push_error.is_none()
+    }
+}
+
+impl Workspace {
+    pub fn of(config: &HostConfig) -> Workspace {
+        if !config.repo.url.contains("://") {
+            return Workspace::InPlace(PathBuf::from(&config.repo.url));
+        }
+        Workspace::Mirror {
+            path: config.state_dir.join("mirror.git"),
+            url: config.repo.url.clone(),
+            credentials: config.repo.credentials.clone(),
+        }
+    }
+
+    /// The repository a reconcile works in.
+    pub fn path(&self) -> &Path {
+        match self {
+            Workspace::InPlace(path) | Workspace::Mirror { path, .. } => path,
+        }
+    }
+
+    /// Whether the repository worked in holds `refname`.
+    pub fn has(&self, refname: &str) -> bool {
+        Repository::open(self.path()).is_ok_and(|repo| repo.find_reference(refname).is_ok())
+    }
+
+    /// Brings the tracked branch up to date. On the first fetch into an empty mirror the
+    /// remote's status branch and notes are adopted too, so a new host continues the record.
+    pub fn fetch(&self, branch: &str, status_branch: &str) -> Result<()> {
+        let Workspace::Mirror {
+            path,
+            url,
+            credentials,
+        } = self
+        else {
+            return Ok(());
+        };
+        let repo = open_or_init(path)?;
+        let status = format!("refs/heads/{status_branch}");
+        let mut refspecs = vec![format!("+refs/heads/{branch}:refs/heads/{branch}")];
+        let adopting = repo.find_reference(&status).is_err();
+        if adopting {
+            refspecs.extend(tracking_refspecs(status_branch));
+        }
+        fetch(&repo, url, credentials.as_ref(), &refspecs)?;
+        if adopting {
+            for local in [status.as_str(), NOTES_REF] {
+                if let Some(theirs) = oid_of(&repo, &tracking(local)) {
+                    repo.reference(local, theirs, false, "gitward: adopt the remote's record")
+                        .map_err(Error::git(format!("adopting {local}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes the status branch and the notes without force; a rejection is fetched, merged
+    /// and pushed again, up to [`PUSH_ATTEMPTS`] times. Returns the rejections retried.
+    pub fn publish(&self, status_branch: &str) -> Result<u32> {
+        let Workspace::Mirror {
+            path,
+            url,
+            credentials,
+        } = self
+        else {
+            return Ok(0);
+        };
+        let repo = open_or_init(path)?;
+        let status = format!("refs/heads/{status_branch}");
+        let locals = [status.as_str(), NOTES_REF];
+        let mut retries = 0;
+        loop {
+            let pending: Vec<&str> = locals
+                .iter()
+                .copied()
+                .filter(|local| ahead_of_remote(&repo, local))
+                .collect();
+            if pending.is_empty() {
+                return Ok(retries);
+            }
+            let rejected = push(&repo, url, credentials.as_ref(), &pending)?;
+            for local in pending
+                .iter()
+                .filter(|l| !rejected.iter().any(|(r, _)| r == *l))
+            {
+                if let Some(id) = oid_of(&repo, local) {
+                    repo.reference(&tracking(local), id, true, "gitward: pushed")
+                        .map_err(Error::git(format!("recording the push of {local}")))?;
+                }
+            }
+            if rejected.is_empty() {
+                return Ok(retries);
+            }
+            retries += 1;
+            if retries >= PUSH_ATTEMPTS {
+                let (name, why) = &rejected[0];
+                return Err(Error::Remote {
+                    url: url.clone(),
+                    step: format!("pushing {name}"),
+                    message: format!("rejected {retries} times, last: {why}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100) * 2u32.pow(retries));
+            fetch(
+                &repo,
+                url,
+                credentials.as_ref(),
+                &tracking_refspecs(status_branch),
+            )?;
+            merge_status(&repo, &status)?;
+            merge_notes(&repo)?;
+        }
+    }
+}
+
+fn tracking(local: &str) -> String {
+    format!(
+        "{TRACKING_PREFIX}{}",
+        local
+            .strip_prefix("refs/heads/")
+            .unwrap_or(local.trim_start_matches("refs/"))
+    )
+}
+
+fn tracking_refspecs(status_branch: &str) -> [String; 2] {
+    let status = format!("refs/heads/{status_branch}");
+    [
+        format!("+{status}:{}", tracking(&status)),
+        format!("+{NOTES_REF}:{}", tracking(NOTES_REF)),
+    ]
+}
+
+fn oid_of(repo: &Repository, name: &str) -> Option<Oid> {
+    repo.refname_to_id(name).ok()
+}
+
+/// Whether `local` holds commits the remote (as last seen) does not.
+fn ahead_of_remote(repo: &Repository, local: &str) -> bool {
+    let Some(ours) = oid_of(repo, local) else {
+        return false;
+    };
+    match oid_of(repo, &tracking(local)) {
+        None => true,
+        Some(theirs) => ours != theirs && !repo.graph_descendant_of(theirs, ours).unwrap_or(false),
+    }
+}
+
+fn open_or_init(path: &Path) -> Result<Repository> {
+    match Repository::open_bare(path) {
+        Ok(repo) => Ok(repo),
+        Err(_) => {
+            std::fs::create_dir_all(path).map_err(Error::io(path))?;
+            Repository::init_bare(path).map_err(Error::git(format!("creating {}", path.display())))
+        }
+    }
+}
+
+/// Connection and read timeouts, so a remote that stops answering fails the step instead of
+/// holding the daemon.
+fn set_timeouts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2 reads these integers when it opens a connection; they are set once,
+        // before the first connection this process makes.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(10_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
+        }
+    });
+}
+
+/// Callbacks answering the remote's request for credentials with the ones the host config
+/// names, once: a second request means they were refused.
+fn callbacks<'a>(credentials: Option<&'a Credentials>) -> git2::RemoteCallbacks<'a> {
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let mut asked = false;
+    callbacks.credentials(move |_url, username, allowed| {
+        if std::mem::replace(&mut asked, true) {
+            return Err(git2::Error::from_str("the remote refused the credentials"));
+        }
+        let Some(credentials) = credentials else {
+            return Err(git2::Error::from_str(
+                "the remote asks for credentials and the host config names none",
+            ));
+        };
+        if let Some(key) = &credentials.ssh_key_file
+            && allowed.contains(git2::CredentialType::SSH_KEY)
+        {
+            return git2::Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+        }
+        if let Some(file) = &credentials.token_file
+            && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
+        {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| git2::Error::from_str(&format!("reading {}: {e}", file.display())))?;
+            // Forges take any user name with a token; GitHub documents this one.
+            return git2::Cred::userpass_plaintext(
+                username.unwrap_or("x-access-token"),
+                token.trim_end_matches(['\r', '\n']),
+            );
+        }
+        Err(git2::Error::from_str(
+            "the remote asks for a kind of credentials the host config does not hold",
+        ))
+    });
+    callbacks
+}
+
+fn fetch(
+    repo: &Repository,
+    url: &str,
+    credentials: Option<&Credentials>,
+    refspecs: &[String],
+) -> Result<()> {
+    set_timeouts();
+    let failed = |e: git2::Error| Error::Remote {
+        url: url.to_owned(),
+        step: "fetching".to_owned(),
+        message: e.message().to_owned(),
+    };
+    let mut remote = repo.remote_anonymous(url).map_err(failed)?;
+    let mut options = git2::FetchOptions::new();
+    options
+        .remote_callbacks(callbacks(credentials))
+        .download_tags(git2::AutotagOption::None);
+    remote
+        .fetch(refspecs, Some(&mut options), None)
+        .map_err(failed)
+}
+
+/// Pushes `locals` to the same names on the remote without force; returns the refs the
+/// remote rejected, with why. A failure to talk to the remote at all is an error.
+fn push(
+    repo: &Repository,
+    url: &str,
+    credentials: Option<&Credentials>,
+    locals: &[&str],
+) -> Result<Vec<(String, String)>> {
+    set_timeouts();
+    let failed = |e: git2::Error| Error::Remote {
+        url: url.to_owned(),
+        step: "pushing".to_owned(),
+        message: e.message().to_owned(),
+    };
+    let rejected = RefCell::new(Vec::new());
+    let refspecs: Vec<String> = locals.iter().map(|l| format!("{l}:{l}")).collect();
+    let mut remote = repo.remote_anonymous(url).map_err(failed)?;
+    let mut callbacks = callbacks(credentials);
+    callbacks.push_update_reference(|name, status| {
+        if let Some(why) = status {
+            rejected
+                .borrow_mut()
+                .push((name.to_owned(), why.to_owned()));
+        }
+        Ok(())
+    });
+    let mut options = git2::PushOptions::new();
+    options.remote_callbacks(callbacks);
+    match remote.push(&refspecs, Some(&mut options)) {
+        Ok(()) => {}
+        // Checked before sending: the remote's ref is not an ancestor of ours.
+        Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
+            drop(options);
+            return Ok(locals
+                .iter()
+                .map(|l| ((*l).to_owned(), e.message().to_owned()))
+                .collect());
+        }
+        Err(e) => return Err(failed(e)),
+    }
+    drop(options);
+    Ok(rejected.into_inner())
+}
+
+/// When the remote's `local` moved somewhere ours does not contain, commits a merge with both
+/// tips as parents and the tree and message `merged` makes of them, and moves `local` to it.
+fn merge_with_remote(
+    repo: &Repository,
+    local: &str,
+    merged: impl FnOnce(&git2::Commit<'_>, &git2::Commit<'_>) -> Result<(Oid, String)>,
+) -> Result<()> {
+    let step = |what: &str| Error::git(format!("{what} {local}"));
+    let (Some(ours), Some(theirs)) = (oid_of(repo, local), oid_of(repo, &tracking(local))) else {
+        return Ok(());
+    };
+    if ours == theirs || repo.graph_descendant_of(ours, theirs).unwrap_or(false) {
+        return Ok(());
+    }
+    let our_commit = repo.find_commit(ours).map_err(step("reading"))?;
+    let their_commit = repo
+        .find_commit(theirs)
+        .map_err(step("reading the remote's"))?;
+    let (tree, message) = merged(&our_commit, &their_commit)?;
+    let tree = repo
+        .find_tree(tree)
+        .map_err(step("reading the merged tree of"))?;
+    let sig = crate::git::signature(repo)?;
+    let merge = repo
+        .commit(
+            None,
+            &sig,
+            &sig,
+            &message,
+            &tree,
+            &[&our_commit, &their_commit],
+        )
+        .map_err(step("merging"))?;
+    repo.reference_matching(local, merge, true, ours, "gitward: merge the remote's")
+        .map_err(step("moving"))?;
+    Ok(())
+}
+
+/// The status branch keeps our tree, the record the daemon observes; the remote's commits stay
+/// in history. The merge carries no `Gitward-` trailers: each source keeps one record.
+fn merge_status(repo: &Repository, local: &str) -> Result<()> {
+    merge_with_remote(repo, local, |ours, _theirs| {
+        let message = "Keep the status on top of what was pushed to the remote\n".to_owned();
+        Ok((ours.tree_id(), message))
+    })
+}
+
+/// Notes from both sides, one per annotated commit; where both annotate the same commit, ours
+/// wins (the remote's version stays in history).
+fn merge_notes(repo: &Repository) -> Result<()> {
+    merge_with_remote(repo, NOTES_REF, |ours, theirs| {
+        let step = |what: &str| Error::git(format!("{what} {NOTES_REF}"));
+        let mut notes = note_entries(theirs)?;
+        notes.extend(note_entries(ours)?);
+        let mut builder = repo.treebuilder(None).map_err(step("merging"))?;
+        for (annotated, blob) in &notes {
+            builder
+                .insert(annotated, *blob, 0o100644)
+                .map_err(step("merging"))?;
+        }
+        let tree = builder.write().map_err(step("writing the tree of"))?;
+        Ok((tree, "Notes merged with the remote's\n".to_owned()))
+    })
+}
+
+/// The notes in a notes commit's tree: annotated commit id → note blob, with or without
+/// fan-out directories.
+fn note_entries(commit: &git2::Commit<'_>) -> Result<BTreeMap<String, Oid>> {
+    let tree = commit
+        .tree()
+        .map_err(Error::git(format!("reading the tree of {NOTES_REF}")))?;
+    let mut notes = BTreeMap::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob)
+            && let Ok(name) = entry.name()
+        {
+            let id = format!("{}{name}", dir.replace('/', ""));
+            if id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                notes.insert(id, entry.id());
+            }
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(Error::git(format!("reading {NOTES_REF}")))?;
+    Ok(notes)
+}

@@ -1,0 +1,178 @@
+//! Following a remote: `git daemon` serves a bare repository with pushes enabled; gitward
+//! fetches the tracked branch from it and pushes the status branch and notes back, without
+//! force, merging what others pushed meanwhile.
+
+mod common;
+
+use common::host::{Host, ISSUERS, certificate};
+use common::peers::{Daemon, GitServer, free_port, http, signed_with};
+
+fn host() -> Host {
+    let a = certificate("a", "  dnsNames: [a.example.com]\n");
+    Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)])
+}
+
+/// Commits on the remote's status branch whose `Gitward-Source` is `source`.
+fn status_commits_for(server: &GitServer, source: &str) -> usize {
+    server
+        .git(&[
+            "log",
+            "--format=%(trailers:key=Gitward-Source,valueonly)",
+            "gitward/status",
+        ])
+        .lines()
+        .filter(|l| l.trim() == source)
+        .count()
+}
+
+#[test]
+fn status_and_notes_are_pushed_and_a_push_made_meanwhile_is_kept() {
+    let host = host();
+    let server = GitServer::start(&host.repo);
+    host.follow(&server.url());
+    let first = host.repo.git(&["rev-parse", "main"]);
+    let run = host.reconcile(&[]).expect(0);
+    assert!(!run.stdout.contains("remote:"), "{}", run.stdout);
+    assert_eq!(host.verify("a").code, 0);
+    assert_eq!(status_commits_for(&server, &first), 1);
+    assert!(
+        server
+            .git(&["notes", "--ref=gitward", "show", &first])
+            .contains("result: applied")
+    );
+    // The work happened in a mirror under the state directory, not in the clone.
+    assert!(host.dir.path().join("state/mirror.git").is_dir());
+    assert!(
+        host.repo
+            .git(&["branch", "--list", "gitward/status"])
+            .is_empty()
+    );
+
+    // Someone pushes to the status branch and adds a note of their own...
+    let url = server.url();
+    host.repo.git(&[
+        "fetch",
+        "-q",
+        &url,
+        "gitward/status",
+        "refs/notes/gitward:refs/notes/gitward",
+    ]);
+    let human = host.repo.git(&[
+        "commit-tree",
+        "FETCH_HEAD^{tree}",
+        "-p",
+        "FETCH_HEAD",
+        "-m",
+        "Checked by hand",
+    ]);
+    host.repo.git(&[
+        "push",
+        "-q",
+        &url,
+        &format!("{human}:refs/heads/gitward/status"),
+    ]);
+    host.repo.git(&[
+        "notes",
+        "--ref=gitward",
+        "add",
+        "-m",
+        "reviewed by alice",
+        &human,
+    ]);
+    host.repo.git(&["push", "-q", &url, "refs/notes/gitward"]);
+    // ...while a merge adds a certificate.
+    let b = certificate("b", "  dnsNames: [b.example.com]\n");
+    host.repo.write("b.yaml", &b);
+    let second = host.repo.commit("Add b");
+    host.repo.git(&["push", "-q", &url, "main"]);
+
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        run.stdout
+            .contains("remote: the remote had moved; merged and pushed again (1 retries)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.verify("b").code, 0);
+    // Both histories are on the remote, each record once.
+    server.git(&["merge-base", "--is-ancestor", &human, "gitward/status"]);
+    assert_eq!(status_commits_for(&server, &first), 1);
+    assert_eq!(status_commits_for(&server, &second), 1);
+    assert!(
+        server
+            .git(&["show", "gitward/status:summary.yaml"])
+            .contains(&second)
+    );
+    assert_eq!(
+        server.git(&["notes", "--ref=gitward", "show", &human]),
+        "reviewed by alice"
+    );
+    assert!(
+        server
+            .git(&["notes", "--ref=gitward", "show", &second])
+            .contains("result: applied")
+    );
+    assert!(
+        server
+            .git(&["notes", "--ref=gitward", "show", &first])
+            .contains("result: applied")
+    );
+
+    // Nothing new: nothing is pushed.
+    let tip = server.git(&["rev-parse", "gitward/status", "refs/notes/gitward"]);
+    host.reconcile(&[]).expect(0);
+    assert_eq!(
+        server.git(&["rev-parse", "gitward/status", "refs/notes/gitward"]),
+        tip
+    );
+}
+
+#[test]
+fn a_remote_that_goes_away_is_reported_and_caught_up_with_when_it_returns() {
+    let host = host();
+    let mut server = GitServer::start(&host.repo);
+    let port = free_port();
+    std::fs::write(host.dir.path().join("hook-secret"), "s3cret\n").expect("secret");
+    host.config(&format!(
+        "listen: 127.0.0.1:{port}\nwebhooks:\n  generic: {{secretFile: hook-secret}}\n"
+    ));
+    host.follow(&server.url());
+    let daemon = Daemon::gitward(host.dir.path());
+    let first = host.repo.git(&["rev-parse", "main"]);
+    daemon.wait_until("the first commit's status is on the remote", || {
+        server.has("gitward/status") && status_commits_for(&server, &first) == 1
+    });
+    assert_eq!(http(port, "/healthz", None), (200, "ok\n".to_owned()));
+
+    server.stop();
+    let b = certificate("b", "  dnsNames: [b.example.com]\n");
+    host.repo.write("b.yaml", &b);
+    let second = host.repo.commit("Add b");
+    host.repo
+        .git(&["push", "-q", &server.path().to_string_lossy(), "main"]);
+    let body = format!(r#"{{"ref": "refs/heads/main", "after": "{second}"}}"#).into_bytes();
+    let signature = signed_with(b"s3cret", &body);
+    let headers = [("X-Signature-256", signature.as_str())];
+    assert_eq!(http(port, "/hooks/generic", Some((&body, &headers))).0, 202);
+    daemon.wait_until("the unreachable remote is reported", || {
+        let (code, text) = http(port, "/healthz", None);
+        let (_, metrics) = http(port, "/metrics", None);
+        code == 200
+            && text.contains("degraded: remote unreachable")
+            && metrics.contains("gitward_remote_up 0")
+            && metrics.contains("gitward_remote_errors_total{operation=\"fetch\"}")
+    });
+    // The certificates in force are still served: the last head fetched stays applied.
+    assert_eq!(host.verify("a").code, 0);
+
+    // Back again: the daemon retries by itself and catches up, no further trigger needed.
+    server.restart();
+    daemon.wait_until("the second commit's status reaches the remote", || {
+        server.has("gitward/status") && status_commits_for(&server, &second) == 1
+    });
+    assert_eq!(host.verify("b").code, 0);
+    daemon.wait_until("health recovers", || {
+        http(port, "/healthz", None) == (200, "ok\n".to_owned())
+    });
+    assert_eq!(status_commits_for(&server, &first), 1);
+}
