@@ -592,13 +592,62 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         "Rotate the API certificate to P-384, add the status page, retire shop staging",
     )?;
     let report = plan_report(&dir, "main", DEMO_BRANCH, today())?;
+    let config = demo_host(&dir)?;
     let shown = dir.display();
+    let port = config.listen.as_deref().unwrap_or_default();
     write_out(
         out,
         &format!(
-            "Demo repository: {shown}\n  main                     the example configuration\n  {DEMO_BRANCH}   a proposed change\n\n{}\nTry:\n  gitward validate --repo {shown}\n  gitward plan --repo {shown} --base main --head {DEMO_BRANCH} --format markdown\n  gitward schema Certificate\n",
-            report.render(Format::Text)
+            "Demo repository: {shown}\n  main                     the example configuration\n  {DEMO_BRANCH}   a proposed change\n\n{}\n{}",
+            report.render(Format::Text),
+            [
+                format!("gitward now follows main in {shown}; commit to it and the commit is applied within a second."),
+                format!("  host config   {shown}/{DEMO_HOST}/gitward.yaml"),
+                format!("  certificates  {shown}/{DEMO_HOST}/tls/<target>/<certificate>/"),
+                "  status        git log --notes=gitward    git show gitward/status:summary.yaml".to_owned(),
+                format!("  metrics       http://{port}/metrics   (and /healthz, /readyz, /status)"),
+                format!("Ctrl-C stops it; `gitward run --config {shown}/{DEMO_HOST}/gitward.yaml` starts it again.\n\n"),
+            ]
+            .join("\n"),
         ),
     )?;
-    Ok(report.exit_code())
+    out.flush().map_err(Error::io("<stdout>"))?;
+    crate::daemon::run(&dir.join(DEMO_HOST).join("gitward.yaml"))
+}
+
+/// The demo host's directory inside the demo repository, excluded from Git: a host config is
+/// trusted and never part of the repository it follows.
+const DEMO_HOST: &str = ".gitward";
+
+/// Writes the demo's host config: the repository itself, state and certificates under it,
+/// every target the example names, the HTTP listener on a free loopback port.
+fn demo_host(dir: &Path) -> Result<HostConfig> {
+    let host = dir.join(DEMO_HOST);
+    std::fs::create_dir_all(&host).map_err(Error::io(&host))?;
+    let exclude = dir.join(".git/info/exclude");
+    std::fs::create_dir_all(dir.join(".git/info")).map_err(Error::io(&exclude))?;
+    std::fs::write(&exclude, format!("/{DEMO_HOST}/\n")).map_err(Error::io(&exclude))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(Error::io("127.0.0.1:0"))?
+        .port();
+    let repo = std::fs::canonicalize(dir).map_err(Error::io(dir))?;
+    let repo = serde_json::to_string(&repo.display().to_string()).unwrap_or_default();
+    let text = format!(
+        "# The demo host: everything under this directory, the listener on loopback.
+repo:
+  url: {repo}
+  branch: main
+  pollInterval: 60s
+stateDir: state
+listen: 127.0.0.1:{port}
+targets:
+  web-tls: {{dir: tls/web-tls}}
+  internal-tls: {{dir: tls/internal-tls}}
+  mtls-clients: {{dir: tls/mtls-clients}}
+"
+    );
+    let path = host.join("gitward.yaml");
+    std::fs::write(&path, text).map_err(Error::io(&path))?;
+    Ok(HostConfig::load(&path)?)
 }

@@ -29,6 +29,8 @@ use crate::webhook::{self, Outcome, Provider, Rejection};
 
 /// Largest webhook body accepted; GitHub's push payloads stay well below.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// How long a trigger waits for the ones right behind it.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How long delivery ids are remembered to ignore replays; forges redeliver within days.
 const REMEMBERED_DELIVERIES_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -296,7 +298,12 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             }
         }
         tokio::select! {
-            () = daemon.trigger.notified() => {}
+            () = daemon.trigger.notified() => {
+                // A ref update is several file events, a push often several deliveries:
+                // what arrives within the pause is one trigger.
+                tokio::time::sleep(DEBOUNCE).await;
+                let _ = tokio::time::timeout(Duration::ZERO, daemon.trigger.notified()).await;
+            }
             () = tokio::time::sleep(wait) => {}
             _ = hangup.recv() => {
                 // A broken config leaves the one in force; the reconcile after a reload uses
@@ -322,6 +329,52 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         let _ = server.await;
     }
     Ok(0)
+}
+
+/// `gitward healthcheck`: asks the daemon configured in `config_path` for `/healthz` and
+/// prints its answer; 0 when it answers 200. Needs no HTTP client in the image it runs in.
+pub fn healthcheck(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u8> {
+    use std::io::{Read, Write};
+    let config = HostConfig::load(config_path)?;
+    let Some(listen) = config.listen else {
+        return Err(Error::Usage(format!(
+            "{}: no `listen` address to ask",
+            config_path.display()
+        )));
+    };
+    let address: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| Error::Usage(format!("listen `{listen}`: {e}")))?;
+    // A daemon listening on every address answers on loopback.
+    let address = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            std::net::SocketAddr::from(([127, 0, 0, 1], address.port()))
+        }
+        ip if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port()))
+        }
+        _ => address,
+    };
+    let url = format!("http://{address}/healthz");
+    let timeout = Duration::from_secs(5);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, timeout).map_err(Error::io(&url))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| {
+            stream.write_all(format!("GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        })
+        .map_err(Error::io(&url))?;
+    let mut response = String::new();
+    stream
+        .take(64 * 1024)
+        .read_to_string(&mut response)
+        .map_err(Error::io(&url))?;
+    let healthy = response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    out.write_all(body.as_bytes())
+        .map_err(Error::io("<stdout>"))?;
+    Ok(if healthy { 0 } else { 1 })
 }
 
 /// Watches the refs of the local repository at `path` and triggers a reconcile when `branch`

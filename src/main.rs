@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build a demo repository from the embedded example and show the plan of a change to it.
+    /// Build a demo repository from the embedded example, show the plan of a change to it, and
+    /// run the daemon on it until Ctrl-C.
     Demo {
         /// Directory for the demo repository (default: a new temporary directory).
         dir: Option<PathBuf>,
@@ -104,6 +105,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Ask the running daemon's /healthz (for container health checks); 0 when it answers.
+    Healthcheck {
+        /// The host config naming the daemon's `listen` address.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
     /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
     Status {
         #[arg(long, default_value = ".")]
@@ -121,13 +128,40 @@ enum LogFormat {
     Json,
 }
 
+/// The daemon's logs go to stderr.
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gitward::policy::compile::limit_memory();
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let result = match cli.command {
-        Command::Demo { dir } => commands::demo(dir.as_deref(), &mut out),
+        Command::Demo { dir } => {
+            // One line per reconcile and what went wrong; the resources are in the notes.
+            use tracing_subscriber::prelude::*;
+            let only = tracing_subscriber::filter::Targets::new()
+                .with_target("gitward::daemon", tracing::Level::INFO)
+                .with_default(tracing::Level::WARN);
+            tracing_subscriber::registry()
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(io::stderr)
+                        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+                        .with_target(false)
+                        .with_filter(only),
+                )
+                .init();
+            commands::demo(dir.as_deref(), &mut out)
+        }
         Command::Validate { repo, rev, format } => {
             commands::validate(&ValidateOptions { repo, rev, format }, &mut out)
         }
@@ -161,13 +195,10 @@ fn main() -> ExitCode {
             quiet,
         } => commands::reconcile(&config, now, quiet, &mut out),
         Command::Run { config, log_format } => {
-            let logs = tracing_subscriber::fmt().with_writer(io::stderr);
-            match log_format {
-                LogFormat::Text => logs.init(),
-                LogFormat::Json => logs.json().init(),
-            }
+            init_logs(log_format);
             gitward::daemon::run(&config)
         }
+        Command::Healthcheck { config } => gitward::daemon::healthcheck(&config, &mut out),
         Command::Status { repo, rev, format } => commands::status(&repo, &rev, format, &mut out),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)

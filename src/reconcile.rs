@@ -337,14 +337,24 @@ pub fn reconcile_once(
         })
         .unwrap_or_default();
     for r in resources.iter().filter(|r| r.change != Change::Unchanged) {
-        tracing::info!(
-            kind = %r.kind,
-            resource = %r.name,
-            change = ?r.change,
-            serial = r.serial.as_deref().unwrap_or_default(),
-            detail = %r.message,
-            "resource"
-        );
+        // One event, at the level its outcome deserves.
+        macro_rules! resource_event {
+            ($level:ident) => {
+                tracing::$level!(
+                    kind = %r.kind,
+                    resource = %r.name,
+                    change = ?r.change,
+                    serial = r.serial.as_deref().unwrap_or_default(),
+                    detail = %r.message,
+                    "resource"
+                )
+            };
+        }
+        if r.change == Change::Failed {
+            resource_event!(warn);
+        } else {
+            resource_event!(info);
+        }
         changed.insert((r.kind, r.name.clone()), r.clone());
     }
     let note = Note {

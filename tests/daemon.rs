@@ -5,6 +5,7 @@ mod common;
 
 use std::process::Command;
 
+use common::gitward_in;
 use common::host::{Host, ISSUERS, certificate};
 use common::peers::{Daemon, free_port, http, signed_with};
 
@@ -24,6 +25,13 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
         http(port, "/readyz", None).0 == 200
     });
     assert_eq!(http(port, "/healthz", None).0, 200);
+    // The container health check asks the same endpoint, with no HTTP client needed.
+    let probe = gitward_in(
+        host.dir.path(),
+        &["healthcheck", "--config", "gitward.yaml"],
+    )
+    .expect(0);
+    assert_eq!(probe.stdout, "ok\n");
     assert!(host.out("a").join("cert.pem").exists());
     // Logs are JSON lines: each issued resource inside the reconcile's span, then the result.
     let first = host.repo.git(&["rev-parse", "main"]);
@@ -153,6 +161,11 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(daemon.exit_code(), Some(0));
     drop(daemon);
+    let probe = gitward_in(
+        host.dir.path(),
+        &["healthcheck", "--config", "gitward.yaml"],
+    );
+    assert_ne!(probe.code, 0, "nothing answers once the daemon is gone");
 
     // Delivery ids outlive the daemon: the same delivery after a restart is still a replay.
     let daemon = Daemon::gitward(host.dir.path());

@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{TestRepo, gitward_in};
+use common::peers::Daemon;
+use common::{TestRepo, gitward_in, tool};
 
 #[test]
 fn init_writes_a_starter_that_validates_and_commits() {
@@ -45,43 +46,56 @@ fn init_never_overwrites() {
 }
 
 #[test]
-fn demo_builds_a_repository_with_a_change_and_shows_its_plan() {
+fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let demo = dir.path().join("demo");
-    let run = gitward_in(dir.path(), &["demo", "demo"]).expect(0);
-    assert!(
-        run.stdout.starts_with("Demo repository: demo\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(
-            "  ~ Certificate/api-example-com     reissue  certificates/prod/api.yaml:1\n"
-        ),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("Plan: 1 to issue, 1 to reissue, 1 to remove."),
-        "{}",
-        run.stdout
-    );
-    // A real repository: main checked out and clean, the change on its branch.
     let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&demo)
-            .output()
-            .expect("git");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let run = tool("git", args, &demo);
+        assert_eq!(run.code, 0, "git {args:?}: {}", run.stderr);
+        run.stdout.trim().to_owned()
     };
+    let mut daemon = Daemon::spawn(
+        env!("CARGO_BIN_EXE_gitward"),
+        &["demo", "demo"],
+        dir.path(),
+        &[],
+    );
+    let certificate = |target: &str, name: &str| {
+        demo.join(".gitward/tls")
+            .join(target)
+            .join(name)
+            .join("cert.pem")
+    };
+    daemon.wait_until("the demo applies main", || {
+        certificate("web-tls", "api-example-com").exists()
+            && tool("git", &["log", "-1", "--notes=gitward", "main"], &demo)
+                .stdout
+                .contains("result: ")
+    });
+    let printed = daemon.log();
+    assert!(printed.starts_with("Demo repository: demo\n"), "{printed}");
+    for expected in [
+        "  ~ Certificate/api-example-com     reissue  certificates/prod/api.yaml:1\n",
+        "Plan: 1 to issue, 1 to reissue, 1 to remove.",
+        "gitward now follows main in demo",
+        "metrics       http://127.0.0.1:",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "{expected:?} not in:\n{printed}"
+        );
+    }
+    // The public certificate needs an ACME account this host does not grant: it failed, with
+    // the reason in the note; the private ones were issued.
+    let note = git(&["notes", "--ref=gitward", "show", "main"]);
+    assert!(note.contains("result: failed"), "{note}");
+    assert!(note.contains("ACME account `letsencrypt`"), "{note}");
+    // The host's files stay out of the repository.
     assert_eq!(git(&["status", "--porcelain"]), "");
     assert_eq!(
         git(&["branch", "--format=%(refname:short)"]),
-        "main\nrotate-api-certificate"
+        "gitward/status\nmain\nrotate-api-certificate"
     );
-    assert_eq!(git(&["rev-list", "--count", "rotate-api-certificate"]), "2");
     gitward_in(&demo, &["validate"]).expect(0);
     gitward_in(
         &demo,
@@ -96,6 +110,54 @@ fn demo_builds_a_repository_with_a_change_and_shows_its_plan() {
         ],
     )
     .expect(0);
+
+    // The first step of the README's walk: point www at the private CA and commit.
+    let www = demo.join("certificates/prod/www.yaml");
+    let text = std::fs::read_to_string(&www).expect("www.yaml");
+    std::fs::write(
+        &www,
+        text.replace("issuerRef: public-acme", "issuerRef: example-issuing"),
+    )
+    .expect("edit");
+    git(&[
+        "-c",
+        "user.name=Demo User",
+        "-c",
+        "user.email=demo@example.com",
+        "commit",
+        "-qam",
+        "Issue www from the private CA",
+    ]);
+    daemon.wait_until("the commit is applied", || {
+        tool("git", &["notes", "--ref=gitward", "show", "main"], &demo)
+            .stdout
+            .contains("result: applied")
+    });
+    let subject = tool(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-subject",
+            "-issuer",
+            "-in",
+            &certificate("web-tls", "www-example-com").to_string_lossy(),
+        ],
+        &demo,
+    );
+    assert!(
+        subject.stdout.contains("www.example.com"),
+        "{}",
+        subject.stdout
+    );
+    assert!(
+        subject.stdout.contains("CN = Example Issuing CA 1"),
+        "{}",
+        subject.stdout
+    );
+
+    daemon.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(daemon.exit_code(), Some(0));
     // A second demo into the same directory is refused rather than mixed in.
     let again = gitward_in(dir.path(), &["demo", "demo"]).expect(2);
     assert!(
