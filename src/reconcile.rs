@@ -317,7 +317,8 @@ pub fn reconcile_once(
                 repo,
                 &config.status_branch,
                 &observed,
-                &status::tree_files(&summary, &statuses),
+                &summary,
+                &statuses,
                 &status::message(&head_commit.sha, result, &counts),
             )?;
             (commit, Some(commit) != observed.tip)

@@ -201,7 +201,7 @@ fn resource_path(kind: Kind, name: &str) -> String {
 }
 
 /// The files of a status tree.
-pub fn tree_files(
+fn tree_files(
     summary: &Summary,
     resources: &BTreeMap<(Kind, String), ResourceStatus>,
 ) -> Vec<(String, String)> {
@@ -306,21 +306,57 @@ fn source_of(message: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// Commits a status tree on the branch unless it equals the tip's; returns the commit that
-/// records this status (the new one or the tip).
+/// Commits the status tree of `summary` and `resources` on the branch unless it equals the
+/// tip's; returns the commit that records this status (the new one or the tip). On top of a
+/// tip, only the files that differ from what it observed are written: a change to one
+/// certificate costs one file, not one per certificate.
 pub fn commit(
     repo: &Repo,
     branch: &str,
     observed: &Observed,
-    files: &[(String, String)],
+    summary: &Summary,
+    resources: &BTreeMap<(Kind, String), ResourceStatus>,
     message: &str,
 ) -> Result<Oid> {
-    let tree = repo.write_files(files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))?;
-    if let Some(tip) = observed.tip
-        && repo
-            .inner()
-            .find_commit(tip)
-            .is_ok_and(|c| c.tree_id() == tree)
+    let git = repo.inner();
+    let base_tree = observed
+        .tip
+        .and_then(|tip| git.find_commit(tip).ok())
+        .and_then(|c| c.tree().ok());
+    let tree = match &base_tree {
+        None => {
+            let files = tree_files(summary, resources);
+            repo.write_files(files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))?
+        }
+        Some(base) => {
+            let blob = |text: String| {
+                git.blob(text.as_bytes())
+                    .map_err(Error::git("writing a blob"))
+            };
+            let mut update = git2::build::TreeUpdateBuilder::new();
+            update.upsert("summary.yaml", blob(yaml(summary))?, git2::FileMode::Blob);
+            for ((kind, name), status) in resources {
+                if observed.resources.get(&(*kind, name.clone())) != Some(status) {
+                    update.upsert(
+                        resource_path(*kind, name),
+                        blob(yaml(status))?,
+                        git2::FileMode::Blob,
+                    );
+                }
+            }
+            for (kind, name) in observed.resources.keys() {
+                if !resources.contains_key(&(*kind, name.clone())) {
+                    update.remove(resource_path(*kind, name));
+                }
+            }
+            update
+                .create_updated(git, base)
+                .map_err(Error::git("updating the status tree"))?
+        }
+    };
+    if let Some(base) = &base_tree
+        && base.id() == tree
+        && let Some(tip) = observed.tip
     {
         return Ok(tip);
     }

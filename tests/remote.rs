@@ -5,7 +5,7 @@
 mod common;
 
 use common::host::{Host, ISSUERS, certificate};
-use common::peers::{Daemon, GitServer, free_port, http, signed_with};
+use common::peers::{Daemon, GitServer, HttpGitServer, free_port, http, signed_with};
 
 fn host() -> Host {
     let a = certificate("a", "  dnsNames: [a.example.com]\n");
@@ -175,4 +175,46 @@ fn a_remote_that_goes_away_is_reported_and_caught_up_with_when_it_returns() {
         http(port, "/healthz", None) == (200, "ok\n".to_owned())
     });
     assert_eq!(status_commits_for(&server, &first), 1);
+}
+
+#[test]
+fn a_token_file_answers_the_basic_auth_of_a_smart_http_server() {
+    let host = host();
+    let server = HttpGitServer::start(&host.repo, "gitward", "t0ken");
+    let url = server.url();
+    host.follow(&url);
+    host.credentials("{tokenFile: git-token}");
+    let token = host.dir.path().join("git-token");
+
+    // Refused: nothing fetched, so nothing to reconcile and nothing pushed.
+    std::fs::write(&token, "not-the-t0ken\n").expect("token");
+    let run = host.reconcile(&[]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!(
+            "remote {url}: fetching: the remote refused the credentials"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-the-t0ken") && !run.stdout.contains("not-the-t0ken"));
+    assert!(!server.has("gitward/status"));
+    assert!(!server.has("refs/notes/gitward"));
+
+    std::fs::write(&token, "t0ken\n").expect("token");
+    let head = host.repo.git(&["rev-parse", "main"]);
+    let run = host.reconcile(&[]).expect(0);
+    assert!(!run.stdout.contains("remote:"), "{}", run.stdout);
+    assert_eq!(host.verify("a").code, 0);
+    let sources = server.git(&[
+        "log",
+        "--format=%(trailers:key=Gitward-Source,valueonly)",
+        "gitward/status",
+    ]);
+    assert!(sources.lines().any(|l| l.trim() == head), "{sources}");
+    assert!(
+        server
+            .git(&["notes", "--ref=gitward", "show", &head])
+            .contains("result: applied")
+    );
 }

@@ -58,6 +58,16 @@ impl Host {
         std::fs::write(&path, text.replace(&local, &format!("url: {url}\n"))).expect("config");
     }
 
+    /// Adds `credentials` (a YAML flow mapping) to the host config's `repo`.
+    pub fn credentials(&self, credentials: &str) {
+        let path = self.dir.path().join("gitward.yaml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let branch = "\n  branch: ";
+        assert!(text.contains(branch));
+        let with = format!("\n  credentials: {credentials}{branch}");
+        std::fs::write(&path, text.replacen(branch, &with, 1)).expect("config");
+    }
+
     pub fn reconcile(&self, extra: &[&str]) -> Run {
         let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
         args.extend_from_slice(extra);

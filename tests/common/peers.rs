@@ -1,6 +1,6 @@
 //! Real peers started by the tests: Let's Encrypt's `pebble` ACME server with its DNS
-//! stand-in, and `nginx`. Each runs from the Debian package on loopback ports of its own and
-//! is killed when the test drops it.
+//! stand-in, `nginx`, and Git servers. Each runs from the Debian package on loopback ports of
+//! its own and is killed when the test drops it.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -99,6 +99,18 @@ impl Daemon {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Asks the program to exit (SIGTERM) and waits a while for it to.
+    pub fn terminate(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -256,32 +268,19 @@ pub struct Nginx {
     pub port: u16,
     /// The command that reloads it, for a target's `reload`.
     pub reload: Vec<String>,
-    _server: Daemon,
+    _server: NginxMaster,
 }
 
 impl Nginx {
     pub fn start(dir: &Path, cert_dir: &Path) -> Nginx {
         let port = free_port();
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("logs")).expect("nginx dir");
-        let p = prefix.to_string_lossy();
         let c = cert_dir.to_string_lossy();
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
-             server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {c}/fullchain.pem;\n    ssl_certificate_key {c}/key.pem;\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
+        let server = format!(
+            "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {c}/fullchain.pem;\n    ssl_certificate_key {c}/key.pem;\n    location / {{ return 200 \"ok\\n\"; }}"
         );
-        let conf_file = prefix.join("nginx.conf");
-        std::fs::write(&conf_file, conf).expect("nginx config");
-        let conf_arg = conf_file.to_string_lossy().into_owned();
-        let args = ["-p", &p, "-c", &conf_arg];
-        let mut server = Daemon::spawn("/usr/sbin/nginx", &args, dir, &[]);
-        server.wait_for(port);
-        let mut reload: Vec<String> = std::iter::once("/usr/sbin/nginx")
-            .chain(args)
-            .map(str::to_owned)
-            .collect();
+        let (server, args) = run_nginx(dir, port, &server);
+        let mut reload = vec!["/usr/sbin/nginx".to_owned()];
+        reload.extend(args);
         reload.extend(["-s".to_owned(), "reload".to_owned()]);
         Nginx {
             port,
@@ -289,6 +288,42 @@ impl Nginx {
             _server: server,
         }
     }
+}
+
+/// nginx's master process. Killed outright it would leave its workers serving, so it is asked
+/// to stop, which it passes on to them.
+struct NginxMaster(Daemon);
+
+impl Drop for NginxMaster {
+    fn drop(&mut self) {
+        self.0.terminate();
+    }
+}
+
+/// Runs nginx with its prefix in `dir/nginx` and `server` as the body of its one server
+/// block; returns it once listening on `port`, with the `-p`/`-c` arguments that address it.
+fn run_nginx(dir: &Path, port: u16, server: &str) -> (NginxMaster, Vec<String>) {
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs")).expect("nginx dir");
+    let p = prefix.to_string_lossy();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+         server {{\n    {server}\n  }}\n}}\n"
+    );
+    let conf_file = prefix.join("nginx.conf");
+    std::fs::write(&conf_file, conf).expect("nginx config");
+    let args = vec![
+        "-p".to_owned(),
+        p.into_owned(),
+        "-c".to_owned(),
+        conf_file.to_string_lossy().into_owned(),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Daemon::spawn("/usr/sbin/nginx", &argv, dir, &[]);
+    server.wait_for(port);
+    (NginxMaster(server), args)
 }
 
 /// A POST: the body and its headers.
@@ -346,8 +381,7 @@ impl GitServer {
             dir,
             daemon: None,
         };
-        server.git(&["init", "-q", "--bare", "-b", "main"]);
-        seed.git(&["push", "-q", &server.path().to_string_lossy(), "main"]);
+        seed_bare(&server.path(), seed);
         server.restart();
         server
     }
@@ -362,10 +396,7 @@ impl GitServer {
 
     /// Runs `git` in the bare repository.
     pub fn git(&self, args: &[&str]) -> String {
-        std::fs::create_dir_all(self.path()).expect("mkdir");
-        let run = tool("git", args, &self.path());
-        assert_eq!(run.code, 0, "git {args:?}: {}", run.stderr);
-        run.stdout.trim().to_owned()
+        bare_git(&self.path(), args)
     }
 
     /// Whether the remote has `rev`.
@@ -398,5 +429,96 @@ impl GitServer {
         );
         daemon.wait_for(self.port);
         self.daemon = Some(daemon);
+    }
+}
+
+/// Makes `path` a bare repository holding `seed`'s `main`.
+fn seed_bare(path: &Path, seed: &super::TestRepo) {
+    bare_git(path, &["init", "-q", "--bare", "-b", "main"]);
+    seed.git(&["push", "-q", &path.to_string_lossy(), "main"]);
+}
+
+/// Runs `git` in the bare repository at `path`; returns its trimmed output.
+fn bare_git(path: &Path, args: &[&str]) -> String {
+    std::fs::create_dir_all(path).expect("mkdir");
+    let run = tool("git", args, path);
+    assert_eq!(run.code, 0, "git {args:?}: {}", run.stderr);
+    run.stdout.trim().to_owned()
+}
+
+/// A bare repository served over smart HTTP, pushes enabled: `git http-backend` run by
+/// `fcgiwrap` behind nginx, which asks for HTTP basic auth on every request.
+pub struct HttpGitServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    user: String,
+    _nginx: NginxMaster,
+    _fcgiwrap: Daemon,
+}
+
+impl HttpGitServer {
+    /// Serves a bare copy of `seed`'s `main` to `user` with `password`.
+    pub fn start(seed: &super::TestRepo, user: &str, password: &str) -> HttpGitServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let repo = root.join("remote.git");
+        seed_bare(&repo, seed);
+        bare_git(&repo, &["config", "http.receivepack", "true"]);
+        let hash = tool("openssl", &["passwd", "-apr1", password], root).expect(0);
+        let users = root.join("htpasswd");
+        std::fs::write(&users, format!("{user}:{}\n", hash.stdout.trim())).expect("htpasswd");
+
+        let fcgi_port = free_port();
+        let mut fcgiwrap = Daemon::spawn(
+            "/usr/sbin/fcgiwrap",
+            &["-s", &format!("tcp:127.0.0.1:{fcgi_port}")],
+            root,
+            &[],
+        );
+        fcgiwrap.wait_for(fcgi_port);
+        let port = free_port();
+        let (r, u) = (root.to_string_lossy(), users.to_string_lossy());
+        // REMOTE_USER as a web server passes it: git-http-backend names the pusher after it.
+        let server = format!(
+            "listen 127.0.0.1:{port};\n    client_max_body_size 0;\n    auth_basic git;\n    auth_basic_user_file {u};\n    \
+             location / {{\n      \
+               fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;\n      \
+               fastcgi_param GIT_PROJECT_ROOT {r};\n      \
+               fastcgi_param GIT_HTTP_EXPORT_ALL \"\";\n      \
+               fastcgi_param PATH_INFO $uri;\n      \
+               fastcgi_param QUERY_STRING $query_string;\n      \
+               fastcgi_param REQUEST_METHOD $request_method;\n      \
+               fastcgi_param CONTENT_TYPE $content_type;\n      \
+               fastcgi_param CONTENT_LENGTH $content_length;\n      \
+               fastcgi_param REMOTE_USER $remote_user;\n      \
+               fastcgi_pass 127.0.0.1:{fcgi_port};\n    }}"
+        );
+        let (nginx, _) = run_nginx(root, port, &server);
+        HttpGitServer {
+            dir,
+            port,
+            user: user.to_owned(),
+            _nginx: nginx,
+            _fcgiwrap: fcgiwrap,
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("remote.git")
+    }
+
+    /// The repository's URL, naming the user (the password is for the client to give).
+    pub fn url(&self) -> String {
+        format!("http://{}@127.0.0.1:{}/remote.git", self.user, self.port)
+    }
+
+    /// Runs `git` in the bare repository.
+    pub fn git(&self, args: &[&str]) -> String {
+        bare_git(&self.path(), args)
+    }
+
+    /// Whether the repository has `rev`.
+    pub fn has(&self, rev: &str) -> bool {
+        tool("git", &["rev-parse", "-q", "--verify", rev], &self.path()).code == 0
     }
 }
