@@ -23,14 +23,14 @@ use tokio::sync::Notify;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::reconcile::{Silent, reconcile_once};
+use crate::reconcile::{Scope, Silent, Warm, reconcile_warm};
 use crate::store::Store;
 use crate::webhook::{self, Outcome, Provider, Rejection};
 
 /// Largest webhook body accepted; GitHub's push payloads stay well below.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
 /// How long a trigger waits for the ones right behind it.
-const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How long delivery ids are remembered to ignore replays; forges redeliver within days.
 const REMEMBERED_DELIVERIES_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -223,13 +223,24 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     // Reconciles in a row that could not reach the remote; retried sooner than the poll
     // interval, with doubling pauses up to a minute.
     let mut remote_failures: u32 = 0;
+    let mut warm = Warm::default();
+    // A trigger reconciles what changed; the start and the timers check everything.
+    let mut scope = Scope::Everything;
     loop {
         let current = daemon.current();
         let config = current.config.clone();
         let started = std::time::Instant::now();
         // The reconcile in progress always finishes: signals are looked at between reconciles.
-        let report =
-            tokio::task::spawn_blocking(move || reconcile_once(&config, Utc::now(), &Silent)).await;
+        let mut kept = std::mem::take(&mut warm);
+        let report = tokio::task::spawn_blocking(move || {
+            let report = reconcile_warm(&config, Utc::now(), &Silent, &mut kept, scope);
+            (report, kept)
+        })
+        .await
+        .map(|(report, kept)| {
+            warm = kept;
+            report
+        });
         let seconds = started.elapsed().as_secs_f64();
         let mut wait = Duration::from_secs(current.config.repo.poll_interval.as_secs().max(1));
         let exchange = match &report {
@@ -303,9 +314,11 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 // what arrives within the pause is one trigger.
                 tokio::time::sleep(DEBOUNCE).await;
                 let _ = tokio::time::timeout(Duration::ZERO, daemon.trigger.notified()).await;
+                scope = Scope::Changes;
             }
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(wait) => scope = Scope::Everything,
             _ = hangup.recv() => {
+                scope = Scope::Everything;
                 // A broken config leaves the one in force; the reconcile after a reload uses
                 // the new one.
                 match Loaded::read(config_path) {

@@ -8,7 +8,8 @@
 //! its issuer's fingerprint and its renewal time with what status records. Effects go
 //! through the journal of [`crate::store`] and the link-proof writes of [`crate::outputs`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rcgen::KeyPair;
@@ -24,8 +25,9 @@ use crate::model::{
 };
 use crate::outputs;
 use crate::pki::{self, Signer};
+use crate::policy::Evaluation;
 use crate::remote::{Exchange, Workspace};
-use crate::review::review;
+use crate::review::{Known, review_on};
 use crate::snapshot::Snapshot;
 use crate::source::{BlobCache, ConfigRepo};
 use crate::status::{
@@ -150,11 +152,60 @@ fn empty_commit() -> CommitInfo {
     }
 }
 
+/// What a long-running daemon keeps from one reconcile to the next, so that the work of a
+/// reconcile follows the size of the change rather than of the repository.
+#[derive(Default)]
+pub struct Warm {
+    /// Parsed files by blob id, of the commits last read.
+    blobs: BlobCache,
+    /// The status the daemon itself recorded last, valid while the status tip is unchanged.
+    observed: Option<Observed>,
+    /// The commit in force as reviewed when it was applied: the base of the next review.
+    reviewed: Option<Reviewed>,
+}
+
+/// A reviewed commit with its compiled policies and their full evaluation.
+struct Reviewed {
+    commit: CommitInfo,
+    snapshot: Snapshot,
+    evaluation: Evaluation,
+    changed: HashSet<(Kind, String)>,
+    today: chrono::NaiveDate,
+}
+
 /// Reconciles the head of the tracked branch once.
 pub fn reconcile_once(
     config: &HostConfig,
     now: DateTime<Utc>,
     progress: &dyn Progress,
+) -> Result<Report> {
+    reconcile_warm(
+        config,
+        now,
+        progress,
+        &mut Warm::default(),
+        Scope::Everything,
+    )
+}
+
+/// How much of what is on disk a reconcile compares with status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every output file and key: files that drifted are rewritten, a lost key reissued.
+    Everything,
+    /// What the commit changed or what is due: a new commit costs what it changes. The
+    /// daemon checks everything at start and on its timers.
+    Changes,
+}
+
+/// Reconciles the head of the tracked branch, reusing what `warm` kept from the last time and
+/// keeping what the next time can reuse.
+pub fn reconcile_warm(
+    config: &HostConfig,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+    warm: &mut Warm,
+    scope: Scope,
 ) -> Result<Report> {
     let workspace = Workspace::of(config);
     let mut exchange = Exchange::default();
@@ -170,15 +221,23 @@ pub fn reconcile_once(
     let path = workspace.path().to_path_buf();
     let config_repo = ConfigRepo::open(&path)?;
     let repo = &config_repo.repo;
-    let mut cache = BlobCache::default();
+    let cache = &mut warm.blobs;
     let branch = format!("refs/heads/{}", config.repo.branch);
+    let status_tip = repo
+        .inner()
+        .refname_to_id(&format!("refs/heads/{}", config.status_branch))
+        .ok();
+    let known = warm.observed.take().filter(|o| o.tip == status_tip);
     // Desired and observed state are read side by side: both are thousands of blobs.
     let (head, observed) = std::thread::scope(|scope| {
-        let observed = scope.spawn(|| {
-            let repo = crate::git::Repo::discover(&path)?;
-            status::read(&repo, &config.status_branch)
+        let observed = scope.spawn(|| match known {
+            Some(observed) => Ok(observed),
+            None => {
+                let repo = crate::git::Repo::discover(&path)?;
+                status::read(&repo, &config.status_branch)
+            }
         });
-        let head = config_repo.load(&branch, &mut cache);
+        let head = config_repo.load(&branch, cache);
         let observed = observed.join().unwrap_or_else(|_| {
             Err(Error::Usage(
                 "reading the status branch stopped unexpectedly".to_owned(),
@@ -205,34 +264,59 @@ pub fn reconcile_once(
         .collect();
     store.promote(&named)?;
     let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
-    let (verdict, head_catalog) = if applied.as_deref() == Some(head_commit.sha.as_str()) {
-        // The commit in force passed its review when it was applied, and compared with itself
-        // nothing in it is new: only its findings are kept, from its note.
-        let verdict = Verdict {
-            findings: git2::Oid::from_str(&head_commit.sha)
-                .ok()
-                .and_then(|id| status::read_note(repo, id))
-                .map(|n| n.findings)
-                .unwrap_or_default(),
-            ..Verdict::default()
+    let (verdict, head_catalog, previous_base, next_base) =
+        if applied.as_deref() == Some(head_commit.sha.as_str()) {
+            // The commit in force passed its review when it was applied, and compared with itself
+            // nothing in it is new: only its findings are kept, from its note.
+            let verdict = Verdict {
+                findings: git2::Oid::from_str(&head_commit.sha)
+                    .ok()
+                    .and_then(|id| status::read_note(repo, id))
+                    .map(|n| n.findings)
+                    .unwrap_or_default(),
+                ..Verdict::default()
+            };
+            (verdict, head_catalog, warm.reviewed.take(), None)
+        } else {
+            let today = now.date_naive();
+            let known = warm
+                .reviewed
+                .take()
+                .filter(|r| Some(r.commit.sha.as_str()) == applied.as_deref() && r.today == today);
+            let (base_commit, base) = match (&known, &applied) {
+                (Some(_), _) => (empty_commit(), None),
+                (None, Some(sha)) => {
+                    let (commit, catalog) = config_repo.load(sha, cache)?;
+                    (commit, Some(Snapshot::new(catalog)))
+                }
+                (None, None) => (empty_commit(), Some(Snapshot::new(Catalog::default()))),
+            };
+            let head = Snapshot::new(head_catalog);
+            let (report, evaluation, changed) = match (&known, &base) {
+                (Some(known), _) => review_on(
+                    (&known.commit, &known.snapshot),
+                    Some(Known {
+                        evaluation: &known.evaluation,
+                        changed: &known.changed,
+                    }),
+                    (&head_commit, &head),
+                    today,
+                ),
+                (None, Some(base)) => {
+                    review_on((&base_commit, base), None, (&head_commit, &head), today)
+                }
+                (None, None) => unreachable!("a base is loaded when none is known"),
+            };
+            let verdict = Verdict::of(&report);
+            let Snapshot {
+                catalog,
+                policies,
+                diagnostics,
+            } = head;
+            // Kept until the outcome says whether this head is the next base.
+            let next_base = (policies, diagnostics, evaluation, changed, today);
+            (verdict, catalog, known, Some(next_base))
         };
-        (verdict, head_catalog)
-    } else {
-        let (base_commit, base) = match &applied {
-            Some(sha) => {
-                let (commit, catalog) = config_repo.load(sha, &mut cache)?;
-                (commit, Snapshot::new(catalog))
-            }
-            None => (empty_commit(), Snapshot::new(Catalog::default())),
-        };
-        let head = Snapshot::new(head_catalog);
-        let verdict = Verdict::of(&review(
-            (&base_commit, &base),
-            (&head_commit, &head),
-            now.date_naive(),
-        ));
-        (verdict, head.catalog)
-    };
     let findings = verdict.findings;
 
     let invalid = !verdict.errors.is_empty();
@@ -268,6 +352,7 @@ pub fn reconcile_once(
             to_stage: Vec::new(),
             to_write: Vec::new(),
             progress,
+            scope,
         };
         applier.apply(&head_catalog)?;
         let mut problems: Vec<String> = applier
@@ -296,6 +381,25 @@ pub fn reconcile_once(
         Outcome::Applied => Some(head_commit.sha.clone()),
         Outcome::Failed if !invalid => Some(head_commit.sha.clone()),
         _ => applied,
+    };
+    // The commit in force is the base of the next review: keep its evaluation.
+    warm.reviewed = match next_base {
+        Some((policies, diagnostics, evaluation, changed, today))
+            if applied.as_deref() == Some(head_commit.sha.as_str()) =>
+        {
+            Some(Reviewed {
+                commit: head_commit.clone(),
+                snapshot: Snapshot {
+                    catalog: head_catalog,
+                    policies,
+                    diagnostics,
+                },
+                evaluation,
+                changed,
+                today,
+            })
+        }
+        _ => previous_base,
     };
     let summary = Summary {
         source: head_commit.sha.clone(),
@@ -375,6 +479,21 @@ pub fn reconcile_once(
             exchange.push_error = Some(error.to_string());
         }
     }
+    let next_renewal = statuses.values().map(|s| s.renew_at).min();
+    let expiries = statuses
+        .values()
+        .map(|s| (s.kind, s.name.clone(), s.not_after))
+        .collect();
+    // The status tip may have moved onto a merge with the remote's; its tree is this status.
+    warm.observed = Some(Observed {
+        tip: repo
+            .inner()
+            .refname_to_id(&format!("refs/heads/{}", config.status_branch))
+            .ok(),
+        summary: Some(summary),
+        resources: statuses,
+    });
+    warm.blobs.keep_only_used();
     Ok(Report {
         source: head_commit.sha,
         result,
@@ -382,11 +501,8 @@ pub fn reconcile_once(
         resources,
         status_commit: status_commit.to_string(),
         wrote_status,
-        next_renewal: statuses.values().map(|s| s.renew_at).min(),
-        expiries: statuses
-            .values()
-            .map(|s| (s.kind, s.name.clone(), s.not_after))
-            .collect(),
+        next_renewal,
+        expiries,
         exchange,
     })
 }
@@ -415,7 +531,6 @@ fn count_line(resources: &[ResourceOutcome]) -> String {
 }
 
 /// A CA ready to sign: its certificate, key and the chain above it.
-#[derive(Clone)]
 struct CaSigner {
     certificate: String,
     /// Its private key, PEM (read back into a key pair for each signature).
@@ -446,7 +561,7 @@ struct FilesToWrite {
 /// Where a certificate comes from.
 enum Source {
     /// A CA of the repository, signing here.
-    Ca(CaSigner),
+    Ca(Arc<CaSigner>),
     /// An ACME account of the host config.
     Acme(String),
 }
@@ -495,7 +610,7 @@ struct Applier<'a> {
     written: BTreeSet<String>,
     /// Problems not tied to one resource (a reload that failed).
     problems: Vec<String>,
-    signers: HashMap<String, CaSigner>,
+    signers: HashMap<String, Arc<CaSigner>>,
     /// Issued this run, for the journal before anything uses them.
     to_stage: Vec<(Kind, String, Staged)>,
     /// Certificate files to write once what they hold is staged.
@@ -503,6 +618,7 @@ struct Applier<'a> {
     /// Keys and certificates ordered from ACME this run, or why the order failed.
     acme_issued: HashMap<String, std::result::Result<(KeyPair, String), String>>,
     progress: &'a dyn Progress,
+    scope: Scope,
 }
 
 impl CaSigner {
@@ -762,13 +878,13 @@ impl Applier<'_> {
         self.outcome(Kind::Issuer, name, change, Some(info.serial), String::new());
         self.signers.insert(
             name.to_owned(),
-            CaSigner {
+            Arc::new(CaSigner {
                 certificate,
                 key,
                 fingerprint: info.fingerprint,
                 intermediates,
                 root,
-            },
+            }),
         );
         Ok(())
     }
@@ -799,7 +915,7 @@ impl Applier<'_> {
     fn certificate_due(&self, name: &str, hash: &str, source: &Source) -> Option<Change> {
         let kind = Kind::Certificate;
         let existing = self.observed.resources.get(&(kind, name.to_owned()));
-        let key_present = self.store.has_key(kind, name);
+        let key_present = self.scope == Scope::Changes || self.store.has_key(kind, name);
         why_issue(existing, hash, source.fingerprint(), key_present, self.now)
     }
 
@@ -902,14 +1018,11 @@ impl Applier<'_> {
 
     fn certificate(&mut self, catalog: &Catalog, name: &str, spec: &CertificateSpec) -> Result<()> {
         let kind = Kind::Certificate;
-        let existing = self
-            .observed
-            .resources
-            .get(&(kind, name.to_owned()))
-            .cloned();
+        let observed = self.observed;
+        let existing = observed.resources.get(&(kind, name.to_owned()));
         let fail = |this: &mut Self, message: String| {
             // What was in force stays recorded: status never forgets a certificate it knows.
-            if let Some(mut old) = existing.clone() {
+            if let Some(mut old) = existing.cloned() {
                 old.set_condition("Ready", false, "Failed", message.clone(), this.now);
                 this.statuses.insert((kind, name.to_owned()), old);
             }
@@ -931,6 +1044,21 @@ impl Applier<'_> {
         };
         let hash = spec_hash(&spec.significant_fields());
         let why = self.certificate_due(name, &hash, &source);
+        let renew_before =
+            i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
+        // Nothing to do and nothing to check: what status records stands as it is.
+        if self.scope == Scope::Changes
+            && why.is_none()
+            && let Some(existing) = existing
+            && existing.target.as_deref() == Some(spec.target.as_str())
+            && existing.renew_at == existing.not_after - chrono::Duration::seconds(renew_before)
+            && existing.condition("Ready").is_some_and(|c| c.status == "True")
+        {
+            let serial = existing.serial.clone();
+            self.statuses.insert((kind, name.to_owned()), existing.clone());
+            self.outcome(kind, name, Change::Unchanged, Some(serial), String::new());
+            return Ok(());
+        }
         // A new key, or `None` for the one in force (read only if the files need writing).
         let (new_key, certificate, change) = match (why, &existing) {
             (None, Some(existing)) => (None, existing.certificate.clone(), Change::Unchanged),
@@ -998,8 +1126,6 @@ impl Applier<'_> {
                 (leaf, chain, None)
             }
         };
-        let renew_before =
-            i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
         let mut status = ResourceStatus {
             kind,
             name: name.to_owned(),

@@ -3,7 +3,7 @@
 //! the same loader, which skips what `.gitwardignore` lists, never follows a symbolic link,
 //! refuses oversized files before reading them, and parses each blob once per [`BlobCache`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -198,6 +198,17 @@ fn relative_path(path: &Path) -> Option<String> {
 #[derive(Default)]
 pub struct BlobCache {
     parsed: HashMap<(Oid, Role), Arc<ParsedFile>>,
+    /// Entries read since the last [`BlobCache::keep_only_used`].
+    used: HashSet<(Oid, Role)>,
+}
+
+impl BlobCache {
+    /// Forgets the files not read since the last call: a cache kept across commits holds
+    /// what the latest ones have, not every version ever read.
+    pub fn keep_only_used(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.parsed.retain(|key, _| used.contains(key));
+    }
 }
 
 /// The `.gitwardignore` matcher, and problems with its patterns.
@@ -303,8 +314,11 @@ fn parsed_entry(
     role: Role,
     cache: &mut BlobCache,
 ) -> Arc<ParsedFile> {
-    if let Some(hit) = entry.blob.and_then(|id| cache.parsed.get(&(id, role))) {
-        return hit.clone();
+    if let Some(id) = entry.blob {
+        cache.used.insert((id, role));
+        if let Some(hit) = cache.parsed.get(&(id, role)) {
+            return hit.clone();
+        }
     }
     let parsed = Arc::new(match source.read(entry) {
         Ok(bytes) => parse_file(role, &bytes),

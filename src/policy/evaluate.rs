@@ -143,7 +143,7 @@ pub struct Context {
 }
 
 /// The result of evaluating policies over a catalog.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Evaluation {
     pub findings: Vec<Finding>,
     /// Runtime errors: each fails the commit.

@@ -22,8 +22,8 @@ use crate::model::{Catalog, Kind, Spec};
 /// Marks each head finding new or existing against the base, and adds the base's findings
 /// that are gone as resolved. The base must have been evaluated on every pair (policy,
 /// resource) the head has findings for, where it has both: a finding on a pair the base did
-/// not evaluate is new.
-pub fn compare(head: Vec<Finding>, base: &Evaluation) -> Vec<Finding> {
+/// not evaluate is new — unless `base_complete` says the base's findings are all there are.
+pub fn compare(head: Vec<Finding>, base: &Evaluation, base_complete: bool) -> Vec<Finding> {
     let mut unmatched: HashMap<_, Vec<&Finding>> = HashMap::new();
     for f in &base.findings {
         unmatched.entry(f.identity()).or_default().push(f);
@@ -31,9 +31,10 @@ pub fn compare(head: Vec<Finding>, base: &Evaluation) -> Vec<Finding> {
     let mut out: Vec<Finding> = head
         .into_iter()
         .map(|mut f| {
-            let evaluated = base
-                .evaluated
-                .contains(&(f.policy.clone(), f.kind, f.name.clone()));
+            let evaluated = base_complete
+                || base
+                    .evaluated
+                    .contains(&(f.policy.clone(), f.kind, f.name.clone()));
             let matched = evaluated
                 && unmatched
                     .get_mut(&f.identity())
@@ -281,7 +282,7 @@ mod tests {
             id: Some("key".into()),
             ..finding("q", "c", "spec.k", "original")
         });
-        let statuses: Vec<(String, String, FindingStatus)> = compare(head, &base)
+        let statuses: Vec<(String, String, FindingStatus)> = compare(head, &base, false)
             .into_iter()
             .map(|f| (f.name, f.message, f.status))
             .collect();

@@ -16,6 +16,8 @@ pub struct Reads {
     pub everything: bool,
     /// `input.commit`: differs between any two commits.
     pub commit: bool,
+    /// `input.change`: differs for a resource whose change differs between two reviews.
+    pub change: bool,
     /// Inventory kinds read through `data.gitward.inventory.<Kind>` or an index of them.
     pub kinds: BTreeSet<Kind>,
 }
@@ -33,6 +35,7 @@ impl Reads {
         let mut reads = Reads {
             // `input["commit"]` and other computed keys may reach the commit too.
             commit: code.contains("input.commit") || code.contains("input["),
+            change: code.contains("input.change") || code.contains("input["),
             everything: code.contains("data["),
             ..Reads::default()
         };
@@ -65,6 +68,7 @@ impl Reads {
         let before = self.clone();
         self.everything |= other.everything;
         self.commit |= other.commit;
+        self.change |= other.change;
         self.kinds.extend(other.kinds.iter().copied());
         *self != before
     }
