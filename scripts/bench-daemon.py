@@ -107,7 +107,8 @@ def main():
     processes = []
     try:
         bare = os.path.join(work, "remote.git")
-        subprocess.run(["git", "clone", "-q", "--bare", args.repo, bare], check=True)
+        # The configuration only: status a benchmark left in REPO is not this daemon's record.
+        subprocess.run(["git", "clone", "-q", "--bare", "--single-branch", args.repo, bare], check=True)
         clone = os.path.join(work, "clone")
         subprocess.run(["git", "clone", "-q", bare, clone], check=True)
         git_port, listen = free_port(), free_port()

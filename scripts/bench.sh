@@ -12,6 +12,9 @@
 #    against the openssl CLI issuing 1,000 by hand; a no-op re-reconcile against the cold one
 #    (benches/reconcile.rs).
 # 4. ACME: 20 certificates from pebble, gitward against certbot (scripts/bench-acme.sh).
+# 5. The daemon following a remote (`git daemon`): a webhook-triggered one-file change, from
+#    the push being accepted to the status on the remote, p50/p95 over 50 changes, in a
+#    100-certificate and the large repository; idle CPU and RSS (scripts/bench-daemon.py).
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,3 +81,17 @@ GITWARD_BENCH_REPO="$work/pki" cargo bench --locked --quiet --bench reconcile 2>
 echo
 echo "== 4. ACME: 20 certificates from pebble"
 scripts/bench-acme.sh "$bin"
+
+echo
+echo "== 5. the daemon: push → status on the remote, 100 and $count certificates"
+python3 scripts/gen-repo.py "$work/small" --certificates 100 --algorithm ECDSA-P256 --no-acme
+small=$(python3 scripts/bench-daemon.py "$bin" "$work/small")
+large=$(python3 scripts/bench-daemon.py "$bin" "$work/pki")
+python3 - "$small" "$large" <<'PY'
+import json, sys
+small, large = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for r in (small, large):
+    print(f"{r['certificates']:6} certificates  p50 {r['p50_s']:.3f} s  p95 {r['p95_s']:.3f} s  "
+          f"idle CPU {r['idle_cpu_s_per_min']:.2f} s/min  RSS {r['rss_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f})")
+print(f"p50 large / small      {large['p50_s'] / small['p50_s']:.2f}×   (targets: p50 ≤ 0.3 s, ≤ 2×, idle ≤ 0.1 s/min, RSS ≤ 100 MiB)")
+PY

@@ -29,6 +29,9 @@ use crate::webhook::{self, Outcome, Provider, Rejection};
 
 /// Largest webhook body accepted; GitHub's push payloads stay well below.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// How often the files and keys of unchanged certificates are compared with status: a
+/// reconcile in between looks only at what changed or is due.
+const FULL_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
 /// How long a trigger waits for the ones right behind it.
 const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How long delivery ids are remembered to ignore replays; forges redeliver within days.
@@ -226,7 +229,14 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     let mut warm = Warm::default();
     // A trigger reconciles what changed; the start and the timers check everything.
     let mut scope = Scope::Everything;
+    let mut checked_everything = std::time::Instant::now();
     loop {
+        if checked_everything.elapsed() >= FULL_CHECK_EVERY {
+            scope = Scope::Everything;
+        }
+        if scope == Scope::Everything {
+            checked_everything = std::time::Instant::now();
+        }
         let current = daemon.current();
         let config = current.config.clone();
         let started = std::time::Instant::now();
@@ -243,6 +253,12 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         });
         let seconds = started.elapsed().as_secs_f64();
         let mut wait = Duration::from_secs(current.config.repo.poll_interval.as_secs().max(1));
+        // The next full check is a due time like a renewal.
+        wait = wait.min(
+            FULL_CHECK_EVERY
+                .saturating_sub(checked_everything.elapsed())
+                .max(Duration::from_secs(1)),
+        );
         let exchange = match &report {
             Ok(Ok(report)) => report.exchange.clone(),
             Ok(Err(error @ Error::Remote { .. })) => crate::remote::Exchange {
@@ -316,7 +332,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 let _ = tokio::time::timeout(Duration::ZERO, daemon.trigger.notified()).await;
                 scope = Scope::Changes;
             }
-            () = tokio::time::sleep(wait) => scope = Scope::Everything,
+            () = tokio::time::sleep(wait) => scope = Scope::Changes,
             _ = hangup.recv() => {
                 scope = Scope::Everything;
                 // A broken config leaves the one in force; the reconcile after a reload uses

@@ -162,6 +162,8 @@ pub struct Warm {
     observed: Option<Observed>,
     /// The commit in force as reviewed when it was applied: the base of the next review.
     reviewed: Option<Reviewed>,
+    /// The last reconcile: its head, the status tip it left, and its report.
+    last: Option<(git2::Oid, Option<git2::Oid>, Report)>,
 }
 
 /// A reviewed commit with its compiled policies and their full evaluation.
@@ -221,12 +223,24 @@ pub fn reconcile_warm(
     let path = workspace.path().to_path_buf();
     let config_repo = ConfigRepo::open(&path)?;
     let repo = &config_repo.repo;
-    let cache = &mut warm.blobs;
     let branch = format!("refs/heads/{}", config.repo.branch);
-    let status_tip = repo
-        .inner()
-        .refname_to_id(&format!("refs/heads/{}", config.status_branch))
-        .ok();
+    let status_ref = format!("refs/heads/{}", config.status_branch);
+    let status_tip = repo.inner().refname_to_id(&status_ref).ok();
+    // Nothing new since the last time, and nothing due: that reconcile's outcome stands.
+    let head_id = repo.inner().refname_to_id(&branch).ok();
+    if scope == Scope::Changes
+        && let Some((head, tip, report)) = &warm.last
+        && Some(*head) == head_id
+        && *tip == status_tip
+        && report.next_renewal.is_none_or(|due| now < due)
+    {
+        return Ok(Report {
+            exchange,
+            ..report.clone()
+        });
+    }
+    warm.last = None;
+    let cache = &mut warm.blobs;
     let known = warm.observed.take().filter(|o| o.tip == status_tip);
     // Desired and observed state are read side by side: both are thousands of blobs.
     let (head, observed) = std::thread::scope(|scope| {
@@ -485,16 +499,14 @@ pub fn reconcile_warm(
         .map(|s| (s.kind, s.name.clone(), s.not_after))
         .collect();
     // The status tip may have moved onto a merge with the remote's; its tree is this status.
+    let tip_now = repo.inner().refname_to_id(&status_ref).ok();
     warm.observed = Some(Observed {
-        tip: repo
-            .inner()
-            .refname_to_id(&format!("refs/heads/{}", config.status_branch))
-            .ok(),
+        tip: tip_now,
         summary: Some(summary),
         resources: statuses,
     });
     warm.blobs.keep_only_used();
-    Ok(Report {
+    let report = Report {
         source: head_commit.sha,
         result,
         problems,
@@ -504,7 +516,12 @@ pub fn reconcile_warm(
         next_renewal,
         expiries,
         exchange,
-    })
+    };
+    // Only an outcome with nothing left to retry may stand for the next reconcile.
+    if report.result == Outcome::Applied && report.exchange.healthy() {
+        warm.last = Some((source, tip_now, report.clone()));
+    }
+    Ok(report)
 }
 
 /// "2 issued, 1 renewed".
@@ -1052,10 +1069,13 @@ impl Applier<'_> {
             && let Some(existing) = existing
             && existing.target.as_deref() == Some(spec.target.as_str())
             && existing.renew_at == existing.not_after - chrono::Duration::seconds(renew_before)
-            && existing.condition("Ready").is_some_and(|c| c.status == "True")
+            && existing
+                .condition("Ready")
+                .is_some_and(|c| c.status == "True")
         {
             let serial = existing.serial.clone();
-            self.statuses.insert((kind, name.to_owned()), existing.clone());
+            self.statuses
+                .insert((kind, name.to_owned()), existing.clone());
             self.outcome(kind, name, Change::Unchanged, Some(serial), String::new());
             return Ok(());
         }
