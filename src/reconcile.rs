@@ -72,14 +72,7 @@ impl Progress for Silent {}
 /// "sha256:<hex>" of the fields that matter.
 pub fn spec_hash(fields: &Significant) -> String {
     let json = serde_json::to_string(fields).unwrap_or_default();
-    let digest = Sha256::digest(json.as_bytes());
-    format!(
-        "sha256:{}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("sha256:{}", hex::encode(Sha256::digest(json.as_bytes())))
 }
 
 /// What the review of a commit decides for the reconcile.
@@ -1045,7 +1038,8 @@ impl Applier<'_> {
             }
             this.outcome(kind, name, Change::Failed, None, message);
         };
-        let Some(target) = self.config.targets.get(&spec.target).cloned() else {
+        let config = self.config;
+        let Some(target) = config.targets.get(&spec.target) else {
             fail(
                 self,
                 format!("target `{}` is not granted in the host config", spec.target),
@@ -1166,7 +1160,7 @@ impl Applier<'_> {
                 .unwrap_or_default(),
         };
         // Files are written when the certificate is new, or when they are not what status says.
-        let on_disk = outputs::read_certificate(&target, name);
+        let on_disk = outputs::read_certificate(target, name);
         let change = match (change, on_disk.as_deref() == Some(leaf.as_str())) {
             (Change::Unchanged, true) => Change::Unchanged,
             (Change::Unchanged, false) => Change::Rewritten,
@@ -1184,7 +1178,7 @@ impl Applier<'_> {
                 },
             };
             self.to_write.push(FilesToWrite {
-                target,
+                target: target.clone(),
                 files: OwnedFiles {
                     cert: leaf,
                     chain,

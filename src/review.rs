@@ -88,14 +88,33 @@ pub fn review_on(
         let rules_changed = modules_differ(&base_snapshot.catalog, &head_snapshot.catalog)
             || data_differs(&base_snapshot.catalog, &head_snapshot.catalog);
         let known_changed = known.as_ref().map(|k| k.changed);
+        // Policies whose every result can differ, and resources whose every result can: asked
+        // once, not for each of the (policy, resource) pairs.
+        let wholesale: HashSet<&str> = head_snapshot
+            .policies
+            .bindings
+            .iter()
+            .chain(&base_snapshot.policies.bindings)
+            .filter(|b| {
+                rules_changed
+                    || b.reads.affected_by(&changed_kinds)
+                    || changed.contains(&(Kind::Policy, b.name()))
+            })
+            .map(Binding::name)
+            .collect();
+        let differing: HashSet<(Kind, &str)> = head_snapshot
+            .catalog
+            .resources()
+            .iter()
+            .filter(|l| moved(&base_snapshot.catalog, l))
+            .map(|l| (l.kind(), l.name()))
+            .chain(changed.iter().copied())
+            .collect();
         // Whether the result of a pair can differ between the base and the head.
         let can_differ = |binding: &Binding, loaded: &Loaded| {
             let key = (loaded.kind(), loaded.name());
-            rules_changed
-                || binding.reads.affected_by(&changed_kinds)
-                || changed.contains(&(Kind::Policy, binding.name()))
-                || changed.contains(&key)
-                || moved(&base_snapshot.catalog, loaded)
+            wholesale.contains(binding.name())
+                || differing.contains(&key)
                 || (binding.reads.change
                     && known_changed.is_some_and(|c| c.contains(&(key.0, key.1.to_owned()))))
         };
