@@ -134,7 +134,7 @@ fn a_remote_that_goes_away_is_reported_and_caught_up_with_when_it_returns() {
     let port = free_port();
     std::fs::write(host.dir.path().join("hook-secret"), "s3cret\n").expect("secret");
     host.config(&format!(
-        "listen: 127.0.0.1:{port}\nwebhooks:\n  generic: {{secretFile: hook-secret}}\n"
+        "listen: 127.0.0.1:{port}\nwebhooks:\n  github: {{secretFile: hook-secret}}\n"
     ));
     host.follow(&server.url());
     let daemon = Daemon::gitward(host.dir.path());
@@ -150,10 +150,24 @@ fn a_remote_that_goes_away_is_reported_and_caught_up_with_when_it_returns() {
     let second = host.repo.commit("Add b");
     host.repo
         .git(&["push", "-q", &server.path().to_string_lossy(), "main"]);
-    let body = format!(r#"{{"ref": "refs/heads/main", "after": "{second}"}}"#).into_bytes();
+    // GitHub's own push payload (octokit's example, moved to the tracked branch), signed as
+    // GitHub signs it.
+    let body = std::fs::read_to_string(
+        common::project_dir().join("tests/fixtures/webhooks/github/push.payload.json"),
+    )
+    .expect("fixture")
+    .replace("refs/tags/simple-tag", "refs/heads/main")
+    .into_bytes();
     let signature = signed_with(b"s3cret", &body);
-    let headers = [("X-Signature-256", signature.as_str())];
-    assert_eq!(http(port, "/hooks/generic", Some((&body, &headers))).0, 202);
+    let headers = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+    assert_eq!(
+        http(port, "/hooks/github", Some((&body, &headers))),
+        (202, "reconcile queued\n".to_owned())
+    );
     daemon.wait_until("the unreachable remote is reported", || {
         let (code, text) = http(port, "/healthz", None);
         let (_, metrics) = http(port, "/metrics", None);
