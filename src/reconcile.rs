@@ -271,7 +271,7 @@ pub fn reconcile_warm(
         .collect();
     store.promote(&named)?;
     let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
-    let (verdict, head_catalog, previous_base, next_base) =
+    let (verdict, head_catalog, previous_base, next_base, changed) =
         if applied.as_deref() == Some(head_commit.sha.as_str()) {
             // The commit in force passed its review when it was applied, and compared with itself
             // nothing in it is new: only its findings are kept, from its note.
@@ -283,7 +283,13 @@ pub fn reconcile_warm(
                     .unwrap_or_default(),
                 ..Verdict::default()
             };
-            (verdict, head_catalog, warm.reviewed.take(), None)
+            (
+                verdict,
+                head_catalog,
+                warm.reviewed.take(),
+                None,
+                HashSet::new(),
+            )
         } else {
             let today = now.date_naive();
             let known = warm
@@ -321,8 +327,8 @@ pub fn reconcile_warm(
                 diagnostics,
             } = head;
             // Kept until the outcome says whether this head is the next base.
-            let next_base = (policies, diagnostics, evaluation, changed, today);
-            (verdict, catalog, known, Some(next_base))
+            let next_base = (policies, diagnostics, evaluation, today);
+            (verdict, catalog, known, Some(next_base), changed)
         };
     let findings = verdict.findings;
 
@@ -360,6 +366,8 @@ pub fn reconcile_warm(
             to_write: Vec::new(),
             progress,
             scope,
+            changed: &changed,
+            issuers_settled: false,
         };
         applier.apply(&head_catalog)?;
         let mut problems: Vec<String> = applier
@@ -391,7 +399,7 @@ pub fn reconcile_warm(
     };
     // The commit in force is the base of the next review: keep its evaluation.
     warm.reviewed = match next_base {
-        Some((policies, diagnostics, evaluation, changed, today))
+        Some((policies, diagnostics, evaluation, today))
             if applied.as_deref() == Some(head_commit.sha.as_str()) =>
         {
             Some(Reviewed {
@@ -629,6 +637,10 @@ struct Applier<'a> {
     acme_issued: HashMap<String, std::result::Result<(KeyPair, String), String>>,
     progress: &'a dyn Progress,
     scope: Scope,
+    /// Resources the commit changed compared with the one in force.
+    changed: &'a HashSet<(Kind, String)>,
+    /// No issuer changed in the commit or was issued again by this reconcile.
+    issuers_settled: bool,
 }
 
 impl CaSigner {
@@ -654,6 +666,11 @@ impl Applier<'_> {
                 self.issuer(loaded.name(), spec)?;
             }
         }
+        self.issuers_settled = !self.changed.iter().any(|(kind, _)| *kind == Kind::Issuer)
+            && self
+                .outcomes
+                .iter()
+                .all(|o| o.kind != Kind::Issuer || o.change == Change::Unchanged);
         self.stage()?;
         self.order_acme(catalog)?;
         self.progress
@@ -738,6 +755,19 @@ impl Applier<'_> {
             serial,
             message,
         });
+    }
+
+    /// Records `existing` as this reconcile's status of its resource, unchanged.
+    fn keep(&mut self, existing: &ResourceStatus) {
+        self.statuses
+            .insert((existing.kind, existing.name.clone()), existing.clone());
+        self.outcome(
+            existing.kind,
+            &existing.name,
+            Change::Unchanged,
+            Some(existing.serial.clone()),
+            String::new(),
+        );
     }
 
     /// Issues (or reuses what a crashed run staged) a key and certificate; the journal gets it
@@ -1030,6 +1060,25 @@ impl Applier<'_> {
         let kind = Kind::Certificate;
         let observed = self.observed;
         let existing = observed.resources.get(&(kind, name.to_owned()));
+        let renew_before =
+            i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
+        // A commit-triggered reconcile takes what status records as it stands when the
+        // certificate is ready, not due, and written where its spec says; it checks no files.
+        let settled = existing.filter(|e| {
+            self.scope == Scope::Changes
+                && e.target.as_deref() == Some(spec.target.as_str())
+                && e.renew_at == e.not_after - chrono::Duration::seconds(renew_before)
+                && self.now < e.renew_at
+                && e.condition("Ready").is_some_and(|c| c.status == "True")
+        });
+        // Unchanged by the commit and under unchanged issuers: not even its spec is hashed.
+        if let Some(existing) = settled
+            && self.issuers_settled
+            && !self.changed.contains(&(kind, name.to_owned()))
+        {
+            self.keep(existing);
+            return Ok(());
+        }
         let fail = |this: &mut Self, message: String| {
             // What was in force stays recorded: status never forgets a certificate it knows.
             if let Some(mut old) = existing.cloned() {
@@ -1055,22 +1104,10 @@ impl Applier<'_> {
         };
         let hash = spec_hash(&spec.significant_fields());
         let why = self.certificate_due(name, &hash, &source);
-        let renew_before =
-            i64::try_from(spec.effective_renew_before().as_secs()).unwrap_or(i64::MAX);
-        // Nothing to do and nothing to check: what status records stands as it is.
-        if self.scope == Scope::Changes
+        if let Some(existing) = settled
             && why.is_none()
-            && let Some(existing) = existing
-            && existing.target.as_deref() == Some(spec.target.as_str())
-            && existing.renew_at == existing.not_after - chrono::Duration::seconds(renew_before)
-            && existing
-                .condition("Ready")
-                .is_some_and(|c| c.status == "True")
         {
-            let serial = existing.serial.clone();
-            self.statuses
-                .insert((kind, name.to_owned()), existing.clone());
-            self.outcome(kind, name, Change::Unchanged, Some(serial), String::new());
+            self.keep(existing);
             return Ok(());
         }
         // A new key, or `None` for the one in force (read only if the files need writing).

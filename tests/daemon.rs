@@ -214,3 +214,36 @@ fn sigterm_during_a_reconcile_finishes_it_and_a_restart_changes_nothing() {
     assert_eq!(host.serial("a"), serial, "nothing was issued again");
     assert_eq!(host.repo.git(&["rev-parse", "gitward/status"]), status);
 }
+
+#[test]
+fn a_commit_to_an_issuer_reissues_what_it_signed() {
+    let a = certificate("a", "  dnsNames: [a.example.com]\n");
+    let host = Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)]);
+    let daemon = Daemon::gitward(host.dir.path());
+    let issuer = || {
+        host.openssl(&[
+            "x509",
+            "-noout",
+            "-issuer",
+            "-in",
+            &host.out("a").join("cert.pem").to_string_lossy(),
+        ])
+        .stdout
+    };
+    daemon.wait_until("the certificate is issued", || {
+        issuer().contains("Test Issuing CA")
+    });
+    let serial = host.serial("a");
+    // The commit changes only the issuer; the certificate under it follows.
+    host.repo.edit(
+        "issuers.yaml",
+        "commonName: Test Issuing CA",
+        "commonName: Test Issuing CA 2",
+    );
+    host.repo.commit("Rename the issuing CA");
+    daemon.wait_until("the certificate is reissued under the new CA", || {
+        issuer().contains("Test Issuing CA 2")
+    });
+    assert_ne!(host.serial("a"), serial);
+    assert_eq!(host.verify("a").code, 0);
+}
