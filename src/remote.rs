@@ -29,12 +29,14 @@ const TRACKING_PREFIX: &str = "refs/remotes/origin/";
 pub enum Workspace {
     /// The repository itself (a local path).
     InPlace(PathBuf),
-    /// A bare mirror of the remote at `url`.
-    Mirror {
-        path: PathBuf,
-        url: String,
-        credentials: Option<Credentials>,
-    },
+    Mirror(Mirror),
+}
+
+/// A bare mirror of the remote at `url`.
+pub struct Mirror {
+    path: PathBuf,
+    url: String,
+    credentials: Option<Credentials>,
 }
 
 /// What the remote said during one reconcile.
@@ -59,17 +61,17 @@ impl Workspace {
         if !config.repo.url.contains("://") {
             return Workspace::InPlace(PathBuf::from(&config.repo.url));
         }
-        Workspace::Mirror {
+        Workspace::Mirror(Mirror {
             path: config.state_dir.join("mirror.git"),
             url: config.repo.url.clone(),
             credentials: config.repo.credentials.clone(),
-        }
+        })
     }
 
     /// The repository a reconcile works in.
     pub fn path(&self) -> &Path {
         match self {
-            Workspace::InPlace(path) | Workspace::Mirror { path, .. } => path,
+            Workspace::InPlace(path) | Workspace::Mirror(Mirror { path, .. }) => path,
         }
     }
 
@@ -78,25 +80,35 @@ impl Workspace {
         Repository::open(self.path()).is_ok_and(|repo| repo.find_reference(refname).is_ok())
     }
 
+    /// Brings the tracked branch up to date (nothing to do in place).
+    pub fn fetch(&self, branch: &str, status_branch: &str) -> Result<()> {
+        match self {
+            Workspace::InPlace(_) => Ok(()),
+            Workspace::Mirror(mirror) => mirror.fetch(branch, status_branch),
+        }
+    }
+
+    /// Pushes status and notes (nothing to do in place); returns the rejections retried.
+    pub fn publish(&self, status_branch: &str) -> Result<u32> {
+        match self {
+            Workspace::InPlace(_) => Ok(0),
+            Workspace::Mirror(mirror) => mirror.publish(status_branch),
+        }
+    }
+}
+
+impl Mirror {
     /// Brings the tracked branch up to date. On the first fetch into an empty mirror the
     /// remote's status branch and notes are adopted too, so a new host continues the record.
-    pub fn fetch(&self, branch: &str, status_branch: &str) -> Result<()> {
-        let Workspace::Mirror {
-            path,
-            url,
-            credentials,
-        } = self
-        else {
-            return Ok(());
-        };
-        let repo = open_or_init(path)?;
+    fn fetch(&self, branch: &str, status_branch: &str) -> Result<()> {
+        let repo = open_or_init(&self.path)?;
         let status = format!("refs/heads/{status_branch}");
         let mut refspecs = vec![format!("+refs/heads/{branch}:refs/heads/{branch}")];
         let adopting = repo.find_reference(&status).is_err();
         if adopting {
             refspecs.extend(tracking_refspecs(status_branch));
         }
-        fetch(&repo, url, credentials.as_ref(), &refspecs)?;
+        fetch(&repo, &self.url, self.credentials.as_ref(), &refspecs)?;
         if adopting {
             for local in [status.as_str(), NOTES_REF] {
                 if let Some(theirs) = oid_of(&repo, &tracking(local)) {
@@ -110,16 +122,8 @@ impl Workspace {
 
     /// Pushes the status branch and the notes without force; a rejection is fetched, merged
     /// and pushed again, up to [`PUSH_ATTEMPTS`] times. Returns the rejections retried.
-    pub fn publish(&self, status_branch: &str) -> Result<u32> {
-        let Workspace::Mirror {
-            path,
-            url,
-            credentials,
-        } = self
-        else {
-            return Ok(0);
-        };
-        let repo = open_or_init(path)?;
+    fn publish(&self, status_branch: &str) -> Result<u32> {
+        let repo = open_or_init(&self.path)?;
         let status = format!("refs/heads/{status_branch}");
         let locals = [status.as_str(), NOTES_REF];
         let mut retries = 0;
@@ -132,7 +136,7 @@ impl Workspace {
             if pending.is_empty() {
                 return Ok(retries);
             }
-            let rejected = push(&repo, url, credentials.as_ref(), &pending)?;
+            let rejected = push(&repo, &self.url, self.credentials.as_ref(), &pending)?;
             for local in pending
                 .iter()
                 .filter(|l| !rejected.iter().any(|(r, _)| r == *l))
@@ -149,7 +153,7 @@ impl Workspace {
             if retries >= PUSH_ATTEMPTS {
                 let (name, why) = &rejected[0];
                 return Err(Error::Remote {
-                    url: url.clone(),
+                    url: self.url.clone(),
                     step: format!("pushing {name}"),
                     message: format!("rejected {retries} times, last: {why}"),
                 });
@@ -157,8 +161,8 @@ impl Workspace {
             std::thread::sleep(Duration::from_millis(100) * 2u32.pow(retries));
             fetch(
                 &repo,
-                url,
-                credentials.as_ref(),
+                &self.url,
+                self.credentials.as_ref(),
                 &tracking_refspecs(status_branch),
             )?;
             merge_status(&repo, &status)?;
