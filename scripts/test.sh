@@ -5,10 +5,11 @@
 #
 # The tests start real programs: git, openssl (to verify what gitward issues and to talk TLS
 # to nginx), nginx (serving issued certificates, and a Git repository over HTTP with basic
-# auth through fcgiwrap running git http-backend), pebble with pebble-challtestsrv (Let's
-# Encrypt's test ACME server and its DNS stand-in), curl, xmllint (JUnit XML schemas), and
-# Python's jsonschema with ruamel.yaml as an independent check that schemas/ accepts the
-# example repository.
+# auth through fcgiwrap running git http-backend), OpenSSH's sshd (a Git repository over SSH,
+# logged in to with a key made by ssh-keygen from openssh-client), pebble with
+# pebble-challtestsrv (Let's Encrypt's test ACME server and its DNS stand-in), curl, xmllint
+# (JUnit XML schemas), and Python's jsonschema with ruamel.yaml as an independent check that
+# schemas/ accepts the example repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ command -v xmllint >/dev/null || missing+=(libxml2-utils)
 command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/sbin/fcgiwrap ] || missing+=(fcgiwrap)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v pebble >/dev/null || missing+=(pebble)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)

@@ -88,6 +88,9 @@ pub struct RepoConfig {
 pub struct Credentials {
     pub token_file: Option<PathBuf>,
     pub ssh_key_file: Option<PathBuf>,
+    /// The SSH host keys to trust, in `known_hosts` format (entries in clear, not hashed);
+    /// without it, `~/.ssh/known_hosts` of the user gitward runs as.
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 /// Webhook secrets.
@@ -248,15 +251,18 @@ impl HostConfig {
             }
         }
         if let Some(credentials) = &mut self.repo.credentials {
-            for file in [&mut credentials.token_file, &mut credentials.ssh_key_file]
-                .into_iter()
-                .flatten()
+            for file in [
+                &mut credentials.token_file,
+                &mut credentials.ssh_key_file,
+                &mut credentials.known_hosts_file,
+            ]
+            .into_iter()
+            .flatten()
             {
                 absolute(file);
             }
         }
-        let is_url = self.repo.url.contains("://");
-        if !is_url && Path::new(&self.repo.url).is_relative() {
+        if !is_remote(&self.repo.url) && Path::new(&self.repo.url).is_relative() {
             self.repo.url = base.join(&self.repo.url).display().to_string();
         }
     }
@@ -265,10 +271,19 @@ impl HostConfig {
     pub fn local_repo(&self) -> Option<PathBuf> {
         match self.repo.url.strip_prefix("file://") {
             Some(path) => Some(PathBuf::from(path)),
-            None if !self.repo.url.contains("://") => Some(PathBuf::from(&self.repo.url)),
+            None if !is_remote(&self.repo.url) => Some(PathBuf::from(&self.repo.url)),
             None => None,
         }
     }
+}
+
+/// Whether `url` names a remote as git reads it: a URL (`scheme://`), or the scp-like
+/// `user@host:path` (a colon before any slash).
+pub fn is_remote(url: &str) -> bool {
+    url.contains("://")
+        || url
+            .split_once(':')
+            .is_some_and(|(before, _)| !before.is_empty() && !before.contains('/'))
 }
 
 #[cfg(test)]
@@ -311,5 +326,20 @@ mod tests {
             parse("repo: {url: /srv/pki}\n").unwrap_err(),
             ["gitward.yaml:1:1: missing field `stateDir`"]
         );
+    }
+
+    #[test]
+    fn remotes_are_told_from_paths_as_git_does() {
+        for remote in [
+            "https://git.example.com/pki.git",
+            "ssh://git@git.example.com/pki.git",
+            "file:///srv/git/pki.git",
+            "git@github.com:ops/pki.git",
+        ] {
+            assert!(is_remote(remote), "{remote}");
+        }
+        for path in ["/srv/git/pki", "../pki", "pki", "./a:b"] {
+            assert!(!is_remote(path), "{path}");
+        }
     }
 }

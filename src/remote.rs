@@ -58,7 +58,7 @@ impl Exchange {
 
 impl Workspace {
     pub fn of(config: &HostConfig) -> Workspace {
-        if !config.repo.url.contains("://") {
+        if !crate::config::is_remote(&config.repo.url) {
             return Workspace::InPlace(PathBuf::from(&config.repo.url));
         }
         Workspace::Mirror(Mirror {
@@ -228,9 +228,32 @@ fn set_timeouts() {
 }
 
 /// Callbacks answering the remote's request for credentials with the ones the host config
-/// names, once: a second request means they were refused.
-fn callbacks<'a>(credentials: Option<&'a Credentials>) -> git2::RemoteCallbacks<'a> {
+/// names, once: a second request means they were refused; and checking an SSH server's host
+/// key against the host config's known hosts when it names a file.
+fn callbacks<'a>(
+    url: &'a str,
+    credentials: Option<&'a Credentials>,
+    refused: &'a RefCell<Option<String>>,
+) -> git2::RemoteCallbacks<'a> {
     let mut callbacks = git2::RemoteCallbacks::new();
+    if let Some(file) = credentials.and_then(|c| c.known_hosts_file.as_deref()) {
+        callbacks.certificate_check(move |cert, _| {
+            // TLS certificates are libgit2's to check against the system's roots.
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+            };
+            match (hostkey.hostkey_type(), hostkey.hostkey()) {
+                (Some(kind), Some(key)) => known_host(file, &ssh_host(url), kind.name(), key)
+                    .map(|()| git2::CertificateCheckStatus::CertificateOk)
+                    .map_err(|why| {
+                        let error = git2::Error::from_str(&why);
+                        *refused.borrow_mut() = Some(why);
+                        error
+                    }),
+                _ => Err(git2::Error::from_str("the SSH server sent no host key")),
+            }
+        });
+    }
     let mut asked = false;
     callbacks.credentials(move |_url, username, allowed| {
         if std::mem::replace(&mut asked, true) {
@@ -264,6 +287,45 @@ fn callbacks<'a>(credentials: Option<&'a Credentials>) -> git2::RemoteCallbacks<
     callbacks
 }
 
+/// How `known_hosts` names the SSH server of `url`: `host`, or `[host]:port` off port 22.
+fn ssh_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // scp-like `host:path` has no port.
+    match (url.contains("://"), host_port.rsplit_once(':')) {
+        (true, Some((host, port))) if port != "22" => format!("[{host}]:{port}"),
+        (true, Some((host, _))) => host.to_owned(),
+        _ => host_port.split(':').next().unwrap_or(host_port).to_owned(),
+    }
+}
+
+/// Whether `file` (in `known_hosts` format) lists `key` of type `kind` for `host`; if not, why.
+fn known_host(file: &Path, host: &str, kind: &str, key: &[u8]) -> std::result::Result<(), String> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("reading the known hosts {}: {e}", file.display()))?;
+    let listed = text.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(hosts), Some(k), Some(k64)) => {
+                hosts.split(',').any(|h| h == host) && k == kind && k64 == encoded
+            }
+            _ => false,
+        }
+    });
+    if listed {
+        return Ok(());
+    }
+    let fingerprint = base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(key));
+    Err(format!(
+        "the host key of {host} ({kind} SHA256:{fingerprint}) is not in {}",
+        file.display()
+    ))
+}
+
 fn fetch(
     repo: &Repository,
     url: &str,
@@ -271,19 +333,33 @@ fn fetch(
     refspecs: &[String],
 ) -> Result<()> {
     set_timeouts();
-    let failed = |e: git2::Error| Error::Remote {
-        url: url.to_owned(),
-        step: "fetching".to_owned(),
-        message: e.message().to_owned(),
-    };
-    let mut remote = repo.remote_anonymous(url).map_err(failed)?;
+    let refused = RefCell::new(None);
+    let failed = failure(url, "fetching", &refused);
+    let mut remote = repo.remote_anonymous(url).map_err(&failed)?;
     let mut options = git2::FetchOptions::new();
     options
-        .remote_callbacks(callbacks(credentials))
+        .remote_callbacks(callbacks(url, credentials, &refused))
         .download_tags(git2::AutotagOption::None);
     remote
         .fetch(refspecs, Some(&mut options), None)
-        .map_err(failed)
+        .map_err(&failed)
+}
+
+/// How a failed `step` is reported. libgit2 words a refused host key its own way; the reason
+/// the check recorded in `refused` says which key and which file.
+fn failure<'a>(
+    url: &'a str,
+    step: &'a str,
+    refused: &'a RefCell<Option<String>>,
+) -> impl Fn(git2::Error) -> Error + 'a {
+    move |e| Error::Remote {
+        url: url.to_owned(),
+        step: step.to_owned(),
+        message: refused
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| e.message().to_owned()),
+    }
 }
 
 /// Pushes `locals` to the same names on the remote without force; returns the refs the
@@ -295,15 +371,12 @@ fn push(
     locals: &[&str],
 ) -> Result<Vec<(String, String)>> {
     set_timeouts();
-    let failed = |e: git2::Error| Error::Remote {
-        url: url.to_owned(),
-        step: "pushing".to_owned(),
-        message: e.message().to_owned(),
-    };
+    let refused = RefCell::new(None);
+    let failed = failure(url, "pushing", &refused);
     let rejected = RefCell::new(Vec::new());
     let refspecs: Vec<String> = locals.iter().map(|l| format!("{l}:{l}")).collect();
-    let mut remote = repo.remote_anonymous(url).map_err(failed)?;
-    let mut callbacks = callbacks(credentials);
+    let mut remote = repo.remote_anonymous(url).map_err(&failed)?;
+    let mut callbacks = callbacks(url, credentials, &refused);
     callbacks.push_update_reference(|name, status| {
         if let Some(why) = status {
             rejected
@@ -415,4 +488,50 @@ fn note_entries(commit: &git2::Commit<'_>) -> Result<BTreeMap<String, Oid>> {
     })
     .map_err(Error::git(format!("reading {NOTES_REF}")))?;
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hosts_name_the_server_as_openssh_does() {
+        assert_eq!(
+            ssh_host("ssh://git@git.example.com/ops/pki.git"),
+            "git.example.com"
+        );
+        assert_eq!(
+            ssh_host("ssh://git@git.example.com:22/pki.git"),
+            "git.example.com"
+        );
+        assert_eq!(
+            ssh_host("ssh://git@127.0.0.1:2222/srv/pki.git"),
+            "[127.0.0.1]:2222"
+        );
+        assert_eq!(ssh_host("git@github.com:ops/pki.git"), "github.com");
+    }
+
+    #[test]
+    fn a_host_key_is_trusted_only_as_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("known_hosts");
+        let key = b"host key bytes";
+        std::fs::write(
+            &file,
+            "# ours\nother.example.com ssh-ed25519 aG9zdCBrZXkgYnl0ZXM=\n[git.example.com]:2222,git2 ssh-ed25519 aG9zdCBrZXkgYnl0ZXM=\n",
+        )
+        .expect("write");
+        assert_eq!(
+            known_host(&file, "[git.example.com]:2222", "ssh-ed25519", key),
+            Ok(())
+        );
+        assert_eq!(known_host(&file, "git2", "ssh-ed25519", key), Ok(()));
+        let wrong_type = known_host(&file, "git2", "ssh-rsa", key).unwrap_err();
+        assert!(
+            wrong_type.starts_with("the host key of git2 (ssh-rsa SHA256:"),
+            "{wrong_type}"
+        );
+        assert!(known_host(&file, "git.example.com", "ssh-ed25519", key).is_err());
+        assert!(known_host(&file, "git2", "ssh-ed25519", b"another key").is_err());
+    }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::host::{Host, ISSUERS, certificate};
-use common::peers::{Daemon, GitServer, HttpGitServer, free_port, http, signed_with};
+use common::peers::{Daemon, GitServer, HttpGitServer, SshGitServer, free_port, http, signed_with};
 
 fn host() -> Host {
     let a = certificate("a", "  dnsNames: [a.example.com]\n");
@@ -219,6 +219,69 @@ fn a_token_file_answers_the_basic_auth_of_a_smart_http_server() {
     let head = host.repo.git(&["rev-parse", "main"]);
     let run = host.reconcile(&[]).expect(0);
     assert!(!run.stdout.contains("remote:"), "{}", run.stdout);
+    assert_eq!(host.verify("a").code, 0);
+    let sources = server.git(&[
+        "log",
+        "--format=%(trailers:key=Gitward-Source,valueonly)",
+        "gitward/status",
+    ]);
+    assert!(sources.lines().any(|l| l.trim() == head), "{sources}");
+    assert!(
+        server
+            .git(&["notes", "--ref=gitward", "show", &head])
+            .contains("result: applied")
+    );
+}
+
+#[test]
+fn an_ssh_key_file_logs_in_to_an_openssh_server_whose_host_key_the_host_lists() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let host = host();
+    let server = SshGitServer::start(&host.repo);
+    let url = server.url();
+    host.follow(&url);
+    let key = host.dir.path().join("git-key");
+    std::fs::copy(server.client_key(), &key).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    host.credentials("{sshKeyFile: git-key, knownHostsFile: known_hosts}");
+    let known_hosts = host.dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").expect("known_hosts");
+    // The host config's known hosts decide, not those of the user gitward runs as: an empty
+    // HOME keeps the test's own out.
+    let home = host.dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let env = [("HOME", home.as_path())];
+
+    // Unknown host key: refused before logging in, so the key is never offered.
+    let run = host.reconcile_with_env(&[], &env);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let refused = format!(
+        "remote {url}: fetching: the host key of [127.0.0.1]:{} (ssh-ed25519 SHA256:",
+        server.port
+    );
+    assert!(run.stderr.contains(&refused), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not in known_hosts"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !server.log().contains("Accepted publickey"),
+        "{}",
+        server.log()
+    );
+    assert!(!server.has("gitward/status"));
+
+    std::fs::write(&known_hosts, server.known_hosts()).expect("known_hosts");
+    let head = host.repo.git(&["rev-parse", "main"]);
+    let run = host.reconcile_with_env(&[], &env).expect(0);
+    assert!(!run.stdout.contains("remote:"), "{}", run.stdout);
+    assert!(
+        server.log().contains("Accepted publickey for "),
+        "{}",
+        server.log()
+    );
     assert_eq!(host.verify("a").code, 0);
     let sources = server.git(&[
         "log",

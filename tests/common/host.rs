@@ -74,6 +74,23 @@ impl Host {
         gitward_in(self.dir.path(), &args)
     }
 
+    /// [`Host::reconcile`] with `env` added to gitward's environment (e.g. a `HOME` whose
+    /// `.ssh/known_hosts` libgit2 reads).
+    pub fn reconcile_with_env(&self, extra: &[&str], env: &[(&str, &Path)]) -> Run {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_gitward"))
+            .args(["reconcile", "--once", "--config", "gitward.yaml"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("the gitward binary runs");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     pub fn out(&self, name: &str) -> PathBuf {
         self.dir.path().join("out").join(name)
     }

@@ -522,3 +522,110 @@ impl HttpGitServer {
         tool("git", &["rev-parse", "-q", "--verify", rev], &self.path()).code == 0
     }
 }
+
+/// A bare repository served over SSH by OpenSSH's `sshd` on a loopback port, to the user
+/// running the tests, who logs in with a key of its own (no password, no agent). Its host
+/// key is new at each start: a client trusts it only through [`SshGitServer::known_hosts`].
+pub struct SshGitServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    user: String,
+    sshd: Daemon,
+}
+
+impl SshGitServer {
+    /// Serves a bare copy of `seed`'s `main`.
+    pub fn start(seed: &super::TestRepo) -> SshGitServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        seed_bare(&root.join("remote.git"), seed);
+        let user = tool("whoami", &[], root).expect(0).stdout.trim().to_owned();
+        for key in ["host-key", "client-key"] {
+            // Ed25519 in OpenSSH's own format: libssh2 (bundled, OpenSSL backend) reads it.
+            tool(
+                "ssh-keygen",
+                &["-q", "-t", "ed25519", "-N", "", "-C", key, "-f", key],
+                root,
+            )
+            .expect(0);
+        }
+        std::fs::copy(root.join("client-key.pub"), root.join("authorized_keys"))
+            .expect("authorized_keys");
+        // sshd keeps its privilege separation in /run/sshd, which only the package's service
+        // makes.
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+
+        let port = free_port();
+        let r = root.to_string_lossy();
+        let config = root.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {r}/host-key\n\
+                 AuthorizedKeysFile {r}/authorized_keys\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
+                 PidFile {r}/sshd.pid\nLogLevel VERBOSE\n"
+            ),
+        )
+        .expect("sshd_config");
+        // An absolute path: sshd re-executes itself for each connection.
+        let mut sshd = Daemon::spawn(
+            "/usr/sbin/sshd",
+            &["-D", "-e", "-f", &config.to_string_lossy()],
+            root,
+            &[],
+        );
+        sshd.wait_for(port);
+        SshGitServer {
+            dir,
+            port,
+            user,
+            sshd,
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("remote.git")
+    }
+
+    /// The repository's URL: the login user, the port, and the absolute path.
+    pub fn url(&self) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            self.path().display()
+        )
+    }
+
+    /// The private key the server accepts for its user.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client-key")
+    }
+
+    /// A `known_hosts` line trusting the server's host key on its port, as OpenSSH writes
+    /// one for a port other than 22.
+    pub fn known_hosts(&self) -> String {
+        let public =
+            std::fs::read_to_string(self.dir.path().join("host-key.pub")).expect("host public key");
+        let mut fields = public.split_whitespace();
+        let (kind, key) = (fields.next().expect("type"), fields.next().expect("key"));
+        format!("[127.0.0.1]:{} {kind} {key}\n", self.port)
+    }
+
+    /// What sshd logged (`-e`: its log goes to stderr).
+    pub fn log(&self) -> String {
+        self.sshd.log()
+    }
+
+    /// Runs `git` in the bare repository.
+    pub fn git(&self, args: &[&str]) -> String {
+        bare_git(&self.path(), args)
+    }
+
+    /// Whether the repository has `rev`.
+    pub fn has(&self, rev: &str) -> bool {
+        tool("git", &["rev-parse", "-q", "--verify", rev], &self.path()).code == 0
+    }
+}
