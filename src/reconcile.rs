@@ -229,6 +229,8 @@ pub fn reconcile_warm(
     {
         return Ok(Report {
             exchange,
+            wrote_status: false,
+            resources: Vec::new(),
             ..report.clone()
         });
     }

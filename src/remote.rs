@@ -1,5 +1,5 @@
-//! Following a remote repository. When `repo.url` names a remote (`https://`, `ssh://`,
-//! `git://`, `file://`), gitward works in a bare mirror under `stateDir`: the tracked branch is
+//! Following a remote repository. When `repo.url` names a remote (`https://`, `ssh://` or
+//! scp-like `user@host:path`, `git://`, `file://`), gitward works in a bare mirror under `stateDir`: the tracked branch is
 //! fetched into it before each reconcile, the status branch and the notes are written there and
 //! pushed back without force. A push rejected because someone else pushed is answered by
 //! fetching their refs, merging them under ours and pushing again: both histories stay, nothing
