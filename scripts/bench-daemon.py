@@ -2,7 +2,7 @@
 """The daemon following a remote: latency of a webhook-triggered one-file change, idle CPU and
 memory.
 
-    scripts/bench-daemon.py BINARY REPO [--changes 50] [--idle 60] [--log FILE]
+    scripts/bench-daemon.py BINARY REPO [--changes 50] [--idle 60] [--poll 60s] [--log FILE]
 
 REPO is a repository from scripts/gen-repo.py. It is cloned bare and served by `git daemon` on
 loopback; `gitward run` follows it, with a generic webhook. Each change adds a DNS name to one
@@ -99,6 +99,7 @@ def main():
     parser.add_argument("repo")
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60)
+    parser.add_argument("--poll", default="60s", help="the host config's pollInterval")
     parser.add_argument("--log", help="keep the daemon's log in this file")
     args = parser.parse_args()
     args.binary = os.path.abspath(args.binary)
@@ -124,7 +125,7 @@ def main():
             f.write(f"""repo:
   url: git://127.0.0.1:{git_port}/remote.git
   branch: main
-  pollInterval: 1h
+  pollInterval: {args.poll}
 stateDir: state
 listen: 127.0.0.1:{listen}
 webhooks:

@@ -183,23 +183,36 @@ fn computed(loaded: &Loaded) -> Value {
 /// `input` for a resource: its document, kind, name, file, computed values, change and
 /// `commit` (already converted, as it is the same for every resource).
 pub fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValue {
-    let key = (loaded.kind(), loaded.name().to_owned());
-    let change = match context.changes.get(&key) {
-        Some((action, before)) => serde_json::json!({"action": action, "before": before}),
-        None => serde_json::json!({"action": "none", "before": null}),
+    // Built once: the same for every input (engine strings and objects are shared, not copied).
+    static SHARED: OnceLock<([RegoValue; 7], RegoValue)> = OnceLock::new();
+    let (keys, unchanged) = SHARED.get_or_init(|| {
+        (
+            [
+                "resource", "kind", "name", "file", "computed", "change", "commit",
+            ]
+            .map(RegoValue::from),
+            rego_value(&serde_json::json!({"action": "none", "before": null})),
+        )
+    });
+    let change = match context
+        .changes
+        .get(&(loaded.kind(), loaded.name().to_owned()))
+    {
+        Some((action, before)) => {
+            rego_value(&serde_json::json!({"action": action, "before": before}))
+        }
+        None => unchanged.clone(),
     };
-    let fields: BTreeMap<RegoValue, RegoValue> = [
-        ("resource", loaded.parsed_doc().rego_value().clone()),
-        ("kind", RegoValue::from(loaded.kind().as_str())),
-        ("name", RegoValue::from(loaded.name())),
-        ("file", RegoValue::from(&*loaded.file)),
-        ("computed", rego_value(&computed(loaded))),
-        ("change", rego_value(&change)),
-        ("commit", commit.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (RegoValue::from(k), v))
-    .collect();
+    let values = [
+        loaded.parsed_doc().rego_value().clone(),
+        RegoValue::from(loaded.kind().as_str()),
+        RegoValue::from(loaded.name()),
+        RegoValue::from(&*loaded.file),
+        rego_value(&computed(loaded)),
+        change,
+        commit.clone(),
+    ];
+    let fields: BTreeMap<RegoValue, RegoValue> = keys.iter().cloned().zip(values).collect();
     RegoValue::from(fields)
 }
 
