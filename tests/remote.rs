@@ -12,8 +12,31 @@ fn host() -> Host {
     Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)])
 }
 
+/// A served bare repository, read with `git`.
+trait Remote {
+    fn git(&self, args: &[&str]) -> String;
+}
+
+impl Remote for GitServer {
+    fn git(&self, args: &[&str]) -> String {
+        GitServer::git(self, args)
+    }
+}
+
+impl Remote for HttpGitServer {
+    fn git(&self, args: &[&str]) -> String {
+        HttpGitServer::git(self, args)
+    }
+}
+
+impl Remote for SshGitServer {
+    fn git(&self, args: &[&str]) -> String {
+        SshGitServer::git(self, args)
+    }
+}
+
 /// Commits on the remote's status branch whose `Gitward-Source` is `source`.
-fn status_commits_for(server: &GitServer, source: &str) -> usize {
+fn status_commits_for(server: &impl Remote, source: &str) -> usize {
     server
         .git(&[
             "log",
@@ -25,6 +48,16 @@ fn status_commits_for(server: &GitServer, source: &str) -> usize {
         .count()
 }
 
+/// The remote records `head` once on its status branch, and applied in its note.
+fn assert_applied_on(server: &impl Remote, head: &str) {
+    assert_eq!(status_commits_for(server, head), 1);
+    assert!(
+        server
+            .git(&["notes", "--ref=gitward", "show", head])
+            .contains("result: applied")
+    );
+}
+
 #[test]
 fn status_and_notes_are_pushed_and_a_push_made_meanwhile_is_kept() {
     let host = host();
@@ -34,12 +67,7 @@ fn status_and_notes_are_pushed_and_a_push_made_meanwhile_is_kept() {
     let run = host.reconcile(&[]).expect(0);
     assert!(!run.stdout.contains("remote:"), "{}", run.stdout);
     assert_eq!(host.verify("a").code, 0);
-    assert_eq!(status_commits_for(&server, &first), 1);
-    assert!(
-        server
-            .git(&["notes", "--ref=gitward", "show", &first])
-            .contains("result: applied")
-    );
+    assert_applied_on(&server, &first);
     // The work happened in a mirror under the state directory, not in the clone.
     assert!(host.dir.path().join("state/mirror.git").is_dir());
     assert!(
@@ -96,8 +124,8 @@ fn status_and_notes_are_pushed_and_a_push_made_meanwhile_is_kept() {
     assert_eq!(host.verify("b").code, 0);
     // Both histories are on the remote, each record once.
     server.git(&["merge-base", "--is-ancestor", &human, "gitward/status"]);
-    assert_eq!(status_commits_for(&server, &first), 1);
-    assert_eq!(status_commits_for(&server, &second), 1);
+    assert_applied_on(&server, &first);
+    assert_applied_on(&server, &second);
     assert!(
         server
             .git(&["show", "gitward/status:summary.yaml"])
@@ -106,16 +134,6 @@ fn status_and_notes_are_pushed_and_a_push_made_meanwhile_is_kept() {
     assert_eq!(
         server.git(&["notes", "--ref=gitward", "show", &human]),
         "reviewed by alice"
-    );
-    assert!(
-        server
-            .git(&["notes", "--ref=gitward", "show", &second])
-            .contains("result: applied")
-    );
-    assert!(
-        server
-            .git(&["notes", "--ref=gitward", "show", &first])
-            .contains("result: applied")
     );
 
     // Nothing new: nothing is pushed.
@@ -220,17 +238,7 @@ fn a_token_file_answers_the_basic_auth_of_a_smart_http_server() {
     let run = host.reconcile(&[]).expect(0);
     assert!(!run.stdout.contains("remote:"), "{}", run.stdout);
     assert_eq!(host.verify("a").code, 0);
-    let sources = server.git(&[
-        "log",
-        "--format=%(trailers:key=Gitward-Source,valueonly)",
-        "gitward/status",
-    ]);
-    assert!(sources.lines().any(|l| l.trim() == head), "{sources}");
-    assert!(
-        server
-            .git(&["notes", "--ref=gitward", "show", &head])
-            .contains("result: applied")
-    );
+    assert_applied_on(&server, &head);
 }
 
 #[test]
@@ -283,15 +291,5 @@ fn an_ssh_key_file_logs_in_to_an_openssh_server_whose_host_key_the_host_lists() 
         server.log()
     );
     assert_eq!(host.verify("a").code, 0);
-    let sources = server.git(&[
-        "log",
-        "--format=%(trailers:key=Gitward-Source,valueonly)",
-        "gitward/status",
-    ]);
-    assert!(sources.lines().any(|l| l.trim() == head), "{sources}");
-    assert!(
-        server
-            .git(&["notes", "--ref=gitward", "show", &head])
-            .contains("result: applied")
-    );
+    assert_applied_on(&server, &head);
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Run, TestRepo, gitward_in, tool};
+use super::{Run, TestRepo, gitward_in_env, tool};
 
 /// A configuration repository and a host config granting targets under the same directory.
 pub struct Host {
@@ -69,26 +69,15 @@ impl Host {
     }
 
     pub fn reconcile(&self, extra: &[&str]) -> Run {
-        let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
-        args.extend_from_slice(extra);
-        gitward_in(self.dir.path(), &args)
+        self.reconcile_with_env(extra, &[])
     }
 
     /// [`Host::reconcile`] with `env` added to gitward's environment (e.g. a `HOME` whose
     /// `.ssh/known_hosts` libgit2 reads).
     pub fn reconcile_with_env(&self, extra: &[&str], env: &[(&str, &Path)]) -> Run {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_gitward"))
-            .args(["reconcile", "--once", "--config", "gitward.yaml"])
-            .args(extra)
-            .envs(env.iter().copied())
-            .current_dir(self.dir.path())
-            .output()
-            .expect("the gitward binary runs");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
+        args.extend_from_slice(extra);
+        gitward_in_env(self.dir.path(), &args, env)
     }
 
     pub fn out(&self, name: &str) -> PathBuf {

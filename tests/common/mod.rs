@@ -28,8 +28,14 @@ impl Run {
 }
 
 pub fn gitward_in(dir: &Path, args: &[&str]) -> Run {
+    gitward_in_env(dir, args, &[])
+}
+
+/// `gitward` in `dir` with variables added to its environment.
+pub fn gitward_in_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_gitward"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .expect("the gitward binary runs");
