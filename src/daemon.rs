@@ -160,7 +160,7 @@ pub fn run(config_path: &Path) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(Error::io("<tokio runtime>"))?;
-    let config_state_dir = config.state_dir.clone();
+    let deliveries = Mutex::new(Store::open(&config.state_dir)?);
     let daemon = Arc::new(Daemon {
         config,
         loaded: std::sync::RwLock::new(Arc::new(loaded)),
@@ -169,7 +169,7 @@ pub fn run(config_path: &Path) -> Result<u8> {
         ready: AtomicBool::new(false),
         last: Mutex::new(serde_json::Value::Null),
         remote_trouble: Mutex::default(),
-        deliveries: Mutex::new(Store::open(&config_state_dir)?),
+        deliveries,
         rate_limit: Mutex::default(),
     });
     runtime.block_on(serve(daemon, config_path))

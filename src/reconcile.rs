@@ -298,17 +298,9 @@ pub fn reconcile_warm(
                 .reviewed
                 .take()
                 .filter(|r| Some(r.commit.sha.as_str()) == applied.as_deref() && r.today == today);
-            let (base_commit, base) = match (&known, &applied) {
-                (Some(_), _) => (empty_commit(), None),
-                (None, Some(sha)) => {
-                    let (commit, catalog) = config_repo.load(sha, cache)?;
-                    (commit, Some(Snapshot::new(catalog)))
-                }
-                (None, None) => (empty_commit(), Some(Snapshot::new(Catalog::default()))),
-            };
             let head = Snapshot::new(head_catalog);
-            let (report, evaluation, changed) = match (&known, &base) {
-                (Some(known), _) => review_on(
+            let (report, evaluation, changed) = match &known {
+                Some(known) => review_on(
                     (&known.commit, &known.snapshot),
                     Some(Known {
                         evaluation: &known.evaluation,
@@ -317,10 +309,16 @@ pub fn reconcile_warm(
                     (&head_commit, &head),
                     today,
                 ),
-                (None, Some(base)) => {
-                    review_on((&base_commit, base), None, (&head_commit, &head), today)
+                None => {
+                    let (base_commit, base) = match &applied {
+                        Some(sha) => {
+                            let (commit, catalog) = config_repo.load(sha, cache)?;
+                            (commit, Snapshot::new(catalog))
+                        }
+                        None => (empty_commit(), Snapshot::new(Catalog::default())),
+                    };
+                    review_on((&base_commit, &base), None, (&head_commit, &head), today)
                 }
-                (None, None) => unreachable!("a base is loaded when none is known"),
             };
             let verdict = Verdict::of(&report);
             let Snapshot {
