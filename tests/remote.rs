@@ -293,3 +293,27 @@ fn an_ssh_key_file_logs_in_to_an_openssh_server_whose_host_key_the_host_lists() 
     assert_eq!(host.verify("a").code, 0);
     assert_applied_on(&server, &head);
 }
+
+#[test]
+fn a_file_url_is_followed_through_the_mirror_and_watched() {
+    let host = host();
+    let server = GitServer::start(&host.repo);
+    let bare = server.path();
+    host.follow(&format!("file://{}", bare.display()));
+    let daemon = Daemon::gitward(host.dir.path());
+    let first = host.repo.git(&["rev-parse", "main"]);
+    daemon.wait_until("the first commit's status is in the remote", || {
+        server.has("gitward/status") && status_commits_for(&server, &first) == 1
+    });
+    // A push to the watched repository is reconciled without a webhook or a poll.
+    let b = certificate("b", "  dnsNames: [b.example.com]\n");
+    host.repo.write("b.yaml", &b);
+    let second = host.repo.commit("Add b");
+    host.repo
+        .git(&["push", "-q", &bare.to_string_lossy(), "main"]);
+    daemon.wait_until("the pushed commit is reconciled", || {
+        status_commits_for(&server, &second) == 1
+    });
+    assert_applied_on(&server, &second);
+    assert_eq!(host.verify("b").code, 0);
+}
