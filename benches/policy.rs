@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use gitward::commands::plan_report;
-use gitward::policy::evaluate::{Evaluator, input};
+use gitward::policy::evaluate::Evaluator;
 use gitward::policy::{Context, commit_input};
 use gitward::snapshot::Snapshot;
 use gitward::source::{BlobCache, ConfigRepo};
@@ -53,7 +53,7 @@ fn floor(snapshot: &Snapshot, context: &Context) -> (f64, usize) {
                 })
                 .map(|b| b.rule.clone())
                 .collect();
-            (input(loaded, context, &commit), rules)
+            (evaluator.input(loaded, context, &commit), rules)
         })
         .filter(|(_, rules)| !rules.is_empty())
         .collect();

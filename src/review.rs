@@ -3,7 +3,7 @@
 //!
 //! The head is evaluated in full. The base is evaluated where a result can differ from the
 //! head's — resources that changed, policies that changed or read what changed (the
-//! inventory, the commit), everything when modules or policy data changed — which finds what
+//! inventory, the commit, their own index entries), everything when modules or policy data changed — which finds what
 //! the change resolves; and on every pair the head has findings for, so that whether a
 //! finding is new is always decided by evaluating the base.
 
@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use crate::git::CommitInfo;
 use crate::model::{Catalog, Kind, Loaded};
 use crate::plan::{Change, plan};
-use crate::policy::compile::{Binding, is_test_module};
+use crate::policy::compile::{Binding, dns_names, is_test_module};
 use crate::policy::evaluate::{Evaluator, Finding};
 use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
 use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
@@ -110,11 +110,13 @@ pub fn review_on(
             .map(|l| (l.kind(), l.name()))
             .chain(changed.iter().copied())
             .collect();
+        let reindexed = reindexed(&base_snapshot.catalog, &head_snapshot.catalog, &changed);
         // Whether the result of a pair can differ between the base and the head.
         let can_differ = |binding: &Binding, loaded: &Loaded| {
             let key = (loaded.kind(), loaded.name());
             wholesale.contains(binding.name())
                 || differing.contains(&key)
+                || (binding.reads.index && reindexed.contains(&key))
                 || (binding.reads.change
                     && known_changed.is_some_and(|c| c.contains(&(key.0, key.1.to_owned()))))
         };
@@ -260,6 +262,39 @@ pub fn review_on(
         diagnostics,
     };
     (report, evaluation, changed_here)
+}
+
+/// The resources of `head` whose `input.index` can differ from the base's: those claiming a
+/// DNS name that a changed resource claims in one commit and not in the other.
+fn reindexed<'a>(
+    base: &Catalog,
+    head: &'a Catalog,
+    changed: &HashSet<(Kind, &str)>,
+) -> HashSet<(Kind, &'a str)> {
+    let claims = |catalog: &Catalog, kind, name| -> HashSet<String> {
+        catalog
+            .get(kind, name)
+            .map(|l| dns_names(l).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let touched: HashSet<String> = changed
+        .iter()
+        .flat_map(|&(kind, name)| {
+            let (before, after) = (claims(base, kind, name), claims(head, kind, name));
+            before
+                .symmetric_difference(&after)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if touched.is_empty() {
+        return HashSet::new();
+    }
+    head.resources()
+        .iter()
+        .filter(|l| dns_names(l).any(|name| touched.contains(name)))
+        .map(|l| (l.kind(), l.name()))
+        .collect()
 }
 
 /// Whether `loaded` is not where the base had it (another file, document or blob): its
@@ -414,6 +449,10 @@ mod tests {
             "owner: xx",
         );
         commit(&files, "nothing new");
+        // A claimant leaves: the certificates sharing its names no longer clash, although
+        // they did not change.
+        files.retain(|(p, _)| p != "certificates/prod/extra.yaml");
+        commit(&files, "extra is gone");
 
         let config = ConfigRepo::open(dir.path()).expect("open");
         let mut cache = BlobCache::default();

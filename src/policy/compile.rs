@@ -126,27 +126,69 @@ fn code_of(text: &str) -> String {
     code
 }
 
+/// Each DNS name of the commit's certificates → the names of the certificates claiming it,
+/// in catalog order: `data.gitward.index.dnsNames` whole, and to each certificate its own
+/// names' part as `input.index.dnsNames`.
+pub(crate) struct DnsNameIndex(HashMap<String, RegoValue>);
+
+impl DnsNameIndex {
+    pub fn of(catalog: &Catalog) -> DnsNameIndex {
+        let mut claimants: HashMap<String, Vec<RegoValue>> = HashMap::new();
+        for loaded in catalog.resources() {
+            for dns_name in dns_names(loaded) {
+                claimants
+                    .entry(dns_name.to_owned())
+                    .or_default()
+                    .push(RegoValue::from(loaded.name()));
+            }
+        }
+        DnsNameIndex(
+            claimants
+                .into_iter()
+                .map(|(name, certs)| (name, RegoValue::from(certs)))
+                .collect(),
+        )
+    }
+
+    fn whole(&self) -> RegoValue {
+        RegoValue::from(
+            self.0
+                .iter()
+                .map(|(name, certs)| (RegoValue::from(name.as_str()), certs.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    }
+
+    /// The entries of the names `loaded` claims (none but for a certificate).
+    pub fn own(&self, loaded: &Loaded) -> RegoValue {
+        RegoValue::from(
+            dns_names(loaded)
+                .filter_map(|name| Some((RegoValue::from(name), self.0.get(name)?.clone())))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    }
+}
+
+/// The DNS names a resource claims: a certificate's `dnsNames`.
+pub(crate) fn dns_names(loaded: &Loaded) -> impl Iterator<Item = &str> {
+    let names = match &loaded.resource.spec {
+        Spec::Certificate(spec) => spec.dns_names.as_slice(),
+        _ => &[],
+    };
+    names.iter().map(|name| name.as_str())
+}
+
 /// `data.gitward`: every resource of the commit by kind and name, and indexes that keep
 /// cross-resource rules linear. Built from the documents' shared engine values, so the
 /// inventory costs one entry per resource.
-pub(crate) fn gitward_data(catalog: &Catalog) -> RegoValue {
+pub(crate) fn gitward_data(catalog: &Catalog, dns_name_index: &DnsNameIndex) -> RegoValue {
     let mut inventory: BTreeMap<Kind, BTreeMap<RegoValue, RegoValue>> =
         Kind::ALL.iter().map(|&k| (k, BTreeMap::new())).collect();
-    let mut dns_names: BTreeMap<&str, Vec<RegoValue>> = BTreeMap::new();
     for loaded in catalog.resources() {
-        let name = RegoValue::from(loaded.name());
-        if let Spec::Certificate(spec) = &loaded.resource.spec {
-            for dns_name in &spec.dns_names {
-                dns_names
-                    .entry(dns_name.as_str())
-                    .or_default()
-                    .push(name.clone());
-            }
-        }
-        inventory
-            .entry(loaded.kind())
-            .or_default()
-            .insert(name, loaded.parsed_doc().rego_value().clone());
+        inventory.entry(loaded.kind()).or_default().insert(
+            RegoValue::from(loaded.name()),
+            loaded.parsed_doc().rego_value().clone(),
+        );
     }
     let object = |entries: Vec<(RegoValue, RegoValue)>| {
         RegoValue::from(entries.into_iter().collect::<BTreeMap<_, _>>())
@@ -157,15 +199,7 @@ pub(crate) fn gitward_data(catalog: &Catalog) -> RegoValue {
             .map(|(kind, resources)| (RegoValue::from(kind.as_str()), RegoValue::from(resources)))
             .collect(),
     );
-    let index = object(vec![(
-        RegoValue::from("dnsNames"),
-        object(
-            dns_names
-                .into_iter()
-                .map(|(n, certs)| (RegoValue::from(n), RegoValue::from(certs)))
-                .collect(),
-        ),
-    )]);
+    let index = object(vec![(RegoValue::from("dnsNames"), dns_name_index.whole())]);
     object(vec![(
         RegoValue::from("gitward"),
         object(vec![

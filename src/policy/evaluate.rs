@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::compile::{
-    Binding, EVALUATION_LIMIT, MEMORY_LIMIT_BYTES, PolicySet, gitward_data, rego_error,
+    Binding, DnsNameIndex, EVALUATION_LIMIT, MEMORY_LIMIT_BYTES, PolicySet, gitward_data,
+    rego_error,
 };
 use crate::diag::{Diagnostic, Pos};
 use crate::git::CommitInfo;
@@ -180,18 +181,25 @@ fn computed(loaded: &Loaded) -> Value {
     }
 }
 
-/// `input` for a resource: its document, kind, name, file, computed values, change and
-/// `commit` (already converted, as it is the same for every resource).
-pub fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValue {
+/// `input` for a resource: its document, kind, name, file, computed values, change, its
+/// own part of the indexes and `commit` (already converted, as it is the same for every
+/// resource).
+fn input(
+    loaded: &Loaded,
+    context: &Context,
+    commit: &RegoValue,
+    dns_name_index: &DnsNameIndex,
+) -> RegoValue {
     // Built once: the same for every input (engine strings and objects are shared, not copied).
-    static SHARED: OnceLock<([RegoValue; 7], RegoValue)> = OnceLock::new();
-    let (keys, unchanged) = SHARED.get_or_init(|| {
+    static SHARED: OnceLock<([RegoValue; 8], RegoValue, RegoValue)> = OnceLock::new();
+    let (keys, unchanged, dns_names_key) = SHARED.get_or_init(|| {
         (
             [
-                "resource", "kind", "name", "file", "computed", "change", "commit",
+                "resource", "kind", "name", "file", "computed", "change", "index", "commit",
             ]
             .map(RegoValue::from),
             rego_value(&serde_json::json!({"action": "none", "before": null})),
+            RegoValue::from("dnsNames"),
         )
     });
     let change = match context
@@ -210,6 +218,10 @@ pub fn input(loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValu
         RegoValue::from(&*loaded.file),
         rego_value(&computed(loaded)),
         change,
+        RegoValue::from(BTreeMap::from([(
+            dns_names_key.clone(),
+            dns_name_index.own(loaded),
+        )])),
         commit.clone(),
     ];
     let fields: BTreeMap<RegoValue, RegoValue> = keys.iter().cloned().zip(values).collect();
@@ -326,6 +338,7 @@ impl PolicySet {
 pub struct Evaluator<'a> {
     set: &'a PolicySet,
     catalog: &'a Catalog,
+    dns_name_index: OnceLock<DnsNameIndex>,
     engine: OnceLock<Result<regorus::Engine, Diagnostic>>,
 }
 
@@ -334,6 +347,7 @@ impl<'a> Evaluator<'a> {
         Evaluator {
             set,
             catalog,
+            dns_name_index: OnceLock::new(),
             engine: OnceLock::new(),
         }
     }
@@ -361,7 +375,7 @@ impl<'a> Evaluator<'a> {
                     Diagnostic::error(DATA_DIR, Pos::START, format!("data.gitward: {error}"))
                 };
                 engine
-                    .add_data(gitward_data(self.catalog))
+                    .add_data(gitward_data(self.catalog, self.dns_name_index()))
                     .map_err(|e| failed(&e))?;
                 engine
                     .eval_query("true".to_owned(), false)
@@ -370,6 +384,16 @@ impl<'a> Evaluator<'a> {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    fn dns_name_index(&self) -> &DnsNameIndex {
+        self.dns_name_index
+            .get_or_init(|| DnsNameIndex::of(self.catalog))
+    }
+
+    /// The `input` a policy sees for `loaded` (`commit` is `context.commit` converted).
+    pub fn input(&self, loaded: &Loaded, context: &Context, commit: &RegoValue) -> RegoValue {
+        input(loaded, context, commit, self.dns_name_index())
     }
 
     /// Evaluates on as many threads as there are cores.
@@ -424,7 +448,9 @@ impl<'a> Evaluator<'a> {
                 .map(|part| {
                     let engine = engine.clone();
                     let commit = &commit;
-                    scope.spawn(move || evaluate_part(engine, part, context, commit))
+                    let dns_name_index = self.dns_name_index();
+                    scope
+                        .spawn(move || evaluate_part(engine, part, context, commit, dns_name_index))
                 })
                 .collect();
             workers
@@ -456,13 +482,14 @@ fn evaluate_part(
     work: &[(&Loaded, Vec<&Binding>)],
     context: &Context,
     commit: &RegoValue,
+    dns_name_index: &DnsNameIndex,
 ) -> Evaluation {
     let mut out = Evaluation::default();
     // A policy that ran out of time or memory once is not run again: the commit fails either way, and
     // the limit would be paid once per resource.
     let mut exhausted: HashSet<&str> = HashSet::new();
     for (loaded, applicable) in work {
-        engine.set_input(input(loaded, context, commit));
+        engine.set_input(input(loaded, context, commit, dns_name_index));
         for binding in applicable {
             if exhausted.contains(binding.name()) {
                 continue;

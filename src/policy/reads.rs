@@ -18,6 +18,8 @@ pub struct Reads {
     pub commit: bool,
     /// `input.change`: differs for a resource whose change differs between two reviews.
     pub change: bool,
+    /// `input.index`: differs for a resource whose names' claimants differ.
+    pub index: bool,
     /// Inventory kinds read through `data.gitward.inventory.<Kind>` or an index of them.
     pub kinds: BTreeSet<Kind>,
 }
@@ -33,12 +35,16 @@ impl Reads {
     /// The reads of one module's code (comments removed).
     pub fn of_code(code: &str) -> Reads {
         let mut reads = Reads {
-            // `input["commit"]` and other computed keys may reach the commit too.
-            commit: code.contains("input.commit") || code.contains("input["),
-            change: code.contains("input.change") || code.contains("input["),
             everything: code.contains("data["),
             ..Reads::default()
         };
+        for field in input_fields(code) {
+            // `input["commit"]`, `input` as a whole (`walk(input, ...)`) and the like may
+            // reach any of them.
+            reads.commit |= field.is_none_or(|f| f == "commit");
+            reads.change |= field.is_none_or(|f| f == "change");
+            reads.index |= field.is_none_or(|f| f == "index");
+        }
         for (at, _) in code.match_indices("data.gitward") {
             let rest = &code[at + "data.gitward".len()..];
             let read = if let Some(kind) = rest.strip_prefix(".inventory.") {
@@ -69,6 +75,7 @@ impl Reads {
         self.everything |= other.everything;
         self.commit |= other.commit;
         self.change |= other.change;
+        self.index |= other.index;
         self.kinds.extend(other.kinds.iter().copied());
         *self != before
     }
@@ -78,6 +85,22 @@ impl Reads {
     pub fn affected_by(&self, changed_kinds: &BTreeSet<Kind>) -> bool {
         self.everything || self.commit || !self.kinds.is_disjoint(changed_kinds)
     }
+}
+
+/// The field of each reference to `input` in a module's code: `Some("commit")` for
+/// `input.commit`, `None` where it is not a plain field (`input[k]`, `input` itself).
+fn input_fields(code: &str) -> impl Iterator<Item = Option<&str>> {
+    code.match_indices("input")
+        .filter(|(at, _)| {
+            !code[..*at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+        .filter_map(|(at, _)| {
+            let rest = &code[at + "input".len()..];
+            if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+            Some(rest.strip_prefix('.').map(identifier))
+        })
 }
 
 /// The `data.a.b.c` paths a module's code mentions.
@@ -171,6 +194,13 @@ mod tests {
         }
         assert!(Reads::of_code("input.commit.trailers").commit);
         assert!(Reads::of_code("x := input[\"commit\"]").commit);
+        assert!(Reads::of_code("input.index.dnsNames[n]").index);
+        let whole = Reads::of_code("x := json.marshal(input)");
+        assert!(whole.commit && whole.change && whole.index);
+        assert_eq!(
+            Reads::of_code("my_input.commit := input.name\nimport input.resource as r"),
+            Reads::default()
+        );
         assert_eq!(Reads::of_code("input.resource.spec"), Reads::default());
     }
 
