@@ -209,15 +209,18 @@ fn deleted(before: &Loaded) -> ResourcePlan {
 }
 
 fn compared(before: &Loaded, after: &Loaded) -> ResourcePlan {
-    // The same document of the same blob: nothing to compare.
-    if Arc::ptr_eq(&before.parsed, &after.parsed) && before.doc == after.doc {
+    // The same document of the same blob, or the same values written another way: nothing
+    // to compare (and no need to read the positions of either).
+    if (Arc::ptr_eq(&before.parsed, &after.parsed) && before.doc == after.doc)
+        || before.rego_value() == after.rego_value()
+    {
         return entry(after, Change::None, Action::None, Vec::new());
     }
     let mut diff = Vec::new();
     diff_values(
         &mut String::new(),
-        Some(before.json()),
-        Some(after.json()),
+        Some(&before.json()),
+        Some(&after.json()),
         &mut diff,
     );
     if diff.is_empty() {

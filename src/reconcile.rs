@@ -326,7 +326,12 @@ pub fn reconcile_warm(
                 policies,
                 diagnostics,
             } = head;
-            // Kept until the outcome says whether this head is the next base.
+            // Kept until the outcome says whether this head is the next base. A review on a
+            // base known in full reads its findings only, not which pairs were evaluated.
+            let evaluation = Evaluation {
+                evaluated: HashSet::new(),
+                ..evaluation
+            };
             let next_base = (policies, diagnostics, evaluation, today);
             (verdict, catalog, known, Some(next_base), changed)
         };

@@ -64,17 +64,16 @@ pub fn review_on(
             .map(|r| (r.kind, r.name.as_str()))
             .collect();
         let changed_kinds: BTreeSet<Kind> = changed.iter().map(|(kind, _)| *kind).collect();
-        let changes: HashMap<(Kind, String), (&'static str, serde_json::Value)> = plan
+        let changes: HashMap<(Kind, String), (&'static str, regorus::Value)> = plan
             .resources
             .iter()
             .filter_map(|r| {
                 let before = match r.change {
-                    Change::Create => serde_json::Value::Null,
+                    Change::Create => regorus::Value::Null,
                     Change::Update => base_snapshot
                         .catalog
                         .get(r.kind, &r.name)
-                        .map(|l| l.json().clone())
-                        .unwrap_or_default(),
+                        .map_or(regorus::Value::Null, |l| l.rego_value().clone()),
                     Change::Delete | Change::None => return None,
                 };
                 Some(((r.kind, r.name.clone()), (r.change.as_str(), before)))

@@ -40,19 +40,28 @@ impl Loaded {
         &self.parsed.docs()[self.doc]
     }
 
-    /// The document as written, as JSON.
-    pub fn json(&self) -> &serde_json::Value {
-        &self.parsed_doc().json
+    /// The document as written, as JSON in the order of the file.
+    pub fn json(&self) -> serde_json::Value {
+        self.parsed
+            .tree(self.doc)
+            .map_or(serde_json::Value::Null, |tree| tree.to_json())
+    }
+
+    /// The document as a policy engine value.
+    pub fn rego_value(&self) -> &regorus::Value {
+        &self.parsed_doc().rego
     }
 
     /// Line and column of the document.
     pub fn pos(&self) -> Pos {
-        self.parsed_doc().pos()
+        self.parsed_doc().pos
     }
 
     /// Line and column of a field, like `["spec", "dnsNames", "1"]`.
     pub fn locate<'a>(&self, path: impl IntoIterator<Item = &'a str>) -> Pos {
-        self.parsed_doc().root.locate(path)
+        self.parsed
+            .tree(self.doc)
+            .map_or(self.pos(), |tree| tree.locate(path))
     }
 
     pub fn error(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
@@ -87,8 +96,8 @@ impl Catalog {
         for file in files {
             diagnostics.extend(file.parsed.all_problems().map(|p| p.in_file(&file.path)));
             match &file.parsed.content {
-                Content::Resources(docs) => {
-                    for (index, doc) in docs.iter().enumerate() {
+                Content::Resources(documents) => {
+                    for (index, doc) in documents.docs.iter().enumerate() {
                         match (&doc.resource, doc.kind, &doc.name) {
                             (Some(resource), _, _) => candidates.push(Loaded {
                                 file: file.path.clone(),

@@ -48,11 +48,11 @@ impl Role {
     }
 }
 
-/// One parsed document of a resource file.
+/// One parsed document of a resource file. Positions are not kept: they are read again from
+/// the file's text when something is to be reported at a field (see [`ParsedFile::tree`]).
 #[derive(Debug)]
 pub struct ParsedDoc {
-    pub root: Node,
-    pub json: Value,
+    pub pos: Pos,
     pub kind: Option<Kind>,
     /// `metadata.name` when it is a string, even if the resource is invalid: references to
     /// an invalid resource are not reported a second time as dangling.
@@ -60,19 +60,9 @@ pub struct ParsedDoc {
     /// The typed resource, when the document is valid.
     pub resource: Option<Arc<Resource>>,
     pub problems: Vec<Problem>,
-    /// The document as a policy engine value, built once on first use and shared by every
-    /// evaluation of this blob.
-    pub rego: OnceLock<regorus::Value>,
-}
-
-impl ParsedDoc {
-    pub fn pos(&self) -> Pos {
-        self.root.pos
-    }
-
-    pub fn rego_value(&self) -> &regorus::Value {
-        self.rego.get_or_init(|| rego_value(&self.json))
-    }
+    /// The valid document as a policy engine value, shared by every evaluation of this blob
+    /// (`Undefined` for an invalid one).
+    pub rego: regorus::Value,
 }
 
 /// A JSON value as a policy engine value, read straight from the JSON (no copy first).
@@ -86,9 +76,19 @@ pub enum Content {
     /// Nothing usable: the file could not be read as text or parsed.
     #[default]
     Unreadable,
-    Resources(Vec<ParsedDoc>),
+    Resources(Documents),
     Module(Arc<str>),
     Data(Value),
+}
+
+/// The documents of a resource file, and its text to read positions from again.
+#[derive(Debug)]
+pub struct Documents {
+    pub docs: Vec<ParsedDoc>,
+    text: Box<str>,
+    /// The documents' trees, read again from `text` on first use: a blob's trees take ten
+    /// times its text, and only a file with something to report at a field needs them.
+    trees: OnceLock<Vec<Node>>,
 }
 
 #[derive(Debug, Default)]
@@ -108,9 +108,24 @@ impl ParsedFile {
 
     pub fn docs(&self) -> &[ParsedDoc] {
         match &self.content {
-            Content::Resources(docs) => docs,
+            Content::Resources(documents) => &documents.docs,
             _ => &[],
         }
+    }
+
+    /// The tree of document `doc`, with the position of every key and value.
+    pub fn tree(&self, doc: usize) -> Option<&Node> {
+        let Content::Resources(documents) = &self.content else {
+            return None;
+        };
+        documents
+            .trees
+            .get_or_init(|| {
+                // The text parsed once already; should it fail now, positions fall back to
+                // the documents' own.
+                resource_trees(&documents.text).unwrap_or_default()
+            })
+            .get(doc)
     }
 
     /// Every problem of the file, its documents' included.
@@ -161,20 +176,27 @@ pub fn parse_file(role: Role, bytes: &[u8]) -> ParsedFile {
             problems: Vec::new(),
         },
         Role::Data => parse_data(text),
-        Role::Resources => match parse_documents(text, Limits::default()) {
-            Ok(documents) => ParsedFile {
-                content: Content::Resources(
-                    documents
-                        .into_iter()
-                        .filter(|d| d.root.value != NodeValue::Null)
-                        .map(|d| parse_resource(d.root))
-                        .collect(),
-                ),
+        Role::Resources => match resource_trees(text) {
+            Ok(trees) => ParsedFile {
+                content: Content::Resources(Documents {
+                    docs: trees.into_iter().map(parse_resource).collect(),
+                    text: Box::from(text),
+                    trees: OnceLock::new(),
+                }),
                 problems: Vec::new(),
             },
             Err(problem) => ParsedFile::failed(problem),
         },
     }
+}
+
+/// The trees of a resource file's documents, empty ones left out.
+fn resource_trees(text: &str) -> Result<Vec<Node>, Problem> {
+    Ok(parse_documents(text, Limits::default())?
+        .into_iter()
+        .map(|d| d.root)
+        .filter(|root| root.value != NodeValue::Null)
+        .collect())
 }
 
 fn parse_data(text: &str) -> ParsedFile {
@@ -198,31 +220,30 @@ fn parse_resource(root: Node) -> ParsedDoc {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let mut doc = ParsedDoc {
+        pos: root.pos,
         kind: None,
         name,
         resource: None,
         problems: Vec::new(),
-        rego: OnceLock::new(),
-        json,
-        root,
+        rego: regorus::Value::Undefined,
     };
-    if !matches!(doc.root.value, NodeValue::Map(_)) {
+    if !matches!(root.value, NodeValue::Map(_)) {
         doc.problems.push(Problem::error(
-            doc.root.pos,
+            root.pos,
             "a document must be a mapping with apiVersion, kind, metadata and spec",
         ));
         return doc;
     }
-    let kind = match doc.root.get("kind") {
+    let kind = match root.get("kind") {
         None => {
-            let hint = if doc.root.get("apiVersion").is_none() {
+            let hint = if root.get("apiVersion").is_none() {
                 format!(
                     "not a gitward resource (no `apiVersion: {API_VERSION}` and no `kind`); list the file in .gitwardignore if gitward should skip it"
                 )
             } else {
                 "missing field `kind`".to_owned()
             };
-            doc.problems.push(Problem::error(doc.root.pos, hint));
+            doc.problems.push(Problem::error(root.pos, hint));
             return doc;
         }
         Some(entry) => match entry.value.as_str().and_then(Kind::parse) {
@@ -242,21 +263,21 @@ fn parse_resource(root: Node) -> ParsedDoc {
         },
     };
     doc.kind = Some(kind);
-    doc.problems = schema::check(kind, &doc.root, &doc.json);
+    doc.problems = schema::check(kind, &root, &json);
     if !doc.problems.is_empty() {
         return doc;
     }
-    match typed(kind, &doc.json) {
+    match typed(kind, &json) {
         Ok(resource) => {
-            doc.problems = semantic::check(&resource, &doc.root);
+            doc.problems = semantic::check(&resource, &root);
             if doc.problems.is_empty() {
                 doc.resource = Some(Arc::new(resource));
+                doc.rego = rego_value(&json);
             }
         }
-        Err(error) => doc.problems.push(Problem::error(
-            doc.root.pos,
-            format!("invalid {kind}: {error}"),
-        )),
+        Err(error) => doc
+            .problems
+            .push(Problem::error(root.pos, format!("invalid {kind}: {error}"))),
     }
     doc
 }
@@ -302,7 +323,7 @@ mod tests {
         assert_eq!(messages(&file), Vec::<String>::new());
         let kinds: Vec<_> = file.docs().iter().map(|d| d.kind).collect();
         assert_eq!(kinds, [Some(Kind::Issuer), Some(Kind::Sink)]);
-        assert_eq!(file.docs()[1].pos().line, 8);
+        assert_eq!(file.docs()[1].pos.line, 8);
     }
 
     #[test]

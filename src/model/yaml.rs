@@ -2,7 +2,8 @@
 //!
 //! `serde_yaml` reports a position only for its own errors; gitward must point at the line of
 //! any field (a dangling `issuerRef`, a policy finding on `spec.duration`), so documents are
-//! built from the span-carrying events of `saphyr-parser` into a [`Node`] tree, once per blob.
+//! built from the span-carrying events of `saphyr-parser` into a [`Node`] tree (kept only while
+//! a blob is checked, and read again where something is reported at a field).
 //! The builder enforces the limits that keep hostile input cheap: nesting depth, and a node
 //! budget that also counts alias expansions (a "billion laughs" document stops at the budget).
 //! Scalars resolve by the YAML 1.2 core schema, so `no`, `on` and `09:00` stay strings.

@@ -185,10 +185,10 @@ pub(crate) fn gitward_data(catalog: &Catalog, dns_name_index: &DnsNameIndex) -> 
     let mut inventory: BTreeMap<Kind, BTreeMap<RegoValue, RegoValue>> =
         Kind::ALL.iter().map(|&k| (k, BTreeMap::new())).collect();
     for loaded in catalog.resources() {
-        inventory.entry(loaded.kind()).or_default().insert(
-            RegoValue::from(loaded.name()),
-            loaded.parsed_doc().rego_value().clone(),
-        );
+        inventory
+            .entry(loaded.kind())
+            .or_default()
+            .insert(RegoValue::from(loaded.name()), loaded.rego_value().clone());
     }
     let object = |entries: Vec<(RegoValue, RegoValue)>| {
         RegoValue::from(entries.into_iter().collect::<BTreeMap<_, _>>())

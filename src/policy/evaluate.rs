@@ -138,7 +138,7 @@ pub struct Context {
     /// `input.commit`.
     pub commit: Value,
     /// `input.change` of changed resources: the action and the document before it.
-    pub changes: HashMap<(Kind, String), (&'static str, Value)>,
+    pub changes: HashMap<(Kind, String), (&'static str, RegoValue)>,
     /// The day exceptions are judged on.
     pub today: NaiveDate,
 }
@@ -206,13 +206,14 @@ fn input(
         .changes
         .get(&(loaded.kind(), loaded.name().to_owned()))
     {
-        Some((action, before)) => {
-            rego_value(&serde_json::json!({"action": action, "before": before}))
-        }
+        Some((action, before)) => RegoValue::from(BTreeMap::from([
+            (RegoValue::from("action"), RegoValue::from(*action)),
+            (RegoValue::from("before"), before.clone()),
+        ])),
         None => unchanged.clone(),
     };
     let values = [
-        loaded.parsed_doc().rego_value().clone(),
+        loaded.rego_value().clone(),
         RegoValue::from(loaded.kind().as_str()),
         RegoValue::from(loaded.name()),
         RegoValue::from(&*loaded.file),
@@ -356,18 +357,6 @@ impl<'a> Evaluator<'a> {
     pub fn engine(&self) -> Result<&regorus::Engine, Diagnostic> {
         self.engine
             .get_or_init(|| {
-                // Converting the documents is most of building the inventory: share it out.
-                let resources = self.catalog.resources();
-                let chunk = resources.len().div_ceil(threads()).max(1);
-                std::thread::scope(|scope| {
-                    for part in resources.chunks(chunk) {
-                        scope.spawn(move || {
-                            part.iter().for_each(|l| {
-                                l.parsed_doc().rego_value();
-                            })
-                        });
-                    }
-                });
                 let mut engine = self.set.engine.clone();
                 // Data files may not define data.gitward (validation says so); should the
                 // merge fail anyway, nothing can be evaluated.
