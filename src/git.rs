@@ -104,16 +104,17 @@ impl Repo {
     /// Writes `files` (path → contents) as blobs and nested trees; returns the root tree.
     /// Objects that exist already are not written again, so this is also how to learn
     /// whether a tree would differ from one in the repository.
-    pub fn write_files<'a>(
+    pub fn write_files(
         &self,
-        files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        files: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<[u8]>)>,
     ) -> Result<Oid> {
         let mut blobs = Vec::new();
+        // One file's bytes at a time: the iterator may make them as they are written.
         for (path, bytes) in files {
             blobs.push((
-                path.to_owned(),
+                path.as_ref().to_owned(),
                 self.inner
-                    .blob(bytes)
+                    .blob(bytes.as_ref())
                     .map_err(Error::git("writing a blob"))?,
             ));
         }

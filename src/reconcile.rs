@@ -31,7 +31,7 @@ use crate::review::{Known, review_on};
 use crate::snapshot::Snapshot;
 use crate::source::{BlobCache, ConfigRepo};
 use crate::status::{
-    self, Change, Note, Observed, Outcome, ResourceOutcome, ResourceStatus, Summary,
+    self, Change, Note, Observed, Outcome, ResourceOutcome, ResourceStatus, Statuses, Summary,
 };
 use crate::store::{Staged, Store};
 
@@ -625,7 +625,7 @@ struct Applier<'a> {
     store: &'a Store,
     observed: &'a Observed,
     now: DateTime<Utc>,
-    statuses: BTreeMap<(Kind, String), ResourceStatus>,
+    statuses: Statuses,
     outcomes: Vec<ResourceOutcome>,
     /// Resources whose staged key and certificate the status commit will name.
     issued: Vec<(Kind, String)>,
@@ -660,6 +660,9 @@ impl CaSigner {
     }
 }
 
+/// Certificates whose files are held before they are journaled and written.
+const WRITE_BATCH: usize = 256;
+
 impl Applier<'_> {
     fn apply(&mut self, catalog: &Catalog) -> Result<()> {
         self.progress.step("issuers");
@@ -684,6 +687,12 @@ impl Applier<'_> {
             if let Spec::Certificate(spec) = &loaded.resource.spec {
                 self.progress.certificate(done, loaded.name());
                 self.certificate(catalog, loaded.name(), spec)?;
+            }
+            // Journaled and written a batch at a time: the keys and files of thousands of new
+            // certificates are not all held at once.
+            if self.to_write.len() >= WRITE_BATCH {
+                self.stage()?;
+                self.write_files();
             }
         }
         self.progress.step("writing files");
@@ -741,7 +750,7 @@ impl Applier<'_> {
                     self.outcome(kind, &name, Change::Failed, serial, e.to_string());
                 }
             }
-            self.statuses.insert((kind, name), status);
+            self.statuses.insert((kind, name), Arc::new(status));
         }
     }
 
@@ -763,7 +772,7 @@ impl Applier<'_> {
     }
 
     /// Records `existing` as this reconcile's status of its resource, unchanged.
-    fn keep(&mut self, existing: &ResourceStatus) {
+    fn keep(&mut self, existing: &Arc<ResourceStatus>) {
         self.statuses
             .insert((existing.kind, existing.name.clone()), existing.clone());
         self.outcome(
@@ -837,7 +846,7 @@ impl Applier<'_> {
             .resources
             .get(&(Kind::Issuer, name.to_owned()));
         let why = why_issue(
-            existing,
+            existing.map(Arc::as_ref),
             &hash,
             parent_fingerprint.as_deref(),
             key.is_some(),
@@ -919,7 +928,7 @@ impl Applier<'_> {
         };
         status.set_condition("Ready", true, "Issued", String::new(), self.now);
         self.statuses
-            .insert((Kind::Issuer, name.to_owned()), status);
+            .insert((Kind::Issuer, name.to_owned()), Arc::new(status));
         self.outcome(Kind::Issuer, name, change, Some(info.serial), String::new());
         self.signers.insert(
             name.to_owned(),
@@ -961,7 +970,13 @@ impl Applier<'_> {
         let kind = Kind::Certificate;
         let existing = self.observed.resources.get(&(kind, name.to_owned()));
         let key_present = self.scope == Scope::Changes || self.store.has_key(kind, name);
-        why_issue(existing, hash, source.fingerprint(), key_present, self.now)
+        why_issue(
+            existing.map(Arc::as_ref),
+            hash,
+            source.fingerprint(),
+            key_present,
+            self.now,
+        )
     }
 
     /// The current key of certificate `name` when the spec asks to keep it across renewals
@@ -1087,7 +1102,13 @@ impl Applier<'_> {
         let fail = |this: &mut Self, message: String| {
             // What was in force stays recorded: status never forgets a certificate it knows.
             if let Some(mut old) = existing.cloned() {
-                old.set_condition("Ready", false, "Failed", message.clone(), this.now);
+                Arc::make_mut(&mut old).set_condition(
+                    "Ready",
+                    false,
+                    "Failed",
+                    message.clone(),
+                    this.now,
+                );
                 this.statuses.insert((kind, name.to_owned()), old);
             }
             this.outcome(kind, name, Change::Failed, None, message);
@@ -1235,7 +1256,8 @@ impl Applier<'_> {
         if status.condition("Ready").is_none_or(|c| c.status != "True") {
             status.set_condition("Ready", true, "Written", String::new(), self.now);
         }
-        self.statuses.insert((kind, name.to_owned()), status);
+        self.statuses
+            .insert((kind, name.to_owned()), Arc::new(status));
         self.outcome(kind, name, change, Some(info.serial), String::new());
         Ok(())
     }
@@ -1243,7 +1265,7 @@ impl Applier<'_> {
     /// Status entries of resources no longer in the commit: gitward stops managing them;
     /// their files go only where the target prunes.
     fn remove_deleted(&mut self, catalog: &Catalog) -> Result<()> {
-        let deleted: Vec<((Kind, String), ResourceStatus)> = self
+        let deleted: Vec<((Kind, String), Arc<ResourceStatus>)> = self
             .observed
             .resources
             .iter()
@@ -1299,6 +1321,7 @@ impl Applier<'_> {
                 .values_mut()
                 .filter(|s| s.target.as_deref() == Some(name.as_str()))
             {
+                let status = Arc::make_mut(status);
                 match &result {
                     Ok(()) => {
                         status.set_condition("Reloaded", true, "Reloaded", String::new(), now)

@@ -6,6 +6,7 @@
 //! both with plain Git: `git log gitward/status`, `git log --notes=gitward`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use git2::{ObjectType, Oid};
@@ -122,6 +123,8 @@ impl ResourceStatus {
             last_transition_time: since,
         });
         self.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+        // Thousands of records are kept: no room for conditions they do not have.
+        self.conditions.shrink_to_fit();
     }
 }
 
@@ -185,11 +188,14 @@ pub struct Note {
 }
 
 /// The status tree at the tip of the status branch.
+/// Status records by resource, shared: a reconcile keeps most of them as they were.
+pub type Statuses = BTreeMap<(Kind, String), Arc<ResourceStatus>>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub tip: Option<Oid>,
     pub summary: Option<Summary>,
-    pub resources: BTreeMap<(Kind, String), ResourceStatus>,
+    pub resources: Statuses,
 }
 
 fn yaml<T: Serialize>(value: &T) -> String {
@@ -201,17 +207,15 @@ fn resource_path(kind: Kind, name: &str) -> String {
 }
 
 /// The files of a status tree.
-fn tree_files(
-    summary: &Summary,
-    resources: &BTreeMap<(Kind, String), ResourceStatus>,
-) -> Vec<(String, String)> {
-    let mut files = vec![("summary.yaml".to_owned(), yaml(summary))];
-    files.extend(
+fn tree_files<'a>(
+    summary: &'a Summary,
+    resources: &'a Statuses,
+) -> impl Iterator<Item = (String, String)> + 'a {
+    std::iter::once(("summary.yaml".to_owned(), yaml(summary))).chain(
         resources
             .iter()
             .map(|((kind, name), status)| (resource_path(*kind, name), yaml(status))),
-    );
-    files
+    )
 }
 
 fn status_ref(branch: &str) -> String {
@@ -274,7 +278,7 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
 /// Parses status files on every core: thousands of them are read on each reconcile.
 /// A status file gitward cannot read (edited by hand) counts as absent: the resource is then
 /// issued again, which makes status true again.
-fn parse_statuses(texts: &[String]) -> BTreeMap<(Kind, String), ResourceStatus> {
+fn parse_statuses(texts: &[String]) -> Statuses {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = texts.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -292,7 +296,7 @@ fn parse_statuses(texts: &[String]) -> BTreeMap<(Kind, String), ResourceStatus> 
         parsers
             .into_iter()
             .flat_map(|parser| parser.join().unwrap_or_default())
-            .map(|status| ((status.kind, status.name.clone()), status))
+            .map(|status| ((status.kind, status.name.clone()), Arc::new(status)))
             .collect()
     })
 }
@@ -315,7 +319,7 @@ pub fn commit(
     branch: &str,
     observed: &Observed,
     summary: &Summary,
-    resources: &BTreeMap<(Kind, String), ResourceStatus>,
+    resources: &Statuses,
     message: &str,
 ) -> Result<Oid> {
     let git = repo.inner();
@@ -324,10 +328,7 @@ pub fn commit(
         .and_then(|tip| git.find_commit(tip).ok())
         .and_then(|c| c.tree().ok());
     let tree = match &base_tree {
-        None => {
-            let files = tree_files(summary, resources);
-            repo.write_files(files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))?
-        }
+        None => repo.write_files(tree_files(summary, resources))?,
         Some(base) => {
             let blob = |text: String| {
                 git.blob(text.as_bytes())

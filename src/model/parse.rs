@@ -4,7 +4,8 @@
 //! files, so its result is cached per blob id: the same blob in the base and head of a plan,
 //! or in consecutive commits the daemon reconciles, is parsed once.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -69,6 +70,40 @@ pub struct ParsedDoc {
 pub fn rego_value(json: &Value) -> regorus::Value {
     // Every JSON value has an engine value; `Undefined` would only stand for a bug.
     regorus::Value::deserialize(json).unwrap_or(regorus::Value::Undefined)
+}
+
+/// Most object keys shared between documents' engine values. Keys are free-form under labels
+/// and annotations, so the table is bounded; past it, keys are simply not shared.
+const MAX_SHARED_KEYS: usize = 4096;
+
+/// A document as a policy engine value whose object keys are shared with every other
+/// document's: the same few dozen keys recur in thousands of documents a daemon keeps.
+fn document_value(json: &Value) -> regorus::Value {
+    static KEYS: LazyLock<RwLock<HashMap<String, regorus::Value>>> =
+        LazyLock::new(Default::default);
+    let key = |key: &String| {
+        if let Some(shared) = KEYS.read().ok().and_then(|keys| keys.get(key).cloned()) {
+            return shared;
+        }
+        let value = regorus::Value::from(key.as_str());
+        if let Ok(mut keys) = KEYS.write()
+            && keys.len() < MAX_SHARED_KEYS
+        {
+            keys.insert(key.clone(), value.clone());
+        }
+        value
+    };
+    match json {
+        Value::Object(map) => regorus::Value::from(
+            map.iter()
+                .map(|(k, v)| (key(k), document_value(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        Value::Array(items) => {
+            regorus::Value::from(items.iter().map(document_value).collect::<Vec<_>>())
+        }
+        scalar => rego_value(scalar),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -272,7 +307,7 @@ fn parse_resource(root: Node) -> ParsedDoc {
             doc.problems = semantic::check(&resource, &root);
             if doc.problems.is_empty() {
                 doc.resource = Some(Arc::new(resource));
-                doc.rego = rego_value(&json);
+                doc.rego = document_value(&json);
             }
         }
         Err(error) => doc
@@ -314,6 +349,18 @@ mod tests {
         assert_eq!(Role::of("policies/data/x/y.json"), Some(Role::Data));
         assert_eq!(Role::of("docs/readme.md"), None);
         assert_eq!(Role::of("config.json"), None);
+    }
+
+    #[test]
+    fn a_document_value_with_shared_keys_is_the_engine_value_of_its_json() {
+        let json = serde_json::json!({
+            "metadata": {"name": "a", "labels": {"env": "prod"}},
+            "spec": {"dnsNames": ["a.example.com"], "n": 3, "f": 1.5, "t": true, "z": null},
+            "list": [{"metadata": {"name": "b"}}, []],
+        });
+        let shared = document_value(&json);
+        assert_eq!(shared, rego_value(&json));
+        assert_eq!(document_value(&json), shared);
     }
 
     #[test]

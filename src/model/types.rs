@@ -46,7 +46,46 @@ impl Kind {
 /// Labels: short key/value pairs that policies and gates select on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Labels(pub BTreeMap<String, String>);
+pub struct Labels(pub StringMap);
+
+/// A small map of strings, sorted by key: every resource has one or two, and a `BTreeMap`
+/// takes a node of eleven entries for the first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringMap(Box<[(String, String)]>);
+
+impl StringMap {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+}
+
+impl Serialize for StringMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for StringMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(deserializer)?;
+        Ok(StringMap(map.into_iter().collect()))
+    }
+}
+
+impl JsonSchema for StringMap {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "StringMap".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "object", "additionalProperties": {"type": "string"}})
+    }
+}
 
 impl JsonSchema for Labels {
     fn schema_name() -> Cow<'static, str> {
@@ -73,7 +112,7 @@ pub struct Metadata {
     pub labels: Labels,
     /// Free-form notes for people and tools; gitward does not interpret them.
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: StringMap,
 }
 
 /// Subject attributes of a certificate besides its common name.
@@ -430,7 +469,7 @@ impl LabelSelector {
         self.0.iter().all(|(key, wanted)| {
             labels.0.get(key).is_some_and(|have| match wanted {
                 SelectorValue::Equals(v) => v == have,
-                SelectorValue::AnyOf(vs) => vs.contains(have),
+                SelectorValue::AnyOf(vs) => vs.iter().any(|v| v == have),
             })
         })
     }
