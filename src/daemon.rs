@@ -145,6 +145,10 @@ fn read_secret(path: &Path) -> Result<Vec<u8>> {
 
 /// Runs the daemon until SIGTERM or SIGINT; logs through `tracing`.
 pub fn run(config_path: &Path) -> Result<u8> {
+    // A long-lived process that keeps thousands of small objects: transparent huge pages
+    // would make every 2 MiB region its allocator touches resident in full (~10 % of the RSS
+    // with 10,000 resources). Without them it only costs some TLB misses.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let loaded = Loaded::read(config_path)?;
     let config = loaded.config.clone();
     std::fs::create_dir_all(&config.state_dir).map_err(Error::io(&config.state_dir))?;
@@ -243,7 +247,15 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         // The reconcile in progress always finishes: signals are looked at between reconciles.
         let mut kept = std::mem::take(&mut warm);
         let report = tokio::task::spawn_blocking(move || {
-            let report = reconcile_warm(&config, Utc::now(), &Silent, &mut kept, scope);
+            // On a thread that ends with the reconcile: the allocator gives back the free
+            // memory of a finished thread, which a pooled one would keep (~8 MiB with
+            // 10,000 resources).
+            let report = std::thread::scope(|threads| {
+                threads
+                    .spawn(|| reconcile_warm(&config, Utc::now(), &Silent, &mut kept, scope))
+                    .join()
+            })
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (report, kept)
         })
         .await

@@ -230,7 +230,6 @@ pub fn reconcile_warm(
         return Ok(Report {
             exchange,
             wrote_status: false,
-            resources: Vec::new(),
             ..report.clone()
         });
     }
@@ -326,12 +325,7 @@ pub fn reconcile_warm(
                 policies,
                 diagnostics,
             } = head;
-            // Kept until the outcome says whether this head is the next base. A review on a
-            // base known in full reads its findings only, not which pairs were evaluated.
-            let evaluation = Evaluation {
-                evaluated: HashSet::new(),
-                ..evaluation
-            };
+            // Kept until the outcome says whether this head is the next base.
             let next_base = (policies, diagnostics, evaluation, today);
             (verdict, catalog, known, Some(next_base), changed)
         };
@@ -512,7 +506,7 @@ pub fn reconcile_warm(
         resources: statuses,
     });
     warm.blobs.keep_only_used();
-    let report = Report {
+    let mut report = Report {
         source: head_commit.sha,
         result,
         problems,
@@ -525,7 +519,10 @@ pub fn reconcile_warm(
     };
     // Only an outcome with nothing left to retry may stand for the next reconcile.
     if report.result == Outcome::Applied && report.exchange.healthy() {
+        // Without its resources: a reconcile that stands for it changes none.
+        let resources = std::mem::take(&mut report.resources);
         warm.last = Some((source, tip_now, report.clone()));
+        report.resources = resources;
     }
     Ok(report)
 }

@@ -41,7 +41,8 @@ pub struct Known<'a> {
 /// [`review`] of a head on a base whose full evaluation is `known` (evaluated on the same
 /// day): the head is evaluated only where a result can differ from the base's, and the base
 /// not at all — a review in proportion to the change. Also returns the head's full
-/// evaluation and the resources it saw changed, for the next review to build on.
+/// evaluation (its findings; which pairs were evaluated is in the report) and the resources it
+/// saw changed, for the next review to build on.
 pub fn review_on(
     base: (&CommitInfo, &Snapshot),
     known: Option<Known<'_>>,
@@ -126,7 +127,7 @@ pub fn review_on(
         };
         let base_evaluator = Evaluator::new(&base_snapshot.policies, &base_snapshot.catalog);
         let base_partial = known.is_none();
-        let (head_eval, mut base_eval): (Evaluation, Cow<'_, Evaluation>) = match known {
+        let (mut head_eval, mut base_eval): (Evaluation, Cow<'_, Evaluation>) = match known {
             Some(known) => {
                 let fresh = head_snapshot.policies.evaluate(
                     &head_snapshot.catalog,
@@ -221,7 +222,10 @@ pub fn review_on(
             base_eval.evaluated.extend(rest.evaluated);
         }
         diagnostics.extend(head_eval.errors.iter().cloned());
-        evaluated = head_eval.evaluated.iter().cloned().collect();
+        // Moved, not copied: a full evaluation of thousands of resources has many pairs.
+        evaluated = std::mem::take(&mut head_eval.evaluated)
+            .into_iter()
+            .collect();
         diagnostics.sort();
         findings = compare(head_eval.findings.clone(), &base_eval, !base_partial);
         changed_here = head_context.changes.keys().cloned().collect();

@@ -44,17 +44,20 @@ impl Outcome {
     }
 }
 
+/// A word of a condition: one of gitward's own, not a copy, unless read from a file.
+pub type Word = std::borrow::Cow<'static, str>;
+
 /// A fact about a resource and since when it holds (as Kubernetes conditions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready` (issued and written), `Reloaded` (the target's reload command ran).
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Word,
     /// `True` or `False`.
-    pub status: String,
+    pub status: Word,
     /// A CamelCase word for machines.
-    pub reason: String,
+    pub reason: Word,
     /// Words for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -103,22 +106,22 @@ impl ResourceStatus {
     /// Sets a condition; its transition time moves only when its status changes.
     pub fn set_condition(
         &mut self,
-        type_: &str,
+        type_: &'static str,
         ok: bool,
-        reason: &str,
+        reason: &'static str,
         message: String,
         now: DateTime<Utc>,
     ) {
-        let status = if ok { "True" } else { "False" }.to_owned();
+        let status = Word::Borrowed(if ok { "True" } else { "False" });
         let since = match self.condition(type_) {
             Some(c) if c.status == status => c.last_transition_time,
             _ => now,
         };
         self.conditions.retain(|c| c.type_ != type_);
         self.conditions.push(Condition {
-            type_: type_.to_owned(),
+            type_: Word::Borrowed(type_),
             status,
-            reason: reason.to_owned(),
+            reason: Word::Borrowed(reason),
             message,
             last_transition_time: since,
         });

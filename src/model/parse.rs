@@ -72,36 +72,38 @@ pub fn rego_value(json: &Value) -> regorus::Value {
     regorus::Value::deserialize(json).unwrap_or(regorus::Value::Undefined)
 }
 
-/// Most object keys shared between documents' engine values. Keys are free-form under labels
-/// and annotations, so the table is bounded; past it, keys are simply not shared.
-const MAX_SHARED_KEYS: usize = 4096;
+/// Most strings shared between documents' engine values. The first strings seen fill the
+/// table, and the ones that recur (keys, kinds, algorithms, label values) are among them;
+/// past it, strings are simply not shared.
+const MAX_SHARED_STRINGS: usize = 4096;
 
-/// A document as a policy engine value whose object keys are shared with every other
-/// document's: the same few dozen keys recur in thousands of documents a daemon keeps.
+/// A document as a policy engine value whose object keys and short strings are shared with
+/// other documents': the same few dozen recur in the thousands of documents a daemon keeps.
 fn document_value(json: &Value) -> regorus::Value {
-    static KEYS: LazyLock<RwLock<HashMap<String, regorus::Value>>> =
+    static SHARED: LazyLock<RwLock<HashMap<String, regorus::Value>>> =
         LazyLock::new(Default::default);
-    let key = |key: &String| {
-        if let Some(shared) = KEYS.read().ok().and_then(|keys| keys.get(key).cloned()) {
-            return shared;
+    let shared = |text: &str| {
+        if let Some(value) = SHARED.read().ok().and_then(|s| s.get(text).cloned()) {
+            return value;
         }
-        let value = regorus::Value::from(key.as_str());
-        if let Ok(mut keys) = KEYS.write()
-            && keys.len() < MAX_SHARED_KEYS
+        let value = regorus::Value::from(text);
+        if let Ok(mut table) = SHARED.write()
+            && table.len() < MAX_SHARED_STRINGS
         {
-            keys.insert(key.clone(), value.clone());
+            table.insert(text.to_owned(), value.clone());
         }
         value
     };
     match json {
         Value::Object(map) => regorus::Value::from(
             map.iter()
-                .map(|(k, v)| (key(k), document_value(v)))
+                .map(|(k, v)| (shared(k), document_value(v)))
                 .collect::<BTreeMap<_, _>>(),
         ),
         Value::Array(items) => {
             regorus::Value::from(items.iter().map(document_value).collect::<Vec<_>>())
         }
+        Value::String(text) if text.len() <= 64 => shared(text),
         scalar => rego_value(scalar),
     }
 }
@@ -321,7 +323,7 @@ fn typed(kind: Kind, json: &Value) -> Result<Resource, serde_json::Error> {
     let metadata = Metadata::deserialize(&json["metadata"])?;
     let spec_json = &json["spec"];
     let spec = match kind {
-        Kind::Issuer => Spec::Issuer(IssuerSpec::deserialize(spec_json)?),
+        Kind::Issuer => Spec::Issuer(Box::new(IssuerSpec::deserialize(spec_json)?)),
         Kind::Certificate => Spec::Certificate(CertificateSpec::deserialize(spec_json)?),
         Kind::Policy => Spec::Policy(PolicySpec::deserialize(spec_json)?),
         Kind::Gate => Spec::Gate(GateSpec::deserialize(spec_json)?),
@@ -352,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn a_document_value_with_shared_keys_is_the_engine_value_of_its_json() {
+    fn a_document_value_with_shared_strings_is_the_engine_value_of_its_json() {
         let json = serde_json::json!({
             "metadata": {"name": "a", "labels": {"env": "prod"}},
             "spec": {"dnsNames": ["a.example.com"], "n": 3, "f": 1.5, "t": true, "z": null},

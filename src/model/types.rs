@@ -904,7 +904,9 @@ pub struct ServiceNowSettings {
 /// A resource's spec, by kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
-    Issuer(IssuerSpec),
+    // Boxed: the largest spec, and there are few issuers; every resource is the size of its
+    // largest variant.
+    Issuer(Box<IssuerSpec>),
     Certificate(CertificateSpec),
     Policy(PolicySpec),
     Gate(GateSpec),

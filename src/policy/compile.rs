@@ -129,15 +129,15 @@ fn code_of(text: &str) -> String {
 /// Each DNS name of the commit's certificates → the names of the certificates claiming it,
 /// in catalog order: `data.gitward.index.dnsNames` whole, and to each certificate its own
 /// names' part as `input.index.dnsNames`.
-pub(crate) struct DnsNameIndex(HashMap<String, RegoValue>);
+pub(crate) struct DnsNameIndex(BTreeMap<RegoValue, RegoValue>);
 
 impl DnsNameIndex {
     pub fn of(catalog: &Catalog) -> DnsNameIndex {
-        let mut claimants: HashMap<String, Vec<RegoValue>> = HashMap::new();
+        let mut claimants: HashMap<&str, Vec<RegoValue>> = HashMap::new();
         for loaded in catalog.resources() {
             for dns_name in dns_names(loaded) {
                 claimants
-                    .entry(dns_name.to_owned())
+                    .entry(dns_name)
                     .or_default()
                     .push(RegoValue::from(loaded.name()));
             }
@@ -145,25 +145,23 @@ impl DnsNameIndex {
         DnsNameIndex(
             claimants
                 .into_iter()
-                .map(|(name, certs)| (name, RegoValue::from(certs)))
+                .map(|(name, certs)| (RegoValue::from(name), RegoValue::from(certs)))
                 .collect(),
         )
     }
 
     fn whole(&self) -> RegoValue {
-        RegoValue::from(
-            self.0
-                .iter()
-                .map(|(name, certs)| (RegoValue::from(name.as_str()), certs.clone()))
-                .collect::<BTreeMap<_, _>>(),
-        )
+        RegoValue::from(self.0.clone())
     }
 
     /// The entries of the names `loaded` claims (none but for a certificate).
     pub fn own(&self, loaded: &Loaded) -> RegoValue {
         RegoValue::from(
             dns_names(loaded)
-                .filter_map(|name| Some((RegoValue::from(name), self.0.get(name)?.clone())))
+                .filter_map(|name| {
+                    let (name, certs) = self.0.get_key_value(&RegoValue::from(name))?;
+                    Some((name.clone(), certs.clone()))
+                })
                 .collect::<BTreeMap<_, _>>(),
         )
     }
