@@ -649,3 +649,45 @@ fn a_crash_at_any_point_converges() {
     }
     assert!(point > 10, "the run passes through {point} crash points");
 }
+
+/// More certificates than are journaled and written at once: a run crashed after some
+/// batches are on disk converges, every certificate on disk is the one its status names.
+#[test]
+fn a_crash_between_write_batches_converges() {
+    let names: Vec<String> = (0..300).map(|i| format!("c{i:03}")).collect();
+    let documents: Vec<String> = names
+        .iter()
+        .map(|name| certificate(name, &format!("  dnsNames: [{name}.example.com]\n")))
+        .collect();
+    let certificates = documents.join("---\n");
+    let files = [
+        ("issuers.yaml", ISSUERS),
+        ("many.yaml", certificates.as_str()),
+    ];
+    let sample = ["c000", "c255", "c256", "c299"];
+    // Crash points further and further into the run, until one lets it finish.
+    let mut point = 150;
+    loop {
+        let host = Host::new(&files);
+        let finished = host.reconcile_crashing_at(point);
+        host.reconcile(&[]).expect(0);
+        assert_eq!(host.status_commits(), 1, "point {point}");
+        let recorded = host
+            .repo
+            .git(&["ls-tree", "-r", "--name-only", "gitward/status"])
+            .lines()
+            .filter(|path| path.starts_with("status/certificate/"))
+            .count();
+        assert_eq!(recorded, names.len(), "point {point}");
+        for name in sample {
+            host.assert_on_disk_is_in_status(name, &format!("point {point}"));
+        }
+        assert_eq!(host.verify("c299").code, 0, "point {point}");
+        assert_eq!(host.keys_in_flight(), 0, "point {point}");
+        if finished {
+            break;
+        }
+        point *= 2;
+    }
+    assert!(point > 600, "crashed after a first batch ({point})");
+}

@@ -373,6 +373,10 @@ mod tests {
         let kinds: Vec<_> = file.docs().iter().map(|d| d.kind).collect();
         assert_eq!(kinds, [Some(Kind::Issuer), Some(Kind::Sink)]);
         assert_eq!(file.docs()[1].pos.line, 8);
+        // Positions read again from the text skip the empty document as parsing did.
+        let endpoint = file.tree(1).map(|tree| tree.locate(["spec", "endpoint"]));
+        assert_eq!(endpoint, Some(crate::diag::Pos { line: 11, col: 23 }));
+        assert!(file.tree(2).is_none());
     }
 
     #[test]
