@@ -16,8 +16,6 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# zlib goes into the binary: the runtime image does not carry it.
-ENV LIBZ_SYS_STATIC=1
 # Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches benches

@@ -9,7 +9,8 @@
 # logged in to with a key made by ssh-keygen from openssh-client), pebble with
 # pebble-challtestsrv (Let's Encrypt's test ACME server and its DNS stand-in), curl, xmllint
 # (JUnit XML schemas), and Python's jsonschema with ruamel.yaml as an independent check that
-# schemas/ accepts the example repository.
+# schemas/ accepts the example repository. systemd-analyze checks the unit, and a chroot
+# with only the runtime image's libraries runs the binary as the container would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,5 @@ fi
 cargo test --locked --all-targets
 /usr/bin/python3 scripts/check-schemas.py example-repo templates/starter
 scripts/check-systemd.sh target/debug/gitward
+scripts/check-runtime-image.sh target/debug/gitward
 echo "all tests passed"
