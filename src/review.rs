@@ -3,9 +3,9 @@
 //!
 //! The head is evaluated in full. The base is evaluated where a result can differ from the
 //! head's — resources that changed, policies that changed or read what changed (the
-//! inventory, the commit, their own index entries), everything when modules or policy data changed — which finds what
-//! the change resolves; and on every pair the head has findings for, so that whether a
-//! finding is new is always decided by evaluating the base.
+//! inventory, the commit, their own index entries), everything when modules or policy data
+//! changed — which finds what the change resolves; and on every pair the head has findings
+//! for, so that whether a finding is new is always decided by evaluating the base.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
