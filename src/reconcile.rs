@@ -332,65 +332,75 @@ pub fn reconcile_warm(
     let findings = verdict.findings;
 
     let invalid = !verdict.errors.is_empty();
-    let (result, problems, resources, statuses, promote) = if invalid {
-        (
-            Outcome::Failed,
-            verdict.errors,
-            Vec::new(),
-            observed.resources.clone(),
-            Vec::new(),
-        )
-    } else if !verdict.blocking.is_empty() {
-        (
-            Outcome::Blocked,
-            verdict.blocking,
-            Vec::new(),
-            observed.resources.clone(),
-            Vec::new(),
-        )
-    } else {
-        let mut applier = Applier {
-            config,
-            store: &store,
-            observed: &observed,
-            now,
-            statuses: BTreeMap::new(),
-            outcomes: Vec::new(),
-            issued: Vec::new(),
-            written: BTreeSet::new(),
-            problems: Vec::new(),
-            signers: HashMap::new(),
-            acme_issued: HashMap::new(),
-            to_stage: Vec::new(),
-            to_write: Vec::new(),
-            progress,
-            scope,
-            changed: &changed,
-            issuers_settled: false,
-        };
-        applier.apply(&head_catalog)?;
-        let mut problems: Vec<String> = applier
-            .outcomes
-            .iter()
-            .filter(|o| o.change == Change::Failed)
-            .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
-            .collect();
-        problems.extend(applier.problems);
-        let failed = !problems.is_empty();
-        let result = if failed {
-            Outcome::Failed
-        } else {
-            Outcome::Applied
-        };
-        (
-            result,
-            problems,
-            applier.outcomes,
-            applier.statuses,
-            applier.issued,
-        )
+    let refused = invalid || !verdict.blocking.is_empty();
+    // A refused head leaves the commit in force in force: its certificates are still renewed
+    // and repaired, whatever the head holds.
+    let in_force = match (&applied, refused) {
+        (Some(sha), true) => Some(config_repo.load(sha, cache)?.1),
+        _ => None,
     };
-
+    let unchanged = HashSet::new();
+    let to_apply = match (refused, &in_force) {
+        (false, _) => Some((&head_catalog, &changed)),
+        (true, Some(catalog)) => Some((catalog, &unchanged)),
+        (true, None) => None,
+    };
+    let (mut problems, resources, statuses, promote) = match to_apply {
+        Some((catalog, changed)) => {
+            let mut applier = Applier {
+                config,
+                store: &store,
+                observed: &observed,
+                now,
+                statuses: BTreeMap::new(),
+                outcomes: Vec::new(),
+                issued: Vec::new(),
+                written: BTreeSet::new(),
+                problems: Vec::new(),
+                signers: HashMap::new(),
+                acme_issued: HashMap::new(),
+                to_stage: Vec::new(),
+                to_write: Vec::new(),
+                progress,
+                scope,
+                changed,
+                issuers_settled: false,
+            };
+            applier.apply(catalog)?;
+            let mut problems: Vec<String> = applier
+                .outcomes
+                .iter()
+                .filter(|o| o.change == Change::Failed)
+                .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
+                .collect();
+            problems.extend(applier.problems);
+            (problems, applier.outcomes, applier.statuses, applier.issued)
+        }
+        None => (
+            Vec::new(),
+            Vec::new(),
+            observed.resources.clone(),
+            Vec::new(),
+        ),
+    };
+    let result = if invalid {
+        Outcome::Failed
+    } else if refused {
+        Outcome::Blocked
+    } else if problems.is_empty() {
+        Outcome::Applied
+    } else {
+        Outcome::Failed
+    };
+    if refused {
+        // The head's problems come first: they are why it is not in force.
+        let own = if invalid {
+            verdict.errors
+        } else {
+            verdict.blocking
+        };
+        problems.splice(0..0, own);
+    }
     let applied = match result {
         Outcome::Applied => Some(head_commit.sha.clone()),
         Outcome::Failed if !invalid => Some(head_commit.sha.clone()),

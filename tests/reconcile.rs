@@ -691,3 +691,58 @@ fn a_crash_between_write_batches_converges() {
     }
     assert!(point > 600, "crashed after a first batch ({point})");
 }
+
+#[test]
+fn a_commit_whose_policy_crashes_fails_and_the_commit_in_force_keeps_renewing() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate(
+                "api",
+                "  dnsNames: [api.example.com]\n  duration: 30d\n  renewBefore: 10d\n",
+            ),
+        ),
+    ]);
+    host.reconcile(&[]).expect(0);
+    let serial = host.serial("api");
+    // Passes validation, then allocates gigabytes in one builtin call.
+    host.repo.write("policies/hog.rego", "package gitward.hog\n\nimport rego.v1\n\ndeny contains \"never\" if count(sprintf(\"%0999999999d\", [1])) < 0\n");
+    host.repo.write("policies/hog.yaml", "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: hog}\nspec:\n  module: policies/hog.rego\n  rule: data.gitward.hog.deny\n  appliesTo: {kinds: [Certificate]}\n");
+    host.repo.edit(
+        "api.yaml",
+        "[api.example.com]",
+        "[api.example.com, api2.example.com]",
+    );
+    let bad = host.repo.commit("A policy that exhausts memory");
+    let run = host.reconcile(&[]).expect(1);
+    assert!(
+        run.stdout.contains(" failed\n")
+            && run
+                .stdout
+                .contains("policy `hog` failed on Certificate/api: "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.serial("api"), serial, "nothing of the commit applied");
+    let note = host.repo.git(&["notes", "--ref=gitward", "show", &bad]);
+    assert!(
+        note.contains("result: failed") && note.contains("policy `hog` failed"),
+        "{note}"
+    );
+    // The commit in force is still renewed while the head keeps failing.
+    let later = (chrono::Utc::now() + chrono::Duration::days(21)).to_rfc3339();
+    let run = host.reconcile(&["--now", &later]).expect(1);
+    assert!(
+        run.stdout.contains("renewed   Certificate/api"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(host.serial("api"), serial);
+    assert!(
+        !host
+            .text(&host.out("api").join("cert.pem"))
+            .contains("api2.example.com"),
+        "the renewal is of the commit in force"
+    );
+}

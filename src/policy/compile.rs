@@ -5,11 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regorus::utils::limits::ExecutionTimerConfig;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::analyze::{analyze, recursion};
+use super::evaluate::evaluation_budget;
+use super::isolate::{End, Run, STACK_BYTES, isolated};
 use super::reads::{Reads, package_reads};
 use crate::diag::{Diagnostic, Pos};
 use crate::model::parse::{Content, DATA_DIR, rego_value};
@@ -21,7 +25,7 @@ pub const EVALUATION_LIMIT: Duration = Duration::from_secs(2);
 
 /// Most memory the process may hold while policies run: an evaluation that would go beyond
 /// it (`numbers.range(1, 3000000000)`) fails instead of exhausting the host.
-pub const MEMORY_LIMIT_BYTES: u64 = 4 << 30;
+pub const MEMORY_LIMIT_BYTES: u64 = 1 << 30;
 
 /// Enforces [`MEMORY_LIMIT_BYTES`] for every evaluation in this process. regorus counts
 /// allocations through its allocator, which is the process's global allocator.
@@ -297,9 +301,11 @@ fn is_function(text: &str, name: &str) -> bool {
 
 /// An engine with the limits gitward evaluates under, the given modules and the data
 /// documents; the package of each module that compiled, and problems with the others.
+/// `adding` is told the index of each module before it is added.
 fn build_engine(
     modules: &[(&Arc<str>, &Arc<str>)],
     data: &Value,
+    adding: &mut dyn FnMut(usize),
 ) -> (regorus::Engine, HashMap<Arc<str>, String>, Vec<Diagnostic>) {
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(ExecutionTimerConfig {
@@ -308,15 +314,8 @@ fn build_engine(
     });
     let mut packages = HashMap::new();
     let mut diagnostics = Vec::new();
-    for (path, text) in modules {
-        if let Some(pos) = too_deep(text) {
-            diagnostics.push(Diagnostic::error(
-                path,
-                pos,
-                format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
-            ));
-            continue;
-        }
+    for (index, (path, text)) in modules.iter().enumerate() {
+        adding(index);
         match engine.add_policy(path.to_string(), text.to_string()) {
             Ok(package) => {
                 packages.insert((*path).clone(), package);
@@ -334,21 +333,124 @@ fn build_engine(
     (engine, packages, diagnostics)
 }
 
-/// Compiles the policies of a catalog. Problems (Rego syntax errors, rules that do not
-/// exist, conflicting data) are returned as diagnostics; policies with problems are left
-/// unbound, and a module with a problem does not keep the others from compiling.
-pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
+type Module<'a> = (&'a Arc<str>, &'a Arc<str>);
+
+/// What checking a commit's modules found: the modules that compile, and the problems.
+#[derive(Serialize, Deserialize)]
+struct Checked {
+    modules: Vec<String>,
+    tests: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Where the child checking modules is: the index of a module while it is analysed or
+/// added, or this while all are prepared together.
+const PREPARING: u64 = u64::MAX;
+
+/// Which modules compile, found out in a child process (see [`super::isolate`]): the
+/// parent compiles only what a child compiled without crashing, the same way. A module
+/// that kills the child is refused with why, and the others are checked again.
+fn check_modules(modules: &[Module<'_>], tests: &[Module<'_>], data: &Value) -> Checked {
+    let deadline = Instant::now() + evaluation_budget();
+    let mut refused = Vec::new();
+    let mut remaining: Vec<Module<'_>> = modules.to_vec();
+    loop {
+        let run = isolated(deadline, |child| {
+            let checked = check_in_child(&remaining, tests, data, &|step| child.step(step));
+            child.send(&checked);
+        });
+        let failure = match run {
+            Ok(Run {
+                mut items,
+                end: End::Finished,
+                ..
+            }) if !items.is_empty() => {
+                let mut checked: Checked = items.remove(0);
+                checked.diagnostics.extend(refused);
+                return checked;
+            }
+            Ok(Run {
+                end: End::TimedOut, ..
+            }) => format!(
+                "compiling the policies took longer than {:?}",
+                evaluation_budget()
+            ),
+            Ok(Run {
+                end: End::Died(why),
+                step,
+                ..
+            }) => {
+                let culprit = usize::try_from(step).ok().filter(|&i| i < remaining.len());
+                match culprit {
+                    Some(index) => {
+                        let (path, _) = remaining.remove(index);
+                        refused.push(Diagnostic::error(
+                            path,
+                            Pos::START,
+                            format!("Rego: compiling this module crashed the policy engine: {why}"),
+                        ));
+                        continue;
+                    }
+                    None => format!("compiling the policies crashed the policy engine: {why}"),
+                }
+            }
+            Ok(run) => format!("compiling the policies failed ({:?})", run.end),
+            Err(error) => format!("cannot start compiling the policies: {error}"),
+        };
+        refused.push(Diagnostic::error(
+            "policies",
+            Pos::START,
+            format!("Rego: {failure}"),
+        ));
+        return Checked {
+            modules: Vec::new(),
+            tests: Vec::new(),
+            diagnostics: refused,
+        };
+    }
+}
+
+/// The child's side of [`check_modules`]: the checks on the parsed modules, then regorus's
+/// own compilation, leaving out each module with a problem.
+fn check_in_child(
+    modules: &[Module<'_>],
+    tests: &[Module<'_>],
+    data: &Value,
+    step: &dyn Fn(u64),
+) -> Checked {
     let mut diagnostics = Vec::new();
-    let data = data_documents(catalog, &mut diagnostics);
-    let (tests, mut modules): (Vec<_>, Vec<_>) = catalog
-        .modules
-        .iter()
-        .partition(|(path, _)| is_test_module(path));
+    let mut rules = Vec::new();
+    let mut candidates: Vec<(usize, Module<'_>)> = Vec::new();
+    for (index, (path, text)) in modules.iter().enumerate() {
+        step(index as u64);
+        if let Some(pos) = too_deep(text) {
+            diagnostics.push(Diagnostic::error(
+                path,
+                pos,
+                format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
+            ));
+            continue;
+        }
+        let (analysis, problems) = analyze(path, text);
+        if problems.is_empty() {
+            candidates.push((index, (*path, *text)));
+        }
+        diagnostics.extend(problems);
+        if let Some(analysis) = analysis {
+            rules.push((path.to_string(), analysis));
+        }
+    }
+    let cyclic = recursion(&rules);
+    candidates.retain(|(_, (path, _))| !cyclic.iter().any(|d| d.file == ***path));
+    diagnostics.extend(cyclic);
     // regorus finds some errors (a variable used before it is bound) only when it prepares
     // all modules for evaluation: prepare now, and leave out each module that fails, so the
     // error is the module's, reported once, and the other modules still work.
     let (engine, compiled) = loop {
-        let (mut engine, compiled, problems) = build_engine(&modules, &data);
+        let current: Vec<Module<'_>> = candidates.iter().map(|(_, m)| *m).collect();
+        let (mut engine, compiled, problems) =
+            build_engine(&current, data, &mut |i| step(candidates[i].0 as u64));
+        step(PREPARING);
         let prepared = engine.eval_query("true".to_owned(), false);
         let Err(error) = prepared else {
             diagnostics.extend(problems);
@@ -357,27 +459,23 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
         let (location, message) = rego_error(&error);
         let culprit = location
             .as_ref()
-            .and_then(|(file, _)| modules.iter().position(|(p, _)| ***p == **file));
+            .and_then(|(file, _)| candidates.iter().position(|(_, (p, _))| ***p == **file));
         let (file, pos) = location.unwrap_or_else(|| ("policies".to_owned(), Pos::START));
         diagnostics.push(Diagnostic::error(&file, pos, format!("Rego: {message}")));
         match culprit {
             Some(index) => {
-                modules.remove(index);
+                candidates.remove(index);
             }
             None => {
                 diagnostics.extend(problems);
-                let set = PolicySet {
-                    engine,
-                    bindings: Vec::new(),
-                    test_modules: Vec::new(),
-                };
-                return (set, diagnostics);
+                candidates.clear();
+                break (engine, HashMap::new());
             }
         }
     };
     // Test modules must compile too, though only `gitward test` evaluates them.
-    let mut scratch = engine.clone();
-    let mut test_modules = Vec::new();
+    let mut scratch = engine;
+    let mut accepted_tests = Vec::new();
     for (path, text) in tests {
         match too_deep(text) {
             Some(pos) => diagnostics.push(Diagnostic::error(
@@ -385,12 +483,82 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
                 pos,
                 format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
             )),
-            None => match scratch.add_policy(path.to_string(), text.to_string()) {
-                Ok(_) => test_modules.push((path.clone(), text.clone())),
-                Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
+            None => match analyze(path, text) {
+                (_, problems) if !problems.is_empty() => diagnostics.extend(problems),
+                _ => match scratch.add_policy(path.to_string(), text.to_string()) {
+                    Ok(_) => accepted_tests.push(path.to_string()),
+                    Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
+                },
             },
         }
     }
+    Checked {
+        modules: candidates
+            .iter()
+            .filter(|(_, (path, _))| compiled.contains_key(*path))
+            .map(|(_, (path, _))| path.to_string())
+            .collect(),
+        tests: accepted_tests,
+        diagnostics,
+    }
+}
+
+/// Compiles the policies of a catalog. Problems (Rego syntax errors, rules that do not
+/// exist, conflicting data, builtins gitward does not allow, recursion, modules that crash
+/// the engine) are returned as diagnostics; policies with problems are left unbound, and a
+/// module with a problem does not keep the others from compiling.
+pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let data = data_documents(catalog, &mut diagnostics);
+    let (tests, modules): (Vec<_>, Vec<_>) = catalog
+        .modules
+        .iter()
+        .partition(|(path, _)| is_test_module(path));
+    let checked = check_modules(&modules, &tests, &data);
+    diagnostics.extend(checked.diagnostics);
+    let modules: Vec<Module<'_>> = modules
+        .into_iter()
+        .filter(|(path, _)| checked.modules.iter().any(|m| **m == ***path))
+        .collect();
+    let test_modules: Vec<(Arc<str>, Arc<str>)> = tests
+        .into_iter()
+        .filter(|(path, _)| checked.tests.iter().any(|m| **m == ***path))
+        .map(|(path, text)| (path.clone(), text.clone()))
+        .collect();
+    // What a child compiled, the parent compiles the same way, on a stack as large.
+    let compiled = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let (mut engine, compiled, problems) = build_engine(&modules, &data, &mut |_| {});
+                let prepared = engine.eval_query("true".to_owned(), false);
+                (engine, compiled, problems, prepared.err())
+            })
+            .map(|thread| thread.join())
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|joined| joined.map_err(|_| "the compiling thread panicked".to_owned()));
+    let (engine, compiled) = match compiled {
+        Ok((engine, compiled, problems, unprepared)) => {
+            // The child met the same problems and reported them.
+            if let Some(error) = unprepared.filter(|_| problems.is_empty()) {
+                diagnostics.push(Diagnostic::error(
+                    "policies",
+                    Pos::START,
+                    format!("Rego: {error}"),
+                ));
+            }
+            (engine, compiled)
+        }
+        Err(error) => {
+            diagnostics.push(Diagnostic::error(
+                "policies",
+                Pos::START,
+                format!("Rego: cannot compile the policies: {error}"),
+            ));
+            (regorus::Engine::new(), HashMap::new())
+        }
+    };
     let module_code: Vec<(String, String)> = modules
         .iter()
         .filter_map(|(_, text)| Some((package_of(text)?, code_of(text))))

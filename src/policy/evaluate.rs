@@ -4,17 +4,19 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use regorus::Value as RegoValue;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::compile::{
     Binding, DnsNameIndex, EVALUATION_LIMIT, MEMORY_LIMIT_BYTES, PolicySet, gitward_data,
     rego_error,
 };
+use super::isolate::{Child, End, isolated};
 use crate::diag::{Diagnostic, Pos};
 use crate::git::CommitInfo;
 use crate::model::parse::{DATA_DIR, rego_value};
@@ -240,6 +242,7 @@ fn field_segments(field: &str) -> Vec<String> {
         .collect()
 }
 
+#[derive(Serialize, Deserialize)]
 struct RuleResult {
     message: String,
     severity: Option<FindingSeverity>,
@@ -265,7 +268,7 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
         .into_iter()
         .map(|item| match item {
             RegoValue::String(message) => Ok(RuleResult {
-                message: message.to_string(),
+                message: bounded(message.to_string()),
                 severity: None,
                 field: None,
                 id: None,
@@ -273,7 +276,7 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
             RegoValue::Object(object) => {
                 let text = |key: &str| match object.get(&RegoValue::from(key)) {
                     None | Some(RegoValue::Undefined) => Ok(None),
-                    Some(RegoValue::String(s)) => Ok(Some(s.to_string())),
+                    Some(RegoValue::String(s)) => Ok(Some(bounded(s.to_string()))),
                     Some(other) => Err(format!(
                         "`{key}` of a finding is {}, not a string",
                         describe(other)
@@ -430,16 +433,23 @@ impl<'a> Evaluator<'a> {
             }
         };
         let commit = rego_value(&context.commit);
-        let chunk = work.len().div_ceil(threads.clamp(1, MAX_THREADS)).max(1);
+        let pairs: Vec<(&Loaded, &Binding)> = work
+            .iter()
+            .flat_map(|(loaded, applicable)| applicable.iter().map(|b| (*loaded, *b)))
+            .collect();
+        let deadline = Instant::now() + evaluation_budget();
+        let chunk = pairs.len().div_ceil(threads.clamp(1, MAX_THREADS)).max(1);
         let parts: Vec<Evaluation> = std::thread::scope(|scope| {
-            let workers: Vec<_> = work
+            let workers: Vec<_> = pairs
                 .chunks(chunk)
                 .map(|part| {
-                    let engine = engine.clone();
-                    let commit = &commit;
-                    let dns_name_index = self.dns_name_index();
-                    scope
-                        .spawn(move || evaluate_part(engine, part, context, commit, dns_name_index))
+                    let pass = Pass {
+                        engine,
+                        context,
+                        commit: &commit,
+                        dns_name_index: self.dns_name_index(),
+                    };
+                    scope.spawn(move || pass.evaluate_isolated(part, deadline))
                 })
                 .collect();
             workers
@@ -457,6 +467,18 @@ impl<'a> Evaluator<'a> {
             out.errors.extend(part.errors);
             out.evaluated.extend(part.evaluated);
         }
+        if out.findings.len() > MAX_FINDINGS_PER_COMMIT {
+            let total = out.findings.len();
+            out.findings.truncate(MAX_FINDINGS_PER_COMMIT);
+            out.errors.push(Diagnostic::error(
+                "policies",
+                Pos::START,
+                format!(
+                    "policies returned {total} findings; a commit may have at most \
+                     {MAX_FINDINGS_PER_COMMIT}"
+                ),
+            ));
+        }
         out.findings.sort_by(|a, b| {
             (&a.file, a.line, a.column, &a.policy, &a.message)
                 .cmp(&(&b.file, b.line, b.column, &b.policy, &b.message))
@@ -465,57 +487,247 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Evaluates a share of the work on one engine.
-fn evaluate_part(
-    mut engine: regorus::Engine,
-    work: &[(&Loaded, Vec<&Binding>)],
-    context: &Context,
-    commit: &RegoValue,
-    dns_name_index: &DnsNameIndex,
-) -> Evaluation {
-    let mut out = Evaluation::default();
-    // A policy that ran out of time or memory once is not run again: the commit fails either way, and
-    // the limit would be paid once per resource.
-    let mut exhausted: HashSet<&str> = HashSet::new();
-    for (loaded, applicable) in work {
-        engine.set_input(input(loaded, context, commit, dns_name_index));
-        for binding in applicable {
-            if exhausted.contains(binding.name()) {
+/// Longest the policies of one commit may take in all, unless the host sets
+/// [`BUDGET_ENV`]: a commit whose evaluation does not end by then fails, however little
+/// each resource takes.
+pub const EVALUATION_BUDGET: Duration = Duration::from_secs(30);
+
+/// The environment variable with which a host gives policies another budget, in seconds.
+pub const BUDGET_ENV: &str = "GITWARD_POLICY_BUDGET_SECONDS";
+
+/// The budget in force: [`BUDGET_ENV`] or [`EVALUATION_BUDGET`].
+pub fn evaluation_budget() -> Duration {
+    static BUDGET: OnceLock<Duration> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        std::env::var(BUDGET_ENV)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs > 0.0)
+            .map_or(EVALUATION_BUDGET, Duration::from_secs_f64)
+    })
+}
+
+/// Most findings one policy may return for one resource.
+pub const MAX_FINDINGS_PER_PAIR: usize = 100;
+
+/// Most findings the policies of one commit may return.
+pub const MAX_FINDINGS_PER_COMMIT: usize = 20_000;
+
+/// Longest a finding's message, field or id may be; the rest is cut.
+pub const MAX_FINDING_TEXT: usize = 1000;
+
+/// What the child evaluating policies sends back for a (policy, resource) pair: only pairs
+/// with findings, failures or skips are sent, so that a clean pass costs next to nothing.
+#[derive(Serialize, Deserialize)]
+enum Sent {
+    Results {
+        step: usize,
+        results: Vec<RuleResult>,
+    },
+    Failed {
+        step: usize,
+        message: String,
+    },
+    /// Not evaluated: the policy ran into a limit on an earlier resource.
+    Skipped {
+        step: usize,
+    },
+}
+
+/// What every pair of one evaluation shares.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    engine: &'a regorus::Engine,
+    context: &'a Context,
+    commit: &'a RegoValue,
+    dns_name_index: &'a DnsNameIndex,
+}
+
+impl Pass<'_> {
+    /// Evaluates `pairs` in child processes: when one dies, the pair it was on is reported
+    /// as the policy's failure and a new child goes on with the next pair.
+    fn evaluate_isolated(&self, pairs: &[(&Loaded, &Binding)], deadline: Instant) -> Evaluation {
+        let mut out = Evaluation::default();
+        let mut start = 0;
+        // Policies that killed a child are not run again on this share: the commit fails
+        // either way, and each run would cost a child.
+        let mut crashed: HashSet<&str> = HashSet::new();
+        while start < pairs.len() {
+            let rest = &pairs[start..];
+            let skip = &crashed;
+            let run = isolated(deadline, |child| {
+                self.evaluate_pairs(rest, start, skip, child)
+            });
+            let run = match run {
+                Ok(run) => run,
+                Err(error) => {
+                    out.errors.push(Diagnostic::error(
+                        "policies",
+                        Pos::START,
+                        format!("cannot start policy evaluation: {error}"),
+                    ));
+                    return out;
+                }
+            };
+            let mut skipped = HashSet::new();
+            for sent in run.items {
+                match sent {
+                    Sent::Results { step, results } => {
+                        if let Some((loaded, binding)) = pairs.get(step) {
+                            out.findings.extend(
+                                results
+                                    .into_iter()
+                                    .map(|r| finding(binding, loaded, r, self.context.today)),
+                            );
+                        }
+                    }
+                    Sent::Failed { step, message } => {
+                        if let Some((loaded, binding)) = pairs.get(step) {
+                            out.errors.push(pair_error(binding, loaded, &message));
+                        }
+                    }
+                    Sent::Skipped { step } => {
+                        skipped.insert(step);
+                    }
+                }
+            }
+            let reached = usize::try_from(run.step).unwrap_or(usize::MAX).max(start);
+            let done = match &run.end {
+                End::Finished => pairs.len(),
+                End::Died(_) | End::TimedOut => reached.min(pairs.len()),
+            };
+            out.evaluated.extend(
+                (start..done)
+                    .filter(|step| !skipped.contains(step))
+                    .filter_map(|step| pairs.get(step))
+                    .filter(|(_, binding)| !crashed.contains(binding.name()))
+                    .map(|(loaded, binding)| {
+                        (
+                            binding.name().to_owned(),
+                            loaded.kind(),
+                            loaded.name().to_owned(),
+                        )
+                    }),
+            );
+            match run.end {
+                End::Finished => break,
+                End::Died(why) => {
+                    if let Some((loaded, binding)) = pairs.get(done) {
+                        out.errors.push(pair_error(
+                            binding,
+                            loaded,
+                            &format!("its evaluation crashed: {why}"),
+                        ));
+                        crashed.insert(binding.name());
+                    }
+                    start = done + 1;
+                }
+                End::TimedOut => {
+                    if let Some((loaded, binding)) = pairs.get(done) {
+                        out.errors.push(loaded.error(
+                            &[],
+                            format!(
+                                "the policies of this commit did not finish within {:?}: \
+                                 evaluation stopped at policy `{}` on {}/{}, with {} \
+                                 evaluations not done",
+                                evaluation_budget(),
+                                binding.name(),
+                                loaded.kind(),
+                                loaded.name(),
+                                pairs.len() - done
+                            ),
+                        ));
+                    }
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The child's side: evaluates `pairs` (numbered from `first`) and sends what it finds.
+    fn evaluate_pairs(
+        &self,
+        pairs: &[(&Loaded, &Binding)],
+        first: usize,
+        skip: &HashSet<&str>,
+        child: &mut Child<'_, Sent>,
+    ) {
+        let mut engine = self.engine.clone();
+        // A policy that ran out of time or memory once is not run again: the commit fails
+        // either way, and the limit would be paid once per resource.
+        let mut exhausted: HashSet<&str> = HashSet::new();
+        let mut current: Option<&Loaded> = None;
+        for (offset, (loaded, binding)) in pairs.iter().enumerate() {
+            let step = first + offset;
+            if exhausted.contains(binding.name()) || skip.contains(binding.name()) {
+                child.send(&Sent::Skipped { step });
                 continue;
             }
-            out.evaluated.insert((
-                binding.name().to_owned(),
-                loaded.kind(),
-                loaded.name().to_owned(),
-            ));
+            child.step(step as u64);
+            if current.is_none_or(|c| !std::ptr::eq(c, *loaded)) {
+                engine.set_input(input(
+                    loaded,
+                    self.context,
+                    self.commit,
+                    self.dns_name_index,
+                ));
+                current = Some(loaded);
+            }
             let results = engine
                 .eval_rule(binding.rule.clone())
                 .map_err(|e| runtime_error(&e))
                 .and_then(|value| rule_results(&value));
             match results {
-                Ok(results) => out.findings.extend(
-                    results
-                        .into_iter()
-                        .map(|r| finding(binding, loaded, r, context.today)),
-                ),
+                Ok(results) if results.is_empty() => {}
+                Ok(results) if results.len() > MAX_FINDINGS_PER_PAIR => {
+                    child.send(&Sent::Failed {
+                        step,
+                        message: format!(
+                            "it returned {} findings for one resource; at most \
+                             {MAX_FINDINGS_PER_PAIR} are accepted",
+                            results.len()
+                        ),
+                    });
+                }
+                Ok(results) => child.send(&Sent::Results { step, results }),
                 Err(message) => {
                     if message.contains(LIMIT_MESSAGE) {
                         exhausted.insert(binding.name());
                     }
-                    out.errors.push(loaded.error(
-                        &[],
-                        format!(
-                            "policy `{}` failed on {}/{}: {message}",
-                            binding.name(),
-                            loaded.kind(),
-                            loaded.name()
-                        ),
-                    ));
+                    child.send(&Sent::Failed {
+                        step,
+                        message: bounded(message),
+                    });
                 }
             }
         }
+        // The last step is done: a child that dies on its way out is not blamed on it.
+        child.step(pairs.len().saturating_add(first) as u64);
     }
-    out
+}
+
+fn pair_error(binding: &Binding, loaded: &Loaded, message: &str) -> Diagnostic {
+    loaded.error(
+        &[],
+        format!(
+            "policy `{}` failed on {}/{}: {message}",
+            binding.name(),
+            loaded.kind(),
+            loaded.name()
+        ),
+    )
+}
+
+/// `text` cut to [`MAX_FINDING_TEXT`] characters.
+fn bounded(text: String) -> String {
+    match text.char_indices().nth(MAX_FINDING_TEXT) {
+        Some((at, _)) => {
+            let cut = text.chars().count() - MAX_FINDING_TEXT;
+            format!("{}… ({cut} more characters)", &text[..at])
+        }
+        None => text,
+    }
 }
 
 /// How an evaluation stopped by a limit is reported; such a policy is not run again.

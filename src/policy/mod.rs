@@ -2,8 +2,10 @@
 //! findings on resources, the comparison of a head's findings with a base's, exceptions, and
 //! `gitward test`.
 
+pub mod analyze;
 pub mod compile;
 pub mod evaluate;
+pub mod isolate;
 pub mod reads;
 pub mod testing;
 

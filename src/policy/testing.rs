@@ -4,17 +4,20 @@
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 use super::compile::{PolicySet, package_of, rego_error};
+use super::evaluate::evaluation_budget;
+use super::isolate::{End, isolated};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TestOutcome {
     Pass,
     Fail,
     Error(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestResult {
     pub module: String,
     /// Full rule path, `data.<package>.test_...`.
@@ -71,30 +74,77 @@ pub fn run_tests(set: &PolicySet, filter: Option<&Regex>) -> Vec<TestResult> {
             }
         }
     }
-    rules
-        .into_iter()
-        .map(|(module, rule)| {
-            let started = Instant::now();
-            let outcome = match engine.eval_rule(rule.clone()) {
-                Ok(regorus::Value::Bool(true)) => TestOutcome::Pass,
-                Ok(_) => TestOutcome::Fail,
-                Err(e) => {
-                    let (location, message) = rego_error(&e);
-                    TestOutcome::Error(match location {
-                        Some((file, pos)) => format!("{file}:{}:{}: {message}", pos.line, pos.col),
-                        None => message,
-                    })
-                }
-            };
-            TestResult {
-                module,
-                rule,
-                outcome,
-                duration: started.elapsed(),
-                prints: engine.take_prints().unwrap_or_default(),
+    run_isolated(&engine, &rules)
+}
+
+/// Runs each test rule in a child process (see [`super::isolate`]): a test that crashes
+/// the engine or runs past the budget is an error of that test, and the others still run.
+fn run_isolated(engine: &regorus::Engine, rules: &[(String, String)]) -> Vec<TestResult> {
+    let deadline = Instant::now() + evaluation_budget();
+    let mut results: Vec<TestResult> = Vec::new();
+    while results.len() < rules.len() {
+        let first = results.len();
+        let run = isolated(deadline, |child| {
+            let mut engine = engine.clone();
+            for (offset, (module, rule)) in rules[first..].iter().enumerate() {
+                child.step((first + offset) as u64);
+                child.send(&run_one(&mut engine, module, rule));
             }
-        })
-        .collect()
+        });
+        let (items, failure) = match run {
+            Ok(run) => match run.end {
+                End::Finished => (run.items, None),
+                End::Died(why) => (run.items, Some(format!("the test crashed: {why}"))),
+                End::TimedOut => (
+                    run.items,
+                    Some(format!(
+                        "the tests did not finish within {:?}",
+                        evaluation_budget()
+                    )),
+                ),
+            },
+            Err(error) => (Vec::new(), Some(format!("cannot run the tests: {error}"))),
+        };
+        results.extend(items);
+        let Some(failure) = failure else { break };
+        // The test in progress gets the failure; after a timeout, so do all the rest.
+        let timed_out = failure.contains("did not finish");
+        for (module, rule) in &rules[results.len().min(rules.len())..] {
+            results.push(TestResult {
+                module: module.clone(),
+                rule: rule.clone(),
+                outcome: TestOutcome::Error(failure.clone()),
+                duration: Duration::ZERO,
+                prints: Vec::new(),
+            });
+            if !timed_out {
+                break;
+            }
+        }
+    }
+    results
+}
+
+fn run_one(engine: &mut regorus::Engine, module: &str, rule: &str) -> TestResult {
+    let started = Instant::now();
+    let outcome = match engine.eval_rule(rule.to_owned()) {
+        Ok(regorus::Value::Bool(true)) => TestOutcome::Pass,
+        Ok(_) => TestOutcome::Fail,
+        Err(e) => {
+            let (location, message) = rego_error(&e);
+            TestOutcome::Error(match location {
+                Some((file, pos)) => format!("{file}:{}:{}: {message}", pos.line, pos.col),
+                None => message,
+            })
+        }
+    };
+    TestResult {
+        module: module.to_owned(),
+        rule: rule.to_owned(),
+        outcome,
+        duration: started.elapsed(),
+        prints: engine.take_prints().unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

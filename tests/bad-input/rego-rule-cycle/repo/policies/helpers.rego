@@ -1,0 +1,7 @@
+package gitward.helpers
+
+import rego.v1
+
+known contains name if {
+	some name in data.gitward.cycle.names
+}
