@@ -8,8 +8,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::config::HostConfig;
-use crate::error::{Error, Result};
 use crate::diag::escaped;
+use crate::error::{Error, Result};
 use crate::git::{Repo, abbreviated};
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};

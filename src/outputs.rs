@@ -262,7 +262,10 @@ pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), Outpu
 /// The certificate currently written for `name`, if there is one (and no link in the way).
 pub fn read_certificate(target: &Target, name: &str) -> Option<String> {
     let name = checked(name).ok()?;
-    let at = At { dir: "", within: "" };
+    let at = At {
+        dir: "",
+        within: "",
+    };
     let root = open_dir(nix::fcntl::AT_FDCWD, &target.dir, at).ok()?;
     let dir = open_dir(&root, Path::new(name), at).ok()?;
     let fd = openat(
@@ -335,7 +338,10 @@ pub enum ReloadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{program}` did not finish within {seconds}s and was killed{}", said(output))]
+    #[error(
+        "`{program}` did not finish within {seconds}s and was killed{}",
+        said(output)
+    )]
     Timeout {
         program: String,
         seconds: u64,

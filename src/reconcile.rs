@@ -25,8 +25,8 @@ use crate::model::{
 };
 use crate::outputs;
 use crate::pki::{self, Signer};
-use crate::redact::Private;
 use crate::policy::Evaluation;
+use crate::redact::Private;
 use crate::remote::{Exchange, Workspace};
 use crate::review::{Known, review_on};
 use crate::snapshot::Snapshot;
@@ -1320,8 +1320,8 @@ impl Applier<'_> {
             .collect();
         for (name, target) in targets {
             let timeout = std::time::Duration::from_secs(target.timeout.as_secs());
-            let result =
-                outputs::reload(&target.reload, timeout).map_err(|e| told(&format!("target `{name}`"), &e));
+            let result = outputs::reload(&target.reload, timeout)
+                .map_err(|e| told(&format!("target `{name}`"), &e));
             failpoint::point("reloaded");
             let now = self.now;
             for status in self

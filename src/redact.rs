@@ -79,10 +79,7 @@ mod tests {
             "https://***@github.com/o/r and http://u:***@h:8080?x"
         );
         // An `@` in the password, left unencoded, is still part of it.
-        assert_eq!(
-            credentials("git://a:b@c@host/r"),
-            "git://a:***@host/r"
-        );
+        assert_eq!(credentials("git://a:b@c@host/r"), "git://a:***@host/r");
         assert_eq!(
             credentials("ssh://git@host:22/r ssh://git:pw@host/r"),
             "ssh://git@host:22/r ssh://git:***@host/r"
@@ -98,7 +95,10 @@ mod tests {
             "://nothing@here",
             "mailto:ops@example.com",
         ] {
-            assert!(matches!(credentials(text), Cow::Borrowed(t) if t == text), "{text}");
+            assert!(
+                matches!(credentials(text), Cow::Borrowed(t) if t == text),
+                "{text}"
+            );
         }
     }
 }

@@ -441,15 +441,24 @@ fn hostile_summaries_and_policy_messages_render_inert_in_every_format() {
     for raw in ["<script>", "@platform-team", "\u{202e}", "\u{1}"] {
         assert!(!md.contains(raw), "{raw:?} in {md}");
     }
-    let inert = "\\<!-- hide @&#8203;platform-team \\<script\\>alert(1)\\</script\\> \\\\u{202e}txt.exe";
-    assert!(md.contains(&format!("→ `{}` {inert}\n", &head[..8])), "{md}");
+    let inert =
+        "\\<!-- hide @&#8203;platform-team \\<script\\>alert(1)\\</script\\> \\\\u{202e}txt.exe";
     assert!(
-        md.contains(&format!("| {inert} \\\\u{{1}}\\\\u{{b}}\\\\u{{fffe}} \\`\\`\\` end |")),
+        md.contains(&format!("→ `{}` {inert}\n", &head[..8])),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| {inert} \\\\u{{1}}\\\\u{{b}}\\\\u{{fffe}} \\`\\`\\` end |"
+        )),
         "{md}"
     );
     let text = plan("text");
     assert!(!text.contains('\u{202e}'), "{text}");
-    assert!(text.contains("\\u{202e}txt.exe \\u{1}\\u{b}\\u{fffe}"), "{text}");
+    assert!(
+        text.contains("\\u{202e}txt.exe \\u{1}\\u{b}\\u{fffe}"),
+        "{text}"
+    );
 
     let sarif: Value = serde_json::from_str(&plan("sarif")).expect("json");
     common::assert_matches_schema("tests/fixtures/sarif-schema-2.1.0.json", &sarif);

@@ -728,7 +728,8 @@ fn a_failed_reload_is_told_in_short_to_git_and_in_full_to_the_host() {
     );
     let status = host.repo.git(&["log", "-p", "gitward/status"]);
     assert!(
-        status.contains("reason: ReloadFailed") && status.contains("message: reload command exited 3"),
+        status.contains("reason: ReloadFailed")
+            && status.contains("message: reload command exited 3"),
         "{status}"
     );
     let host_dir = host.dir.path().to_string_lossy().into_owned();
@@ -744,7 +745,11 @@ fn a_reload_command_that_writes_much_to_stderr_is_not_held_by_it() {
     let host = one_certificate();
     // 10 MB, far more than a pipe holds: a pipe nobody reads would stop the command.
     host.config_reload(
-        &["/bin/sh", "-c", "head -c 10000000 /dev/zero | tr '\\0' x >&2"],
+        &[
+            "/bin/sh",
+            "-c",
+            "head -c 10000000 /dev/zero | tr '\\0' x >&2",
+        ],
         "    timeout: 20s\n",
     );
     let run = host.reconcile(&[]).expect(0);

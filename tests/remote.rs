@@ -361,7 +361,9 @@ fn a_password_in_the_repo_url_is_masked_in_everything_gitward_says_and_writes() 
     let (_, health) = http(port, "/healthz", None);
     assert!(health.contains(&masked), "{health}");
     daemon.wait_until("the last outcome names the fetch error", || {
-        http(port, "/status", None).1.contains("fetchError\":\"remote")
+        http(port, "/status", None)
+            .1
+            .contains("fetchError\":\"remote")
     });
     let (_, status) = http(port, "/status", None);
     let (_, metrics) = http(port, "/metrics", None);
@@ -370,7 +372,8 @@ fn a_password_in_the_repo_url_is_masked_in_everything_gitward_says_and_writes() 
     assert!(log.contains(&masked), "{log}");
     let once = host.reconcile(&[]);
     assert!(
-        once.stdout.contains(&format!("remote: remote {masked}: fetching")),
+        once.stdout
+            .contains(&format!("remote: remote {masked}: fetching")),
         "{}",
         once.stdout
     );
@@ -382,7 +385,10 @@ fn a_password_in_the_repo_url_is_masked_in_everything_gitward_says_and_writes() 
         ("/status", status),
         ("/metrics", metrics),
         ("the daemon's log", log),
-        ("reconcile --once", format!("{}{}", once.stdout, once.stderr)),
+        (
+            "reconcile --once",
+            format!("{}{}", once.stdout, once.stderr),
+        ),
         (
             "the remote's note",
             server.git(&["notes", "--ref=gitward", "show", &head]),
@@ -397,7 +403,10 @@ fn a_password_in_the_repo_url_is_masked_in_everything_gitward_says_and_writes() 
         ),
     ];
     for (path, bytes) in files_under(&host.dir.path().join("state")) {
-        said.push(("the state directory", format!("{}: {}", path.display(), String::from_utf8_lossy(&bytes))));
+        said.push((
+            "the state directory",
+            format!("{}: {}", path.display(), String::from_utf8_lossy(&bytes)),
+        ));
     }
     for (place, text) in said {
         assert!(!text.contains(secret), "{place} holds the password: {text}");

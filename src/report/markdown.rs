@@ -33,11 +33,7 @@ fn cell(text: &str) -> String {
 /// Backticks enough to open and close code around `text`: one more than its longest run,
 /// and at least `least`.
 fn fence(text: &str, least: usize) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat((longest + 1).max(least))
 }
 
