@@ -112,6 +112,22 @@ pub fn issue(
     store: &Store,
     requests: Vec<Request>,
 ) -> Vec<(String, Result<String, String>)> {
+    // Why an order failed goes into notes; the HTTP client's errors name the URL they asked.
+    order_all(account_name, account, store, requests)
+        .into_iter()
+        .map(|(name, issued)| {
+            let issued = issued.map_err(|e| crate::redact::credentials(&e).into_owned());
+            (name, issued)
+        })
+        .collect()
+}
+
+fn order_all(
+    account_name: &str,
+    account: &AcmeAccount,
+    store: &Store,
+    requests: Vec<Request>,
+) -> Vec<(String, Result<String, String>)> {
     let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
     let everything_failed = |error: AcmeError| {
         names

@@ -8,8 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::config::HostConfig;
+use crate::diag::escaped;
 use crate::error::{Error, Result};
-use crate::git::Repo;
+use crate::git::{Repo, abbreviated};
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};
 use crate::reconcile::reconcile_once;
@@ -247,7 +248,7 @@ pub fn reconcile(
     let progress = TerminalProgress::new(quiet);
     let report = reconcile_once(&config, now.unwrap_or_else(Utc::now), &progress)?;
     progress.bar.finish_and_clear();
-    let short = &report.source[..report.source.len().min(8)];
+    let short = abbreviated(&report.source, 8);
     let mut text = format!("gitward reconcile: {short} {}\n", report.result.as_str());
     if !quiet {
         for r in report
@@ -260,7 +261,7 @@ pub fn reconcile(
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
             let detail = match (&r.serial, r.message.is_empty()) {
-                (_, false) => format!("  {}", crate::diag::escaped(&r.message)),
+                (_, false) => format!("  {}", escaped(&r.message)),
                 (Some(serial), true) => format!("  serial {serial}"),
                 (None, true) => String::new(),
             };
@@ -268,7 +269,7 @@ pub fn reconcile(
         }
     }
     for problem in &report.problems {
-        text.push_str(&format!("  problem: {}\n", crate::diag::escaped(problem)));
+        text.push_str(&format!("  problem: {}\n", escaped(problem)));
     }
     let wrote = if report.wrote_status {
         "new status commit"
@@ -278,14 +279,14 @@ pub fn reconcile(
     text.push_str(&format!(
         "{} {} ({wrote})\n",
         config.status_branch,
-        &report.status_commit[..8.min(report.status_commit.len())]
+        abbreviated(&report.status_commit, 8)
     ));
     let exchange = &report.exchange;
     for problem in [&exchange.fetch_error, &exchange.push_error]
         .into_iter()
         .flatten()
     {
-        text.push_str(&format!("  remote: {}\n", crate::diag::escaped(problem)));
+        text.push_str(&format!("  remote: {}\n", escaped(problem)));
     }
     if exchange.push_retries > 0 {
         text.push_str(&format!(
@@ -319,12 +320,13 @@ pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Writ
             serde_json::to_string_pretty(&note).unwrap_or_default()
         ),
         ValidateFormat::Text => {
+            // The note is anyone's who can push its ref: every word of it is escaped.
             let mut text = format!(
                 "{} {}: {} (status {})\n",
                 commit.short(),
-                crate::diag::escaped(&commit.summary),
+                escaped(&commit.summary),
                 note.result.as_str(),
-                &note.status_commit[..8.min(note.status_commit.len())]
+                escaped(abbreviated(&note.status_commit, 8))
             );
             for r in &note.resources {
                 let change = serde_json::to_value(r.change)
@@ -334,15 +336,19 @@ pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Writ
                 let serial = r
                     .serial
                     .as_deref()
-                    .map(|s| format!("  serial {s}"))
+                    .map(|s| format!("  serial {}", escaped(s)))
                     .unwrap_or_default();
-                text.push_str(&format!("  {change:9} {}/{}{serial}\n", r.kind, r.name));
+                text.push_str(&format!(
+                    "  {change:9} {}/{}{serial}\n",
+                    r.kind,
+                    escaped(&r.name)
+                ));
             }
             for p in &note.problems {
-                text.push_str(&format!("  problem: {}\n", crate::diag::escaped(p)));
+                text.push_str(&format!("  problem: {}\n", escaped(p)));
             }
             for f in &note.findings {
-                text.push_str(&format!("  finding: {}\n", crate::diag::escaped(f)));
+                text.push_str(&format!("  finding: {}\n", escaped(f)));
             }
             text
         }

@@ -128,12 +128,24 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Text from the repository (a file name, a value, a policy's message) made safe to print:
-/// control characters, and the two non-characters XML forbids, are written as escapes, so
-/// hostile text cannot forge lines, send terminal escapes or break an XML report.
+/// control characters, bidirectional controls and the two non-characters XML forbids are
+/// written as escapes, so hostile text cannot forge lines, send terminal escapes, show other
+/// text than it holds (U+202E reverses what follows) or break an XML report.
 pub struct Escaped<'a>(pub &'a str);
 
 fn needs_escape(c: char) -> bool {
-    c.is_control() || c == '\u{fffe}' || c == '\u{ffff}'
+    c.is_control()
+        || matches!(
+            c,
+            '\u{fffe}'
+                | '\u{ffff}'
+                // Marks, embeddings, overrides and isolates (Unicode Bidirectional Algorithm).
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 impl fmt::Display for Escaped<'_> {
@@ -211,5 +223,9 @@ mod tests {
         let d = Diagnostic::error("a\nb.yaml", Pos::START, "unknown kind `x\u{1b}[31m`");
         assert_eq!(d.to_string(), "a\\nb.yaml:1:1: unknown kind `x\\u{1b}[31m`");
         assert_eq!(escaped("plain"), "plain");
+        assert_eq!(
+            escaped("allow \u{202e}yna\u{2066}"),
+            "allow \\u{202e}yna\\u{2066}"
+        );
     }
 }

@@ -55,6 +55,16 @@ impl Error {
         move |source| Error::Git { step, source }
     }
 
+    /// A failed exchange with the remote at `url`; credentials in the URL, or in libgit2's
+    /// words about it, are masked: the message goes to logs, `/healthz` and `/status`.
+    pub fn remote(url: &str, step: impl Into<String>, message: &str) -> Error {
+        Error::Remote {
+            url: crate::redact::credentials(url).into_owned(),
+            step: step.into(),
+            message: crate::redact::credentials(message).into_owned(),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }

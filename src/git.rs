@@ -32,8 +32,16 @@ pub struct CommitInfo {
 
 impl CommitInfo {
     pub fn short(&self) -> &str {
-        &self.sha[..self.sha.len().min(8)]
+        abbreviated(&self.sha, 8)
     }
+}
+
+/// The first `chars` characters of an object id. Ids read from notes and status files are
+/// anyone's text, so this cuts at a character, never inside one.
+pub fn abbreviated(id: &str, chars: usize) -> &str {
+    id.char_indices()
+        .nth(chars)
+        .map_or(id, |(end, _)| &id[..end])
 }
 
 impl Repo {

@@ -20,6 +20,7 @@ pub mod pki;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
+pub mod redact;
 pub mod remote;
 pub mod report;
 pub mod review;

@@ -128,9 +128,11 @@ enum LogFormat {
     Json,
 }
 
-/// The daemon's logs go to stderr.
-fn init_logs(format: LogFormat) {
+/// Logs go to stderr: the daemon's from `level` up, and what `reconcile --once` keeps from the
+/// notes (a reload command's output, a directory) as warnings.
+fn init_logs(format: LogFormat, level: tracing::Level) {
     let logs = tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
     match format {
@@ -193,9 +195,12 @@ fn main() -> ExitCode {
             config,
             now,
             quiet,
-        } => commands::reconcile(&config, now, quiet, &mut out),
+        } => {
+            init_logs(LogFormat::Text, tracing::Level::WARN);
+            commands::reconcile(&config, now, quiet, &mut out)
+        }
         Command::Run { config, log_format } => {
-            init_logs(log_format);
+            init_logs(log_format, tracing::Level::INFO);
             gitward::daemon::run(&config)
         }
         Command::Healthcheck { config } => gitward::daemon::healthcheck(&config, &mut out),

@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -21,13 +22,16 @@ use wait_timeout::ChildExt;
 
 use crate::config::Target;
 
+/// A failure to write or remove files. `dir` is the target's directory, `within` the path
+/// under it (empty for the directory itself): only `within` is told outside the host.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{path}: is a symbolic link; gitward never follows links in output directories")]
-    Link { path: String },
-    #[error("{path}: {source}")]
+    #[error("{}: {LINK}", joined(dir, within))]
+    Link { dir: String, within: String },
+    #[error("{}: {source}", joined(dir, within))]
     Io {
-        path: String,
+        dir: String,
+        within: String,
         #[source]
         source: std::io::Error,
     },
@@ -49,26 +53,68 @@ pub struct Files<'a> {
     pub key: &'a str,
 }
 
-fn io(path: &str) -> impl FnOnce(Errno) -> OutputError + '_ {
-    move |errno| match errno {
-        Errno::ELOOP | Errno::ENOTDIR => OutputError::Link {
-            path: path.to_owned(),
-        },
-        other => OutputError::Io {
-            path: path.to_owned(),
-            source: other.into(),
-        },
+const LINK: &str = "is a symbolic link; gitward never follows links in output directories";
+
+fn joined(dir: &str, within: &str) -> String {
+    if within.is_empty() {
+        dir.to_owned()
+    } else {
+        format!("{dir}/{within}")
     }
 }
 
-fn open_dir(parent: impl AsFd, name: &Path, shown: &str) -> Result<OwnedFd, OutputError> {
+impl crate::redact::Private for OutputError {
+    fn reason(&self) -> String {
+        let place = |within: &str| {
+            if within.is_empty() {
+                "the target directory".to_owned()
+            } else {
+                within.to_owned()
+            }
+        };
+        match self {
+            OutputError::Link { within, .. } => format!("{}: {LINK}", place(within)),
+            OutputError::Io { within, source, .. } => format!("{}: {source}", place(within)),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Where a file operation happens: a target's directory and a path under it.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    dir: &'a str,
+    within: &'a str,
+}
+
+impl At<'_> {
+    fn io(self, source: std::io::Error) -> OutputError {
+        OutputError::Io {
+            dir: self.dir.to_owned(),
+            within: self.within.to_owned(),
+            source,
+        }
+    }
+
+    fn errno(self, errno: Errno) -> OutputError {
+        match errno {
+            Errno::ELOOP | Errno::ENOTDIR => OutputError::Link {
+                dir: self.dir.to_owned(),
+                within: self.within.to_owned(),
+            },
+            other => self.io(other.into()),
+        }
+    }
+}
+
+fn open_dir(parent: impl AsFd, name: &Path, at: At<'_>) -> Result<OwnedFd, OutputError> {
     openat(
         parent,
         name,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(io(shown))
+    .map_err(|e| at.errno(e))
 }
 
 /// A certificate's directory name: only what the model allows, so it cannot climb out.
@@ -88,15 +134,12 @@ fn checked(name: &str) -> Result<&str, OutputError> {
 
 /// Opens the target directory, creating it (and its parents, which the host config names)
 /// when missing; the directory itself must not be a link.
-fn open_target(target: &Target) -> Result<OwnedFd, OutputError> {
-    let shown = target.dir.display().to_string();
+fn open_target(target: &Target, dir: &str) -> Result<OwnedFd, OutputError> {
+    let at = At { dir, within: "" };
     if std::fs::symlink_metadata(&target.dir).is_err() {
-        std::fs::create_dir_all(&target.dir).map_err(|source| OutputError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&target.dir).map_err(|e| at.io(e))?;
     }
-    open_dir(nix::fcntl::AT_FDCWD, &target.dir, &shown)
+    open_dir(nix::fcntl::AT_FDCWD, &target.dir, at)
 }
 
 fn group_id(target: &Target) -> Result<Option<Gid>, OutputError> {
@@ -113,18 +156,19 @@ fn group_id(target: &Target) -> Result<Option<Gid>, OutputError> {
 /// link), synced, then renamed over the final name.
 fn write_file(
     dir: &OwnedFd,
-    shown_dir: &str,
+    at: At<'_>,
     name: &str,
     bytes: &[u8],
     mode: Mode,
     group: Option<Gid>,
 ) -> Result<String, OutputError> {
-    let shown = format!("{shown_dir}/{name}");
+    let within = format!("{}/{name}", at.within);
+    let at = At {
+        dir: at.dir,
+        within: &within,
+    };
     let mut random = [0u8; 8];
-    getrandom::fill(&mut random).map_err(|e| OutputError::Io {
-        path: shown.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    getrandom::fill(&mut random).map_err(|e| at.io(std::io::Error::other(e.to_string())))?;
     let temporary = format!(
         ".{name}.{}.tmp",
         random
@@ -138,21 +182,15 @@ fn write_file(
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::S_IRUSR | Mode::S_IWUSR,
     )
-    .map_err(io(&shown))?;
+    .map_err(|e| at.errno(e))?;
     let mut file = std::fs::File::from(fd);
-    let written = file
-        .write_all(bytes)
-        .map_err(|source| OutputError::Io {
-            path: shown.clone(),
-            source,
-        })
-        .and_then(|()| {
-            if group.is_some() {
-                fchown(file.as_fd(), None, group).map_err(io(&shown))?;
-            }
-            fchmod(file.as_fd(), mode).map_err(io(&shown))?;
-            fsync(file.as_fd()).map_err(io(&shown))
-        });
+    let written = file.write_all(bytes).map_err(|e| at.io(e)).and_then(|()| {
+        if group.is_some() {
+            fchown(file.as_fd(), None, group).map_err(|e| at.errno(e))?;
+        }
+        fchmod(file.as_fd(), mode).map_err(|e| at.errno(e))?;
+        fsync(file.as_fd()).map_err(|e| at.errno(e))
+    });
     if let Err(error) = written {
         let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
         return Err(error);
@@ -163,17 +201,21 @@ fn write_file(
 /// Writes the files of certificate `name` into `target`.
 pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), OutputError> {
     let name = checked(name)?;
-    let root = open_target(target)?;
-    let shown = format!("{}/{name}", target.dir.display());
+    let shown = target.dir.display().to_string();
+    let root = open_target(target, &shown)?;
+    let at = At {
+        dir: &shown,
+        within: name,
+    };
     let created = match mkdirat(&root, name, Mode::from_bits_truncate(0o755)) {
         Ok(()) => true,
         Err(Errno::EEXIST) => false,
-        Err(errno) => return Err(io(&shown)(errno)),
+        Err(errno) => return Err(at.errno(errno)),
     };
-    let dir = open_dir(&root, Path::new(name), &shown)?;
+    let dir = open_dir(&root, Path::new(name), at)?;
     if created {
         // Readable by the web server whatever the daemon's umask (systemd's unit sets 0077).
-        fchmod(dir.as_fd(), Mode::from_bits_truncate(0o755)).map_err(io(&shown))?;
+        fchmod(dir.as_fd(), Mode::from_bits_truncate(0o755)).map_err(|e| at.errno(e))?;
     }
     let group = group_id(target)?;
     let public = Mode::from_bits_truncate(0o644);
@@ -193,7 +235,7 @@ pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), Outpu
     // of old and new files is only the renames.
     let mut staged = Vec::new();
     for (file, text, mode) in contents {
-        match write_file(&dir, &shown, file, text.as_bytes(), mode, group) {
+        match write_file(&dir, at, file, text.as_bytes(), mode, group) {
             Ok(temporary) => staged.push((temporary, file)),
             Err(error) => {
                 for (temporary, _) in &staged {
@@ -204,17 +246,28 @@ pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), Outpu
         }
     }
     for (temporary, file) in &staged {
-        renameat(&dir, temporary.as_str(), &dir, *file).map_err(io(&format!("{shown}/{file}")))?;
+        let within = format!("{name}/{file}");
+        renameat(&dir, temporary.as_str(), &dir, *file).map_err(|e| {
+            At {
+                dir: &shown,
+                within: &within,
+            }
+            .errno(e)
+        })?;
     }
-    fsync(&dir).map_err(io(&shown))?;
-    fsync(&root).map_err(io(&shown))
+    fsync(&dir).map_err(|e| at.errno(e))?;
+    fsync(&root).map_err(|e| at.errno(e))
 }
 
 /// The certificate currently written for `name`, if there is one (and no link in the way).
 pub fn read_certificate(target: &Target, name: &str) -> Option<String> {
     let name = checked(name).ok()?;
-    let root = open_dir(nix::fcntl::AT_FDCWD, &target.dir, "").ok()?;
-    let dir = open_dir(&root, Path::new(name), "").ok()?;
+    let at = At {
+        dir: "",
+        within: "",
+    };
+    let root = open_dir(nix::fcntl::AT_FDCWD, &target.dir, at).ok()?;
+    let dir = open_dir(&root, Path::new(name), at).ok()?;
     let fd = openat(
         &dir,
         "cert.pem",
@@ -230,15 +283,19 @@ pub fn read_certificate(target: &Target, name: &str) -> Option<String> {
 /// Removes the files of `name` (only the files gitward writes) and its directory if empty.
 pub fn remove(target: &Target, name: &str) -> Result<(), OutputError> {
     let name = checked(name)?;
-    let shown = format!("{}/{name}", target.dir.display());
-    let root = match open_dir(nix::fcntl::AT_FDCWD, &target.dir, &shown) {
+    let shown = target.dir.display().to_string();
+    let at = At {
+        dir: &shown,
+        within: name,
+    };
+    let root = match open_dir(nix::fcntl::AT_FDCWD, &target.dir, At { within: "", ..at }) {
         Ok(root) => root,
         Err(OutputError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Ok(());
         }
         Err(error) => return Err(error),
     };
-    let dir = match open_dir(&root, Path::new(name), &shown) {
+    let dir = match open_dir(&root, Path::new(name), at) {
         Ok(dir) => dir,
         Err(OutputError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Ok(());
@@ -254,15 +311,25 @@ pub fn remove(target: &Target, name: &str) -> Result<(), OutputError> {
     ] {
         match unlinkat(&dir, file, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
-            Err(errno) => return Err(io(&format!("{shown}/{file}"))(errno)),
+            Err(errno) => {
+                let within = format!("{name}/{file}");
+                return Err(At {
+                    dir: &shown,
+                    within: &within,
+                }
+                .errno(errno));
+            }
         }
     }
     // Something else in the directory is not gitward's to remove.
     let _ = unlinkat(&root, name, UnlinkatFlags::RemoveDir);
-    fsync(&root).map_err(io(&shown))
+    fsync(&root).map_err(|e| at.errno(e))
 }
 
-/// How a reload command failed.
+/// How a reload command failed. The text is for the host's log; [`Private::reason`] says it
+/// without the command's path or output.
+///
+/// [`Private::reason`]: crate::redact::Private::reason
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("cannot start `{program}`: {source}")]
@@ -271,9 +338,16 @@ pub enum ReloadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{program}` did not finish within {seconds}s and was killed")]
-    Timeout { program: String, seconds: u64 },
-    #[error("`{program}` exited with {status}: {output}")]
+    #[error(
+        "`{program}` did not finish within {seconds}s and was killed{}",
+        said(output)
+    )]
+    Timeout {
+        program: String,
+        seconds: u64,
+        output: String,
+    },
+    #[error("`{program}` exited with {status}{}", said(output))]
     Failed {
         program: String,
         status: std::process::ExitStatus,
@@ -281,7 +355,54 @@ pub enum ReloadError {
     },
 }
 
-/// Runs a target's reload command (an argument vector, never a shell) with its timeout.
+fn said(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!(": {output}")
+    }
+}
+
+impl crate::redact::Private for ReloadError {
+    fn reason(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            ReloadError::Start { source, .. } => {
+                format!("reload command could not be started ({})", source.kind())
+            }
+            ReloadError::Timeout { seconds, .. } => {
+                format!("reload command timed out after {seconds}s")
+            }
+            ReloadError::Failed { status, .. } => match (status.code(), status.signal()) {
+                (Some(code), _) => format!("reload command exited {code}"),
+                (None, Some(signal)) => format!("reload command was killed by signal {signal}"),
+                (None, None) => "reload command failed".to_owned(),
+            },
+        }
+    }
+}
+
+/// How much of the end of a reload command's stderr is kept for the host's log.
+const STDERR_TAIL: usize = 2048;
+/// How long the rest of the output is waited for once the command ended: a process it left
+/// behind may hold its stderr open.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Reads `stream` to its end, keeping only its last [`STDERR_TAIL`] bytes in `kept`.
+fn keep_tail(mut stream: impl Read, kept: &Mutex<Vec<u8>>) {
+    let mut buffer = [0u8; 8192];
+    while let Ok(read @ 1..) = stream.read(&mut buffer) {
+        let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.extend_from_slice(&buffer[..read]);
+        if kept.len() > 2 * STDERR_TAIL {
+            let excess = kept.len() - STDERR_TAIL;
+            kept.drain(..excess);
+        }
+    }
+}
+
+/// Runs a target's reload command (an argument vector, never a shell) with its timeout. Its
+/// stderr is read while it runs, so a command that writes much never blocks on a full pipe.
 pub fn reload(argv: &[String], timeout: Duration) -> Result<(), ReloadError> {
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
@@ -296,30 +417,41 @@ pub fn reload(argv: &[String], timeout: Duration) -> Result<(), ReloadError> {
             program: program.clone(),
             source,
         })?;
-    let status = match child.wait_timeout(timeout) {
-        Ok(Some(status)) => status,
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let (read_all, output_read) = mpsc::channel();
+    if let Some(stderr) = child.stderr.take() {
+        let kept = kept.clone();
+        std::thread::spawn(move || {
+            keep_tail(stderr, &kept);
+            let _ = read_all.send(());
+        });
+    }
+    let finished = child.wait_timeout(timeout);
+    let output = || {
+        let _ = output_read.recv_timeout(OUTPUT_GRACE);
+        let kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = kept.len().saturating_sub(STDERR_TAIL);
+        let text = String::from_utf8_lossy(&kept[start..]);
+        let cut = if start > 0 { "…" } else { "" };
+        format!("{cut}{}", crate::diag::escaped(text.trim()))
+    };
+    match finished {
+        Ok(Some(status)) if status.success() => Ok(()),
+        Ok(Some(status)) => Err(ReloadError::Failed {
+            program: program.clone(),
+            status,
+            output: output(),
+        }),
         Ok(None) | Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(ReloadError::Timeout {
+            Err(ReloadError::Timeout {
                 program: program.clone(),
                 seconds: timeout.as_secs(),
-            });
+                output: output(),
+            })
         }
-    };
-    if status.success() {
-        return Ok(());
     }
-    let mut output = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut output);
-    }
-    let output: String = output.trim().chars().take(500).collect();
-    Err(ReloadError::Failed {
-        program: program.clone(),
-        status,
-        output: crate::diag::escaped(&output).into_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -328,6 +460,7 @@ mod tests {
 
     use super::*;
     use crate::model::Duration as ModelDuration;
+    use crate::redact::Private;
 
     fn target(dir: &Path) -> Target {
         Target {
@@ -454,6 +587,7 @@ mod tests {
             failed.to_string(),
             "`sh` exited with exit status: 3: broken"
         );
+        assert_eq!(failed.reason(), "reload command exited 3");
         let slow = reload(&["sleep".into(), "5".into()], Duration::from_millis(200)).unwrap_err();
         assert!(matches!(slow, ReloadError::Timeout { .. }), "{slow}");
         let missing = reload(&["/nonexistent/reload".into()], Duration::from_secs(1)).unwrap_err();

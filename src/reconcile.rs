@@ -26,6 +26,7 @@ use crate::model::{
 use crate::outputs;
 use crate::pki::{self, Signer};
 use crate::policy::Evaluation;
+use crate::redact::Private;
 use crate::remote::{Exchange, Workspace};
 use crate::review::{Known, review_on};
 use crate::snapshot::Snapshot;
@@ -537,6 +538,13 @@ pub fn reconcile_warm(
     Ok(report)
 }
 
+/// Logs `error` of `subject` in full, for the host, and returns what notes and the status
+/// branch may say of it.
+fn told(subject: &str, error: &impl Private) -> String {
+    tracing::warn!(subject, %error, "failed");
+    error.reason()
+}
+
 /// "2 issued, 1 renewed".
 fn count_line(resources: &[ResourceOutcome]) -> String {
     let mut counts: BTreeMap<Change, usize> = BTreeMap::new();
@@ -753,8 +761,9 @@ impl Applier<'_> {
                     self.outcome(kind, &name, change, serial, String::new());
                 }
                 Err(e) => {
-                    status.set_condition("Ready", false, "WriteFailed", e.to_string(), self.now);
-                    self.outcome(kind, &name, Change::Failed, serial, e.to_string());
+                    let reason = told(&format!("{kind}/{name}"), &e);
+                    status.set_condition("Ready", false, "WriteFailed", reason.clone(), self.now);
+                    self.outcome(kind, &name, Change::Failed, serial, reason);
                 }
             }
             self.statuses.insert((kind, name), Arc::new(status));
@@ -803,7 +812,7 @@ impl Applier<'_> {
     ) -> std::result::Result<(KeyPair, String), String> {
         let reusable = self
             .reusable(kind, name, hash, issuer_fingerprint)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| told(&format!("{kind}/{name}"), &e))?;
         if let Some(staged) = reusable {
             let key = pki::load_key(&staged.key).map_err(|e| e.to_string())?;
             self.issued.push((kind, name.to_owned()));
@@ -1077,7 +1086,7 @@ impl Applier<'_> {
         name: &str,
         hash: &str,
         issuer_fingerprint: Option<&str>,
-    ) -> Result<Option<Staged>> {
+    ) -> Result<Option<Staged>, crate::store::StoreError> {
         Ok(self.store.staged(kind, name)?.filter(|s| {
             s.spec_hash == hash && s.issuer_fingerprint.as_deref() == issuer_fingerprint
         }))
@@ -1288,7 +1297,8 @@ impl Applier<'_> {
                 && target.prune
                 && let Err(e) = outputs::remove(&target, &name)
             {
-                self.outcome(kind, &name, Change::Failed, None, e.to_string());
+                let reason = told(&format!("{kind}/{name}"), &e);
+                self.outcome(kind, &name, Change::Failed, None, reason);
                 self.statuses.insert((kind, name), status);
                 continue;
             }
@@ -1320,7 +1330,8 @@ impl Applier<'_> {
             .collect();
         for (name, target) in targets {
             let timeout = std::time::Duration::from_secs(target.timeout.as_secs());
-            let result = outputs::reload(&target.reload, timeout);
+            let result = outputs::reload(&target.reload, timeout)
+                .map_err(|e| told(&format!("target `{name}`"), &e));
             failpoint::point("reloaded");
             let now = self.now;
             for status in self
@@ -1333,13 +1344,13 @@ impl Applier<'_> {
                     Ok(()) => {
                         status.set_condition("Reloaded", true, "Reloaded", String::new(), now)
                     }
-                    Err(e) => {
-                        status.set_condition("Reloaded", false, "ReloadFailed", e.to_string(), now)
+                    Err(reason) => {
+                        status.set_condition("Reloaded", false, "ReloadFailed", reason.clone(), now)
                     }
                 }
             }
-            if let Err(e) = result {
-                self.problems.push(format!("target `{name}`: reload: {e}"));
+            if let Err(reason) = result {
+                self.problems.push(format!("target `{name}`: {reason}"));
             }
         }
     }

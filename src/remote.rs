@@ -152,11 +152,11 @@ impl Mirror {
             retries += 1;
             if retries >= PUSH_ATTEMPTS {
                 let (name, why) = &rejected[0];
-                return Err(Error::Remote {
-                    url: self.url.clone(),
-                    step: format!("pushing {name}"),
-                    message: format!("rejected {retries} times, last: {why}"),
-                });
+                return Err(Error::remote(
+                    &self.url,
+                    format!("pushing {name}"),
+                    &format!("rejected {retries} times, last: {why}"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(100) * 2u32.pow(retries));
             fetch(
@@ -337,11 +337,14 @@ fn fetch(
     let failed = failure(url, "fetching", &refused);
     let mut remote = repo.remote_anonymous(url).map_err(&failed)?;
     let mut options = git2::FetchOptions::new();
+    // Nothing that names the URL, which may hold credentials, is written to the mirror:
+    // no FETCH_HEAD, and a reflog message of our own.
     options
         .remote_callbacks(callbacks(url, credentials, &refused))
-        .download_tags(git2::AutotagOption::None);
+        .download_tags(git2::AutotagOption::None)
+        .update_fetchhead(false);
     remote
-        .fetch(refspecs, Some(&mut options), None)
+        .fetch(refspecs, Some(&mut options), Some("gitward: fetch"))
         .map_err(&failed)
 }
 
@@ -352,13 +355,12 @@ fn failure<'a>(
     step: &'a str,
     refused: &'a RefCell<Option<String>>,
 ) -> impl Fn(git2::Error) -> Error + 'a {
-    move |e| Error::Remote {
-        url: url.to_owned(),
-        step: step.to_owned(),
-        message: refused
+    move |e| {
+        let message = refused
             .borrow_mut()
             .take()
-            .unwrap_or_else(|| e.message().to_owned()),
+            .unwrap_or_else(|| e.message().to_owned());
+        Error::remote(url, step, &message)
     }
 }
 

@@ -372,7 +372,7 @@ pub fn message(source: &str, result: Outcome, line: &str) -> String {
     format!(
         "gitward: {} {}{}\n\nGitward-Source: {source}\nGitward-Result: {}\n",
         result.as_str(),
-        &source[..source.len().min(12)],
+        crate::git::abbreviated(source, 12),
         if line.is_empty() {
             String::new()
         } else {

@@ -35,6 +35,15 @@ pub enum StoreError {
     },
 }
 
+impl crate::redact::Private for StoreError {
+    fn reason(&self) -> String {
+        match self {
+            StoreError::Io { source, .. } => format!("the secret store: {source}"),
+            StoreError::Database { source, .. } => format!("the state database: {source}"),
+        }
+    }
+}
+
 /// A key and certificate issued but not yet named by a status commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Staged {

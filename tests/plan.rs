@@ -405,3 +405,75 @@ fn the_git_directory_stands_for_the_whole_repository() {
         run.stdout
     );
 }
+
+/// What a hostile writer puts in a commit summary or a policy message: a comment that would
+/// hide the rest of a pull-request comment, a mention, a script, a right-to-left override.
+const HOSTILE: &str = "<!-- hide @platform-team <script>alert(1)</script> \u{202e}txt.exe";
+
+#[test]
+fn hostile_summaries_and_policy_messages_render_inert_in_every_format() {
+    let repo = TestRepo::with_example();
+    repo.git(&["checkout", "-q", "-b", "change"]);
+    let policy = "apiVersion: gitward/v1\nkind: Policy\nmetadata:\n  name: hostile\n  labels: {owner: platform-security}\nspec:\n  module: policies/hostile.rego\n  rule: data.gitward.hostile.deny\n  appliesTo:\n    kinds: [Certificate]\n  enforcement: warn\n  severity: low\n";
+    repo.write("policies/hostile.yaml", policy);
+    // Rego escapes: the message also holds control characters XML 1.0 forbids.
+    let rego = format!(
+        "package gitward.hostile\n\nimport rego.v1\n\ndeny contains msg if {{\n\tinput.name == \"api-example-com\"\n\tmsg := \"{} \\u0001\\u000b\\ufffe ``` end\"\n}}\n",
+        HOSTILE.replace('"', "\\\"")
+    );
+    repo.write("policies/hostile.rego", rego);
+    let head = repo.commit(HOSTILE);
+    let plan = |format: &str| {
+        repo.gitward(&[
+            "plan", "--base", "main", "--head", "change", "--format", format,
+        ])
+        .expect(0)
+        .stdout
+    };
+
+    let md = plan("markdown");
+    // The only comment is the marker: every other `<` is escaped.
+    assert_eq!(
+        md.matches("<!--").count() - md.matches("\\<!--").count(),
+        1,
+        "{md}"
+    );
+    for raw in ["<script>", "@platform-team", "\u{202e}", "\u{1}"] {
+        assert!(!md.contains(raw), "{raw:?} in {md}");
+    }
+    let inert =
+        "\\<!-- hide @&#8203;platform-team \\<script\\>alert(1)\\</script\\> \\\\u{202e}txt.exe";
+    assert!(
+        md.contains(&format!("→ `{}` {inert}\n", &head[..8])),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| {inert} \\\\u{{1}}\\\\u{{b}}\\\\u{{fffe}} \\`\\`\\` end |"
+        )),
+        "{md}"
+    );
+    let text = plan("text");
+    assert!(!text.contains('\u{202e}'), "{text}");
+    assert!(
+        text.contains("\\u{202e}txt.exe \\u{1}\\u{b}\\u{fffe}"),
+        "{text}"
+    );
+
+    let sarif: Value = serde_json::from_str(&plan("sarif")).expect("json");
+    common::assert_matches_schema("tests/fixtures/sarif-schema-2.1.0.json", &sarif);
+    assert!(
+        sarif.to_string().contains("txt.exe \\u0001\\u000b\u{fffe}"),
+        "JSON carries the text as it is"
+    );
+    repo.write("plan.xml", plan("junit"));
+    for xsd in ["windyroad.JUnit.xsd", "jenkins-xunit.junit-10.xsd"] {
+        let schema = project_dir().join("tests/fixtures").join(xsd);
+        let run = tool(
+            "xmllint",
+            &["--noout", "--schema", &schema.to_string_lossy(), "plan.xml"],
+            repo.path(),
+        );
+        assert_eq!(run.code, 0, "against {xsd}: {}", run.stderr);
+    }
+}

@@ -558,6 +558,13 @@ fn hostile_targets_and_deleted_certificates() {
         0,
         "nothing written through the link"
     );
+    // Git is told which certificate's directory, not where the host keeps it.
+    let note = host.repo.git(&["notes", "--ref=gitward", "show", "main"]);
+    assert!(
+        note.contains("message: 'web: is a symbolic link; gitward never follows links")
+            && !note.contains(&*host.dir.path().to_string_lossy()),
+        "{note}"
+    );
     assert_eq!(host.verify("api").code, 0, "the rest was applied");
     std::fs::remove_file(host.out("web")).expect("unlink");
     let run = host.reconcile(&[]).expect(0);
@@ -744,5 +751,87 @@ fn a_commit_whose_policy_crashes_fails_and_the_commit_in_force_keeps_renewing() 
             .text(&host.out("api").join("cert.pem"))
             .contains("api2.example.com"),
         "the renewal is of the commit in force"
+
+fn one_certificate() -> Host {
+    let a = certificate("a", "  dnsNames: [a.example.com]\n");
+    Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)])
+}
+
+#[test]
+fn a_failed_reload_is_told_in_short_to_git_and_in_full_to_the_host() {
+    let host = one_certificate();
+    let private = host.dir.path().join("private/nginx.conf");
+    let script = format!("echo \"cannot open {}\" >&2; exit 3", private.display());
+    host.config_reload(&["/bin/sh", "-c", &script], "");
+    let run = host.reconcile(&[]).expect(1);
+    assert!(
+        run.stdout
+            .contains("problem: target `web`: reload command exited 3\n"),
+        "{}",
+        run.stdout
+    );
+    let detail = format!("cannot open {}", private.display());
+    assert!(run.stderr.contains(&detail), "{}", run.stderr);
+
+    let head = host.repo.git(&["rev-parse", "main"]);
+    let note = host.repo.git(&["notes", "--ref=gitward", "show", &head]);
+    assert!(
+        note.contains("- 'target `web`: reload command exited 3'"),
+        "{note}"
+    );
+    let status = host.repo.git(&["log", "-p", "gitward/status"]);
+    assert!(
+        status.contains("reason: ReloadFailed")
+            && status.contains("message: reload command exited 3"),
+        "{status}"
+    );
+    let host_dir = host.dir.path().to_string_lossy().into_owned();
+    for (place, text) in [("note", note), ("status branch", status)] {
+        for private in [host_dir.as_str(), "/bin/sh", "cannot open"] {
+            assert!(!text.contains(private), "{place} holds {private}: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_reload_command_that_writes_much_to_stderr_is_not_held_by_it() {
+    let host = one_certificate();
+    // 10 MB, far more than a pipe holds: a pipe nobody reads would stop the command.
+    host.config_reload(
+        &[
+            "/bin/sh",
+            "-c",
+            "head -c 10000000 /dev/zero | tr '\\0' x >&2",
+        ],
+        "    timeout: 20s\n",
+    );
+    let run = host.reconcile(&[]).expect(0);
+    assert!(!run.stdout.contains("problem:"), "{}", run.stdout);
+    let status = host
+        .repo
+        .git(&["show", "gitward/status:status/certificate/a.yaml"]);
+    assert!(status.contains("reason: Reloaded"), "{status}");
+}
+
+#[test]
+fn a_hostile_note_is_shown_without_breaking_status() {
+    let host = one_certificate();
+    let head = host.repo.git(&["rev-parse", "main"]);
+    // Anyone who can push refs/notes/gitward writes what `gitward status` reads.
+    host.repo.git(&[
+        "notes",
+        "--ref=gitward",
+        "add",
+        "-m",
+        "result: applied\nstatusCommit: \"é€😀\u{202e}xyzw\"\nresources:\n- {kind: Certificate, name: \"a\\e[2J\", change: issued, serial: \"\u{202e}10\"}\n",
+        &head,
+    ]);
+    let run = host.repo.gitward(&["status", "main"]).expect(0);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{} Configuration: applied (status é€😀\\u{{202e}}xyzw)\n  issued    Certificate/a\\u{{1b}}[2J  serial \\u{{202e}}10\n",
+            &head[..8]
+        )
     );
 }

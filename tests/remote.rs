@@ -6,6 +6,7 @@ mod common;
 
 use common::host::{Host, ISSUERS, certificate};
 use common::peers::{Daemon, GitServer, HttpGitServer, SshGitServer, free_port, http, signed_with};
+use nix::sys::signal::Signal;
 
 fn host() -> Host {
     let a = certificate("a", "  dnsNames: [a.example.com]\n");
@@ -222,9 +223,11 @@ fn a_token_file_answers_the_basic_auth_of_a_smart_http_server() {
     std::fs::write(&token, "not-the-t0ken\n").expect("token");
     let run = host.reconcile(&[]);
     assert_ne!(run.code, 0, "{}", run.stdout);
+    // A user name alone may be a token, as forges take them: it is masked too.
+    let shown = format!("http://***@127.0.0.1:{}/remote.git", server.port);
     assert!(
         run.stderr.contains(&format!(
-            "remote {url}: fetching: the remote refused the credentials"
+            "remote {shown}: fetching: the remote refused the credentials"
         )),
         "{}",
         run.stderr
@@ -316,4 +319,96 @@ fn a_file_url_is_followed_through_the_mirror_and_watched() {
     });
     assert_applied_on(&server, &second);
     assert_eq!(host.verify("b").code, 0);
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            files.push((path, bytes));
+        }
+    }
+    files
+}
+
+#[test]
+fn a_password_in_the_repo_url_is_masked_in_everything_gitward_says_and_writes() {
+    let host = host();
+    let secret = "S3cret-in-the-url";
+    let server = HttpGitServer::start(&host.repo, "gitward", secret);
+    let port = free_port();
+    host.config(&format!("listen: 127.0.0.1:{port}\n"));
+    // The password in the URL itself: libgit2 answers the server's challenge with it.
+    let address = format!("127.0.0.1:{}/remote.git", server.port);
+    host.follow(&format!("http://gitward:{secret}@{address}"));
+    let masked = format!("http://gitward:***@{address}");
+    let mut daemon = Daemon::gitward(host.dir.path());
+    let head = host.repo.git(&["rev-parse", "main"]);
+    daemon.wait_until("the first commit's status is on the remote", || {
+        server.has("gitward/status") && status_commits_for(&server, &head) == 1
+    });
+
+    // The password changes on the server: every failure to fetch now names the URL.
+    server.set_password("another password");
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_until("the refused fetch is reported", || {
+        http(port, "/healthz", None).1.contains("degraded")
+    });
+    let (_, health) = http(port, "/healthz", None);
+    assert!(health.contains(&masked), "{health}");
+    daemon.wait_until("the last outcome names the fetch error", || {
+        http(port, "/status", None)
+            .1
+            .contains("fetchError\":\"remote")
+    });
+    let (_, status) = http(port, "/status", None);
+    let (_, metrics) = http(port, "/metrics", None);
+    daemon.terminate();
+    let log = daemon.log();
+    assert!(log.contains(&masked), "{log}");
+    let once = host.reconcile(&[]);
+    assert!(
+        once.stdout
+            .contains(&format!("remote: remote {masked}: fetching")),
+        "{}",
+        once.stdout
+    );
+
+    let mirror = host.dir.path().join("state/mirror.git");
+    let mirror_git = |args: &[&str]| common::tool("git", args, &mirror).stdout;
+    let mut said = vec![
+        ("/healthz", health),
+        ("/status", status),
+        ("/metrics", metrics),
+        ("the daemon's log", log),
+        (
+            "reconcile --once",
+            format!("{}{}", once.stdout, once.stderr),
+        ),
+        (
+            "the remote's note",
+            server.git(&["notes", "--ref=gitward", "show", &head]),
+        ),
+        (
+            "the remote's status branch",
+            server.git(&["log", "-p", "gitward/status"]),
+        ),
+        (
+            "the mirror's notes and status",
+            mirror_git(&["log", "-p", "gitward/status", "refs/notes/gitward"]),
+        ),
+    ];
+    for (path, bytes) in files_under(&host.dir.path().join("state")) {
+        said.push((
+            "the state directory",
+            format!("{}: {}", path.display(), String::from_utf8_lossy(&bytes)),
+        ));
+    }
+    for (place, text) in said {
+        assert!(!text.contains(secret), "{place} holds the password: {text}");
+    }
 }

@@ -11,16 +11,38 @@ use crate::policy::{ExceptionState, Finding, FindingStatus};
 /// Marks the comment so a bot can find and update it instead of posting a new one.
 pub const COMMENT_MARKER: &str = "<!-- gitward:plan -->";
 
-/// Escapes text for a Markdown table cell.
+/// Text from the repository as Markdown that renders as the text it is, in a table cell:
+/// no HTML (`<!--` would hide the rest of the comment), no link, image or emphasis, no
+/// mention (`@team` would notify the team: a zero-width space follows the `@`), no `|` that
+/// ends the cell.
 fn cell(text: &str) -> String {
-    escaped(text).replace('\\', "\\\\").replace('|', "\\|")
+    let mut out = String::with_capacity(text.len());
+    for c in escaped(text).chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '<' | '>' | '&' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => out.push_str("@&#8203;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-/// Wraps text in a code span that survives backticks inside it.
+/// Backticks enough to open and close code around `text`: one more than its longest run,
+/// and at least `least`.
+fn fence(text: &str, least: usize) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat((longest + 1).max(least))
+}
+
+/// Text in a code span, where Markdown is not read; only `|` would end the table cell.
 fn code(text: &str) -> String {
-    let text = cell(text);
-    if text.contains('`') {
-        format!("`` {text} ``")
+    let text = escaped(text).replace('|', "\\|");
+    let fence = fence(&text, 1);
+    if fence.len() > 1 {
+        format!("{fence} {text} {fence}")
     } else {
         format!("`{text}`")
     }
@@ -147,11 +169,9 @@ pub fn render(report: &PlanReport) -> String {
             out,
             "**The head is not a valid configuration; nothing would be applied.**\n"
         );
-        let _ = writeln!(out, "```");
-        for d in report.errors() {
-            let _ = writeln!(out, "{d}");
-        }
-        let _ = writeln!(out, "```\n");
+        let errors: String = report.errors().map(|d| format!("{d}\n")).collect();
+        let fence = fence(&errors, 3);
+        let _ = writeln!(out, "{fence}\n{errors}{fence}\n");
     }
     if report.resources.is_empty() {
         let _ = writeln!(out, "No changes to resources.");

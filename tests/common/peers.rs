@@ -507,6 +507,14 @@ impl HttpGitServer {
         self.dir.path().join("remote.git")
     }
 
+    /// From now on, only `password` lets the user in (nginx reads the file on each request).
+    pub fn set_password(&self, password: &str) {
+        let root = self.dir.path();
+        let hash = tool("openssl", &["passwd", "-apr1", password], root).expect(0);
+        let users = format!("{}:{}\n", self.user, hash.stdout.trim());
+        std::fs::write(root.join("htpasswd"), users).expect("htpasswd");
+    }
+
     /// The repository's URL, naming the user (the password is for the client to give).
     pub fn url(&self) -> String {
         format!("http://{}@127.0.0.1:{}/remote.git", self.user, self.port)
