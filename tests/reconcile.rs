@@ -751,6 +751,8 @@ fn a_commit_whose_policy_crashes_fails_and_the_commit_in_force_keeps_renewing() 
             .text(&host.out("api").join("cert.pem"))
             .contains("api2.example.com"),
         "the renewal is of the commit in force"
+    );
+}
 
 fn one_certificate() -> Host {
     let a = certificate("a", "  dnsNames: [a.example.com]\n");
