@@ -35,7 +35,7 @@ impl Reads {
     /// The reads of one module's code (comments removed).
     pub fn of_code(code: &str) -> Reads {
         let mut reads = Reads {
-            everything: code.contains("data["),
+            everything: reads_data_whole(code),
             ..Reads::default()
         };
         for field in input_fields(code) {
@@ -85,6 +85,17 @@ impl Reads {
     pub fn affected_by(&self, changed_kinds: &BTreeSet<Kind>) -> bool {
         self.everything || self.commit || !self.kinds.is_disjoint(changed_kinds)
     }
+}
+
+/// Whether the code uses `data` other than as `data.<name>`: `data[k]`, `object.get(data,
+/// ...)`, `walk(data)`, `import data as d` may reach anything.
+fn reads_data_whole(code: &str) -> bool {
+    code.match_indices("data").any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + "data".len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        !word(before) && before != Some('.') && !word(after) && after != Some('.')
+    })
 }
 
 /// The field of each reference to `input` in a module's code: `Some("commit")` for
@@ -189,6 +200,9 @@ mod tests {
             "data.gitward.index.other",
             "data[x]",
             "x := data.gitward",
+            "x := object.get(data, [\"gitward\", \"inventory\"], {})",
+            "x := walk(data)",
+            "import data as d\nx := d.gitward.inventory.Issuer",
         ] {
             assert!(Reads::of_code(vague).everything, "{vague}");
         }
@@ -202,6 +216,11 @@ mod tests {
             Reads::default()
         );
         assert_eq!(Reads::of_code("input.resource.spec"), Reads::default());
+        assert_eq!(
+            Reads::of_code("metadata := 1\nmy_data := input.name\n"),
+            Reads::default(),
+            "names that merely contain `data`"
+        );
     }
 
     #[test]
