@@ -198,6 +198,39 @@ fn write_file(
     Ok(temporary)
 }
 
+/// Whether `name` is a temporary file [`write_file`] makes: `.<file>.<16 hex digits>.tmp`.
+fn is_temporary(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(file, random)| {
+            !file.is_empty() && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
+/// Removes temporary files a writer killed mid-write left behind (one may be a copy of a
+/// private key). Only one gitward writes a target at a time, so any found now is stale.
+fn sweep_temporaries(dir: &OwnedFd) {
+    let Ok(listed) = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let mut listed = listed;
+    let stale: Vec<std::ffi::CString> = listed
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_str().is_ok_and(is_temporary))
+        .map(|entry| entry.file_name().to_owned())
+        .collect();
+    for name in stale {
+        let _ = unlinkat(dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir);
+    }
+}
+
 /// Writes the files of certificate `name` into `target`.
 pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), OutputError> {
     let name = checked(name)?;
@@ -231,6 +264,7 @@ pub fn write(target: &Target, name: &str, files: &Files<'_>) -> Result<(), Outpu
     if let Some(ca) = files.ca {
         contents.push(("ca.pem", ca, public));
     }
+    sweep_temporaries(&dir);
     // Every file is staged before any is renamed, so the window in which a reader sees a mix
     // of old and new files is only the renames.
     let mut staged = Vec::new();
@@ -302,6 +336,7 @@ pub fn remove(target: &Target, name: &str) -> Result<(), OutputError> {
         }
         Err(error) => return Err(error),
     };
+    sweep_temporaries(&dir);
     for file in [
         "key.pem",
         "cert.pem",

@@ -33,6 +33,8 @@ pub enum Action {
     Reissue,
     /// Stop managing it.
     Remove,
+    /// Write its files to another target; the old target's are removed where it prunes.
+    Move,
     /// Nothing to do.
     None,
 }
@@ -54,6 +56,7 @@ impl Action {
             Action::Issue => "issue",
             Action::Reissue => "reissue",
             Action::Remove => "remove",
+            Action::Move => "move",
             Action::None => "none",
         }
     }
@@ -110,6 +113,8 @@ pub struct Summary {
     pub issue: usize,
     pub reissue: usize,
     pub remove: usize,
+    #[serde(rename = "move")]
+    pub moved: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -132,6 +137,7 @@ impl Plan {
                 Action::Issue => s.issue += 1,
                 Action::Reissue => s.reissue += 1,
                 Action::Remove => s.remove += 1,
+                Action::Move => s.moved += 1,
                 Action::None => {}
             }
         }
@@ -237,10 +243,21 @@ fn compared(before: &Loaded, after: &Loaded) -> ResourcePlan {
         }
         _ => Vec::new(),
     };
-    let action = if reasons.is_empty() {
-        Action::None
-    } else {
-        Action::Reissue
+    let mut reasons = reasons;
+    let moved = match (&before.resource.spec, &after.resource.spec) {
+        (Spec::Certificate(b), Spec::Certificate(a)) if a.target != b.target => {
+            reasons.push(format!(
+                "target changed: {} → {} (the files in {} are removed where it prunes)",
+                b.target, a.target, b.target
+            ));
+            true
+        }
+        _ => false,
+    };
+    let action = match (reasons.len(), moved) {
+        (0, _) => Action::None,
+        (1, true) => Action::Move,
+        _ => Action::Reissue,
     };
     let mut plan = entry(after, Change::Update, action, reasons);
     plan.diff = diff;

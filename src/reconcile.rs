@@ -594,6 +594,9 @@ struct FilesToWrite {
     files: OwnedFiles,
     status: ResourceStatus,
     change: Change,
+    /// The target the files were written to before, when the certificate moved: its files
+    /// are removed once the new ones are written, where that target prunes.
+    moved_from: Option<Target>,
 }
 
 /// Where a certificate comes from.
@@ -737,6 +740,7 @@ impl Applier<'_> {
             files,
             mut status,
             change,
+            moved_from,
         } in std::mem::take(&mut self.to_write)
         {
             let (kind, name) = (status.kind, status.name.clone());
@@ -758,7 +762,13 @@ impl Applier<'_> {
                         self.written.insert(target.clone());
                     }
                     status.set_condition("Ready", true, "Written", String::new(), self.now);
-                    self.outcome(kind, &name, change, serial, String::new());
+                    let mut message = String::new();
+                    if let Some(old) = moved_from.filter(|old| old.prune)
+                        && let Err(e) = outputs::remove(&old, &name)
+                    {
+                        message = told(&format!("{kind}/{name}: the files it moved from"), &e);
+                    }
+                    self.outcome(kind, &name, change, serial, message);
                 }
                 Err(e) => {
                     let reason = told(&format!("{kind}/{name}"), &e);
@@ -1240,7 +1250,14 @@ impl Applier<'_> {
         };
         // Files are written when the certificate is new, or when they are not what status says.
         let on_disk = outputs::read_certificate(target, name);
+        let moved_from = existing
+            .and_then(|e| e.target.as_deref())
+            .filter(|old| *old != spec.target.as_str())
+            .and_then(|old| config.targets.iter().find(|(n, _)| n.as_str() == old))
+            .map(|(_, target)| target)
+            .cloned();
         let change = match (change, on_disk.as_deref() == Some(leaf.as_str())) {
+            (Change::Unchanged, _) if moved_from.is_some() => Change::Moved,
             (Change::Unchanged, true) => Change::Unchanged,
             (Change::Unchanged, false) => Change::Rewritten,
             (other, _) => other,
@@ -1266,6 +1283,7 @@ impl Applier<'_> {
                 },
                 status,
                 change,
+                moved_from,
             });
             return Ok(());
         }

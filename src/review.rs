@@ -13,11 +13,13 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
+use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
+use crate::model::Enforcement;
 use crate::model::{Catalog, Kind, Loaded};
 use crate::plan::{Change, plan};
 use crate::policy::compile::{Binding, dns_names, is_test_module};
-use crate::policy::evaluate::{Evaluator, Finding};
+use crate::policy::evaluate::{Evaluator, Finding, FindingStatus};
 use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
 use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
 use crate::snapshot::Snapshot;
@@ -222,12 +224,25 @@ pub fn review_on(
             base_eval.evaluated.extend(rest.evaluated);
         }
         diagnostics.extend(head_eval.errors.iter().cloned());
+        let unwatched = judged_by_removed_policies(base_snapshot, head_snapshot, &head_context);
+        diagnostics.extend(unwatched.warnings.iter().cloned());
+        diagnostics.extend(unwatched.evaluation.errors.iter().cloned());
         // Moved, not copied: a full evaluation of thousands of resources has many pairs.
         evaluated = std::mem::take(&mut head_eval.evaluated)
             .into_iter()
             .collect();
         diagnostics.sort();
         findings = compare(head_eval.findings.clone(), &base_eval, !base_partial);
+        // Kept out of the head's evaluation: they are the base's policies, not the head's.
+        // A removed policy's base findings are not resolved by its removal.
+        findings.retain(|f| {
+            f.status != FindingStatus::Resolved || !unwatched.removed.contains(f.policy.as_str())
+        });
+        findings.extend(
+            compare(unwatched.evaluation.findings, &base_eval, true)
+                .into_iter()
+                .filter(|f| f.status != FindingStatus::Resolved),
+        );
         changed_here = head_context.changes.keys().cloned().collect();
         evaluation = head_eval;
     }
@@ -265,6 +280,67 @@ pub fn review_on(
         diagnostics,
     };
     (report, evaluation, changed_here)
+}
+
+/// A change may not switch off the policy that would block it: a `deny` policy of the base
+/// that the head removes (deletes, ignores, or no longer enforces with `deny`) still judges
+/// the head, in its base version, and its new findings block. Each such policy is also
+/// reported as a warning, so the removal is seen. Policy changes that a gate approves are
+/// how a team retires a policy once gates are enforced.
+fn judged_by_removed_policies(
+    base: &Snapshot,
+    head: &Snapshot,
+    head_context: &Context,
+) -> Unwatched {
+    let still_denies = |name: &str| {
+        head.policies
+            .bindings
+            .iter()
+            .any(|b| b.name() == name && b.spec().enforcement == Enforcement::Deny)
+    };
+    let removed: HashSet<String> = base
+        .policies
+        .bindings
+        .iter()
+        .filter(|b| b.spec().enforcement == Enforcement::Deny && !still_denies(b.name()))
+        .map(|b| b.name().to_owned())
+        .collect();
+    if removed.is_empty() {
+        return Unwatched::default();
+    }
+    let warnings = base
+        .policies
+        .bindings
+        .iter()
+        .filter(|b| removed.contains(b.name()))
+        .map(|b| {
+            Diagnostic::warning(
+                &b.policy.file,
+                b.policy.pos(),
+                format!(
+                    "policy `{}` (deny) is removed, ignored or no longer denies in this change; \
+                     until a gate approves policy changes, its version in force still judges \
+                     the change",
+                    b.name()
+                ),
+            )
+        })
+        .collect();
+    let evaluation = Evaluator::new(&base.policies, &head.catalog)
+        .evaluate(head_context, &|binding, _| removed.contains(binding.name()));
+    Unwatched {
+        removed,
+        evaluation,
+        warnings,
+    }
+}
+
+/// The base's `deny` policies that a head removes, and what they find on the head.
+#[derive(Default)]
+struct Unwatched {
+    removed: HashSet<String>,
+    evaluation: Evaluation,
+    warnings: Vec<Diagnostic>,
 }
 
 /// The resources of `head` whose `input.index` can differ from the base's: those claiming a

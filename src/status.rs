@@ -142,6 +142,9 @@ pub enum Change {
     Renewed,
     /// Its output files were written again (they were missing or differed).
     Rewritten,
+    /// Its files were written to another target (and removed from the old one where it
+    /// prunes).
+    Moved,
     Removed,
     Unchanged,
     Failed,

@@ -815,3 +815,50 @@ fn the_policies_of_a_commit_share_one_time_budget() {
         run.stdout
     );
 }
+
+#[test]
+fn a_change_cannot_switch_off_the_policy_that_blocks_it() {
+    let repo = TestRepo::with_example();
+    on_branch(&repo, |r| {
+        r.edit("certificates/prod/api.yaml", "    owner: payments\n", "");
+        r.edit(
+            ".gitwardignore",
+            "drafts/\n",
+            "drafts/\npolicies/policies.yaml\n",
+        );
+    });
+    let run = repo
+        .gitward(&["plan", "--base", "main", "--head", "change"])
+        .expect(1);
+    assert!(
+        run.stdout.contains(
+            "policy `required-labels` (deny) is removed, ignored or no longer denies in this change"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Certificate api-example-com has no `owner` label"),
+        "{}",
+        run.stdout
+    );
+    // Lowering the enforcement is the same as removing it.
+    on_branch(&repo, |r| {
+        r.edit("certificates/prod/api.yaml", "    owner: payments\n", "");
+        let policies = r.read("policies/policies.yaml");
+        let at = policies.find("name: required-labels").expect("the policy");
+        let rest = &policies[at..];
+        let enforcement = rest.find("enforcement: deny").expect("denies");
+        let mut changed = policies.clone();
+        changed.replace_range(
+            at + enforcement..at + enforcement + "enforcement: deny".len(),
+            "enforcement: audit",
+        );
+        r.write("policies/policies.yaml", changed);
+    });
+    let run = repo
+        .gitward(&["plan", "--base", "main", "--head", "change"])
+        .expect(1);
+    assert!(run.stdout.contains("no longer denies"), "{}", run.stdout);
+}

@@ -837,3 +837,67 @@ fn a_hostile_note_is_shown_without_breaking_status() {
         )
     );
 }
+
+#[test]
+fn a_moved_certificate_leaves_its_old_target_and_stale_temporary_files_are_swept() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [api.example.com]\n"),
+        ),
+    ]);
+    host.config("    prune: true\n  internal:\n    dir: internal\n");
+    host.reconcile(&[]).expect(0);
+    let serial = host.serial("api");
+    let old = host.out("api");
+    // What a writer killed between writing and renaming leaves: a copy of the key.
+    let stale = old.join(".key.pem.0123456789abcdef.tmp");
+    std::fs::write(&stale, "-----BEGIN PRIVATE KEY-----\n").expect("stale file");
+    host.repo
+        .edit("api.yaml", "target: web", "target: internal");
+    host.repo.commit("Serve api from the internal target");
+    let plan = host
+        .repo
+        .gitward(&["plan", "--base", "HEAD~1", "--head", "HEAD"])
+        .expect(0);
+    assert!(
+        plan.stdout.contains("Certificate/api  move")
+            && plan.stdout.contains("target changed: web → internal")
+            && plan.stdout.contains("1 to move."),
+        "{}",
+        plan.stdout
+    );
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        run.stdout.contains("moved     Certificate/api"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !old.exists(),
+        "the old target prunes: its directory is gone"
+    );
+    let new = host.dir.path().join("internal/api");
+    assert!(new.join("key.pem").exists() && new.join("fullchain.pem").exists());
+    let moved = host.openssl(&[
+        "x509",
+        "-noout",
+        "-serial",
+        "-in",
+        &new.join("cert.pem").to_string_lossy(),
+    ]);
+    assert_eq!(moved.stdout, serial, "moved, not reissued");
+    // A stale temporary file is swept by the next write of the certificate's files.
+    let stale = new.join(".cert.pem.fedcba9876543210.tmp");
+    std::fs::write(&stale, "x").expect("stale file");
+    std::fs::write(new.join("keep.txt"), "not gitward's").expect("other file");
+    std::fs::remove_file(new.join("chain.pem")).expect("drift");
+    std::fs::write(new.join("cert.pem"), "drifted").expect("drift");
+    host.reconcile(&[]).expect(0);
+    assert!(!stale.exists(), "swept");
+    assert!(
+        new.join("keep.txt").exists(),
+        "only gitward's temporary files are swept"
+    );
+}

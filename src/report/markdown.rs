@@ -153,8 +153,11 @@ pub fn render(report: &PlanReport) -> String {
     let _ = writeln!(out, "{COMMENT_MARKER}");
     let _ = writeln!(
         out,
-        "### gitward plan: {status} · {} to issue · {} to reissue · {} to remove\n",
-        s.issue, s.reissue, s.remove
+        "### gitward plan: {status} · {} to issue · {} to reissue · {} to remove{}\n",
+        s.issue,
+        s.reissue,
+        s.remove,
+        super::text::moved(s.moved).replacen(',', " ·", 1)
     );
     let _ = writeln!(
         out,
@@ -172,6 +175,12 @@ pub fn render(report: &PlanReport) -> String {
         let errors: String = report.errors().map(|d| format!("{d}\n")).collect();
         let fence = fence(&errors, 3);
         let _ = writeln!(out, "{fence}\n{errors}{fence}\n");
+    }
+    let warnings: String = report.warnings().map(|d| format!("{d}\n")).collect();
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "**Warnings**\n");
+        let fence = fence(&warnings, 3);
+        let _ = writeln!(out, "{fence}\n{warnings}{fence}\n");
     }
     if report.resources.is_empty() {
         let _ = writeln!(out, "No changes to resources.");

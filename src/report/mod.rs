@@ -125,6 +125,10 @@ impl PlanReport {
         self.diagnostics.iter().filter(|d| d.is_error())
     }
 
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| !d.is_error())
+    }
+
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Text => text::render(self),

@@ -53,6 +53,12 @@ const RULES: &[Rule] = &[
         level: "note",
     },
     Rule {
+        id: "gitward/plan/move",
+        name: "WillMove",
+        description: "gitward will write a certificate's files to another target.",
+        level: "note",
+    },
+    Rule {
         id: "gitward/plan/change",
         name: "WillChange",
         description: "A resource changes without anything being issued.",
@@ -171,6 +177,7 @@ fn change_result(root: &str, r: &ResourcePlan) -> Value {
         Action::Issue => "gitward/plan/issue",
         Action::Reissue => "gitward/plan/reissue",
         Action::Remove => "gitward/plan/remove",
+        Action::Move => "gitward/plan/move",
         Action::None => "gitward/plan/change",
     };
     let mut message = format!("{}: {} ({})", r.id(), r.action.as_str(), r.change.as_str());

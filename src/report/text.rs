@@ -45,6 +45,15 @@ fn finding_line(f: &Finding) -> String {
     line
 }
 
+/// ", N to move", when any certificate moves.
+pub(super) fn moved(count: usize) -> String {
+    if count == 0 {
+        String::new()
+    } else {
+        format!(", {count} to move")
+    }
+}
+
 pub fn render(report: &PlanReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -61,6 +70,13 @@ pub fn render(report: &PlanReport) -> String {
             "The head is not a valid configuration; nothing would be applied:"
         );
         for d in report.errors() {
+            let _ = writeln!(out, "  {d}");
+        }
+        let _ = writeln!(out);
+    }
+    if report.warnings().next().is_some() {
+        let _ = writeln!(out, "Warnings:");
+        for d in report.warnings() {
             let _ = writeln!(out, "  {d}");
         }
         let _ = writeln!(out);
@@ -99,8 +115,15 @@ pub fn render(report: &PlanReport) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\nPlan: {} to issue, {} to reissue, {} to remove. Resources: {} created, {} updated, {} deleted, {} unchanged.",
-        s.issue, s.reissue, s.remove, s.create, s.update, s.delete, s.unchanged
+        "\nPlan: {} to issue, {} to reissue, {} to remove{}. Resources: {} created, {} updated, {} deleted, {} unchanged.",
+        s.issue,
+        s.reissue,
+        s.remove,
+        moved(s.moved),
+        s.create,
+        s.update,
+        s.delete,
+        s.unchanged
     );
 
     let c = report.finding_counts();
