@@ -52,12 +52,7 @@ fn load(repo: &Path, rev: Option<&str>) -> Result<Catalog> {
         Some(rev) => Ok(ConfigRepo::open(repo)?
             .load(rev, &mut BlobCache::default())?
             .1),
-        None => source::load(
-            &Directory {
-                root: repo.to_path_buf(),
-            },
-            &mut BlobCache::default(),
-        ),
+        None => source::load(&Directory::open(repo)?, &mut BlobCache::default()),
     }
 }
 
