@@ -13,7 +13,7 @@ use crate::git::Repo;
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};
 use crate::reconcile::reconcile_once;
-use crate::report::{Format, PlanReport, plan_report_schema};
+use crate::report::{Compared, Format, PlanReport, plan_report_schema};
 use crate::review::review;
 use crate::scaffold;
 use crate::snapshot::Snapshot;
@@ -150,12 +150,26 @@ pub struct PlanOptions {
     pub today: Option<NaiveDate>,
 }
 
-/// The plan report between two revisions.
+/// The plan report of merging `head` into `base`: the base compared with the merge, or with
+/// the head itself when it already contains the base.
 pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
+    config.repo.write_in_memory()?;
+    let base_commit = config.repo.commit(base)?;
+    let head_commit = config.repo.commit(head)?;
+    let merged = config.repo.merged_head(&base_commit, &head_commit)?;
     let mut cache = BlobCache::default();
-    let (head_commit, head_catalog) = config.load(head, &mut cache)?;
-    let (base_commit, base_catalog) = config.load(base, &mut cache)?;
+    let head_name = if merged.merged {
+        format!(
+            "the merge of {} into {}",
+            head_commit.short(),
+            base_commit.short()
+        )
+    } else {
+        head_commit.short().to_owned()
+    };
+    let head_catalog = config.load_tree(merged.tree, &head_name, &mut cache)?;
+    let base_catalog = config.load_tree(base_commit.tree, base_commit.short(), &mut cache)?;
     let head_snapshot = Snapshot::new(head_catalog);
     let base_snapshot = Snapshot::new(base_catalog);
     let mut report = review(
@@ -164,6 +178,9 @@ pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Res
         today,
     );
     report.root = config.prefix().to_owned();
+    if merged.merged {
+        report.compared = Compared::Merge;
+    }
     Ok(report)
 }
 

@@ -518,47 +518,50 @@ impl ConfigRepo {
         &self.prefix
     }
 
-    /// The commit `rev` and the catalog of the configuration in it. A commit in which the
-    /// configuration's directory does not exist has an empty configuration, with a warning.
+    /// The commit `rev` and the catalog of the configuration in it.
     pub fn load(
         &self,
         rev: &str,
         cache: &mut BlobCache,
     ) -> Result<(crate::git::CommitInfo, Catalog)> {
         let commit = self.repo.commit(rev)?;
+        let catalog = self.load_tree(commit.tree, commit.short(), cache)?;
+        Ok((commit, catalog))
+    }
+
+    /// The catalog of the configuration in `tree`, of the commit (or merge) `name`. A tree in
+    /// which the configuration's directory does not exist has an empty configuration, with a
+    /// warning.
+    pub fn load_tree(&self, tree: Oid, name: &str, cache: &mut BlobCache) -> Result<Catalog> {
         let tree = if self.prefix.is_empty() {
-            Some(commit.tree)
+            Some(tree)
         } else {
             let root = self
                 .repo
                 .inner()
-                .find_tree(commit.tree)
+                .find_tree(tree)
                 .map_err(Error::git("reading the commit tree"))?;
             root.get_path(Path::new(&self.prefix))
                 .ok()
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .map(|e| e.id())
         };
-        let catalog = match tree {
+        match tree {
             Some(tree) => load(
                 &GitTree {
                     repo: &self.repo,
                     tree,
                 },
                 cache,
-            )?,
-            None => Catalog::assemble(
+            ),
+            None => Ok(Catalog::assemble(
                 Vec::new(),
                 vec![Diagnostic::warning(
                     &self.prefix,
                     Pos::START,
-                    format!(
-                        "no such directory in {}: the configuration is empty",
-                        commit.short()
-                    ),
+                    format!("no such directory in {name}: the configuration is empty"),
                 )],
-            ),
-        };
-        Ok((commit, catalog))
+            )),
+        }
     }
 }
