@@ -44,6 +44,33 @@ pub struct ValidateOptions {
     pub repo: PathBuf,
     pub rev: Option<String>,
     pub format: ValidateFormat,
+    /// Accept a configuration without resources.
+    pub allow_empty: bool,
+}
+
+/// Refuses a configuration without resources (unless allowed): it is most often a wrong
+/// `--repo` or revision, which CI would otherwise pass as valid. One with errors is not
+/// refused here: its errors say more.
+fn refuse_empty(
+    snapshots: &[&Snapshot],
+    allow_empty: bool,
+    place: impl FnOnce() -> String,
+) -> Result<()> {
+    let empty = snapshots
+        .iter()
+        .all(|s| s.catalog.resources().is_empty() && !s.has_errors());
+    if empty && !allow_empty {
+        return Err(Error::EmptyConfiguration { place: place() });
+    }
+    Ok(())
+}
+
+/// A directory as messages name it: absolute, when it exists.
+fn shown(dir: &Path) -> String {
+    dir.canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The catalog of a commit, or of the working tree when `rev` is `None`.
@@ -59,6 +86,10 @@ fn load(repo: &Path, rev: Option<&str>) -> Result<Catalog> {
 /// `gitward validate`: every problem of a commit or of the working tree.
 pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
     let snapshot = Snapshot::new(load(&options.repo, options.rev.as_deref())?);
+    refuse_empty(&[&snapshot], options.allow_empty, || match &options.rev {
+        Some(rev) => format!("`{rev}` of {}", shown(&options.repo)),
+        None => shown(&options.repo),
+    })?;
     let counts: Vec<(Kind, usize)> = Kind::ALL
         .iter()
         .map(|&k| (k, snapshot.catalog.of_kind(k).count()))
@@ -148,11 +179,19 @@ pub struct PlanOptions {
     pub output: Option<PathBuf>,
     /// The day exceptions are judged on; today when unset.
     pub today: Option<NaiveDate>,
+    /// Accept a base and a head without resources.
+    pub allow_empty: bool,
 }
 
 /// The plan report of merging `head` into `base`: the base compared with the merge, or with
 /// the head itself when it already contains the base.
-pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Result<PlanReport> {
+pub fn plan_report(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    today: NaiveDate,
+    allow_empty: bool,
+) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
     config.repo.write_in_memory()?;
     let base_commit = config.repo.commit(base)?;
@@ -172,6 +211,9 @@ pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Res
     let base_catalog = config.load_tree(base_commit.tree, base_commit.short(), &mut cache)?;
     let head_snapshot = Snapshot::new(head_catalog);
     let base_snapshot = Snapshot::new(base_catalog);
+    refuse_empty(&[&base_snapshot, &head_snapshot], allow_empty, || {
+        format!("`{base}` or `{head}` of {}", shown(repo))
+    })?;
     let mut report = review(
         (&base_commit, &base_snapshot),
         (&head_commit, &head_snapshot),
@@ -192,7 +234,13 @@ fn today() -> NaiveDate {
 /// `err` as `file:line:col: message`, whatever the format.
 pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     let today = options.today.unwrap_or_else(today);
-    let report = plan_report(&options.repo, &options.base, &options.head, today)?;
+    let report = plan_report(
+        &options.repo,
+        &options.base,
+        &options.head,
+        today,
+        options.allow_empty,
+    )?;
     let rendered = report.render(options.format);
     match &options.output {
         Some(path) => std::fs::write(path, rendered).map_err(Error::io(path))?,
@@ -603,7 +651,7 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
         "Rotate the API certificate to P-384, add the status page, retire shop staging",
     )?;
-    let report = plan_report(&dir, "main", DEMO_BRANCH, today())?;
+    let report = plan_report(&dir, "main", DEMO_BRANCH, today(), false)?;
     let config = demo_host(&dir)?;
     let shown = dir.display();
     let port = config.listen.as_deref().unwrap_or_default();

@@ -28,6 +28,11 @@ pub enum Error {
         paths: Vec<String>,
     },
 
+    #[error(
+        "no gitward resources in {place}: check --repo and the revisions (--allow-empty accepts an empty configuration)"
+    )]
+    EmptyConfiguration { place: String },
+
     #[error("git: {step}: {source}")]
     Git {
         step: String,

@@ -40,6 +40,10 @@ enum Command {
         rev: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: ValidateFormat,
+        /// Accept a configuration without resources (refused by default: most often a wrong
+        /// --repo or --rev).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Show what changing the configuration from BASE to HEAD would do (the pull-request check).
     Plan {
@@ -59,6 +63,10 @@ enum Command {
         /// Judge policy exceptions as on this day (YYYY-MM-DD; default today, UTC).
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<NaiveDate>,
+        /// Accept a base and a head without resources (refused by default: most often a wrong
+        /// --repo or revision).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Run the `test_` rules of the `*_test.rego` policy tests.
     Test {
@@ -162,9 +170,20 @@ fn main() -> ExitCode {
                 .init();
             commands::demo(dir.as_deref(), &mut out)
         }
-        Command::Validate { repo, rev, format } => {
-            commands::validate(&ValidateOptions { repo, rev, format }, &mut out)
-        }
+        Command::Validate {
+            repo,
+            rev,
+            format,
+            allow_empty,
+        } => commands::validate(
+            &ValidateOptions {
+                repo,
+                rev,
+                format,
+                allow_empty,
+            },
+            &mut out,
+        ),
         Command::Plan {
             repo,
             base,
@@ -172,6 +191,7 @@ fn main() -> ExitCode {
             format,
             output,
             date,
+            allow_empty,
         } => commands::plan(
             &PlanOptions {
                 repo,
@@ -180,6 +200,7 @@ fn main() -> ExitCode {
                 format,
                 output,
                 today: date,
+                allow_empty,
             },
             &mut out,
             &mut io::stderr(),

@@ -159,13 +159,59 @@ fn usage_problems_exit_2() {
 }
 
 #[test]
-fn an_empty_configuration_is_valid() {
+fn an_empty_configuration_is_refused_unless_allowed() {
+    const EMPTY: &str =
+        "valid: 0 issuers, 0 certificates, 0 policies, 0 gates, 0 sinks in 0 files\n";
+    // A wrong --repo in CI: a plain directory with no configuration in it.
+    let plain = tempfile::tempdir().expect("tempdir");
+    std::fs::write(plain.path().join("README.md"), "not a configuration\n").expect("write");
+    let run = gitward_in(plain.path(), &["validate"]).expect(2);
+    assert_eq!(run.stdout, "");
+    let dir = plain.path().canonicalize().expect("canonical");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: no gitward resources in {}: check --repo and the revisions (--allow-empty accepts an empty configuration)\n",
+            dir.display()
+        )
+    );
+    let run = gitward_in(plain.path(), &["validate", "--allow-empty"]).expect(0);
+    assert_eq!(run.stdout, EMPTY);
+
     let repo = TestRepo::new();
     repo.write("README.md", "nothing yet\n");
     repo.commit("Empty");
-    let run = repo.gitward(&["validate", "--rev", "HEAD"]).expect(0);
-    assert_eq!(
-        run.stdout,
-        "valid: 0 issuers, 0 certificates, 0 policies, 0 gates, 0 sinks in 0 files\n"
+    repo.write("README.md", "still nothing\n");
+    repo.commit("Still empty");
+    let run = repo.gitward(&["validate", "--rev", "HEAD"]).expect(2);
+    assert!(
+        run.stderr
+            .starts_with("error: no gitward resources in `HEAD` of "),
+        "{}",
+        run.stderr
     );
+    let run = repo
+        .gitward(&["validate", "--rev", "HEAD", "--allow-empty"])
+        .expect(0);
+    assert_eq!(run.stdout, EMPTY);
+    let run = repo
+        .gitward(&["plan", "--base", "HEAD~1", "--head", "HEAD"])
+        .expect(2);
+    assert!(
+        run.stderr
+            .starts_with("error: no gitward resources in `HEAD~1` or `HEAD` of "),
+        "{}",
+        run.stderr
+    );
+    let run = repo
+        .gitward(&[
+            "plan",
+            "--base",
+            "HEAD~1",
+            "--head",
+            "HEAD",
+            "--allow-empty",
+        ])
+        .expect(0);
+    assert!(run.stdout.contains("No changes."), "{}", run.stdout);
 }
