@@ -582,6 +582,21 @@ pub fn init(dir: &Path, out: &mut dyn Write) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// A path as one word of a shell command.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    match shlex::try_quote(&text) {
+        Ok(quoted) => quoted.into_owned(),
+        Err(_) => text,
+    }
+}
+
+/// This binary as a command to paste: its own path, as it may not be on `PATH` yet (run
+/// through `cargo run`, say).
+fn this_binary() -> String {
+    std::env::current_exe().map_or_else(|_| "gitward".to_owned(), |path| shell_word(&path))
+}
+
 /// The branch of the demo's proposed change.
 pub const DEMO_BRANCH: &str = "rotate-api-certificate";
 
@@ -655,6 +670,8 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
     let config = demo_host(&dir)?;
     let shown = dir.display();
     let port = config.listen.as_deref().unwrap_or_default();
+    let gitward = this_binary();
+    let host_config = shell_word(&dir.join(DEMO_HOST).join("gitward.yaml"));
     write_out(
         out,
         &format!(
@@ -665,8 +682,9 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
                 format!("  host config   {shown}/{DEMO_HOST}/gitward.yaml"),
                 format!("  certificates  {shown}/{DEMO_HOST}/tls/<target>/<certificate>/"),
                 "  status        git log --notes=gitward    git show gitward/status:summary.yaml".to_owned(),
+                format!("  review        {gitward} plan --base main --head {DEMO_BRANCH}"),
                 format!("  metrics       http://{port}/metrics   (and /healthz, /readyz, /status)"),
-                format!("Ctrl-C stops it; `gitward run --config {shown}/{DEMO_HOST}/gitward.yaml` starts it again.\n\n"),
+                format!("Ctrl-C stops it; `{gitward} run --config {host_config}` starts it again.\n\n"),
             ]
             .join("\n"),
         ),

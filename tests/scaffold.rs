@@ -133,6 +133,44 @@ fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
             .stdout
             .contains("result: applied")
     });
+    // The review step as the demo printed it, with this binary's own path (it need not be on
+    // PATH): main has moved since the branch, and the plan is of merging the branch, so
+    // www's fix on main is not shown undone.
+    let review = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("  review        "))
+        .unwrap_or_else(|| panic!("no review line in:\n{printed}"));
+    let words = shlex::split(review).expect("a shell command");
+    assert_eq!(
+        std::fs::canonicalize(&words[0]).expect("the printed binary exists"),
+        std::fs::canonicalize(env!("CARGO_BIN_EXE_gitward")).expect("the binary")
+    );
+    assert_eq!(
+        words[1..],
+        ["plan", "--base", "main", "--head", "rotate-api-certificate"]
+    );
+    let plan = tool(
+        &words[0],
+        &words[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+        &demo,
+    );
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("(Issue www from the private CA) → merge of ")),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("www-example-com"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(
+            "  ~ Certificate/api-example-com     reissue  certificates/prod/api.yaml:1\n"
+        ),
+        "{}",
+        plan.stdout
+    );
     let subject = tool(
         "openssl",
         &[
