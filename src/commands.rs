@@ -535,12 +535,11 @@ pub fn schema(name: Option<&str>, out_dir: Option<&Path>, out: &mut dyn Write) -
     Ok(exit::OK)
 }
 
-/// Writes embedded files under `dir`, refusing to overwrite anything.
-fn write_tree(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
-    let existing: Vec<&str> = files
-        .iter()
-        .filter(|(path, _)| dir.join(path).symlink_metadata().is_ok())
-        .map(|(path, _)| path.as_str())
+/// Refuses to go on when any of `paths` exists under `dir`: nothing is overwritten.
+fn refuse_overwrite<'a>(dir: &Path, paths: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let existing: Vec<&str> = paths
+        .into_iter()
+        .filter(|path| dir.join(path).symlink_metadata().is_ok())
         .collect();
     if !existing.is_empty() {
         return Err(Error::Usage(format!(
@@ -549,34 +548,61 @@ fn write_tree(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
             existing.join(", ")
         )));
     }
-    for (path, bytes) in files {
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-        }
-        std::fs::write(&target, bytes).map_err(Error::io(&target))?;
-    }
     Ok(())
 }
 
+/// Writes a file, making its directory first.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+    }
+    std::fs::write(path, bytes).map_err(Error::io(path))
+}
+
 /// `gitward init DIR`: a starter configuration, in a new Git repository unless DIR is
-/// already inside one.
+/// already inside one, and the config of a trial host that applies it, kept out of Git.
 pub fn init(dir: &Path, out: &mut dyn Write) -> Result<u8> {
     let files = scaffold::files(&scaffold::STARTER);
-    write_tree(dir, &files)?;
+    let host_file = format!("{LOCAL_HOST}/gitward.yaml");
+    refuse_overwrite(
+        dir,
+        files
+            .iter()
+            .map(|(path, _)| path.as_str())
+            .chain([host_file.as_str()]),
+    )?;
+    for (path, bytes) in &files {
+        write_file(&dir.join(path), bytes)?;
+    }
     let initialised = if git2::Repository::discover(dir).is_err() {
         Repo::init(dir)?;
         " and initialised a Git repository"
     } else {
         ""
     };
+    let repo = Repo::discover(dir)?;
+    let branch = repo.head_branch().unwrap_or_else(|| "main".to_owned());
+    let host = local_host_config(dir, &branch, &["web-tls"], None)?;
+    write_file(&dir.join(&host_file), host.as_bytes())?;
+    exclude_local_host(&repo, dir)?;
+    HostConfig::load(&dir.join(&host_file))?;
+    let gitward = this_binary();
+    let shown = dir.display();
+    let cd = if dir == Path::new(".") {
+        String::new()
+    } else {
+        format!("  cd {}\n", shell_word(dir))
+    };
     write_out(
         out,
         &format!(
-            "Wrote {} files to {}{initialised}.\n\nNext:\n  cd {}\n  gitward validate\n  git add -A && git commit -m \"Initial gitward configuration\"\n",
+            "Wrote {} files to {shown}{initialised}.\n\
+             A trial host applies it with {shown}/{host_file}: it follows {branch} and writes\n\
+             certificates under {shown}/{LOCAL_HOST}/tls/. That directory stays out of Git: a\n\
+             host config is never part of the repository it follows.\n\n\
+             Next:\n{cd}  {gitward} validate\n  git add . && git commit -m \"Initial gitward configuration\"\n  \
+             {gitward} reconcile --once --config {host_file}\n",
             files.len(),
-            dir.display(),
-            dir.display()
         ),
     )?;
     Ok(exit::OK)
@@ -667,11 +693,22 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         "Rotate the API certificate to P-384, add the status page, retire shop staging",
     )?;
     let report = plan_report(&dir, "main", DEMO_BRANCH, today(), false)?;
-    let config = demo_host(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(Error::io("127.0.0.1:0"))?
+        .port();
+    let host_file = dir.join(LOCAL_HOST).join("gitward.yaml");
+    let host = local_host_config(
+        &dir,
+        "main",
+        &["web-tls", "internal-tls", "mtls-clients"],
+        Some(&format!("127.0.0.1:{port}")),
+    )?;
+    write_file(&host_file, host.as_bytes())?;
+    exclude_local_host(&repo, &dir)?;
+    HostConfig::load(&host_file)?;
     let shown = dir.display();
-    let port = config.listen.as_deref().unwrap_or_default();
     let gitward = this_binary();
-    let host_config = shell_word(&dir.join(DEMO_HOST).join("gitward.yaml"));
     write_out(
         out,
         &format!(
@@ -679,53 +716,87 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
             report.render(Format::Text),
             [
                 format!("gitward now follows main in {shown}; commit to it and the commit is applied within a second."),
-                format!("  host config   {shown}/{DEMO_HOST}/gitward.yaml"),
-                format!("  certificates  {shown}/{DEMO_HOST}/tls/<target>/<certificate>/"),
+                format!("  host config   {shown}/{LOCAL_HOST}/gitward.yaml"),
+                format!("  certificates  {shown}/{LOCAL_HOST}/tls/<target>/<certificate>/"),
                 "  status        git log --notes=gitward    git show gitward/status:summary.yaml".to_owned(),
                 format!("  review        {gitward} plan --base main --head {DEMO_BRANCH}"),
-                format!("  metrics       http://{port}/metrics   (and /healthz, /readyz, /status)"),
-                format!("Ctrl-C stops it; `{gitward} run --config {host_config}` starts it again.\n\n"),
+                format!("  metrics       http://127.0.0.1:{port}/metrics   (and /healthz, /readyz, /status)"),
+                format!("Ctrl-C stops it; `{gitward} run --config {}` starts it again.\n\n", shell_word(&host_file)),
             ]
             .join("\n"),
         ),
     )?;
     out.flush().map_err(Error::io("<stdout>"))?;
-    crate::daemon::run(&dir.join(DEMO_HOST).join("gitward.yaml"))
+    crate::daemon::run(&host_file)
 }
 
-/// The demo host's directory inside the demo repository, excluded from Git: a host config is
-/// trusted and never part of the repository it follows.
-const DEMO_HOST: &str = ".gitward";
+/// The directory of a trial host inside the repository it follows (`demo`, `init`), kept out
+/// of Git: a host config is trusted and never part of the repository.
+const LOCAL_HOST: &str = ".gitward";
 
-/// Writes the demo's host config: the repository itself, state and certificates under it,
-/// every target the example names, the HTTP listener on a free loopback port.
-fn demo_host(dir: &Path) -> Result<HostConfig> {
-    let host = dir.join(DEMO_HOST);
-    std::fs::create_dir_all(&host).map_err(Error::io(&host))?;
-    let exclude = dir.join(".git/info/exclude");
-    std::fs::create_dir_all(dir.join(".git/info")).map_err(Error::io(&exclude))?;
-    std::fs::write(&exclude, format!("/{DEMO_HOST}/\n")).map_err(Error::io(&exclude))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(Error::io("127.0.0.1:0"))?
-        .port();
+/// The config of a trial host in `LOCAL_HOST` of the repository directory `dir`: it follows
+/// `branch` there, keeps its state and the directory of each of `targets` under it, and
+/// listens on `listen` when given.
+fn local_host_config(
+    dir: &Path,
+    branch: &str,
+    targets: &[&str],
+    listen: Option<&str>,
+) -> Result<String> {
     let repo = std::fs::canonicalize(dir).map_err(Error::io(dir))?;
-    let repo = serde_json::to_string(&repo.display().to_string()).unwrap_or_default();
-    let text = format!(
-        "# The demo host: everything under this directory, the listener on loopback.
-repo:
-  url: {repo}
-  branch: main
-  pollInterval: 60s
-stateDir: state
-listen: 127.0.0.1:{port}
-targets:
-  web-tls: {{dir: tls/web-tls}}
-  internal-tls: {{dir: tls/internal-tls}}
-  mtls-clients: {{dir: tls/mtls-clients}}
-"
+    // JSON strings are YAML strings: any path and branch name, quoted.
+    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let mut text = format!(
+        "# A trial host: its state and certificates under this directory.\n\
+         repo:\n  url: {}\n  branch: {}\n  pollInterval: 60s\nstateDir: state\n",
+        quoted(&repo.display().to_string()),
+        quoted(branch)
     );
-    let path = host.join("gitward.yaml");
-    std::fs::write(&path, text).map_err(Error::io(&path))?;
-    Ok(HostConfig::load(&path)?)
+    if let Some(listen) = listen {
+        text.push_str(&format!("listen: {listen}\n"));
+    }
+    text.push_str("targets:\n");
+    for target in targets {
+        text.push_str(&format!("  {target}: {{dir: tls/{target}}}\n"));
+    }
+    Ok(text)
+}
+
+/// Keeps the trial host's directory under `dir` out of `repo`, through its `info/exclude`
+/// (a `.gitignore` would be part of the configuration).
+fn exclude_local_host(repo: &Repo, dir: &Path) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).map_err(Error::io(p));
+    let git = repo.inner();
+    let workdir = git.workdir().unwrap_or(git.path());
+    let place = canonical(dir)?;
+    let relative = place
+        .strip_prefix(canonical(workdir)?)
+        .unwrap_or(Path::new(""));
+    let mut pattern = String::from("/");
+    for part in relative.iter() {
+        for c in part.to_string_lossy().chars() {
+            // Characters that gitignore patterns give a meaning to, taken literally.
+            if matches!(c, '*' | '?' | '[' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('/');
+    }
+    pattern.push_str(&format!("{LOCAL_HOST}/"));
+    let exclude = git.path().join("info/exclude");
+    let mut text = match std::fs::read_to_string(&exclude) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&exclude)(e)),
+    };
+    if text.lines().any(|line| line == pattern) {
+        return Ok(());
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&pattern);
+    text.push('\n');
+    write_file(&exclude, text.as_bytes())
 }

@@ -56,6 +56,13 @@ impl Repo {
         &self.inner
     }
 
+    /// The branch HEAD names, born or not; `None` when HEAD is detached.
+    pub fn head_branch(&self) -> Option<String> {
+        let head = self.inner.find_reference("HEAD").ok()?;
+        let target = head.symbolic_target().ok()??;
+        target.strip_prefix("refs/heads/").map(str::to_owned)
+    }
+
     /// Resolves a revision (`HEAD`, a branch, `main~2`, a sha) to its commit.
     pub fn commit(&self, rev: &str) -> Result<CommitInfo> {
         let unknown = |e: git2::Error| Error::UnknownRevision {
