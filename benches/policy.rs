@@ -138,7 +138,8 @@ fn main() {
         assert_eq!(count, pairs, "the floor evaluates the same pairs");
         drop(snapshot);
 
-        let (plan, report) = timed(|| plan_report(&repo, "HEAD~1", "HEAD", today).expect("plan"));
+        let (plan, report) =
+            timed(|| plan_report(&repo, "HEAD~1", "HEAD", today, false).expect("plan"));
         assert!(report.valid);
 
         s.validate.push(validate);

@@ -14,7 +14,7 @@ use crate::git::{Repo, abbreviated};
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};
 use crate::reconcile::reconcile_once;
-use crate::report::{Format, PlanReport, plan_report_schema};
+use crate::report::{Compared, Format, PlanReport, plan_report_schema};
 use crate::review::review;
 use crate::scaffold;
 use crate::snapshot::Snapshot;
@@ -45,6 +45,33 @@ pub struct ValidateOptions {
     pub repo: PathBuf,
     pub rev: Option<String>,
     pub format: ValidateFormat,
+    /// Accept a configuration without resources.
+    pub allow_empty: bool,
+}
+
+/// Refuses a configuration without resources (unless allowed): it is most often a wrong
+/// `--repo` or revision, which CI would otherwise pass as valid. One with errors is not
+/// refused here: its errors say more.
+fn refuse_empty(
+    snapshots: &[&Snapshot],
+    allow_empty: bool,
+    place: impl FnOnce() -> String,
+) -> Result<()> {
+    let empty = snapshots
+        .iter()
+        .all(|s| s.catalog.resources().is_empty() && !s.has_errors());
+    if empty && !allow_empty {
+        return Err(Error::EmptyConfiguration { place: place() });
+    }
+    Ok(())
+}
+
+/// A directory as messages name it: absolute, when it exists.
+fn shown(dir: &Path) -> String {
+    dir.canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The catalog of a commit, or of the working tree when `rev` is `None`.
@@ -53,18 +80,17 @@ fn load(repo: &Path, rev: Option<&str>) -> Result<Catalog> {
         Some(rev) => Ok(ConfigRepo::open(repo)?
             .load(rev, &mut BlobCache::default())?
             .1),
-        None => source::load(
-            &Directory {
-                root: repo.to_path_buf(),
-            },
-            &mut BlobCache::default(),
-        ),
+        None => source::load(&Directory::open(repo)?, &mut BlobCache::default()),
     }
 }
 
 /// `gitward validate`: every problem of a commit or of the working tree.
 pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
     let snapshot = Snapshot::new(load(&options.repo, options.rev.as_deref())?);
+    refuse_empty(&[&snapshot], options.allow_empty, || match &options.rev {
+        Some(rev) => format!("`{rev}` of {}", shown(&options.repo)),
+        None => shown(&options.repo),
+    })?;
     let counts: Vec<(Kind, usize)> = Kind::ALL
         .iter()
         .map(|&k| (k, snapshot.catalog.of_kind(k).count()))
@@ -154,22 +180,50 @@ pub struct PlanOptions {
     pub output: Option<PathBuf>,
     /// The day exceptions are judged on; today when unset.
     pub today: Option<NaiveDate>,
+    /// Accept a base and a head without resources.
+    pub allow_empty: bool,
 }
 
-/// The plan report between two revisions.
-pub fn plan_report(repo: &Path, base: &str, head: &str, today: NaiveDate) -> Result<PlanReport> {
+/// The plan report of merging `head` into `base`: the base compared with the merge, or with
+/// the head itself when it already contains the base.
+pub fn plan_report(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    today: NaiveDate,
+    allow_empty: bool,
+) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
+    config.repo.write_in_memory()?;
+    let base_commit = config.repo.commit(base)?;
+    let head_commit = config.repo.commit(head)?;
+    let merged = config.repo.merged_head(&base_commit, &head_commit)?;
     let mut cache = BlobCache::default();
-    let (head_commit, head_catalog) = config.load(head, &mut cache)?;
-    let (base_commit, base_catalog) = config.load(base, &mut cache)?;
+    let head_name = if merged.merged {
+        format!(
+            "the merge of {} into {}",
+            head_commit.short(),
+            base_commit.short()
+        )
+    } else {
+        head_commit.short().to_owned()
+    };
+    let head_catalog = config.load_tree(merged.tree, &head_name, &mut cache)?;
+    let base_catalog = config.load_tree(base_commit.tree, base_commit.short(), &mut cache)?;
     let head_snapshot = Snapshot::new(head_catalog);
     let base_snapshot = Snapshot::new(base_catalog);
+    refuse_empty(&[&base_snapshot, &head_snapshot], allow_empty, || {
+        format!("`{base}` or `{head}` of {}", shown(repo))
+    })?;
     let mut report = review(
         (&base_commit, &base_snapshot),
         (&head_commit, &head_snapshot),
         today,
     );
     report.root = config.prefix().to_owned();
+    if merged.merged {
+        report.compared = Compared::Merge;
+    }
     Ok(report)
 }
 
@@ -181,7 +235,13 @@ fn today() -> NaiveDate {
 /// `err` as `file:line:col: message`, whatever the format.
 pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     let today = options.today.unwrap_or_else(today);
-    let report = plan_report(&options.repo, &options.base, &options.head, today)?;
+    let report = plan_report(
+        &options.repo,
+        &options.base,
+        &options.head,
+        today,
+        options.allow_empty,
+    )?;
     let rendered = report.render(options.format);
     match &options.output {
         Some(path) => std::fs::write(path, rendered).map_err(Error::io(path))?,
@@ -481,12 +541,11 @@ pub fn schema(name: Option<&str>, out_dir: Option<&Path>, out: &mut dyn Write) -
     Ok(exit::OK)
 }
 
-/// Writes embedded files under `dir`, refusing to overwrite anything.
-fn write_tree(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
-    let existing: Vec<&str> = files
-        .iter()
-        .filter(|(path, _)| dir.join(path).symlink_metadata().is_ok())
-        .map(|(path, _)| path.as_str())
+/// Refuses to go on when any of `paths` exists under `dir`: nothing is overwritten.
+fn refuse_overwrite<'a>(dir: &Path, paths: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let existing: Vec<&str> = paths
+        .into_iter()
+        .filter(|path| dir.join(path).symlink_metadata().is_ok())
         .collect();
     if !existing.is_empty() {
         return Err(Error::Usage(format!(
@@ -495,37 +554,79 @@ fn write_tree(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
             existing.join(", ")
         )));
     }
-    for (path, bytes) in files {
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-        }
-        std::fs::write(&target, bytes).map_err(Error::io(&target))?;
-    }
     Ok(())
 }
 
+/// Writes a file, making its directory first.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+    }
+    std::fs::write(path, bytes).map_err(Error::io(path))
+}
+
 /// `gitward init DIR`: a starter configuration, in a new Git repository unless DIR is
-/// already inside one.
+/// already inside one, and the config of a trial host that applies it, kept out of Git.
 pub fn init(dir: &Path, out: &mut dyn Write) -> Result<u8> {
     let files = scaffold::files(&scaffold::STARTER);
-    write_tree(dir, &files)?;
+    let host_file = format!("{LOCAL_HOST}/gitward.yaml");
+    refuse_overwrite(
+        dir,
+        files
+            .iter()
+            .map(|(path, _)| path.as_str())
+            .chain([host_file.as_str()]),
+    )?;
+    for (path, bytes) in &files {
+        write_file(&dir.join(path), bytes)?;
+    }
     let initialised = if git2::Repository::discover(dir).is_err() {
         Repo::init(dir)?;
         " and initialised a Git repository"
     } else {
         ""
     };
+    let repo = Repo::discover(dir)?;
+    let branch = repo.head_branch().unwrap_or_else(|| "main".to_owned());
+    let host = local_host_config(dir, &branch, &["web-tls"], None)?;
+    write_file(&dir.join(&host_file), host.as_bytes())?;
+    exclude_local_host(&repo, dir)?;
+    HostConfig::load(&dir.join(&host_file))?;
+    let gitward = this_binary();
+    let shown = dir.display();
+    let cd = if dir == Path::new(".") {
+        String::new()
+    } else {
+        format!("  cd {}\n", shell_word(dir))
+    };
     write_out(
         out,
         &format!(
-            "Wrote {} files to {}{initialised}.\n\nNext:\n  cd {}\n  gitward validate\n  git add -A && git commit -m \"Initial gitward configuration\"\n",
+            "Wrote {} files to {shown}{initialised}.\n\
+             A trial host applies it with {shown}/{host_file}: it follows {branch} and writes\n\
+             certificates under {shown}/{LOCAL_HOST}/tls/. That directory stays out of Git: a\n\
+             host config is never part of the repository it follows.\n\n\
+             Next:\n{cd}  {gitward} validate\n  git add . && git commit -m \"Initial gitward configuration\"\n  \
+             {gitward} reconcile --once --config {host_file}\n",
             files.len(),
-            dir.display(),
-            dir.display()
         ),
     )?;
     Ok(exit::OK)
+}
+
+/// A path as one word of a shell command.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    match shlex::try_quote(&text) {
+        Ok(quoted) => quoted.into_owned(),
+        Err(_) => text,
+    }
+}
+
+/// This binary as a command to paste: its own path, as it may not be on `PATH` yet (run
+/// through `cargo run`, say).
+fn this_binary() -> String {
+    std::env::current_exe().map_or_else(|_| "gitward".to_owned(), |path| shell_word(&path))
 }
 
 /// The branch of the demo's proposed change.
@@ -597,10 +698,23 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
         "Rotate the API certificate to P-384, add the status page, retire shop staging",
     )?;
-    let report = plan_report(&dir, "main", DEMO_BRANCH, today())?;
-    let config = demo_host(&dir)?;
+    let report = plan_report(&dir, "main", DEMO_BRANCH, today(), false)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(Error::io("127.0.0.1:0"))?
+        .port();
+    let host_file = dir.join(LOCAL_HOST).join("gitward.yaml");
+    let host = local_host_config(
+        &dir,
+        "main",
+        &["web-tls", "internal-tls", "mtls-clients"],
+        Some(&format!("127.0.0.1:{port}")),
+    )?;
+    write_file(&host_file, host.as_bytes())?;
+    exclude_local_host(&repo, &dir)?;
+    HostConfig::load(&host_file)?;
     let shown = dir.display();
-    let port = config.listen.as_deref().unwrap_or_default();
+    let gitward = this_binary();
     write_out(
         out,
         &format!(
@@ -608,52 +722,87 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
             report.render(Format::Text),
             [
                 format!("gitward now follows main in {shown}; commit to it and the commit is applied within a second."),
-                format!("  host config   {shown}/{DEMO_HOST}/gitward.yaml"),
-                format!("  certificates  {shown}/{DEMO_HOST}/tls/<target>/<certificate>/"),
+                format!("  host config   {shown}/{LOCAL_HOST}/gitward.yaml"),
+                format!("  certificates  {shown}/{LOCAL_HOST}/tls/<target>/<certificate>/"),
                 "  status        git log --notes=gitward    git show gitward/status:summary.yaml".to_owned(),
-                format!("  metrics       http://{port}/metrics   (and /healthz, /readyz, /status)"),
-                format!("Ctrl-C stops it; `gitward run --config {shown}/{DEMO_HOST}/gitward.yaml` starts it again.\n\n"),
+                format!("  review        {gitward} plan --base main --head {DEMO_BRANCH}"),
+                format!("  metrics       http://127.0.0.1:{port}/metrics   (and /healthz, /readyz, /status)"),
+                format!("Ctrl-C stops it; `{gitward} run --config {}` starts it again.\n\n", shell_word(&host_file)),
             ]
             .join("\n"),
         ),
     )?;
     out.flush().map_err(Error::io("<stdout>"))?;
-    crate::daemon::run(&dir.join(DEMO_HOST).join("gitward.yaml"))
+    crate::daemon::run(&host_file)
 }
 
-/// The demo host's directory inside the demo repository, excluded from Git: a host config is
-/// trusted and never part of the repository it follows.
-const DEMO_HOST: &str = ".gitward";
+/// The directory of a trial host inside the repository it follows (`demo`, `init`), kept out
+/// of Git: a host config is trusted and never part of the repository.
+const LOCAL_HOST: &str = ".gitward";
 
-/// Writes the demo's host config: the repository itself, state and certificates under it,
-/// every target the example names, the HTTP listener on a free loopback port.
-fn demo_host(dir: &Path) -> Result<HostConfig> {
-    let host = dir.join(DEMO_HOST);
-    std::fs::create_dir_all(&host).map_err(Error::io(&host))?;
-    let exclude = dir.join(".git/info/exclude");
-    std::fs::create_dir_all(dir.join(".git/info")).map_err(Error::io(&exclude))?;
-    std::fs::write(&exclude, format!("/{DEMO_HOST}/\n")).map_err(Error::io(&exclude))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(Error::io("127.0.0.1:0"))?
-        .port();
+/// The config of a trial host in `LOCAL_HOST` of the repository directory `dir`: it follows
+/// `branch` there, keeps its state and the directory of each of `targets` under it, and
+/// listens on `listen` when given.
+fn local_host_config(
+    dir: &Path,
+    branch: &str,
+    targets: &[&str],
+    listen: Option<&str>,
+) -> Result<String> {
     let repo = std::fs::canonicalize(dir).map_err(Error::io(dir))?;
-    let repo = serde_json::to_string(&repo.display().to_string()).unwrap_or_default();
-    let text = format!(
-        "# The demo host: everything under this directory, the listener on loopback.
-repo:
-  url: {repo}
-  branch: main
-  pollInterval: 60s
-stateDir: state
-listen: 127.0.0.1:{port}
-targets:
-  web-tls: {{dir: tls/web-tls}}
-  internal-tls: {{dir: tls/internal-tls}}
-  mtls-clients: {{dir: tls/mtls-clients}}
-"
+    // JSON strings are YAML strings: any path and branch name, quoted.
+    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let mut text = format!(
+        "# A trial host: its state and certificates under this directory.\n\
+         repo:\n  url: {}\n  branch: {}\n  pollInterval: 60s\nstateDir: state\n",
+        quoted(&repo.display().to_string()),
+        quoted(branch)
     );
-    let path = host.join("gitward.yaml");
-    std::fs::write(&path, text).map_err(Error::io(&path))?;
-    Ok(HostConfig::load(&path)?)
+    if let Some(listen) = listen {
+        text.push_str(&format!("listen: {listen}\n"));
+    }
+    text.push_str("targets:\n");
+    for target in targets {
+        text.push_str(&format!("  {target}: {{dir: tls/{target}}}\n"));
+    }
+    Ok(text)
+}
+
+/// Keeps the trial host's directory under `dir` out of `repo`, through its `info/exclude`
+/// (a `.gitignore` would be part of the configuration).
+fn exclude_local_host(repo: &Repo, dir: &Path) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).map_err(Error::io(p));
+    let git = repo.inner();
+    let workdir = git.workdir().unwrap_or(git.path());
+    let place = canonical(dir)?;
+    let relative = place
+        .strip_prefix(canonical(workdir)?)
+        .unwrap_or(Path::new(""));
+    let mut pattern = String::from("/");
+    for part in relative.iter() {
+        for c in part.to_string_lossy().chars() {
+            // Characters that gitignore patterns give a meaning to, taken literally.
+            if matches!(c, '*' | '?' | '[' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('/');
+    }
+    pattern.push_str(&format!("{LOCAL_HOST}/"));
+    let exclude = git.path().join("info/exclude");
+    let mut text = match std::fs::read_to_string(&exclude) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&exclude)(e)),
+    };
+    if text.lines().any(|line| line == pattern) {
+        return Ok(());
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&pattern);
+    text.push('\n');
+    write_file(&exclude, text.as_bytes())
 }

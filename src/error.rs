@@ -18,6 +18,21 @@ pub enum Error {
         message: String,
     },
 
+    #[error(
+        "merging {head} into {base} conflicts in {}; a conflict cannot be planned: merge the base into the branch and resolve it first",
+        listed(paths)
+    )]
+    MergeConflict {
+        base: String,
+        head: String,
+        paths: Vec<String>,
+    },
+
+    #[error(
+        "no gitward resources in {place}: check --repo and the revisions (--allow-empty accepts an empty configuration)"
+    )]
+    EmptyConfiguration { place: String },
+
     #[error("git: {step}: {source}")]
     Git {
         step: String,
@@ -69,6 +84,20 @@ impl Error {
         let path = path.into();
         move |source| Error::Io { path, source }
     }
+}
+
+/// Paths as a message lists them: escaped, and at most a screenful.
+fn listed(paths: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| crate::diag::escaped(p).into_owned())
+        .collect();
+    if paths.len() > SHOWN {
+        text.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    text.join(", ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -64,6 +64,13 @@ impl Repo {
         &self.inner
     }
 
+    /// The branch HEAD names, born or not; `None` when HEAD is detached.
+    pub fn head_branch(&self) -> Option<String> {
+        let head = self.inner.find_reference("HEAD").ok()?;
+        let target = head.symbolic_target().ok()??;
+        target.strip_prefix("refs/heads/").map(str::to_owned)
+    }
+
     /// Resolves a revision (`HEAD`, a branch, `main~2`, a sha) to its commit.
     pub fn commit(&self, rev: &str) -> Result<CommitInfo> {
         let unknown = |e: git2::Error| Error::UnknownRevision {
@@ -86,6 +93,77 @@ impl Repo {
                 .into_owned(),
             message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
         })
+    }
+}
+
+/// What a plan compares with its base: the tree that merging the head into the base gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergedHead {
+    pub tree: Oid,
+    /// False when the head already contains the base: the merge fast-forwards to the head.
+    pub merged: bool,
+}
+
+impl Repo {
+    /// Keeps the objects this process writes from now on in memory, out of the repository:
+    /// planning a merge writes its tree, and a check leaves the repository as it was (it may
+    /// be read-only).
+    pub fn write_in_memory(&self) -> Result<()> {
+        let odb = self
+            .inner
+            .odb()
+            .map_err(Error::git("opening the object database"))?;
+        // Above the loose and packed backends, so that writes go to memory.
+        odb.add_new_mempack_backend(1000)
+            .map_err(Error::git("adding an in-memory object store"))?;
+        Ok(())
+    }
+
+    /// What merging `head` into `base` gives, as a forge's test merge does: the head's own
+    /// tree when it contains the base, else the tree of their merge, made in memory (no work
+    /// tree or index touched). A conflict is an error naming the conflicting paths.
+    pub fn merged_head(&self, base: &CommitInfo, head: &CommitInfo) -> Result<MergedHead> {
+        let find = |commit: &CommitInfo| {
+            Oid::from_str(&commit.sha)
+                .and_then(|id| self.inner.find_commit(id))
+                .map_err(Error::git(format!("reading commit {}", commit.short())))
+        };
+        let (ours, theirs) = (find(base)?, find(head)?);
+        let fast_forward = match self.inner.merge_base(ours.id(), theirs.id()) {
+            Ok(id) => id == ours.id(),
+            // Unrelated histories merge as wholes, from an empty ancestor.
+            Err(e) if e.code() == git2::ErrorCode::NotFound => false,
+            Err(e) => return Err(Error::git("finding the merge base")(e)),
+        };
+        if fast_forward {
+            return Ok(MergedHead {
+                tree: head.tree,
+                merged: false,
+            });
+        }
+        let mut index = self
+            .inner
+            .merge_commits(&ours, &theirs, None)
+            .map_err(Error::git("merging the head into the base"))?;
+        if index.has_conflicts() {
+            let conflicts = index
+                .conflicts()
+                .map_err(Error::git("listing merge conflicts"))?;
+            let paths = conflicts
+                .filter_map(|c| c.ok())
+                .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+                .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+                .collect();
+            return Err(Error::MergeConflict {
+                base: base.short().to_owned(),
+                head: head.short().to_owned(),
+                paths,
+            });
+        }
+        let tree = index
+            .write_tree_to(&self.inner)
+            .map_err(Error::git("writing the merged tree"))?;
+        Ok(MergedHead { tree, merged: true })
     }
 }
 

@@ -15,7 +15,7 @@ use gitward::report::Format;
     name = "gitward",
     version,
     about = "Git as the control plane for TLS certificates, security gates and Rego policies",
-    after_help = "Exit codes: 0 success; 1 invalid configuration (validate), blocked change (plan), failed tests (test), a commit blocked or failed (reconcile), no status (status); 2 usage error or invalid input."
+    after_help = "Exit codes: 0 success; 1 invalid configuration (validate), blocked change (plan), failed tests (test), a commit blocked or failed (reconcile), unhealthy (healthcheck), no status (status); 2 usage error or invalid input (an invalid head or a merge conflict in plan, no resources). `gitward COMMAND --help` gives each command's."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,11 +26,17 @@ struct Cli {
 enum Command {
     /// Build a demo repository from the embedded example, show the plan of a change to it, and
     /// run the daemon on it until Ctrl-C.
+    #[command(
+        after_help = "Exit codes: 0 stopped by Ctrl-C or SIGTERM; 2 DIR is already a Git repository, or another usage error."
+    )]
     Demo {
         /// Directory for the demo repository (default: a new temporary directory).
         dir: Option<PathBuf>,
     },
-    /// Check a configuration: parse, schema-check, resolve references.
+    /// Check a configuration: parse, schema-check, resolve references, compile policies.
+    #[command(
+        after_help = "Exit codes: 0 valid; 1 invalid (each problem printed as file:line:col: message); 2 usage error, or no resources (see --allow-empty)."
+    )]
     Validate {
         /// The configuration's directory (in a Git repository for --rev).
         #[arg(long, default_value = ".")]
@@ -38,19 +44,30 @@ enum Command {
         /// Check this commit instead of the working tree.
         #[arg(long)]
         rev: Option<String>,
+        /// Text for people, or JSON with counts and diagnostics.
         #[arg(long, value_enum, default_value = "text")]
         format: ValidateFormat,
+        /// Accept a configuration without resources (refused by default: most often a wrong
+        /// --repo or --rev).
+        #[arg(long)]
+        allow_empty: bool,
     },
-    /// Show what changing the configuration from BASE to HEAD would do (the pull-request check).
+    /// Show what merging HEAD into BASE would do (the pull-request check).
+    #[command(
+        after_help = "Exit codes: 0 would apply; 1 blocked (a new deny finding without an exception); 2 invalid head, a merge conflict, no resources (see --allow-empty), or a usage error."
+    )]
     Plan {
+        /// The configuration's directory, in a Git repository (a subdirectory in a monorepo).
         #[arg(long, default_value = ".")]
         repo: PathBuf,
         /// The revision the change starts from, like `main` or `origin/main`.
         #[arg(long)]
         base: String,
-        /// The revision with the change, like `HEAD`.
+        /// The revision with the change, like `HEAD`; it is planned as merged into BASE.
         #[arg(long)]
         head: String,
+        /// Text for a terminal, Markdown for a pull-request comment, JSON, SARIF for code
+        /// scanning, JUnit XML for CI test views.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Write the report to this file instead of standard output.
@@ -59,9 +76,17 @@ enum Command {
         /// Judge policy exceptions as on this day (YYYY-MM-DD; default today, UTC).
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<NaiveDate>,
+        /// Accept a base and a head without resources (refused by default: most often a wrong
+        /// --repo or revision).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Run the `test_` rules of the `*_test.rego` policy tests.
+    #[command(
+        after_help = "Exit codes: 0 every test passes; 1 a test fails or a module does not compile; 2 usage error."
+    )]
     Test {
+        /// The configuration's directory (in a Git repository for --rev).
         #[arg(long, default_value = ".")]
         repo: PathBuf,
         /// Test a commit instead of the working tree.
@@ -72,6 +97,9 @@ enum Command {
         filter: Option<String>,
     },
     /// Print the JSON Schema of a resource kind, the plan report or the host config, or all.
+    #[command(
+        after_help = "Exit codes: 0 printed or written; 2 unknown KIND, or another usage error."
+    )]
     Schema {
         /// Issuer, Certificate, Policy, Gate, Sink, plan or host-config.
         kind: Option<String>,
@@ -79,9 +107,19 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Create a starter configuration repository in DIR.
-    Init { dir: PathBuf },
+    /// Create a starter configuration in DIR (a new Git repository unless DIR is in one), and
+    /// the config of a trial host that applies it, kept out of Git.
+    #[command(
+        after_help = "Exit codes: 0 written; 2 a file it would write exists (nothing is overwritten), or another usage error."
+    )]
+    Init {
+        /// Directory for the configuration; created when missing.
+        dir: PathBuf,
+    },
     /// Apply the head of the tracked branch: issue, renew, write outputs, record status in Git.
+    #[command(
+        after_help = "Exit codes: 0 applied; 1 blocked or failed, or the status not pushed to the remote; 2 host config error, or another usage error."
+    )]
     Reconcile {
         /// Reconcile once and exit (the daemon is `gitward run`).
         #[arg(long, required = true)]
@@ -97,6 +135,9 @@ enum Command {
         quiet: bool,
     },
     /// The daemon: reconcile on webhooks, on the poll interval and when renewals come due.
+    #[command(
+        after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT; 2 host config error, a second daemon on the same state directory, or another usage error."
+    )]
     Run {
         /// The host config.
         #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
@@ -106,17 +147,24 @@ enum Command {
         log_format: LogFormat,
     },
     /// Ask the running daemon's /healthz (for container health checks); 0 when it answers.
+    #[command(
+        after_help = "Exit codes: 0 healthy; 1 answered, unhealthy; 2 no answer, or a host config error."
+    )]
     Healthcheck {
         /// The host config naming the daemon's `listen` address.
         #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
         config: PathBuf,
     },
     /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
+    #[command(after_help = "Exit codes: 0 printed; 1 REV has no status; 2 usage error.")]
     Status {
+        /// A directory in the Git repository.
         #[arg(long, default_value = ".")]
         repo: PathBuf,
+        /// The commit whose status to print.
         #[arg(default_value = "HEAD")]
         rev: String,
+        /// Text for people, or the note as JSON.
         #[arg(long, value_enum, default_value = "text")]
         format: ValidateFormat,
     },
@@ -164,9 +212,20 @@ fn main() -> ExitCode {
                 .init();
             commands::demo(dir.as_deref(), &mut out)
         }
-        Command::Validate { repo, rev, format } => {
-            commands::validate(&ValidateOptions { repo, rev, format }, &mut out)
-        }
+        Command::Validate {
+            repo,
+            rev,
+            format,
+            allow_empty,
+        } => commands::validate(
+            &ValidateOptions {
+                repo,
+                rev,
+                format,
+                allow_empty,
+            },
+            &mut out,
+        ),
         Command::Plan {
             repo,
             base,
@@ -174,6 +233,7 @@ fn main() -> ExitCode {
             format,
             output,
             date,
+            allow_empty,
         } => commands::plan(
             &PlanOptions {
                 repo,
@@ -182,6 +242,7 @@ fn main() -> ExitCode {
                 format,
                 output,
                 today: date,
+                allow_empty,
             },
             &mut out,
             &mut io::stderr(),
@@ -219,6 +280,32 @@ fn main() -> ExitCode {
             // Each error's message already includes its cause.
             eprintln!("error: {error}");
             ExitCode::from(exit::INVALID)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_command_documents_its_arguments_and_exit_codes() {
+        for command in Cli::command().get_subcommands() {
+            let name = command.get_name();
+            let exit_codes = command.get_after_help().map(|h| h.to_string());
+            assert!(
+                exit_codes.is_some_and(|h| h.starts_with("Exit codes: 0 ")),
+                "{name} --help gives no exit codes"
+            );
+            for arg in command.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{name} --help does not describe {}",
+                    arg.get_id()
+                );
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::plan::{Change, plan};
 use crate::policy::compile::{Binding, dns_names, is_test_module};
 use crate::policy::evaluate::{Evaluator, Finding, FindingStatus};
 use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
-use crate::report::{FORMAT_VERSION, PlanReport, PolicyInfo};
+use crate::report::{Compared, FORMAT_VERSION, PlanReport, PolicyInfo};
 use crate::snapshot::Snapshot;
 
 pub fn review(
@@ -276,6 +276,7 @@ pub fn review_on(
         findings,
         base: base_commit.clone(),
         head: head_commit.clone(),
+        compared: Compared::Head,
         root: String::new(),
         diagnostics,
     };

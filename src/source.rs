@@ -1,9 +1,11 @@
 //! Reading the files of a configuration: the tree of a Git commit (straight from the object
-//! database, no checkout) or a working directory. Both list entries the same way and feed
-//! the same loader, which skips what `.gitwardignore` lists, never follows a symbolic link,
-//! refuses oversized files before reading them, and parses each blob once per [`BlobCache`].
+//! database, no checkout) or a directory on disk, read as the commit that would be made of it.
+//! Both list entries the same way and feed the same loader, which skips what `.gitwardignore`
+//! lists, never follows a symbolic link, refuses oversized files before reading them, and
+//! parses each blob once per [`BlobCache`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,30 +114,160 @@ impl Source for GitTree<'_> {
     }
 }
 
-/// A directory on disk (a working tree). Files that Git ignores are skipped, as they would
-/// not be in a commit; `.git` is never read.
+/// A directory on disk: a Git working tree, or a plain directory.
+///
+/// A working tree is read as the commit that would be made of it once its changes are added:
+/// every file Git tracks, as it is on disk (a file that `.gitignore` lists but that was added
+/// anyway is in every commit), and every file not yet added unless Git ignores it
+/// (`.gitignore`, `.git/info/exclude`; such a file enters no commit without force). Not the
+/// index: an edit is checked before it is staged. Submodules and nested repositories are not
+/// entered, as a commit holds only their commit id; `.git` is never read; `.gitwardignore`
+/// then applies as it does to a commit. Outside a Git repository nothing is tracked or
+/// ignored by Git: every file is read.
 pub struct Directory {
-    pub root: PathBuf,
+    root: PathBuf,
+    git: Option<WorkTree>,
+}
+
+/// What Git knows of the working tree a [`Directory`] is in.
+struct WorkTree {
+    repo: git2::Repository,
+    /// The directory's place in the working tree (empty at its root).
+    prefix: PathBuf,
+    /// Every path in the index, relative to the working tree's root.
+    tracked: BTreeSet<PathBuf>,
+    /// The paths in the index that are submodules.
+    submodules: HashSet<PathBuf>,
+}
+
+/// What to do with an entry of the directory.
+#[derive(Debug, PartialEq, Eq)]
+enum Visit {
+    Read,
+    Skip,
+    Submodule,
+}
+
+impl Directory {
+    /// The directory `root`, with what Git tracks and ignores when it is in a working tree.
+    pub fn open(root: &Path) -> Result<Directory> {
+        if !root.is_dir() {
+            return Err(Error::Io {
+                path: root.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        let repo = match git2::Repository::discover(root) {
+            Ok(repo) => repo,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                return Ok(Directory {
+                    root: root.to_path_buf(),
+                    git: None,
+                });
+            }
+            Err(e) => {
+                return Err(Error::Git {
+                    step: format!("opening the repository of {}", root.display()),
+                    source: e,
+                });
+            }
+        };
+        let canonical = |p: &Path| p.canonicalize().map_err(Error::io(p));
+        let dir = canonical(root)?;
+        let no_work_tree = || {
+            Error::Usage(format!(
+                "{} is not in a working tree (a Git directory or a bare repository); name a commit with --rev",
+                root.display()
+            ))
+        };
+        let workdir = canonical(repo.workdir().ok_or_else(no_work_tree)?)?;
+        if dir.starts_with(canonical(repo.path())?) {
+            return Err(no_work_tree());
+        }
+        let prefix = dir
+            .strip_prefix(&workdir)
+            .map_err(|_| no_work_tree())?
+            .to_path_buf();
+        let index = repo.index().map_err(Error::git(format!(
+            "reading the index of {}",
+            workdir.display()
+        )))?;
+        let mut tracked = BTreeSet::new();
+        let mut submodules = HashSet::new();
+        for entry in index.iter() {
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path));
+            if entry.mode == 0o160000 {
+                submodules.insert(path.clone());
+            }
+            tracked.insert(path);
+        }
+        Ok(Directory {
+            root: root.to_path_buf(),
+            git: Some(WorkTree {
+                repo,
+                prefix,
+                tracked,
+                submodules,
+            }),
+        })
+    }
+
+    /// Whether to read an entry (`relative` to the root), skip it, or report a submodule.
+    fn visit(&self, relative: &Path, is_dir: bool) -> Result<Visit> {
+        let nested_repository = || {
+            self.root
+                .join(relative)
+                .join(".git")
+                .symlink_metadata()
+                .is_ok()
+        };
+        let Some(git) = &self.git else {
+            return Ok(if is_dir && nested_repository() {
+                Visit::Submodule
+            } else {
+                Visit::Read
+            });
+        };
+        let path = git.prefix.join(relative);
+        if git.submodules.contains(&path) {
+            return Ok(Visit::Submodule);
+        }
+        // Tracked paths sort right after their directory: a directory holds a tracked file
+        // when the first one after it is under it.
+        let tracked = if is_dir {
+            git.tracked
+                .range(path.clone()..)
+                .next()
+                .is_some_and(|p| p.starts_with(&path))
+        } else {
+            git.tracked.contains(&path)
+        };
+        if !tracked
+            && git.repo.is_path_ignored(&path).map_err(Error::git(format!(
+                "reading the ignore rules for {}",
+                path.display()
+            )))?
+        {
+            return Ok(Visit::Skip);
+        }
+        Ok(if is_dir && nested_repository() {
+            Visit::Submodule
+        } else {
+            Visit::Read
+        })
+    }
 }
 
 impl Source for Directory {
     fn entries(&self) -> Result<(Vec<Entry>, Vec<Diagnostic>)> {
         let mut entries = Vec::new();
         let mut diagnostics = Vec::new();
-        if !self.root.is_dir() {
-            return Err(Error::Io {
-                path: self.root.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-            });
-        }
-        let walker = ignore::WalkBuilder::new(&self.root)
-            .hidden(false)
-            .ignore(false)
-            .parents(false)
+        let mut walk = walkdir::WalkDir::new(&self.root)
+            .min_depth(1)
             .follow_links(false)
-            .filter_entry(|e| e.file_name() != ".git")
-            .build();
-        for item in walker {
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(item) = walk.next() {
             let item = match item {
                 Ok(item) => item,
                 Err(e) => {
@@ -147,17 +279,35 @@ impl Source for Directory {
                     continue;
                 }
             };
-            let Some(file_type) = item.file_type() else {
+            let file_type = item.file_type();
+            let Ok(relative) = item.path().strip_prefix(&self.root) else {
                 continue;
             };
-            let kind = if file_type.is_symlink() {
+            if item.file_name() == ".git" {
+                if file_type.is_dir() {
+                    walk.skip_current_dir();
+                }
+                continue;
+            }
+            let kind = if file_type.is_dir() {
+                match self.visit(relative, true)? {
+                    Visit::Read => continue,
+                    Visit::Skip => {
+                        walk.skip_current_dir();
+                        continue;
+                    }
+                    Visit::Submodule => {
+                        walk.skip_current_dir();
+                        EntryKind::Submodule
+                    }
+                }
+            } else if self.visit(relative, false)? == Visit::Skip {
+                continue;
+            } else if file_type.is_symlink() {
                 EntryKind::Symlink
             } else if file_type.is_file() {
                 EntryKind::File
             } else {
-                continue;
-            };
-            let Ok(relative) = item.path().strip_prefix(&self.root) else {
                 continue;
             };
             let Some(path) = relative_path(relative) else {
@@ -368,47 +518,50 @@ impl ConfigRepo {
         &self.prefix
     }
 
-    /// The commit `rev` and the catalog of the configuration in it. A commit in which the
-    /// configuration's directory does not exist has an empty configuration, with a warning.
+    /// The commit `rev` and the catalog of the configuration in it.
     pub fn load(
         &self,
         rev: &str,
         cache: &mut BlobCache,
     ) -> Result<(crate::git::CommitInfo, Catalog)> {
         let commit = self.repo.commit(rev)?;
+        let catalog = self.load_tree(commit.tree, commit.short(), cache)?;
+        Ok((commit, catalog))
+    }
+
+    /// The catalog of the configuration in `tree`, of the commit (or merge) `name`. A tree in
+    /// which the configuration's directory does not exist has an empty configuration, with a
+    /// warning.
+    pub fn load_tree(&self, tree: Oid, name: &str, cache: &mut BlobCache) -> Result<Catalog> {
         let tree = if self.prefix.is_empty() {
-            Some(commit.tree)
+            Some(tree)
         } else {
             let root = self
                 .repo
                 .inner()
-                .find_tree(commit.tree)
+                .find_tree(tree)
                 .map_err(Error::git("reading the commit tree"))?;
             root.get_path(Path::new(&self.prefix))
                 .ok()
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .map(|e| e.id())
         };
-        let catalog = match tree {
+        match tree {
             Some(tree) => load(
                 &GitTree {
                     repo: &self.repo,
                     tree,
                 },
                 cache,
-            )?,
-            None => Catalog::assemble(
+            ),
+            None => Ok(Catalog::assemble(
                 Vec::new(),
                 vec![Diagnostic::warning(
                     &self.prefix,
                     Pos::START,
-                    format!(
-                        "no such directory in {}: the configuration is empty",
-                        commit.short()
-                    ),
+                    format!("no such directory in {name}: the configuration is empty"),
                 )],
-            ),
-        };
-        Ok((commit, catalog))
+            )),
+        }
     }
 }

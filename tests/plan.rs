@@ -75,6 +75,149 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
     );
 }
 
+/// `main` moved after `change` branched off: the README's walk, step 2 (www from the private
+/// CA) merged while the change waited.
+fn repo_with_moved_base() -> TestRepo {
+    let repo = repo_with_change();
+    repo.git(&["checkout", "-q", "main"]);
+    repo.edit(
+        "certificates/prod/www.yaml",
+        "issuerRef: public-acme",
+        "issuerRef: example-issuing",
+    );
+    repo.commit("Issue www from the private CA");
+    repo
+}
+
+/// The plan as programs read it, without what names the commits compared.
+fn planned(report: &Value) -> Value {
+    let mut report = report.clone();
+    for key in ["base", "head", "compared"] {
+        report.as_object_mut().expect("an object").remove(key);
+    }
+    report
+}
+
+#[test]
+fn a_change_is_planned_as_its_merge_into_a_base_that_moved() {
+    let repo = repo_with_moved_base();
+    let (base, head) = (
+        repo.git(&["rev-parse", "main"]),
+        repo.git(&["rev-parse", "change"]),
+    );
+    let plan = |format: &str| {
+        repo.gitward(&[
+            "plan",
+            "--base",
+            "main",
+            "--head",
+            "change",
+            "--date",
+            "2026-12-01",
+            "--format",
+            format,
+        ])
+        .expect(0)
+        .stdout
+    };
+    let objects = repo.git(&["count-objects", "-v"]);
+
+    let text = plan("text");
+    assert!(
+        text.starts_with(&format!(
+            "gitward plan: {} (Issue www from the private CA) → merge of {} (A change) into it\n",
+            &base[..8],
+            &head[..8]
+        )),
+        "{text}"
+    );
+    // What the branch changes, and nothing of what main did since: www is not sent back.
+    assert!(!text.contains("www-example-com"), "{text}");
+    assert!(
+        text.contains("Plan: 1 to issue, 1 to reissue, 1 to remove."),
+        "{text}"
+    );
+
+    let json: Value = serde_json::from_str(&plan("json")).expect("json");
+    common::assert_matches_schema("schemas/plan.schema.json", &json);
+    assert_eq!(json["base"]["sha"], base.as_str());
+    assert_eq!(json["head"]["sha"], head.as_str());
+    assert_eq!(json["compared"], "merge");
+
+    let markdown = plan("markdown");
+    assert!(
+        markdown.contains(&format!(
+            "`{}` Issue www from the private CA → merge of `{}` A change into it\n",
+            &base[..8],
+            &head[..8]
+        )),
+        "{markdown}"
+    );
+    let sarif: Value = serde_json::from_str(&plan("sarif")).expect("json");
+    assert_eq!(
+        sarif["runs"][0]["properties"],
+        serde_json::json!({"base": base, "head": head, "compared": "merge"})
+    );
+    // Planning wrote nothing into the repository.
+    assert_eq!(repo.git(&["count-objects", "-v"]), objects);
+
+    // The plan is what the merge does: the same as planning the merge commit itself.
+    repo.git(&["merge", "-q", "--no-edit", "change"]);
+    let merge = repo
+        .gitward(&[
+            "plan",
+            "--base",
+            "main~1",
+            "--head",
+            "main",
+            "--date",
+            "2026-12-01",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let merge: Value = serde_json::from_str(&merge.stdout).expect("json");
+    assert_eq!(merge["compared"], "head");
+    assert_eq!(planned(&merge), planned(&json));
+}
+
+#[test]
+fn a_change_that_conflicts_with_its_base_is_invalid_input() {
+    let repo = repo_with_moved_base();
+    repo.edit(
+        "certificates/prod/api.yaml",
+        "    - api.internal.example.com\n",
+        "    - api.internal.example.com\n    - api-v3.example.com\n",
+    );
+    repo.edit(
+        "certificates/prod/shop.yaml",
+        "owner: storefront",
+        "owner: shop",
+    );
+    repo.commit("Also on main");
+    let (base, head) = (
+        repo.git(&["rev-parse", "main"]),
+        repo.git(&["rev-parse", "change"]),
+    );
+    for format in ["text", "json"] {
+        let run = repo
+            .gitward(&[
+                "plan", "--base", "main", "--head", "change", "--format", format,
+            ])
+            .expect(2);
+        assert_eq!(run.stdout, "", "{format}");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: merging {} into {} conflicts in certificates/prod/api.yaml, certificates/prod/shop.yaml; a conflict cannot be planned: merge the base into the branch and resolve it first\n",
+                &head[..8],
+                &base[..8]
+            ),
+            "{format}"
+        );
+    }
+}
+
 #[test]
 fn reissuing_a_ca_reissues_the_chain_below_it() {
     let repo = TestRepo::with_example();
@@ -200,6 +343,8 @@ fn the_json_report_follows_its_published_schema() {
     assert_eq!(report["formatVersion"], 1);
     assert_eq!(report["valid"], true);
     assert_eq!(report["head"]["summary"], "A change");
+    // `change` contains `main`: merging it fast-forwards, and the head is compared as it is.
+    assert_eq!(report["compared"], "head");
     assert_eq!(
         report["resources"][0]["diff"],
         serde_json::json!([{"path": "spec.dnsNames", "before": ["api.example.com", "api.internal.example.com"], "after": ["api.example.com", "api.internal.example.com", "api-v2.example.com"]}])

@@ -6,28 +6,66 @@ use common::peers::Daemon;
 use common::{TestRepo, gitward_in, tool};
 
 #[test]
-fn init_writes_a_starter_that_validates_and_commits() {
+fn init_writes_a_starter_and_its_next_steps_apply_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = gitward_in(dir.path(), &["init", "pki"]).expect(0);
     assert!(
-        run.stdout
-            .starts_with("Wrote 9 files to pki and initialised a Git repository."),
+        run.stdout.starts_with(
+            "Wrote 9 files to pki and initialised a Git repository.\n\
+             A trial host applies it with pki/.gitward/gitward.yaml: it follows main and writes\n"
+        ),
         "{}",
         run.stdout
     );
     let pki = dir.path().join("pki");
     assert!(pki.join(".gitwardignore").is_file());
-    assert!(pki.join(".git").is_dir());
-    assert_eq!(
-        gitward_in(&pki, &["validate"]).expect(0).stdout,
-        "valid: 2 issuers, 1 certificate, 1 policy, 1 gate, 1 sink in 7 files\n"
+    let branch = tool("git", &["symbolic-ref", "--short", "HEAD"], &pki);
+    assert_eq!(branch.stdout.trim(), "main");
+
+    // The steps as printed, in a shell, with the binary named by its own path.
+    let (_, steps) = run.stdout.split_once("Next:\n").expect("next steps");
+    let gitward = std::fs::canonicalize(env!("CARGO_BIN_EXE_gitward")).expect("the binary");
+    assert!(
+        steps.contains(&format!("  {} validate\n", gitward.display())),
+        "{steps}"
     );
-    let branch = std::process::Command::new("git")
-        .args(["symbolic-ref", "--short", "HEAD"])
-        .current_dir(&pki)
+    let shell = std::process::Command::new("sh")
+        .args(["-ec", steps])
+        .current_dir(dir.path())
+        .envs([
+            ("GIT_AUTHOR_NAME", "New User"),
+            ("GIT_AUTHOR_EMAIL", "new@example.com"),
+            ("GIT_COMMITTER_NAME", "New User"),
+            ("GIT_COMMITTER_EMAIL", "new@example.com"),
+        ])
         .output()
-        .expect("git");
-    assert_eq!(String::from_utf8_lossy(&branch.stdout).trim(), "main");
+        .expect("sh runs");
+    let printed = String::from_utf8_lossy(&shell.stdout);
+    assert!(
+        shell.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+    assert!(
+        printed.contains("valid: 2 issuers, 1 certificate, 1 policy, 1 gate, 1 sink in 7 files\n"),
+        "{printed}"
+    );
+    assert!(printed.contains(" applied\n"), "{printed}");
+    assert!(pki.join(".gitward/tls/web-tls/app/cert.pem").is_file());
+    // The host's files stayed out of the repository.
+    assert_eq!(tool("git", &["status", "--porcelain"], &pki).stdout, "");
+
+    // Again: refused in one line of its own, nothing written.
+    let again = gitward_in(dir.path(), &["init", "pki"]).expect(2);
+    assert_eq!(again.stdout, "");
+    assert!(
+        again
+            .stderr
+            .starts_with("error: pki already has .gitwardignore, README.md,")
+            && again.stderr.lines().count() == 1,
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -133,6 +171,44 @@ fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
             .stdout
             .contains("result: applied")
     });
+    // The review step as the demo printed it, with this binary's own path (it need not be on
+    // PATH): main has moved since the branch, and the plan is of merging the branch, so
+    // www's fix on main is not shown undone.
+    let review = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("  review        "))
+        .unwrap_or_else(|| panic!("no review line in:\n{printed}"));
+    let words = shlex::split(review).expect("a shell command");
+    assert_eq!(
+        std::fs::canonicalize(&words[0]).expect("the printed binary exists"),
+        std::fs::canonicalize(env!("CARGO_BIN_EXE_gitward")).expect("the binary")
+    );
+    assert_eq!(
+        words[1..],
+        ["plan", "--base", "main", "--head", "rotate-api-certificate"]
+    );
+    let plan = tool(
+        &words[0],
+        &words[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+        &demo,
+    );
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("(Issue www from the private CA) → merge of ")),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("www-example-com"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(
+            "  ~ Certificate/api-example-com     reissue  certificates/prod/api.yaml:1\n"
+        ),
+        "{}",
+        plan.stdout
+    );
     let subject = tool(
         "openssl",
         &[

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{PlanReport, describe_change, findings_in_order};
+use super::{Compared, PlanReport, describe_change, findings_in_order};
 use crate::diag::escaped;
 use crate::model::FindingSeverity;
 use crate::plan::Change;
@@ -159,13 +159,16 @@ pub fn render(report: &PlanReport) -> String {
         s.remove,
         super::text::moved(s.moved).replacen(',', " ·", 1)
     );
+    let head = format!("`{}` {}", report.head.short(), cell(&report.head.summary));
     let _ = writeln!(
         out,
-        "`{}` {} → `{}` {}\n",
+        "`{}` {} → {}\n",
         report.base.short(),
         cell(&report.base.summary),
-        report.head.short(),
-        cell(&report.head.summary)
+        match report.compared {
+            Compared::Head => head,
+            Compared::Merge => format!("merge of {head} into it"),
+        }
     );
     if !report.valid {
         let _ = writeln!(

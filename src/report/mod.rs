@@ -37,8 +37,12 @@ pub struct PlanReport {
     pub format_version: u32,
     /// The commit the change starts from.
     pub base: CommitInfo,
-    /// The commit the change leads to.
+    /// The commit with the change.
     pub head: CommitInfo,
+    /// What the base is compared with: `head` itself when it already contains the base
+    /// (merging fast-forwards to it), or `merge`, the merge of `head` into `base` — what
+    /// merging the change would apply.
+    pub compared: Compared,
     /// Directory of the configuration in the repository, `/`-separated (empty at the root);
     /// every `file` in this report is relative to it.
     pub root: String,
@@ -62,6 +66,16 @@ pub struct PlanReport {
     pub evaluated: Vec<(String, Kind, String)>,
     /// Problems in the head, sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What a plan compares with its base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compared {
+    /// The head commit's own tree.
+    Head,
+    /// The tree of the merge of the head into the base.
+    Merge,
 }
 
 /// A policy as reports describe it.

@@ -261,6 +261,11 @@ pub fn render(report: &PlanReport) -> Value {
                 "rules": rules,
             }},
             "automationDetails": {"id": format!("gitward/plan/{}", report.head.sha)},
+            "properties": {
+                "base": report.base.sha,
+                "head": report.head.sha,
+                "compared": report.compared,
+            },
             "invocations": [{"executionSuccessful": true}],
             "results": results,
         }],

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{PlanReport, describe_change, findings_in_order};
+use super::{Compared, PlanReport, describe_change, findings_in_order};
 use crate::diag::Escaped;
 use crate::plan::{Change, ResourcePlan};
 use crate::policy::{ExceptionState, Finding, FindingStatus};
@@ -56,13 +56,20 @@ pub(super) fn moved(count: usize) -> String {
 
 pub fn render(report: &PlanReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "gitward plan: {} ({}) → {} ({})\n",
-        report.base.short(),
-        Escaped(&report.base.summary),
+    let head = format!(
+        "{} ({})",
         report.head.short(),
         Escaped(&report.head.summary)
+    );
+    let _ = writeln!(
+        out,
+        "gitward plan: {} ({}) → {}\n",
+        report.base.short(),
+        Escaped(&report.base.summary),
+        match report.compared {
+            Compared::Head => head,
+            Compared::Merge => format!("merge of {head} into it"),
+        }
     );
     if !report.valid {
         let _ = writeln!(
