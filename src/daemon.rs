@@ -20,7 +20,7 @@ use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::Notify;
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, WebhookSecrets};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reconcile::{Scope, Silent, Warm, reconcile_warm};
@@ -37,38 +37,15 @@ const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How long delivery ids are remembered to ignore replays; forges redeliver within days.
 const REMEMBERED_DELIVERIES_SECONDS: i64 = 30 * 24 * 3600;
 
-/// Webhook secrets, read with the host config.
-#[derive(Default)]
-struct Secrets {
-    github: Option<Vec<u8>>,
-    gitlab: Option<Vec<u8>>,
-    generic: Option<Vec<u8>>,
-}
-
 /// The host config and the secrets it names, as loaded at start or at the last SIGHUP.
 struct Loaded {
     config: HostConfig,
-    secrets: Secrets,
+    secrets: WebhookSecrets,
 }
 
 impl Loaded {
     fn read(path: &Path) -> Result<Loaded> {
-        let config = HostConfig::load(path)?;
-        let webhooks = config.webhooks.clone().unwrap_or_default();
-        let secrets = Secrets {
-            github: webhooks
-                .github
-                .map(|s| read_secret(&s.secret_file))
-                .transpose()?,
-            gitlab: webhooks
-                .gitlab
-                .map(|t| read_secret(&t.token_file))
-                .transpose()?,
-            generic: webhooks
-                .generic
-                .map(|s| read_secret(&s.secret_file))
-                .transpose()?,
-        };
+        let (config, secrets) = HostConfig::load_with_secrets(path)?;
         Ok(Loaded { config, secrets })
     }
 }
@@ -136,11 +113,6 @@ impl Daemon {
             }
         }
     }
-}
-
-fn read_secret(path: &Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-    Ok(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; logs through `tracing`.

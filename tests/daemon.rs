@@ -247,3 +247,50 @@ fn a_commit_to_an_issuer_reissues_what_it_signed() {
     assert_ne!(host.serial("a"), serial);
     assert_eq!(host.verify("a").code, 0);
 }
+
+#[test]
+fn webhook_secrets_are_read_next_to_the_config_and_must_not_be_empty() {
+    let host = Host::new(&[("issuers.yaml", ISSUERS)]);
+    let port = free_port();
+    host.config(&format!(
+        "listen: 127.0.0.1:{port}\nwebhooks:\n  gitlab: {{tokenFile: secrets/gitlab-token}}\n"
+    ));
+    // Started from another directory: the relative path is still the config's neighbour.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let config = host.dir.path().join("gitward.yaml");
+    let config = config.to_string_lossy();
+    let run = gitward_in(elsewhere.path(), &["run", "--config", &config]).expect(2);
+    let token = host.dir.path().join("secrets/gitlab-token");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: invalid host config:\n{config}:12:23: webhooks.gitlab.tokenFile: cannot read {}: No such file or directory (os error 2)\n",
+            token.display()
+        )
+    );
+    std::fs::create_dir_all(token.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&token, "\n").expect("token");
+    let run = gitward_in(elsewhere.path(), &["run", "--config", &config]).expect(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: invalid host config:\n{config}:12:23: webhooks.gitlab.tokenFile: {} is empty; an empty secret would let anyone deliver\n",
+            token.display()
+        )
+    );
+
+    std::fs::write(&token, "gitlab token\n").expect("token");
+    let mut daemon = Daemon::spawn(
+        env!("CARGO_BIN_EXE_gitward"),
+        &["run", "--config", &config, "--log-format", "json"],
+        elsewhere.path(),
+        &[],
+    );
+    daemon.wait_for(port);
+    let body = br#"{"object_kind": "push", "ref": "refs/heads/main"}"#;
+    let push = [("X-Gitlab-Event", "Push Hook")];
+    for (token, code) in [("", 401), ("gitlab token", 202)] {
+        let headers = [push[0], ("X-Gitlab-Token", token)];
+        assert_eq!(http(port, "/hooks/gitlab", Some((body, &headers))).0, code);
+    }
+}
