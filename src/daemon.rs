@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,11 +25,14 @@ use crate::config::{HostConfig, WebhookSecrets};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reconcile::{Scope, Silent, Warm, reconcile_warm};
+use crate::server;
 use crate::store::Store;
 use crate::webhook::{self, Outcome, Provider, Rejection};
 
 /// Largest webhook body accepted; GitHub's push payloads stay well below.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// How long a webhook body may take to arrive, all of it: forges send it at once.
+const BODY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the files and keys of unchanged certificates are compared with status: a
 /// reconcile in between looks only at what changed or is due.
 const FULL_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
@@ -64,7 +68,11 @@ struct Daemon {
     remote_trouble: Mutex<Option<(String, chrono::DateTime<Utc>)>>,
     /// Delivery ids seen, in the state database so a restart does not forget them.
     deliveries: Mutex<Store>,
-    rate_limit: Mutex<webhook::RateLimit>,
+    /// Authentic deliveries per source, apart from the rest so that a flood of forged ones
+    /// cannot use up the tokens of the real ones.
+    authentic_limit: Mutex<webhook::RateLimit>,
+    /// Deliveries that failed to authenticate or to parse, per source.
+    rejected_limit: Mutex<webhook::RateLimit>,
 }
 
 impl Daemon {
@@ -146,7 +154,8 @@ pub fn run(config_path: &Path) -> Result<u8> {
         last: Mutex::new(serde_json::Value::Null),
         remote_trouble: Mutex::default(),
         deliveries,
-        rate_limit: Mutex::default(),
+        authentic_limit: Mutex::default(),
+        rejected_limit: Mutex::default(),
     });
     runtime.block_on(serve(daemon, config_path))
 }
@@ -156,7 +165,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::io("<signal handler>"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::io("<signal handler>"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::io("<signal handler>"))?;
-    let stop = Arc::new(Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let server = match &daemon.config.listen {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
@@ -168,17 +177,9 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 .route("/status", get(last_status))
                 .route("/metrics", get(metrics))
                 .route("/hooks/{provider}", post(hook))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .with_state(daemon.clone());
-            let stopped = stop.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { stopped.notified().await })
-                .await
-            }))
+            let limits = server::Limits::for_fd_limit(server::raise_fd_limit());
+            Some(tokio::spawn(server::serve(listener, app, limits, stopped)))
         }
         None => None,
     };
@@ -337,7 +338,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    stop.notify_waiters();
+    let _ = stop.send(true);
     if let Some(server) = server {
         let _ = server.await;
     }
@@ -485,7 +486,7 @@ async fn hook(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     UrlPath(provider): UrlPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let current = daemon.current();
     let (provider, secret) = match provider.as_str() {
@@ -495,9 +496,37 @@ async fn hook(
         _ => return (StatusCode::NOT_FOUND, "no such hook\n").into_response(),
     };
     let label = format!("{provider:?}").to_lowercase();
-    // Before any work on the body, so a flood costs little.
-    let allowed = daemon
-        .rate_limit
+    let Some(secret) = secret else {
+        daemon.metrics.webhook(&label, "not_configured");
+        return (
+            StatusCode::NOT_FOUND,
+            "this hook is not configured on this host\n",
+        )
+            .into_response();
+    };
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err((outcome, status, text)) => {
+            daemon.metrics.webhook(&label, outcome);
+            return (status, text).into_response();
+        }
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let judged = webhook::judge(provider, secret, header, &body, &current.config.repo.branch);
+    // Judged before it is counted, each kind in buckets of its own: forged deliveries must not
+    // use up the tokens of authentic ones from the same address (a forge's, or a proxy's). What
+    // a delivery costs before it is judged is bounded by the body limit, the read deadline and
+    // the connection caps.
+    let limit = match judged {
+        Ok(_) => &daemon.authentic_limit,
+        Err(_) => &daemon.rejected_limit,
+    };
+    let allowed = limit
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take(peer.ip(), std::time::Instant::now());
@@ -513,21 +542,6 @@ async fn hook(
         )
             .into_response();
     }
-    let Some(secret) = secret else {
-        daemon.metrics.webhook(&label, "not_configured");
-        return (
-            StatusCode::NOT_FOUND,
-            "this hook is not configured on this host\n",
-        )
-            .into_response();
-    };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let judged = webhook::judge(provider, secret, header, &body, &current.config.repo.branch);
     let (outcome, status, text) = match judged {
         Err(Rejection::Unauthenticated(why)) => {
             ("unauthenticated", StatusCode::UNAUTHORIZED, why.to_owned())
@@ -559,4 +573,51 @@ async fn hook(
     };
     daemon.metrics.webhook(&label, outcome);
     (status, format!("{text}\n")).into_response()
+}
+
+/// A delivery's body, read within bounds: an announced length over [`BODY_LIMIT`] is refused
+/// before a byte is read, and the whole body must arrive within [`BODY_TIMEOUT`]. A refusal is
+/// (outcome for the metrics, status, answer).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+) -> std::result::Result<Bytes, (&'static str, StatusCode, String)> {
+    let too_large = || {
+        (
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {BODY_LIMIT} bytes\n"),
+        )
+    };
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let over = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            Err(if over {
+                too_large()
+            } else {
+                (
+                    "malformed",
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {error}\n"),
+                )
+            })
+        }
+        Err(_) => Err((
+            "timed_out",
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} seconds\n",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }

@@ -3,7 +3,10 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::time::Duration;
 
 use common::gitward_in;
 use common::host::{Host, ISSUERS, certificate};
@@ -176,12 +179,21 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
         http(port, "/hooks/generic", Some((&body, &headers))),
         (200, "delivery seen before: ignored\n".to_owned())
     );
-    // A flood from one source is cut off before its signatures are even checked.
+    // A flood of forged deliveries from one source is told to wait; an authentic delivery
+    // from the same source still gets through.
     let codes: Vec<u16> = (0..150)
         .map(|_| http(port, "/hooks/generic", Some((&body, &forged))).0)
         .collect();
     assert_eq!(codes[0], 401);
     assert_eq!(codes.last(), Some(&429));
+    let next = [
+        ("X-Signature-256", signature.as_str()),
+        ("X-Delivery-Id", "delivery-3"),
+    ];
+    assert_eq!(
+        http(port, "/hooks/generic", Some((&body, &next))),
+        (202, "reconcile queued\n".to_owned())
+    );
 }
 
 #[test]
@@ -293,4 +305,149 @@ fn webhook_secrets_are_read_next_to_the_config_and_must_not_be_empty() {
         let headers = [push[0], ("X-Gitlab-Token", token)];
         assert_eq!(http(port, "/hooks/gitlab", Some((body, &headers))).0, code);
     }
+}
+
+/// Opens up to `count` connections to the daemon from the loopback address `source`, each with
+/// half a request's headers; stops at the first that cannot connect.
+fn unfinished(port: u16, source: [u8; 4], count: usize) -> Vec<TcpStream> {
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let from = SocketAddr::from((source, 0));
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.bind(&from.into()).expect("bind a loopback address");
+        if socket
+            .connect_timeout(&to.into(), Duration::from_secs(5))
+            .is_err()
+        {
+            break;
+        }
+        let mut stream = TcpStream::from(socket);
+        let _ = stream.write_all(b"POST /hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        held.push(stream);
+    }
+    held
+}
+
+/// Whether the daemon has not closed `stream` (nothing to read yet).
+fn still_open(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).expect("non-blocking");
+    let mut byte = [0u8; 1];
+    let open =
+        matches!((&*stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).expect("blocking");
+    open
+}
+
+/// Sends `request` as it is, without waiting for an answer.
+fn send(port: u16, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    stream.write_all(request).expect("send");
+    stream
+}
+
+/// The status line of the answer on `stream`.
+fn status_line(mut stream: TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn clients_that_hold_connections_or_bodies_back_cannot_take_the_daemon_down() {
+    let a = certificate("a", "  dnsNames: [a.example.com]\n");
+    let host = Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)]);
+    let port = free_port();
+    std::fs::write(host.dir.path().join("hook-secret"), SECRET).expect("secret");
+    host.config(&format!(
+        "listen: 127.0.0.1:{port}\nwebhooks:\n  generic: {{secretFile: hook-secret}}\n"
+    ));
+    // Few file descriptors, as on a host with a low limit: a few hundred connections would
+    // take them all.
+    let daemon = Daemon::spawn(
+        "/bin/sh",
+        &[
+            "-c",
+            "ulimit -n 512 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_gitward"),
+            "run",
+            "--config",
+            "gitward.yaml",
+            "--log-format",
+            "json",
+        ],
+        host.dir.path(),
+        &[],
+    );
+    daemon.wait_until("the daemon becomes ready", || {
+        http(port, "/readyz", None).0 == 200
+    });
+
+    let body = br#"{"ref": "refs/heads/main"}"#;
+    let signature = signed_with(SECRET.as_bytes(), body);
+    let stalled = send(
+        port,
+        format!(
+            "POST /hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Signature-256: {signature}\r\nContent-Length: 100\r\n\r\n{{\"ref\": "
+        )
+        .as_bytes(),
+    );
+
+    // One client opens many connections and finishes no request: beyond its share they are
+    // closed at once, and others are served while it holds the rest.
+    let flood = unfinished(port, [127, 0, 0, 2], 600);
+    assert!(flood.len() > 512, "{} connections", flood.len());
+    assert_eq!(http(port, "/healthz", None), (200, "ok\n".to_owned()));
+    assert_eq!(flood.iter().filter(|s| still_open(s)).count(), 32);
+    daemon.wait_until("unfinished requests are closed", || {
+        flood.iter().all(|s| !still_open(s))
+    });
+    drop(flood);
+
+    // Many clients at once, more connections than file descriptors: the daemon stops taking
+    // them before it runs out, and a commit is still applied.
+    let crowd: Vec<TcpStream> = (2..22)
+        .flat_map(|i| unfinished(port, [127, 0, 0, i], 32))
+        .collect();
+    // What the listener's backlog cannot queue fails to connect.
+    assert!(crowd.len() > 512, "{} connections", crowd.len());
+    host.repo
+        .write("b.yaml", certificate("b", "  dnsNames: [b.example.com]\n"));
+    host.repo.commit("Add b");
+    daemon.wait_until("the commit is applied", || {
+        host.out("b").join("cert.pem").exists()
+    });
+    assert!(
+        !daemon.log().contains("Too many open files"),
+        "{}",
+        daemon.log()
+    );
+    drop(crowd);
+    let headers = [("X-Signature-256", signature.as_str())];
+    assert_eq!(
+        http(port, "/hooks/generic", Some((body, &headers))),
+        (202, "reconcile queued\n".to_owned())
+    );
+
+    // A body announced too large is refused before it is sent.
+    let huge = format!(
+        "POST /hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Signature-256: {signature}\r\nContent-Length: 100000000000\r\n\r\n"
+    );
+    assert_eq!(
+        status_line(send(port, huge.as_bytes())),
+        "HTTP/1.1 413 Payload Too Large"
+    );
+    // The body that stopped coming at the start was not waited for.
+    assert_eq!(status_line(stalled), "HTTP/1.1 408 Request Timeout");
 }
