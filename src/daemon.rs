@@ -197,9 +197,6 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             }
         });
     }
-    // Reconciles in a row that did not apply; a failing renewal is retried with growing pauses,
-    // not as fast as it fails.
-    let mut failures: u32 = 0;
     // Reconciles in a row that could not reach the remote; retried sooner than the poll
     // interval, with doubling pauses up to a minute.
     let mut remote_failures: u32 = 0;
@@ -261,27 +258,19 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             wait = wait.min(Duration::from_secs(1 << remote_failures.min(6)));
         }
         match report {
+            // Nothing new and nothing due: the last outcome stands, nothing was done.
+            Ok(Ok(report)) if report.stood => {
+                daemon.metrics.unchanged(seconds, Utc::now());
+                tracing::debug!(commit = %report.source, "nothing new");
+                if let Some(until) = report.stands_until {
+                    wait = wait.min(time_until(until));
+                }
+            }
             Ok(Ok(report)) => {
                 daemon.metrics.reconciled(&report, seconds, Utc::now());
-                tracing::info!(
-                    commit = %report.source,
-                    result = report.result.as_str(),
-                    wrote_status = report.wrote_status,
-                    seconds,
-                    problems = report.problems.len(),
-                    "reconciled"
-                );
-                failures = match report.result {
-                    crate::status::Outcome::Applied => 0,
-                    _ => failures.saturating_add(1),
-                };
-                if let Some(due) = report.next_renewal {
-                    let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                    let pause = match failures {
-                        0 => Duration::from_secs(1),
-                        n => Duration::from_secs(10 << n.min(6)),
-                    };
-                    wait = wait.min(until.max(pause));
+                log_outcome(&report, seconds);
+                if let Some(until) = report.stands_until {
+                    wait = wait.min(time_until(until));
                 }
                 if !daemon.ready.swap(true, Ordering::SeqCst) {
                     // Under systemd (Type=notify), start-up is finished now.
@@ -293,6 +282,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                     "problems": report.problems,
                     "statusCommit": report.status_commit,
                     "nextRenewal": report.next_renewal,
+                    "retryAt": report.retry_at,
                     "remote": {
                         "fetchError": report.exchange.fetch_error,
                         "pushError": report.exchange.push_error,
@@ -320,6 +310,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             () = tokio::time::sleep(wait) => scope = Scope::Changes,
             _ = hangup.recv() => {
                 scope = Scope::Everything;
+                warm.forget_failures();
                 // A broken config leaves the one in force; the reconcile after a reload uses
                 // the new one.
                 match Loaded::read(config_path) {
@@ -343,6 +334,56 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         let _ = server.await;
     }
     Ok(0)
+}
+
+/// How long until `time`, at least a second: a due time that keeps failing does not spin.
+fn time_until(time: chrono::DateTime<Utc>) -> Duration {
+    (time - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1))
+}
+
+/// Problems of a commit that did not apply logged one by one, at most this many.
+const LOGGED_PROBLEMS: usize = 20;
+
+/// Logs a reconcile that ran: its result, and each problem of one that did not apply (what
+/// each resource became is logged by the reconcile itself).
+fn log_outcome(report: &crate::reconcile::Report, seconds: f64) {
+    let result = report.result.as_str();
+    if report.result == crate::status::Outcome::Applied {
+        tracing::info!(
+            commit = %report.source,
+            result,
+            wrote_status = report.wrote_status,
+            seconds,
+            "reconciled"
+        );
+        return;
+    }
+    tracing::warn!(
+        commit = %report.source,
+        result,
+        wrote_status = report.wrote_status,
+        seconds,
+        problems = report.problems.len(),
+        retry_at = report
+            .retry_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .as_deref(),
+        "reconciled"
+    );
+    for problem in report.problems.iter().take(LOGGED_PROBLEMS) {
+        tracing::warn!(commit = %report.source, %problem, "problem");
+    }
+    if let Some(more) = report
+        .problems
+        .len()
+        .checked_sub(LOGGED_PROBLEMS)
+        .filter(|n| *n > 0)
+    {
+        tracing::warn!(commit = %report.source, more, "more problems, in the commit's note");
+    }
 }
 
 /// `gitward healthcheck`: asks the daemon configured in `config_path` for `/healthz` and

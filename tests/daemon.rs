@@ -80,15 +80,9 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
     let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
     assert_eq!(status["source"], head.as_str());
     assert_eq!(status["result"], "applied");
-    let applied = || -> u64 {
-        let (_, metrics) = http(port, "/metrics", None);
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("gitward_reconciles_total{result=\"applied\"} "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let before = applied();
+    // Nothing is new when the notification comes: its reconcile does nothing.
+    let unchanged = || reconciles(port, "unchanged");
+    let before = unchanged();
 
     // A signed push notification triggers a reconcile too.
     let body = format!(r#"{{"ref": "refs/heads/main", "after": "{head}"}}"#).into_bytes();
@@ -99,7 +93,7 @@ fn a_signed_push_triggers_a_reconcile_and_sigterm_stops_the_daemon() {
     ];
     let (code, text) = http(port, "/hooks/generic", Some((&body, &headers)));
     assert_eq!((code, text.as_str()), (202, "reconcile queued\n"));
-    daemon.wait_until("the notification is reconciled", || applied() > before);
+    daemon.wait_until("the notification is reconciled", || unchanged() > before);
 
     // The same delivery again, a wrong signature, an oversized body, an unknown hook.
     let (code, _) = http(port, "/hooks/generic", Some((&body, &headers)));
@@ -450,4 +444,130 @@ fn clients_that_hold_connections_or_bodies_back_cannot_take_the_daemon_down() {
     );
     // The body that stopped coming at the start was not waited for.
     assert_eq!(status_line(stalled), "HTTP/1.1 408 Request Timeout");
+}
+
+#[test]
+fn an_invalid_head_does_not_stop_the_renewals_of_the_commit_in_force() {
+    let a = certificate("a", "  dnsNames: [a.example.com]\n");
+    let host = Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)]);
+    host.reconcile(&[]).expect(0);
+    let serial = host.serial("a");
+    let status = || {
+        host.repo
+            .git(&["show", "gitward/status:status/certificate/a.yaml"])
+    };
+    let recorded = status();
+    host.repo
+        .edit("a.yaml", "dnsNames:", "dnsName: typo\n  dnsNames:");
+    host.repo.commit("Broken");
+    // Long after: the certificate of the commit in force is due.
+    let later = (chrono::Utc::now() + chrono::Duration::days(80)).to_rfc3339();
+    let run = host.reconcile(&["--now", &later]).expect(1);
+    assert!(run.stdout.contains(" failed\n"), "{}", run.stdout);
+    assert_ne!(host.serial("a"), serial, "renewed:\n{}", run.stdout);
+    assert_ne!(status(), recorded, "the renewal is recorded");
+}
+
+/// `gitward_reconciles_total` of `result` on the daemon listening on `port`.
+fn reconciles(port: u16, result: &str) -> u64 {
+    let (_, metrics) = http(port, "/metrics", None);
+    let prefix = format!("gitward_reconciles_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The JSON events of a daemon's log with this message.
+fn events(log: &str, message: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["fields"]["message"] == message)
+        .collect()
+}
+
+/// A time in a log event, in milliseconds.
+fn time(field: &serde_json::Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(field.as_str().expect("a time"))
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+/// Milliseconds from an event's time to the retry it announces.
+fn retry_in(event: &serde_json::Value) -> i64 {
+    time(&event["fields"]["retry_at"]) - time(&event["timestamp"])
+}
+
+#[test]
+fn a_failing_commit_is_retried_with_backoff_and_each_problem_is_logged() {
+    let a = certificate("a", "  dnsNames: [a.example.com]\n");
+    let acme = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: public, labels: {env: prod, owner: pki}}\nspec:\n  acme: {account: letsencrypt}\n";
+    let www = certificate("www", "  dnsNames: [www.example.com]\n")
+        .replace("issuerRef: issuing", "issuerRef: public");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("acme.yaml", acme),
+        ("a.yaml", &a),
+        ("www.yaml", &www),
+    ]);
+    let port = free_port();
+    std::fs::write(host.dir.path().join("hook-secret"), SECRET).expect("secret");
+    host.config(&format!(
+        "listen: 127.0.0.1:{port}\nwebhooks:\n  generic: {{secretFile: hook-secret}}\n"
+    ));
+    let daemon = Daemon::gitward(host.dir.path());
+    let failed = || reconciles(port, "failed");
+    daemon.wait_until("the commit fails", || failed() == 1);
+    let log = daemon.log();
+    // Each resource and each problem at the default level.
+    let resources = events(&log, "resource");
+    assert!(
+        resources
+            .iter()
+            .any(|e| e["fields"]["resource"] == "a" && e["level"] == "INFO")
+    );
+    assert!(
+        resources
+            .iter()
+            .any(|e| e["fields"]["resource"] == "www" && e["level"] == "WARN")
+    );
+    let problems = events(&log, "problem");
+    assert!(
+        problems.iter().any(|e| e["fields"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("Certificate/www: "))),
+        "{log}"
+    );
+
+    // A trigger with nothing new does not retry it before its time; the retries wait longer
+    // each time.
+    let body = br#"{"ref": "refs/heads/main"}"#;
+    let signature = signed_with(SECRET.as_bytes(), body);
+    let headers = [("X-Signature-256", signature.as_str())];
+    assert_eq!(http(port, "/hooks/generic", Some((body, &headers))).0, 202);
+    daemon.wait_until("the trigger finds nothing to do", || {
+        reconciles(port, "unchanged") == 1
+    });
+    assert_eq!(failed(), 1);
+    daemon.wait_until("the commit is retried", || failed() == 2);
+    let tries = events(&daemon.log(), "reconciled");
+    assert_eq!(tries.len(), 2, "{}", daemon.log());
+    assert!(
+        time(&tries[1]["timestamp"]) >= time(&tries[0]["fields"]["retry_at"]),
+        "{}",
+        daemon.log()
+    );
+    assert!(retry_in(&tries[1]) > retry_in(&tries[0]));
+
+    // A new commit starts again: its first retry comes sooner than the last one.
+    host.repo
+        .write("b.yaml", certificate("b", "  dnsNames: [b.example.com]\n"));
+    host.repo.commit("Add b");
+    daemon.wait_until("the new commit is tried", || failed() == 3);
+    let tries = events(&daemon.log(), "reconciled");
+    assert!(retry_in(&tries[2]) < retry_in(&tries[1]));
+    assert!(host.out("b").join("cert.pem").exists());
+    let (_, metrics) = http(port, "/metrics", None);
+    assert!(!metrics.contains("result=\"error\""), "{metrics}");
 }
