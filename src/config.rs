@@ -11,13 +11,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{Diagnostic, Pos};
+use crate::diag::{Diagnostic, Pos, Problem};
 use crate::model::parse::text_of;
 use crate::model::schema::{CompiledSchema, document_schema};
-use crate::model::yaml::{Limits, NodeValue, parse_documents};
+use crate::model::yaml::{Document, Limits, Node, NodeValue, parse_documents};
 use crate::model::{Duration, Name};
 
 /// Where the daemon looks for its config when none is given.
@@ -56,13 +56,27 @@ pub struct HostConfig {
     pub webhooks: Option<Webhooks>,
     /// Output directories certificates may be written to, by name.
     #[serde(default)]
+    #[schemars(schema_with = "by_name::<Target>")]
     pub targets: BTreeMap<Name, Target>,
     /// Outbound endpoints, each pairing a URL with its credential, by name.
     #[serde(default)]
+    #[schemars(schema_with = "by_name::<Endpoint>")]
     pub endpoints: BTreeMap<Name, Endpoint>,
     /// ACME accounts, by name.
     #[serde(default)]
+    #[schemars(schema_with = "by_name::<AcmeAccount>")]
     pub acme: BTreeMap<Name, AcmeAccount>,
+}
+
+/// A mapping from names to `T`. Its keys are checked as names (`propertyNames`), so a bad
+/// one is reported as a bad name, not as an unknown field.
+fn by_name<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "propertyNames": generator.subschema_for::<Name>(),
+        "additionalProperties": generator.subschema_for::<T>(),
+        "default": {},
+    })
 }
 
 /// The repository and branch to follow.
@@ -167,6 +181,35 @@ pub struct ConfigError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl ConfigError {
+    fn of(file: &str, problems: &[Problem]) -> ConfigError {
+        ConfigError {
+            diagnostics: problems.iter().map(|p| p.in_file(file)).collect(),
+        }
+    }
+}
+
+/// The webhook secrets a host config names, read from their files; never empty.
+#[derive(Debug, Default)]
+pub struct WebhookSecrets {
+    pub github: Option<Vec<u8>>,
+    pub gitlab: Option<Vec<u8>>,
+    pub generic: Option<Vec<u8>>,
+}
+
+/// Why `name` cannot be a branch, if it cannot: git must take `refs/heads/<name>` as a ref.
+fn branch_name_problem(name: &str) -> Option<String> {
+    if let Some(short) = name.strip_prefix("refs/heads/") {
+        return Some(format!(
+            "`{name}` is a ref; write the branch name alone, `{short}`"
+        ));
+    }
+    if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        return Some(format!("`{name}` is not a valid branch name"));
+    }
+    None
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lines: Vec<String> = self.diagnostics.iter().map(ToString::to_string).collect();
@@ -187,54 +230,198 @@ fn compiled() -> &'static CompiledSchema {
 impl HostConfig {
     /// Reads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
+        Ok(HostConfig::load_located(path)?.0)
+    }
+
+    /// Reads and checks the config at `path` and the webhook secrets it names: what the
+    /// daemon runs with. A secret that cannot be read, or is empty, is reported at the line
+    /// that names its file.
+    pub fn load_with_secrets(path: &Path) -> Result<(HostConfig, WebhookSecrets), ConfigError> {
+        let (config, root) = HostConfig::load_located(path)?;
         let shown = path.display().to_string();
-        let fail = |pos: Pos, message: String| ConfigError {
-            diagnostics: vec![Diagnostic::error(&shown, pos, message)],
+        let mut problems = Vec::new();
+        let mut read = |field: [&str; 3], file: Option<&PathBuf>| {
+            let file = file?;
+            let pos = root.at(field).map_or_else(|| root.locate(field), |n| n.pos);
+            let name = field.join(".");
+            match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    let secret = text.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+                    if !secret.is_empty() {
+                        return Some(secret);
+                    }
+                    problems.push(Problem::error(
+                        pos,
+                        format!(
+                            "{name}: {} is empty; an empty secret would let anyone deliver",
+                            file.display()
+                        ),
+                    ));
+                }
+                Err(e) => problems.push(Problem::error(
+                    pos,
+                    format!("{name}: cannot read {}: {e}", file.display()),
+                )),
+            }
+            None
         };
-        let bytes =
-            std::fs::read(path).map_err(|e| fail(Pos::START, format!("cannot read: {e}")))?;
+        let webhooks = config.webhooks.clone().unwrap_or_default();
+        let secrets = WebhookSecrets {
+            github: read(
+                ["webhooks", "github", "secretFile"],
+                webhooks.github.as_ref().map(|s| &s.secret_file),
+            ),
+            gitlab: read(
+                ["webhooks", "gitlab", "tokenFile"],
+                webhooks.gitlab.as_ref().map(|t| &t.token_file),
+            ),
+            generic: read(
+                ["webhooks", "generic", "secretFile"],
+                webhooks.generic.as_ref().map(|s| &s.secret_file),
+            ),
+        };
+        if problems.is_empty() {
+            Ok((config, secrets))
+        } else {
+            Err(ConfigError::of(&shown, &problems))
+        }
+    }
+
+    /// The config at `path` and its YAML tree, for problems found after parsing.
+    fn load_located(path: &Path) -> Result<(HostConfig, Node), ConfigError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigError::of(
+                &shown,
+                &[Problem::error(Pos::START, format!("cannot read: {e}"))],
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        HostConfig::parse(&shown, &bytes, base)
+        HostConfig::parse_located(&shown, &bytes, base)
     }
 
     /// Checks config text; `file` names it in messages, relative paths are taken from `base`.
     pub fn parse(file: &str, bytes: &[u8], base: &Path) -> Result<HostConfig, ConfigError> {
-        let fail = |pos: Pos, message: String| ConfigError {
-            diagnostics: vec![Diagnostic::error(file, pos, message)],
-        };
+        Ok(HostConfig::parse_located(file, bytes, base)?.0)
+    }
+
+    fn parse_located(
+        file: &str,
+        bytes: &[u8],
+        base: &Path,
+    ) -> Result<(HostConfig, Node), ConfigError> {
+        let fail =
+            |pos: Pos, message: String| ConfigError::of(file, &[Problem::error(pos, message)]);
         let text = text_of(bytes).map_err(|p| fail(p.pos, p.message))?;
         let documents =
             parse_documents(text, Limits::default()).map_err(|p| fail(p.pos, p.message))?;
-        let root = match documents.as_slice() {
-            [one] if matches!(one.root.value, NodeValue::Map(_)) => &one.root,
-            [] => return Err(fail(Pos::START, "the host config is empty".to_owned())),
-            [one] => {
+        let root = match <[Document; 1]>::try_from(documents) {
+            Ok([one]) if matches!(one.root.value, NodeValue::Map(_)) => one.root,
+            Ok([one]) => {
                 return Err(fail(
                     one.root.pos,
                     "the host config is a mapping".to_owned(),
                 ));
             }
-            [_, second, ..] => {
-                return Err(fail(
-                    second.root.pos,
-                    "the host config is one document".to_owned(),
-                ));
+            Err(documents) => {
+                return Err(match documents.get(1) {
+                    Some(second) => fail(
+                        second.root.pos,
+                        "the host config is one document".to_owned(),
+                    ),
+                    None => fail(Pos::START, "the host config is empty".to_owned()),
+                });
             }
         };
         let json = root.to_json();
-        let problems = compiled().check(root, &json);
+        let problems = compiled().check(&root, &json);
         if !problems.is_empty() {
-            return Err(ConfigError {
-                diagnostics: problems.iter().map(|p| p.in_file(file)).collect(),
-            });
+            return Err(ConfigError::of(file, &problems));
         }
         let mut config: HostConfig =
             serde_json::from_value(json).map_err(|e| fail(root.pos, format!("{e}")))?;
+        let problems = config.problems(&root);
+        if !problems.is_empty() {
+            return Err(ConfigError::of(file, &problems));
+        }
         config.resolve(base);
-        Ok(config)
+        Ok((config, root))
     }
 
-    /// Makes every path absolute against `base`.
+    /// What the schema cannot say: branch names as git takes them, addresses as they are bound.
+    fn problems(&self, root: &Node) -> Vec<Problem> {
+        let at = |path: &[&str]| {
+            root.at(path.iter().copied())
+                .map_or_else(|| root.locate(path.iter().copied()), |n| n.pos)
+        };
+        let mut problems = Vec::new();
+        let (branch, status) = (&self.repo.branch, &self.status_branch);
+        // Git refs are files on some systems: names that differ only in case are one branch
+        // there, and one cannot be a directory of the other.
+        let spelling = |name: &str| {
+            name.strip_prefix("refs/heads/")
+                .unwrap_or(name)
+                .to_lowercase()
+        };
+        let (b, s) = (spelling(branch), spelling(status));
+        let same = b == s;
+        if same {
+            problems.push(Problem::error(
+                at(&["statusBranch"]),
+                format!(
+                    "statusBranch: `{status}` is the tracked branch `{branch}`; status commits go to a branch of their own, like `gitward/status`"
+                ),
+            ));
+        } else if b.starts_with(&format!("{s}/")) || s.starts_with(&format!("{b}/")) {
+            problems.push(Problem::error(
+                at(&["statusBranch"]),
+                format!(
+                    "statusBranch: `{status}` and the tracked branch `{branch}` cannot both exist: one is a directory of the other"
+                ),
+            ));
+        }
+        let mut names = vec![(&["repo", "branch"][..], branch)];
+        if !same {
+            names.push((&["statusBranch"], status));
+        }
+        for (path, name) in names {
+            if let Some(why) = branch_name_problem(name) {
+                problems.push(Problem::error(
+                    at(path),
+                    format!("{}: {why}", path.join(".")),
+                ));
+            }
+        }
+        let mut listens = vec![(vec!["listen".to_owned()], self.listen.as_deref())];
+        for (name, account) in &self.acme {
+            listens.push((
+                vec![
+                    "acme".to_owned(),
+                    name.to_string(),
+                    "http01Listen".to_owned(),
+                ],
+                Some(account.http01_listen.as_str()),
+            ));
+        }
+        for (path, address) in listens {
+            if let Some(address) = address
+                && address.parse::<std::net::SocketAddr>().is_err()
+            {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                problems.push(Problem::error(
+                    at(&path),
+                    format!(
+                        "{}: `{address}` is not an address to listen on: an IP address and a port, like 127.0.0.1:9440 or [::1]:9440",
+                        path.join(".")
+                    ),
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Makes every path absolute against `base`, the config file's directory: a relative path
+    /// means the same whatever directory the daemon was started from.
     fn resolve(&mut self, base: &Path) {
         let absolute = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -244,10 +431,34 @@ impl HostConfig {
         absolute(&mut self.state_dir);
         for target in self.targets.values_mut() {
             absolute(&mut target.dir);
+            // A program named with a `/` is a path; a bare name is looked up in `PATH`.
+            if let Some(program) = target.reload.first_mut()
+                && program.contains('/')
+                && Path::new(program.as_str()).is_relative()
+            {
+                *program = base.join(&*program).display().to_string();
+            }
         }
         for account in self.acme.values_mut() {
             if let Some(roots) = &mut account.trusted_roots {
                 absolute(roots);
+            }
+        }
+        for endpoint in self.endpoints.values_mut() {
+            if let Some(token) = &mut endpoint.token_file {
+                absolute(token);
+            }
+        }
+        if let Some(webhooks) = &mut self.webhooks {
+            for file in [
+                webhooks.github.as_mut().map(|s| &mut s.secret_file),
+                webhooks.gitlab.as_mut().map(|t| &mut t.token_file),
+                webhooks.generic.as_mut().map(|s| &mut s.secret_file),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                absolute(file);
             }
         }
         if let Some(credentials) = &mut self.repo.credentials {
@@ -325,6 +536,82 @@ mod tests {
         assert_eq!(
             parse("repo: {url: /srv/pki}\n").unwrap_err(),
             ["gitward.yaml:1:1: missing field `stateDir`"]
+        );
+    }
+
+    #[test]
+    fn a_status_branch_that_is_the_tracked_one_is_refused() {
+        let with = |repo: &str, status: &str| {
+            parse(&format!(
+                "repo: {{url: /srv/pki{repo}}}\nstateDir: /var/lib/gitward\n{status}"
+            ))
+            .unwrap_err()
+        };
+        assert_eq!(
+            with("", "statusBranch: main\n"),
+            [
+                "gitward.yaml:3:15: statusBranch: `main` is the tracked branch `main`; status commits go to a branch of their own, like `gitward/status`"
+            ]
+        );
+        assert_eq!(
+            with(", branch: Release", "statusBranch: refs/heads/release\n"),
+            [
+                "gitward.yaml:3:15: statusBranch: `refs/heads/release` is the tracked branch `Release`; status commits go to a branch of their own, like `gitward/status`"
+            ]
+        );
+        assert_eq!(
+            with(", branch: gitward/status/x", ""),
+            [
+                "gitward.yaml:1:1: statusBranch: `gitward/status` and the tracked branch `gitward/status/x` cannot both exist: one is a directory of the other"
+            ]
+        );
+        assert_eq!(
+            with(", branch: \"main..x\"", "statusBranch: refs/heads/st\n"),
+            [
+                "gitward.yaml:1:31: repo.branch: `main..x` is not a valid branch name",
+                "gitward.yaml:3:15: statusBranch: `refs/heads/st` is a ref; write the branch name alone, `st`"
+            ]
+        );
+    }
+
+    #[test]
+    fn addresses_and_names_are_checked_where_they_are_written() {
+        assert_eq!(
+            parse("repo: {url: /srv/pki}\nstateDir: /var/lib/gitward\nlisten: localhost:9440\n")
+                .unwrap_err(),
+            [
+                "gitward.yaml:3:9: listen: `localhost:9440` is not an address to listen on: an IP address and a port, like 127.0.0.1:9440 or [::1]:9440"
+            ]
+        );
+        assert_eq!(
+            parse("repo: {url: /srv/pki}\nstateDir: /var/lib/gitward\ntargets:\n  Web_TLS: {dir: /srv/tls}\n").unwrap_err(),
+            ["gitward.yaml:4:3: targets: key `Web_TLS` is not valid: a name is lowercase letters, digits and '-', starting and ending with a letter or digit"]
+        );
+    }
+
+    #[test]
+    fn every_relative_path_is_taken_from_the_config_files_directory() {
+        let config = parse("repo: {url: /srv/pki}\nstateDir: /var/lib/gitward\nwebhooks:\n  github: {secretFile: secrets/github}\n  gitlab: {tokenFile: gitlab}\nendpoints:\n  hook: {url: \"https://hooks.example.com\", tokenFile: hook-token}\ntargets:\n  web: {dir: /srv/tls, reload: [bin/reload, ./x]}\n  app: {dir: /srv/app, reload: [nginx, -s, reload]}\n").unwrap();
+        let webhooks = config.webhooks.unwrap();
+        assert_eq!(
+            webhooks.github.unwrap().secret_file,
+            PathBuf::from("/etc/gitward/secrets/github")
+        );
+        assert_eq!(
+            webhooks.gitlab.unwrap().token_file,
+            PathBuf::from("/etc/gitward/gitlab")
+        );
+        assert_eq!(
+            config.endpoints[&Name("hook".into())].token_file,
+            Some(PathBuf::from("/etc/gitward/hook-token"))
+        );
+        assert_eq!(
+            config.targets[&Name("web".into())].reload,
+            ["/etc/gitward/bin/reload", "./x"]
+        );
+        assert_eq!(
+            config.targets[&Name("app".into())].reload,
+            ["nginx", "-s", "reload"]
         );
     }
 

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,15 +21,18 @@ use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::Notify;
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, WebhookSecrets};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reconcile::{Scope, Silent, Warm, reconcile_warm};
+use crate::server;
 use crate::store::Store;
 use crate::webhook::{self, Outcome, Provider, Rejection};
 
 /// Largest webhook body accepted; GitHub's push payloads stay well below.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// How long a webhook body may take to arrive, all of it: forges send it at once.
+const BODY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the files and keys of unchanged certificates are compared with status: a
 /// reconcile in between looks only at what changed or is due.
 const FULL_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
@@ -37,38 +41,15 @@ const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How long delivery ids are remembered to ignore replays; forges redeliver within days.
 const REMEMBERED_DELIVERIES_SECONDS: i64 = 30 * 24 * 3600;
 
-/// Webhook secrets, read with the host config.
-#[derive(Default)]
-struct Secrets {
-    github: Option<Vec<u8>>,
-    gitlab: Option<Vec<u8>>,
-    generic: Option<Vec<u8>>,
-}
-
 /// The host config and the secrets it names, as loaded at start or at the last SIGHUP.
 struct Loaded {
     config: HostConfig,
-    secrets: Secrets,
+    secrets: WebhookSecrets,
 }
 
 impl Loaded {
     fn read(path: &Path) -> Result<Loaded> {
-        let config = HostConfig::load(path)?;
-        let webhooks = config.webhooks.clone().unwrap_or_default();
-        let secrets = Secrets {
-            github: webhooks
-                .github
-                .map(|s| read_secret(&s.secret_file))
-                .transpose()?,
-            gitlab: webhooks
-                .gitlab
-                .map(|t| read_secret(&t.token_file))
-                .transpose()?,
-            generic: webhooks
-                .generic
-                .map(|s| read_secret(&s.secret_file))
-                .transpose()?,
-        };
+        let (config, secrets) = HostConfig::load_with_secrets(path)?;
         Ok(Loaded { config, secrets })
     }
 }
@@ -87,7 +68,11 @@ struct Daemon {
     remote_trouble: Mutex<Option<(String, chrono::DateTime<Utc>)>>,
     /// Delivery ids seen, in the state database so a restart does not forget them.
     deliveries: Mutex<Store>,
-    rate_limit: Mutex<webhook::RateLimit>,
+    /// Authentic deliveries per source, apart from the rest so that a flood of forged ones
+    /// cannot use up the tokens of the real ones.
+    authentic_limit: Mutex<webhook::RateLimit>,
+    /// Deliveries that failed to authenticate or to parse, per source.
+    rejected_limit: Mutex<webhook::RateLimit>,
 }
 
 impl Daemon {
@@ -138,11 +123,6 @@ impl Daemon {
     }
 }
 
-fn read_secret(path: &Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-    Ok(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
-}
-
 /// Runs the daemon until SIGTERM or SIGINT; logs through `tracing`.
 pub fn run(config_path: &Path) -> Result<u8> {
     // A long-lived process that keeps thousands of small objects: transparent huge pages
@@ -174,7 +154,8 @@ pub fn run(config_path: &Path) -> Result<u8> {
         last: Mutex::new(serde_json::Value::Null),
         remote_trouble: Mutex::default(),
         deliveries,
-        rate_limit: Mutex::default(),
+        authentic_limit: Mutex::default(),
+        rejected_limit: Mutex::default(),
     });
     runtime.block_on(serve(daemon, config_path))
 }
@@ -184,7 +165,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::io("<signal handler>"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::io("<signal handler>"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::io("<signal handler>"))?;
-    let stop = Arc::new(Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let server = match &daemon.config.listen {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
@@ -196,17 +177,9 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 .route("/status", get(last_status))
                 .route("/metrics", get(metrics))
                 .route("/hooks/{provider}", post(hook))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .with_state(daemon.clone());
-            let stopped = stop.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { stopped.notified().await })
-                .await
-            }))
+            let limits = server::Limits::for_fd_limit(server::raise_fd_limit());
+            Some(tokio::spawn(server::serve(listener, app, limits, stopped)))
         }
         None => None,
     };
@@ -224,9 +197,6 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             }
         });
     }
-    // Reconciles in a row that did not apply; a failing renewal is retried with growing pauses,
-    // not as fast as it fails.
-    let mut failures: u32 = 0;
     // Reconciles in a row that could not reach the remote; retried sooner than the poll
     // interval, with doubling pauses up to a minute.
     let mut remote_failures: u32 = 0;
@@ -288,27 +258,19 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             wait = wait.min(Duration::from_secs(1 << remote_failures.min(6)));
         }
         match report {
+            // Nothing new and nothing due: the last outcome stands, nothing was done.
+            Ok(Ok(report)) if report.stood => {
+                daemon.metrics.unchanged(seconds, Utc::now());
+                tracing::debug!(commit = %report.source, "nothing new");
+                if let Some(until) = report.stands_until {
+                    wait = wait.min(time_until(until));
+                }
+            }
             Ok(Ok(report)) => {
                 daemon.metrics.reconciled(&report, seconds, Utc::now());
-                tracing::info!(
-                    commit = %report.source,
-                    result = report.result.as_str(),
-                    wrote_status = report.wrote_status,
-                    seconds,
-                    problems = report.problems.len(),
-                    "reconciled"
-                );
-                failures = match report.result {
-                    crate::status::Outcome::Applied => 0,
-                    _ => failures.saturating_add(1),
-                };
-                if let Some(due) = report.next_renewal {
-                    let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                    let pause = match failures {
-                        0 => Duration::from_secs(1),
-                        n => Duration::from_secs(10 << n.min(6)),
-                    };
-                    wait = wait.min(until.max(pause));
+                log_outcome(&report, seconds);
+                if let Some(until) = report.stands_until {
+                    wait = wait.min(time_until(until));
                 }
                 if !daemon.ready.swap(true, Ordering::SeqCst) {
                     // Under systemd (Type=notify), start-up is finished now.
@@ -320,6 +282,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                     "problems": report.problems,
                     "statusCommit": report.status_commit,
                     "nextRenewal": report.next_renewal,
+                    "retryAt": report.retry_at,
                     "remote": {
                         "fetchError": report.exchange.fetch_error,
                         "pushError": report.exchange.push_error,
@@ -347,6 +310,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             () = tokio::time::sleep(wait) => scope = Scope::Changes,
             _ = hangup.recv() => {
                 scope = Scope::Everything;
+                warm.forget_failures();
                 // A broken config leaves the one in force; the reconcile after a reload uses
                 // the new one.
                 match Loaded::read(config_path) {
@@ -365,11 +329,61 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    stop.notify_waiters();
+    let _ = stop.send(true);
     if let Some(server) = server {
         let _ = server.await;
     }
     Ok(0)
+}
+
+/// How long until `time`, at least a second: a due time that keeps failing does not spin.
+fn time_until(time: chrono::DateTime<Utc>) -> Duration {
+    (time - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1))
+}
+
+/// Problems of a commit that did not apply logged one by one, at most this many.
+const LOGGED_PROBLEMS: usize = 20;
+
+/// Logs a reconcile that ran: its result, and each problem of one that did not apply (what
+/// each resource became is logged by the reconcile itself).
+fn log_outcome(report: &crate::reconcile::Report, seconds: f64) {
+    let result = report.result.as_str();
+    if report.result == crate::status::Outcome::Applied {
+        tracing::info!(
+            commit = %report.source,
+            result,
+            wrote_status = report.wrote_status,
+            seconds,
+            "reconciled"
+        );
+        return;
+    }
+    tracing::warn!(
+        commit = %report.source,
+        result,
+        wrote_status = report.wrote_status,
+        seconds,
+        problems = report.problems.len(),
+        retry_at = report
+            .retry_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .as_deref(),
+        "reconciled"
+    );
+    for problem in report.problems.iter().take(LOGGED_PROBLEMS) {
+        tracing::warn!(commit = %report.source, %problem, "problem");
+    }
+    if let Some(more) = report
+        .problems
+        .len()
+        .checked_sub(LOGGED_PROBLEMS)
+        .filter(|n| *n > 0)
+    {
+        tracing::warn!(commit = %report.source, more, "more problems, in the commit's note");
+    }
 }
 
 /// `gitward healthcheck`: asks the daemon configured in `config_path` for `/healthz` and
@@ -513,7 +527,7 @@ async fn hook(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     UrlPath(provider): UrlPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let current = daemon.current();
     let (provider, secret) = match provider.as_str() {
@@ -523,9 +537,37 @@ async fn hook(
         _ => return (StatusCode::NOT_FOUND, "no such hook\n").into_response(),
     };
     let label = format!("{provider:?}").to_lowercase();
-    // Before any work on the body, so a flood costs little.
-    let allowed = daemon
-        .rate_limit
+    let Some(secret) = secret else {
+        daemon.metrics.webhook(&label, "not_configured");
+        return (
+            StatusCode::NOT_FOUND,
+            "this hook is not configured on this host\n",
+        )
+            .into_response();
+    };
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err((outcome, status, text)) => {
+            daemon.metrics.webhook(&label, outcome);
+            return (status, text).into_response();
+        }
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let judged = webhook::judge(provider, secret, header, &body, &current.config.repo.branch);
+    // Judged before it is counted, each kind in buckets of its own: forged deliveries must not
+    // use up the tokens of authentic ones from the same address (a forge's, or a proxy's). What
+    // a delivery costs before it is judged is bounded by the body limit, the read deadline and
+    // the connection caps.
+    let limit = match judged {
+        Ok(_) => &daemon.authentic_limit,
+        Err(_) => &daemon.rejected_limit,
+    };
+    let allowed = limit
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take(peer.ip(), std::time::Instant::now());
@@ -541,21 +583,6 @@ async fn hook(
         )
             .into_response();
     }
-    let Some(secret) = secret else {
-        daemon.metrics.webhook(&label, "not_configured");
-        return (
-            StatusCode::NOT_FOUND,
-            "this hook is not configured on this host\n",
-        )
-            .into_response();
-    };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let judged = webhook::judge(provider, secret, header, &body, &current.config.repo.branch);
     let (outcome, status, text) = match judged {
         Err(Rejection::Unauthenticated(why)) => {
             ("unauthenticated", StatusCode::UNAUTHORIZED, why.to_owned())
@@ -587,4 +614,51 @@ async fn hook(
     };
     daemon.metrics.webhook(&label, outcome);
     (status, format!("{text}\n")).into_response()
+}
+
+/// A delivery's body, read within bounds: an announced length over [`BODY_LIMIT`] is refused
+/// before a byte is read, and the whole body must arrive within [`BODY_TIMEOUT`]. A refusal is
+/// (outcome for the metrics, status, answer).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+) -> std::result::Result<Bytes, (&'static str, StatusCode, String)> {
+    let too_large = || {
+        (
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {BODY_LIMIT} bytes\n"),
+        )
+    };
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let over = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            Err(if over {
+                too_large()
+            } else {
+                (
+                    "malformed",
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {error}\n"),
+                )
+            })
+        }
+        Err(_) => Err((
+            "timed_out",
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} seconds\n",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }

@@ -25,6 +25,7 @@ pub mod remote;
 pub mod report;
 pub mod review;
 pub mod scaffold;
+pub mod server;
 pub mod snapshot;
 pub mod source;
 pub mod status;

@@ -196,10 +196,10 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let result = match cli.command {
         Command::Demo { dir } => {
-            // One line per reconcile and what went wrong; the resources are in the notes.
+            // What each reconcile did, resource by resource, and what went wrong.
             use tracing_subscriber::prelude::*;
             let only = tracing_subscriber::filter::Targets::new()
-                .with_target("gitward::daemon", tracing::Level::INFO)
+                .with_target("gitward", tracing::Level::INFO)
                 .with_default(tracing::Level::WARN);
             tracing_subscriber::registry()
                 .with(

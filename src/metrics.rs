@@ -21,7 +21,6 @@ pub struct Metrics {
     registry: Registry,
     reconcile_seconds: Histogram,
     reconciles: Family<Labels, Counter>,
-    reconcile_errors: Counter,
     last_commit: Family<Labels, Gauge>,
     last_reconcile: Gauge<f64, AtomicU64>,
     expiry: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -45,14 +44,8 @@ impl Default for Metrics {
         let reconciles = Family::<Labels, Counter>::default();
         registry.register(
             "reconciles",
-            "Reconciles by result (applied, blocked, failed)",
+            "Reconciles by what they did: the result they recorded (applied, blocked, failed), unchanged when nothing was new or due, error when one stopped before recording a result",
             reconciles.clone(),
-        );
-        let reconcile_errors = Counter::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that stopped before recording a result (repository, state or disk errors)",
-            reconcile_errors.clone(),
         );
         let last_commit = Family::<Labels, Gauge>::default();
         registry.register(
@@ -103,7 +96,6 @@ impl Default for Metrics {
             remote_up,
             reconcile_seconds,
             reconciles,
-            reconcile_errors,
             last_commit,
             last_reconcile,
             expiry,
@@ -116,13 +108,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Records a finished reconcile.
     pub fn reconciled(&self, report: &Report, seconds: f64, now: DateTime<Utc>) {
-        self.reconcile_seconds.observe(seconds);
-        self.reconciles
-            .get_or_create(&vec![(
-                "result".to_owned(),
-                report.result.as_str().to_owned(),
-            )])
-            .inc();
+        self.ran(report.result.as_str(), seconds);
         self.last_commit.clear();
         self.last_commit
             .get_or_create(&vec![("commit".to_owned(), report.source.clone())])
@@ -134,10 +120,22 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner) = report.expiries.clone();
     }
 
+    /// Records a reconcile that found nothing new and nothing due, and so did nothing.
+    pub fn unchanged(&self, seconds: f64, now: DateTime<Utc>) {
+        self.ran("unchanged", seconds);
+        self.last_reconcile.set(now.timestamp() as f64);
+    }
+
     /// Records a reconcile that stopped with an error.
     pub fn reconcile_failed(&self, seconds: f64) {
+        self.ran("error", seconds);
+    }
+
+    fn ran(&self, result: &str, seconds: f64) {
         self.reconcile_seconds.observe(seconds);
-        self.reconcile_errors.inc();
+        self.reconciles
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
     }
 
     /// Records how fetching and pushing went.

@@ -49,6 +49,14 @@ pub struct Report {
     pub wrote_status: bool,
     /// The earliest time a certificate or CA in force is due for renewal.
     pub next_renewal: Option<DateTime<Utc>>,
+    /// When a commit that did not apply is tried again.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Until when this outcome stands for a reconcile that finds nothing new: the retry, or
+    /// the earliest renewal to come. `None`: until something new.
+    pub stands_until: Option<DateTime<Utc>>,
+    /// Whether this is the last reconcile's outcome standing: nothing new, nothing due, so
+    /// nothing was done.
+    pub stood: bool,
     /// When each certificate and CA in force expires.
     pub expiries: Vec<(Kind, String, DateTime<Utc>)>,
     /// How fetching and pushing went, when the repository is a remote.
@@ -158,6 +166,36 @@ pub struct Warm {
     reviewed: Option<Reviewed>,
     /// The last reconcile: its head, the status tip it left, and its report.
     last: Option<(git2::Oid, Option<git2::Oid>, Report)>,
+    /// The head that did not apply and how many reconciles in a row it did not.
+    failing: Option<(git2::Oid, u32)>,
+}
+
+impl Warm {
+    /// Forgets how often the head failed: its next failure is retried soon again.
+    pub fn forget_failures(&mut self) {
+        self.failing = None;
+    }
+}
+
+/// What applying a catalog did: its problems, the outcome of each resource, the statuses it
+/// leaves and the resources it issued.
+type Applied = (
+    Vec<String>,
+    Vec<ResourceOutcome>,
+    Statuses,
+    Vec<(Kind, String)>,
+);
+
+/// The first retry of a commit that did not apply; each next one waits twice as long.
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest wait between retries.
+const LONGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How long to wait before the next try after `attempts` failed ones in a row.
+fn retry_after(attempts: u32) -> std::time::Duration {
+    FIRST_RETRY
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(LONGEST_RETRY)
 }
 
 /// A reviewed commit with its compiled policies and their full evaluation.
@@ -226,11 +264,12 @@ pub fn reconcile_warm(
         && let Some((head, tip, report)) = &warm.last
         && Some(*head) == head_id
         && *tip == status_tip
-        && report.next_renewal.is_none_or(|due| now < due)
+        && report.stands_until.is_none_or(|until| now < until)
     {
         return Ok(Report {
             exchange,
             wrote_status: false,
+            stood: true,
             ..report.clone()
         });
     }
@@ -333,75 +372,80 @@ pub fn reconcile_warm(
     let findings = verdict.findings;
 
     let invalid = !verdict.errors.is_empty();
-    let refused = invalid || !verdict.blocking.is_empty();
-    // A refused head leaves the commit in force in force: its certificates are still renewed
-    // and repaired, whatever the head holds.
-    let in_force = match (&applied, refused) {
-        (Some(sha), true) => Some(config_repo.load(sha, cache)?.1),
-        _ => None,
-    };
-    let unchanged = HashSet::new();
-    let to_apply = match (refused, &in_force) {
-        (false, _) => Some((&head_catalog, &changed)),
-        (true, Some(catalog)) => Some((catalog, &unchanged)),
-        (true, None) => None,
-    };
-    let (mut problems, resources, statuses, promote) = match to_apply {
-        Some((catalog, changed)) => {
-            let mut applier = Applier {
-                config,
-                store: &store,
-                observed: &observed,
-                now,
-                statuses: BTreeMap::new(),
-                outcomes: Vec::new(),
-                issued: Vec::new(),
-                written: BTreeSet::new(),
-                problems: Vec::new(),
-                signers: HashMap::new(),
-                acme_issued: HashMap::new(),
-                to_stage: Vec::new(),
-                to_write: Vec::new(),
-                progress,
-                scope,
-                changed,
-                issuers_settled: false,
-            };
-            applier.apply(catalog)?;
-            let mut problems: Vec<String> = applier
-                .outcomes
-                .iter()
-                .filter(|o| o.change == Change::Failed)
-                .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
-                .collect();
-            problems.extend(applier.problems);
-            (problems, applier.outcomes, applier.statuses, applier.issued)
-        }
-        None => (
-            Vec::new(),
-            Vec::new(),
-            observed.resources.clone(),
-            Vec::new(),
-        ),
-    };
-    let result = if invalid {
-        Outcome::Failed
-    } else if refused {
-        Outcome::Blocked
-    } else if problems.is_empty() {
-        Outcome::Applied
-    } else {
-        Outcome::Failed
-    };
-    if refused {
-        // The head's problems come first: they are why it is not in force.
-        let own = if invalid {
-            verdict.errors
-        } else {
-            verdict.blocking
+    // Applies `catalog`, looking again at what `changed` names and at what is due.
+    let apply = |catalog: &Catalog, changed: &HashSet<(Kind, String)>| -> Result<Applied> {
+        let mut applier = Applier {
+            config,
+            store: &store,
+            observed: &observed,
+            now,
+            statuses: BTreeMap::new(),
+            outcomes: Vec::new(),
+            issued: Vec::new(),
+            written: BTreeSet::new(),
+            problems: Vec::new(),
+            signers: HashMap::new(),
+            acme_issued: HashMap::new(),
+            to_stage: Vec::new(),
+            to_write: Vec::new(),
+            progress,
+            scope,
+            changed,
+            issuers_settled: false,
         };
-        problems.splice(0..0, own);
-    }
+        applier.apply(catalog)?;
+        let mut problems: Vec<String> = applier
+            .outcomes
+            .iter()
+            .filter(|o| o.change == Change::Failed)
+            .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
+            .collect();
+        problems.extend(applier.problems);
+        Ok((problems, applier.outcomes, applier.statuses, applier.issued))
+    };
+    let (result, problems, resources, statuses, promote) =
+        if invalid || !verdict.blocking.is_empty() {
+            let (result, mut problems) = if invalid {
+                (Outcome::Failed, verdict.errors)
+            } else {
+                (Outcome::Blocked, verdict.blocking)
+            };
+            // The head is not applied, and the commit in force stays in force: what of it comes
+            // due is renewed all the same.
+            let in_force = applied
+                .as_deref()
+                .map(|sha| config_repo.load(sha, cache).map_err(|e| (sha, e)));
+            match in_force {
+                Some(Ok((_, catalog))) => {
+                    let (failures, outcomes, statuses, issued) = apply(&catalog, &HashSet::new())?;
+                    problems.extend(failures);
+                    (result, problems, outcomes, statuses, issued)
+                }
+                unread => {
+                    if let Some(Err((sha, error))) = unread {
+                        problems.push(format!(
+                        "the commit in force {sha} cannot be read to renew what it holds: {error}"
+                    ));
+                    }
+                    (
+                        result,
+                        problems,
+                        Vec::new(),
+                        observed.resources.clone(),
+                        Vec::new(),
+                    )
+                }
+            }
+        } else {
+            let (problems, outcomes, statuses, issued) = apply(&head_catalog, &changed)?;
+            let result = if problems.is_empty() {
+                Outcome::Applied
+            } else {
+                Outcome::Failed
+            };
+            (result, problems, outcomes, statuses, issued)
+        };
+
     let applied = match result {
         Outcome::Applied => Some(head_commit.sha.clone()),
         Outcome::Failed if !invalid => Some(head_commit.sha.clone()),
@@ -525,11 +569,38 @@ pub fn reconcile_warm(
         status_commit: status_commit.to_string(),
         wrote_status,
         next_renewal,
+        retry_at: None,
+        stands_until: None,
+        stood: false,
         expiries,
         exchange,
     };
-    // Only an outcome with nothing left to retry may stand for the next reconcile.
-    if report.result == Outcome::Applied && report.exchange.healthy() {
+    // An outcome stands for the reconcile after, until a renewal is due or, for a commit that
+    // did not apply, until it is tried again. One that could not reach the remote does not:
+    // the daemon tries again at the remote's own pace.
+    if report.exchange.healthy() {
+        if report.result == Outcome::Applied {
+            warm.failing = None;
+            report.stands_until = report.next_renewal;
+        } else {
+            let attempts = match warm.failing {
+                Some((head, attempts)) if head == source => attempts.saturating_add(1),
+                _ => 1,
+            };
+            warm.failing = Some((source, attempts));
+            let retry = now
+                + chrono::Duration::from_std(retry_after(attempts))
+                    .unwrap_or(chrono::Duration::MAX);
+            report.retry_at = Some(retry);
+            // A renewal still to come is not put off by the retries (one already due is what
+            // failed, or failed with the commit).
+            report.stands_until = Some(
+                report
+                    .next_renewal
+                    .filter(|due| *due > now)
+                    .map_or(retry, |due| due.min(retry)),
+            );
+        }
         // Without its resources: a reconcile that stands for it changes none.
         let resources = std::mem::take(&mut report.resources);
         warm.last = Some((source, tip_now, report.clone()));

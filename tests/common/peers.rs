@@ -336,6 +336,8 @@ pub fn http(port: u16, path: &str, post: Option<Post<'_>>) -> (u16, String) {
     let request = scratch.path().join("request");
     let mut args: Vec<String> = vec![
         "-s".into(),
+        "--max-time".into(),
+        "60".into(),
         "-o".into(),
         response.to_string_lossy().into_owned(),
         "-w".into(),
