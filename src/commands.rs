@@ -806,3 +806,53 @@ fn exclude_local_host(repo: &Repo, dir: &Path) -> Result<()> {
     text.push('\n');
     write_file(&exclude, text.as_bytes())
 }
+
+/// `gitward state rebuild`: a new state database from the status branch and the secret
+/// store, the old one kept aside.
+pub fn state_rebuild(config: &Path, out: &mut dyn Write) -> Result<u8> {
+    let config = HostConfig::load(config)?;
+    let _lock = crate::store::lock_state_dir(&config.state_dir).map_err(|e| match e {
+        crate::store::LockError::Busy => Error::Usage(format!(
+            "a gitward daemon is running with stateDir {}: stop it first",
+            config.state_dir.display()
+        )),
+        crate::store::LockError::Store(e) => e.into(),
+    })?;
+    let workspace = crate::remote::Workspace::of(&config);
+    let observed = match Repo::discover(workspace.path()) {
+        Ok(repo) => crate::status::read(&repo, &config.status_branch)?,
+        // Nothing fetched yet: no status to rebuild from, and no key status knows.
+        Err(_) => crate::status::Observed::default(),
+    };
+    let recorded = |kind: Kind, name: &str| {
+        observed
+            .resources
+            .get(&(kind, name.to_owned()))
+            .map(|status| status.certificate.clone())
+    };
+    let rebuilt =
+        crate::store::Store::rebuild(&config.state_dir, &recorded, Utc::now().timestamp())?;
+    let mut text = String::from("state database rebuilt");
+    if let Some(aside) = &rebuilt.kept_aside {
+        text.push_str(&format!("; the old one is kept as {}", aside.display()));
+    }
+    text.push('\n');
+    for (kind, name) in &rebuilt.promoted {
+        text.push_str(&format!(
+            "  key in force  {kind}/{}  (status records its certificate)\n",
+            escaped(name)
+        ));
+    }
+    for (kind, name) in &rebuilt.discarded {
+        text.push_str(&format!(
+            "  key removed   {kind}/{}  (no certificate status knows uses it; issued again)\n",
+            escaped(name)
+        ));
+    }
+    text.push_str(
+        "Webhook delivery ids are forgotten: a replayed delivery may reconcile once more.\n",
+    );
+    out.write_all(text.as_bytes())
+        .map_err(Error::io("<stdout>"))?;
+    Ok(0)
+}

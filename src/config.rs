@@ -253,7 +253,7 @@ impl HostConfig {
                     problems.push(Problem::error(
                         pos,
                         format!(
-                            "{name}: {} is empty; an empty secret would let anyone deliver",
+                            "{name}: {} is empty; gitward does not start with an empty secret",
                             file.display()
                         ),
                     ));
@@ -280,6 +280,13 @@ impl HostConfig {
                 webhooks.generic.as_ref().map(|s| &s.secret_file),
             ),
         };
+        // Read again at each fetch (so it can be rotated), but a daemon that could never
+        // authenticate does not start.
+        let credentials = config.repo.credentials.as_ref();
+        read(
+            ["repo", "credentials", "tokenFile"],
+            credentials.and_then(|c| c.token_file.as_ref()),
+        );
         if problems.is_empty() {
             Ok((config, secrets))
         } else {

@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::Notify;
 
 use crate::config::{HostConfig, WebhookSecrets};
@@ -131,14 +130,12 @@ pub fn run(config_path: &Path) -> Result<u8> {
     let _ = nix::sys::prctl::set_thp_disable(true);
     let loaded = Loaded::read(config_path)?;
     let config = loaded.config.clone();
-    std::fs::create_dir_all(&config.state_dir).map_err(Error::io(&config.state_dir))?;
-    let lock_path = config.state_dir.join("gitward.lock");
-    let lock_file = std::fs::File::create(&lock_path).map_err(Error::io(&lock_path))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-        Error::Usage(format!(
+    let _lock = crate::store::lock_state_dir(&config.state_dir).map_err(|e| match e {
+        crate::store::LockError::Busy => Error::Usage(format!(
             "another gitward daemon is running with stateDir {}",
             config.state_dir.display()
-        ))
+        )),
+        crate::store::LockError::Store(e) => e.into(),
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,6 +23,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum StateCommand {
+    /// Replace a damaged state database: the old file is kept aside, the issuance journal is
+    /// rebuilt from the status branch and the secret store. Stop the daemon first.
+    #[command(
+        after_help = "Exit codes: 0 rebuilt; 2 host config error, the daemon is running, or another usage error."
+    )]
+    Rebuild {
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Build a demo repository from the embedded example, show the plan of a change to it, and
     /// run the daemon on it until Ctrl-C.
@@ -134,6 +148,12 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// The state database (`stateDir/gitward.db`).
+    #[command(
+        subcommand,
+        after_help = "Exit codes: 0 done; 2 host config error, the daemon is running, or another usage error."
+    )]
+    State(StateCommand),
     /// The daemon: reconcile on webhooks, on the poll interval and when renewals come due.
     #[command(
         after_help = "Exit codes: 0 stopped by SIGTERM or SIGINT; 2 host config error, a second daemon on the same state directory, or another usage error."
@@ -260,6 +280,9 @@ fn main() -> ExitCode {
             init_logs(LogFormat::Text, tracing::Level::WARN);
             commands::reconcile(&config, now, quiet, &mut out)
         }
+        Command::State(StateCommand::Rebuild { config }) => {
+            commands::state_rebuild(&config, &mut out)
+        }
         Command::Run { config, log_format } => {
             init_logs(log_format, tracing::Level::INFO);
             gitward::daemon::run(&config)
@@ -292,7 +315,9 @@ mod tests {
 
     #[test]
     fn every_command_documents_its_arguments_and_exit_codes() {
-        for command in Cli::command().get_subcommands() {
+        let top = Cli::command();
+        let nested = top.get_subcommands().flat_map(|c| c.get_subcommands());
+        for command in top.get_subcommands().chain(nested) {
             let name = command.get_name();
             let exit_codes = command.get_after_help().map(|h| h.to_string());
             assert!(

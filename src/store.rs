@@ -14,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::failpoint;
@@ -33,6 +34,25 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "state database {} is damaged ({source}); stop gitward and run `gitward state rebuild \
+         --config <host config>`: it keeps the damaged file aside and rebuilds the database from \
+         the status branch and the secret store",
+        path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// Whether SQLite says the file is not a database it can use.
+fn damaged(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
 }
 
 impl crate::redact::Private for StoreError {
@@ -40,6 +60,7 @@ impl crate::redact::Private for StoreError {
         match self {
             StoreError::Io { source, .. } => format!("the secret store: {source}"),
             StoreError::Database { source, .. } => format!("the state database: {source}"),
+            StoreError::Damaged { .. } => "the state database is damaged".to_owned(),
         }
     }
 }
@@ -58,6 +79,32 @@ pub struct Store {
     root: PathBuf,
     db: Connection,
     db_path: PathBuf,
+}
+
+/// What [`Store::rebuild`] did.
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    /// Where the old database went.
+    pub kept_aside: Option<PathBuf>,
+    /// Staged keys made the keys in force: status records their certificates.
+    pub promoted: Vec<(Kind, String)>,
+    /// Staged keys and ACME order keys removed: no certificate status knows uses them.
+    pub discarded: Vec<(Kind, String)>,
+}
+
+/// Whether `certificate` (PEM, leaf first) is for the private key `key` (PEM).
+fn certifies(certificate: &str, key: &str) -> bool {
+    let Ok(key) = rcgen::KeyPair::from_pem(key) else {
+        return false;
+    };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(certificate.as_bytes()) else {
+        return false;
+    };
+    let Ok(parsed) = pem.parse_x509() else {
+        return false;
+    };
+    use rcgen::PublicKeyData;
+    parsed.tbs_certificate.subject_pki.raw == key.subject_public_key_info().as_slice()
 }
 
 /// An ACME order validated by the CA and about to be finalized: when a run dies before the
@@ -105,15 +152,36 @@ fn private_dir(path: &Path) -> Result<(), StoreError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
+/// Holds `stateDir/gitward.lock`: one process at a time works on a state directory.
+pub fn lock_state_dir(state_dir: &Path) -> Result<Flock<std::fs::File>, LockError> {
+    private_dir(state_dir).map_err(LockError::Store)?;
+    let path = state_dir.join("gitward.lock");
+    let file = std::fs::File::create(&path)
+        .map_err(|source| LockError::Store(StoreError::Io { path, source }))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| LockError::Busy)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another gitward process is working on this state directory")]
+    Busy,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
 impl Store {
     /// Opens (creating) the store under `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         private_dir(state_dir)?;
         private_dir(&state_dir.join("keys"))?;
         let db_path = state_dir.join("gitward.db");
-        let database = |source| StoreError::Database {
-            path: db_path.clone(),
-            source,
+        let database = |source: rusqlite::Error| {
+            let path = db_path.clone();
+            if damaged(&source) {
+                StoreError::Damaged { path, source }
+            } else {
+                StoreError::Database { path, source }
+            }
         };
         let db = Connection::open(&db_path).map_err(database)?;
         std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(
@@ -134,6 +202,66 @@ impl Store {
             db,
             db_path,
         })
+    }
+
+    /// Replaces the state database with a new one: the old file (damaged, or not) is kept
+    /// aside, and the journal is rebuilt from what it protects. A staged key whose
+    /// certificate status records (`recorded`) is made the key in force, as the journal's
+    /// promotion would have; any other staged key belongs to a certificate status never
+    /// learnt of, and is removed so that it is issued again. Delivery ids and ACME orders in
+    /// flight cannot be rebuilt: a replayed webhook may reconcile once more, and an order
+    /// interrupted by a crash is placed again.
+    pub fn rebuild(
+        state_dir: &Path,
+        recorded: &dyn Fn(Kind, &str) -> Option<String>,
+        now: i64,
+    ) -> Result<Rebuilt, StoreError> {
+        let db_path = state_dir.join("gitward.db");
+        let mut rebuilt = Rebuilt::default();
+        if db_path.exists() {
+            let aside = state_dir.join(format!("gitward.db.damaged-{now}"));
+            std::fs::rename(&db_path, &aside).map_err(|source| StoreError::Io {
+                path: aside.clone(),
+                source,
+            })?;
+            for suffix in ["-wal", "-shm"] {
+                let companion = state_dir.join(format!("gitward.db{suffix}"));
+                if companion.exists() {
+                    let moved = state_dir.join(format!("gitward.db.damaged-{now}{suffix}"));
+                    std::fs::rename(&companion, &moved).map_err(|source| StoreError::Io {
+                        path: moved,
+                        source,
+                    })?;
+                }
+            }
+            rebuilt.kept_aside = Some(aside);
+        }
+        let store = Store::open(state_dir)?;
+        for kind in Kind::ALL {
+            let dir = state_dir.join("keys").join(kind.schema_stem());
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let Some(name) = file
+                    .strip_suffix(".next.pem")
+                    .or_else(|| file.strip_suffix(".order.pem"))
+                else {
+                    continue;
+                };
+                let staged = file.ends_with(".next.pem");
+                let key = read_optional(&entry.path())?.unwrap_or_default();
+                if staged && recorded(*kind, name).is_some_and(|pem| certifies(&pem, &key)) {
+                    store.promote(&[(*kind, name.to_owned())])?;
+                    rebuilt.promoted.push((*kind, name.to_owned()));
+                } else {
+                    remove_optional(&entry.path())?;
+                    rebuilt.discarded.push((*kind, name.to_owned()));
+                }
+            }
+        }
+        Ok(rebuilt)
     }
 
     fn key_path(&self, kind: Kind, name: &str, next: bool) -> PathBuf {

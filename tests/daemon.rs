@@ -280,7 +280,7 @@ fn webhook_secrets_are_read_next_to_the_config_and_must_not_be_empty() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: invalid host config:\n{config}:12:23: webhooks.gitlab.tokenFile: {} is empty; an empty secret would let anyone deliver\n",
+            "error: invalid host config:\n{config}:12:23: webhooks.gitlab.tokenFile: {} is empty; gitward does not start with an empty secret\n",
             token.display()
         )
     );

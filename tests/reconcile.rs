@@ -901,3 +901,54 @@ fn a_moved_certificate_leaves_its_old_target_and_stale_temporary_files_are_swept
         "only gitward's temporary files are swept"
     );
 }
+
+#[test]
+fn a_damaged_state_database_is_rebuilt_from_status_and_the_secret_store() {
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [api.example.com]\n"),
+        ),
+    ]);
+    host.reconcile(&[]).expect(0);
+    let serial = host.serial("api");
+    let state = host.dir.path().join("state");
+    std::fs::write(state.join("gitward.db"), vec![0x5a; 8192]).expect("damage");
+    for companion in ["gitward.db-wal", "gitward.db-shm"] {
+        let _ = std::fs::remove_file(state.join(companion));
+    }
+    let run = host.reconcile(&[]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("is damaged") && run.stderr.contains("gitward state rebuild"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    // A crash between the status commit and the promotion of the key leaves it staged; a
+    // staged key that status never learnt of is of no use.
+    let keys = state.join("keys/certificate");
+    std::fs::rename(keys.join("api.pem"), keys.join("api.next.pem")).expect("stage");
+    std::fs::write(keys.join("ghost.next.pem"), "-----BEGIN PRIVATE KEY-----\n").expect("orphan");
+    let rebuilt = common::gitward_in(
+        host.dir.path(),
+        &["state", "rebuild", "--config", "gitward.yaml"],
+    )
+    .expect(0);
+    assert!(
+        rebuilt.stdout.contains("the old one is kept as")
+            && rebuilt.stdout.contains("key in force  Certificate/api")
+            && rebuilt.stdout.contains("key removed   Certificate/ghost"),
+        "{}",
+        rebuilt.stdout
+    );
+    assert!(keys.join("api.pem").exists() && !keys.join("ghost.next.pem").exists());
+    let run = host.reconcile(&[]).expect(0);
+    assert!(
+        !run.stdout.contains("Certificate/api"),
+        "nothing to do: {}",
+        run.stdout
+    );
+    assert_eq!(host.serial("api"), serial);
+}
