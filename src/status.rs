@@ -242,9 +242,7 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
         .map_err(Error::git("reading the status tree"))?;
     let blob = |path: &str| -> Option<String> {
         let entry = tree.get_path(std::path::Path::new(path)).ok()?;
-        let object = entry.to_object(git).ok()?;
-        let blob = object.as_blob()?;
-        String::from_utf8(blob.content().to_vec()).ok()
+        String::from_utf8(bounded_blob(git, entry.id())?).ok()
     };
     let summary = blob("summary.yaml").and_then(|text| serde_yaml::from_str(&text).ok());
     let mut texts = Vec::new();
@@ -265,11 +263,8 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
                 if file.kind() != Some(ObjectType::Blob) {
                     continue;
                 }
-                if let Some(text) = file.to_object(git).ok().and_then(|o| {
-                    o.as_blob()
-                        .map(|b| String::from_utf8_lossy(b.content()).into_owned())
-                }) {
-                    texts.push(text);
+                if let Some(bytes) = bounded_blob(git, file.id()) {
+                    texts.push(String::from_utf8_lossy(&bytes).into_owned());
                 }
             }
         }
@@ -404,9 +399,7 @@ pub fn record(repo: &Repo, tip: Oid) -> Oid {
 pub fn write_note(repo: &Repo, source: Oid, note: &Note) -> Result<()> {
     let git = repo.inner();
     let text = yaml(note);
-    if let Ok(existing) = git.find_note(Some(NOTES_REF), source)
-        && existing.message().ok() == Some(text.as_str())
-    {
+    if note_text(git, source).as_deref() == Some(text.as_str()) {
         return Ok(());
     }
     let sig = signature(git)?;
@@ -417,8 +410,44 @@ pub fn write_note(repo: &Repo, source: Oid, note: &Note) -> Result<()> {
 
 /// The note on a commit, if it has one.
 pub fn read_note(repo: &Repo, commit: Oid) -> Option<Note> {
-    let note = repo.inner().find_note(Some(NOTES_REF), commit).ok()?;
-    serde_yaml::from_str(note.message().ok()?).ok()
+    let text = note_text(repo.inner(), commit)?;
+    serde_yaml::from_str(&text).ok()
+}
+
+/// Most a note or a status file may hold: anyone who can push these refs writes them, and
+/// gitward's own are a small fraction of this. Larger ones are ignored, unread.
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// The contents of blob `id`, if it is no larger than [`MAX_RECORD_BYTES`] (its size is
+/// read from the object header first).
+fn bounded_blob(git: &git2::Repository, id: Oid) -> Option<Vec<u8>> {
+    let (size, kind) = git.odb().ok()?.read_header(id).ok()?;
+    if kind != ObjectType::Blob || size > MAX_RECORD_BYTES {
+        return None;
+    }
+    Some(git.find_blob(id).ok()?.content().to_vec())
+}
+
+/// The text of the note on `commit`, found in the notes tree (flat or fanned out, as git
+/// writes it) without loading an oversized one.
+fn note_text(git: &git2::Repository, commit: Oid) -> Option<String> {
+    let tree = git
+        .find_reference(NOTES_REF)
+        .ok()?
+        .peel_to_commit()
+        .ok()?
+        .tree()
+        .ok()?;
+    let hex = commit.to_string();
+    let paths = [
+        hex.clone(),
+        format!("{}/{}", &hex[..2], &hex[2..]),
+        format!("{}/{}/{}", &hex[..2], &hex[2..4], &hex[4..]),
+    ];
+    let entry = paths
+        .iter()
+        .find_map(|path| tree.get_path(std::path::Path::new(path)).ok())?;
+    String::from_utf8(bounded_blob(git, entry.id())?).ok()
 }
 
 /// The source commit of the tip of the status branch, if any.

@@ -952,3 +952,31 @@ fn a_damaged_state_database_is_rebuilt_from_status_and_the_secret_store() {
     );
     assert_eq!(host.serial("api"), serial);
 }
+
+#[test]
+fn an_oversized_note_is_ignored_unread() {
+    let host = one_certificate();
+    host.reconcile(&[]).expect(0);
+    let head = host.repo.git(&["rev-parse", "main"]);
+    let applied = host.repo.gitward(&["status", "main"]).expect(0);
+    assert!(applied.stdout.contains("applied"), "{}", applied.stdout);
+    // 20 MB of note, pushed by someone who may write refs/notes/gitward.
+    let big = host.dir.path().join("big-note");
+    let mut text = String::from("result: applied\nstatusCommit: x\n");
+    text.push_str(&"# padding\n".repeat(2_000_000));
+    std::fs::write(&big, text).expect("note");
+    host.repo.git(&[
+        "notes",
+        "--ref=gitward",
+        "add",
+        "-f",
+        "-F",
+        &big.to_string_lossy(),
+        &head,
+    ]);
+    let run = host.repo.gitward(&["status", "main"]).expect(1);
+    assert!(!run.stdout.contains("applied"), "{}", run.stdout);
+    // The next reconcile writes its own note over it.
+    host.reconcile(&[]).expect(0);
+    host.repo.gitward(&["status", "main"]).expect(0);
+}
