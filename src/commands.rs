@@ -811,13 +811,7 @@ fn exclude_local_host(repo: &Repo, dir: &Path) -> Result<()> {
 /// store, the old one kept aside.
 pub fn state_rebuild(config: &Path, out: &mut dyn Write) -> Result<u8> {
     let config = HostConfig::load(config)?;
-    let _lock = crate::store::lock_state_dir(&config.state_dir).map_err(|e| match e {
-        crate::store::LockError::Busy => Error::Usage(format!(
-            "a gitward daemon is running with stateDir {}: stop it first",
-            config.state_dir.display()
-        )),
-        crate::store::LockError::Store(e) => e.into(),
-    })?;
+    let _lock = crate::store::lock_state_dir(&config.state_dir)?;
     let workspace = crate::remote::Workspace::of(&config);
     let observed = match Repo::discover(workspace.path()) {
         Ok(repo) => crate::status::read(&repo, &config.status_branch)?,

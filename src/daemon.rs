@@ -130,13 +130,7 @@ pub fn run(config_path: &Path) -> Result<u8> {
     let _ = nix::sys::prctl::set_thp_disable(true);
     let loaded = Loaded::read(config_path)?;
     let config = loaded.config.clone();
-    let _lock = crate::store::lock_state_dir(&config.state_dir).map_err(|e| match e {
-        crate::store::LockError::Busy => Error::Usage(format!(
-            "another gitward daemon is running with stateDir {}",
-            config.state_dir.display()
-        )),
-        crate::store::LockError::Store(e) => e.into(),
-    })?;
+    let _lock = crate::store::lock_state_dir(&config.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

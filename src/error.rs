@@ -64,6 +64,15 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
 }
 
+impl From<crate::store::LockError> for Error {
+    fn from(error: crate::store::LockError) -> Error {
+        match error {
+            crate::store::LockError::Store(error) => error.into(),
+            busy => Error::Usage(busy.to_string()),
+        }
+    }
+}
+
 impl Error {
     pub fn git(step: impl Into<String>) -> impl FnOnce(git2::Error) -> Error {
         let step = step.into();

@@ -158,13 +158,17 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<Flock<std::fs::File>, LockErro
     let path = state_dir.join("gitward.lock");
     let file = std::fs::File::create(&path)
         .map_err(|source| LockError::Store(StoreError::Io { path, source }))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| LockError::Busy)
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| LockError::Busy(state_dir.to_path_buf()))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another gitward process is working on this state directory")]
-    Busy,
+    #[error(
+        "another gitward daemon is running with stateDir {} (stop it first)",
+        .0.display()
+    )]
+    Busy(PathBuf),
     #[error(transparent)]
     Store(StoreError),
 }

@@ -41,6 +41,19 @@ fn on_branch(repo: &TestRepo, edit: impl FnOnce(&TestRepo)) {
     repo.commit("change");
 }
 
+/// The example, with `condition` added to the `required-labels` rule on a branch `change`.
+fn with_labels_condition(condition: &str) -> TestRepo {
+    let repo = TestRepo::with_example();
+    on_branch(&repo, |r| {
+        r.edit(
+            "policies/labels.rego",
+            "\tsome label in required\n",
+            &format!("\t{condition}\n\tsome label in required\n"),
+        );
+    });
+    repo
+}
+
 fn tuple(status: &str, policy: &str, resource: &str, line: u64) -> (String, String, String, u64) {
     (
         status.to_owned(),
@@ -629,14 +642,7 @@ fn whether_a_finding_is_new_does_not_rest_on_guessing_what_a_policy_reads() {
 
 #[test]
 fn a_policy_that_would_exhaust_memory_fails_the_commit() {
-    let repo = TestRepo::with_example();
-    on_branch(&repo, |r| {
-        r.edit(
-            "policies/labels.rego",
-            "\tsome label in required\n",
-            "\tcount(numbers.range(1, 3000000000)) > 0\n\tsome label in required\n",
-        );
-    });
+    let repo = with_labels_condition("count(numbers.range(1, 3000000000)) > 0");
     let run = repo
         .gitward(&["plan", "--base", "main", "--head", "change"])
         .expect(2);
@@ -718,14 +724,7 @@ fn gitward_test_finds_indented_test_rules_but_not_local_variables() {
 /// evaluation runs in a child process, which dies alone, and the commit fails naming it.
 #[test]
 fn a_policy_that_exhausts_memory_in_one_call_fails_the_commit_not_the_process() {
-    let repo = TestRepo::with_example();
-    on_branch(&repo, |r| {
-        r.edit(
-            "policies/labels.rego",
-            "\tsome label in required\n",
-            "\tcount(sprintf(\"%0999999999d\", [1])) > 0\n\tsome label in required\n",
-        );
-    });
+    let repo = with_labels_condition("count(sprintf(\"%0999999999d\", [1])) > 0");
     let run = repo
         .gitward(&["plan", "--base", "main", "--head", "change"])
         .expect(2);
@@ -792,16 +791,11 @@ fn long_messages_are_cut_and_too_many_findings_fail_the_policy() {
 
 #[test]
 fn the_policies_of_a_commit_share_one_time_budget() {
-    let repo = TestRepo::with_example();
-    on_branch(&repo, |r| {
-        // Each resource takes its policy's own 2 s limit; together they exceed the host's
-        // budget of 1 s long before every resource is reached.
-        r.edit(
-            "policies/labels.rego",
-            "\tsome label in required\n",
-            "\tcount([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); i * j < 0]) == 0\n\tsome label in required\n",
-        );
-    });
+    // Each resource takes its policy's own 2 s limit; together they exceed the host's budget
+    // of 1 s long before every resource is reached.
+    let repo = with_labels_condition(
+        "count([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); i * j < 0]) == 0",
+    );
     let run = common::gitward_in_env(
         repo.path(),
         &["plan", "--base", "main", "--head", "change"],
