@@ -238,10 +238,16 @@ pub fn review_on(
         findings.retain(|f| {
             f.status != FindingStatus::Resolved || !unwatched.removed.contains(f.policy.as_str())
         });
+        // Where the head's own version already denies it, once is enough.
+        let seen: HashSet<_> = findings
+            .iter()
+            .filter(|f| f.enforcement == Enforcement::Deny && f.exception.is_none())
+            .map(Finding::identity)
+            .collect();
         findings.extend(
             compare(unwatched.evaluation.findings, &base_eval, true)
                 .into_iter()
-                .filter(|f| f.status != FindingStatus::Resolved),
+                .filter(|f| f.status != FindingStatus::Resolved && !seen.contains(&f.identity())),
         );
         changed_here = head_context.changes.keys().cloned().collect();
         evaluation = head_eval;
@@ -293,17 +299,24 @@ fn judged_by_removed_policies(
     head: &Snapshot,
     head_context: &Context,
 ) -> Unwatched {
-    let still_denies = |name: &str| {
-        head.policies
-            .bindings
-            .iter()
-            .any(|b| b.name() == name && b.spec().enforcement == Enforcement::Deny)
+    // The same policy judging the same way: its spec, its module and the data it may read
+    // unchanged. Anything else may weaken it (an emptied rule, a narrower `appliesTo`, an
+    // exception for the very finding the change brings).
+    let data_same = !data_differs(&base.catalog, &head.catalog);
+    let unchanged = |binding: &Binding| {
+        head.policies.bindings.iter().any(|b| {
+            b.name() == binding.name()
+                && b.spec() == binding.spec()
+                && data_same
+                && base.catalog.modules.get(binding.spec().module.as_str())
+                    == head.catalog.modules.get(b.spec().module.as_str())
+        })
     };
     let removed: HashSet<String> = base
         .policies
         .bindings
         .iter()
-        .filter(|b| b.spec().enforcement == Enforcement::Deny && !still_denies(b.name()))
+        .filter(|b| b.spec().enforcement == Enforcement::Deny && !unchanged(b))
         .map(|b| b.name().to_owned())
         .collect();
     if removed.is_empty() {
@@ -319,9 +332,8 @@ fn judged_by_removed_policies(
                 &b.policy.file,
                 b.policy.pos(),
                 format!(
-                    "policy `{}` (deny) is removed, ignored or no longer denies in this change; \
-                     until a gate approves policy changes, its version in force still judges \
-                     the change",
+                    "policy `{}` (deny) is changed, removed or ignored by this change; until a \
+                     gate approves policy changes, its version in force also judges the change",
                     b.name()
                 ),
             )

@@ -826,7 +826,7 @@ fn a_change_cannot_switch_off_the_policy_that_blocks_it() {
         .expect(1);
     assert!(
         run.stdout.contains(
-            "policy `required-labels` (deny) is removed, ignored or no longer denies in this change"
+            "policy `required-labels` (deny) is changed, removed or ignored by this change"
         ),
         "{}",
         run.stdout
@@ -854,5 +854,36 @@ fn a_change_cannot_switch_off_the_policy_that_blocks_it() {
     let run = repo
         .gitward(&["plan", "--base", "main", "--head", "change"])
         .expect(1);
-    assert!(run.stdout.contains("no longer denies"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("is changed, removed or ignored"),
+        "{}",
+        run.stdout
+    );
+    // So is emptying its rule, or excepting the very finding the change brings.
+    for weaken in [
+        (
+            "policies/labels.rego",
+            "\tsome label in required\n",
+            "\tfalse\n\tsome label in required\n",
+        ),
+        (
+            "policies/policies.yaml",
+            "\"NIST-800-53:CM-8\"]\n",
+            "\"NIST-800-53:CM-8\"]\n  exceptions:\n    - {resources: [Certificate/api-example-com], reason: later, owner: payments, expires: 2099-12-31}\n",
+        ),
+    ] {
+        on_branch(&repo, |r| {
+            r.edit("certificates/prod/api.yaml", "    owner: payments\n", "");
+            r.edit(weaken.0, weaken.1, weaken.2);
+        });
+        let run = repo
+            .gitward(&["plan", "--base", "main", "--head", "change"])
+            .expect(1);
+        assert!(
+            run.stdout
+                .contains("Certificate api-example-com has no `owner` label"),
+            "{}",
+            run.stdout
+        );
+    }
 }

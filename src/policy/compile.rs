@@ -230,6 +230,26 @@ fn data_documents(catalog: &Catalog, diagnostics: &mut Vec<Diagnostic>) -> Value
             ));
             continue;
         }
+        // A document where a policy's rules are would be read instead of them: `{"deny": []}`
+        // at a package's path silences its `deny` rule.
+        let overlapping = catalog.modules.iter().find_map(|(module, text)| {
+            let package = package_of(text)?;
+            let parts: Vec<&str> = package.split('.').collect();
+            let shared = keys.iter().zip(&parts).take_while(|(a, b)| a == b).count();
+            (shared == keys.len().min(parts.len())).then(|| (module.clone(), package))
+        });
+        if let Some((module, package)) = overlapping {
+            diagnostics.push(Diagnostic::error(
+                path,
+                Pos::START,
+                format!(
+                    "data.{} overlaps package `{package}` of {module}: data may not stand where \
+                     policy rules are",
+                    keys.join(".")
+                ),
+            ));
+            continue;
+        }
         if insert_at(&mut root, &keys, value.clone()).is_err() {
             diagnostics.push(Diagnostic::error(
                 path,
