@@ -198,7 +198,26 @@ pub struct WebhookSecrets {
 }
 
 /// Why `name` cannot be a branch, if it cannot: git must take `refs/heads/<name>` as a ref.
+/// `path` with `.` and `..` worked out, for a path that does not exist (yet).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn branch_name_problem(name: &str) -> Option<String> {
+    // Names git itself refuses for a branch, though they are valid ref names.
+    if name == "HEAD" || name.starts_with('-') {
+        return Some(format!("`{name}` is not a name git takes for a branch"));
+    }
     if let Some(short) = name.strip_prefix("refs/heads/") {
         return Some(format!(
             "`{name}` is a ref; write the branch name alone, `{short}`"
@@ -352,7 +371,66 @@ impl HostConfig {
             return Err(ConfigError::of(file, &problems));
         }
         config.resolve(base);
+        let problems = config.placement_problems(&root);
+        if !problems.is_empty() {
+            return Err(ConfigError::of(file, &problems));
+        }
         Ok((config, root))
+    }
+
+    /// Target directories that would put keys where they do not belong: in or around the
+    /// state directory (the secret store), or in the working tree of the repository, one
+    /// `git add` from being pushed. Paths are compared once resolved and, where they exist,
+    /// with links followed.
+    fn placement_problems(&self, root: &Node) -> Vec<Problem> {
+        let real = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| lexical(path));
+        let overlap = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        let state = real(&self.state_dir);
+        let repo = self.local_repo().map(|r| real(&r));
+        // Inside the working tree is fine where git ignores it (the demo's `.gitward/`).
+        let work_tree = repo
+            .as_deref()
+            .and_then(|r| git2::Repository::open(r).ok())
+            .filter(|git| git.workdir().is_some());
+        let unignored_in_repo = |dir: &Path| {
+            let Some(repo) = repo.as_deref() else {
+                return false;
+            };
+            if !overlap(dir, repo) {
+                return false;
+            }
+            match (&work_tree, dir.strip_prefix(repo)) {
+                (Some(git), Ok(inside)) if !inside.as_os_str().is_empty() => {
+                    !git.is_path_ignored(inside).unwrap_or(false)
+                }
+                _ => true,
+            }
+        };
+        let mut problems = Vec::new();
+        for (name, target) in &self.targets {
+            let dir = real(&target.dir);
+            let clash = if overlap(&dir, &state) {
+                Some("the state directory, where the secret store is")
+            } else if unignored_in_repo(&dir) {
+                Some("the configuration repository (and not ignored by git)")
+            } else {
+                None
+            };
+            if let Some(what) = clash {
+                let path = ["targets", name.as_str(), "dir"];
+                let pos = root
+                    .at(path.iter().copied())
+                    .map_or_else(|| root.locate(path.iter().copied()), |n| n.pos);
+                problems.push(Problem::error(
+                    pos,
+                    format!(
+                        "targets.{name}.dir: {} is in or around {what}; certificates and keys go to a directory of their own",
+                        target.dir.display()
+                    ),
+                ));
+            }
+        }
+        problems
     }
 
     /// What the schema cannot say: branch names as git takes them, addresses as they are bound.
@@ -544,6 +622,47 @@ mod tests {
             parse("repo: {url: /srv/pki}\n").unwrap_err(),
             ["gitward.yaml:1:1: missing field `stateDir`"]
         );
+    }
+
+    #[test]
+    fn keys_go_neither_near_the_secret_store_nor_into_the_repository() {
+        let repo = tempfile::tempdir().unwrap();
+        let git = git2::Repository::init(repo.path()).unwrap();
+        std::fs::write(repo.path().join(".gitignore"), "ignored/\n").unwrap();
+        drop(git);
+        let with = |dir: &str| {
+            parse(&format!(
+                "repo: {{url: {}}}\nstateDir: /var/lib/gitward\nstatusBranch: HEAD\ntargets:\n  web: {{dir: {dir}}}\n",
+                repo.path().display()
+            ))
+        };
+        assert_eq!(
+            with("/srv/tls").unwrap_err(),
+            ["gitward.yaml:3:15: statusBranch: `HEAD` is not a name git takes for a branch"]
+        );
+        let with = |dir: &str| {
+            parse(&format!(
+                "repo: {{url: {}}}\nstateDir: /var/lib/gitward\ntargets:\n  web: {{dir: {dir}}}\n",
+                repo.path().display()
+            ))
+        };
+        for dir in ["/var/lib/gitward", "/var/lib/gitward/tls", "/var/lib"] {
+            let problems = with(dir).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].starts_with("gitward.yaml:4:14: targets.web.dir: ")
+                    && problems[0].contains("the state directory"),
+                "{problems:?}"
+            );
+        }
+        let inside = repo.path().join("tls");
+        let problems = with(&inside.display().to_string()).unwrap_err();
+        assert!(
+            problems[0].contains("the configuration repository"),
+            "{problems:?}"
+        );
+        with(&repo.path().join("ignored/tls").display().to_string()).unwrap();
+        with("/srv/tls").unwrap();
     }
 
     #[test]

@@ -536,8 +536,9 @@ async fn hook(
         )
             .into_response();
     };
-    let body = match read_body(&headers, body).await {
-        Ok(body) => body,
+    // The permit is held while the delivery is judged: until then its body is in memory.
+    let (body, _budget) = match read_body(&headers, body).await {
+        Ok(read) => read,
         Err((outcome, status, text)) => {
             daemon.metrics.webhook(&label, outcome);
             return (status, text).into_response();
@@ -610,10 +611,20 @@ async fn hook(
 /// A delivery's body, read within bounds: an announced length over [`BODY_LIMIT`] is refused
 /// before a byte is read, and the whole body must arrive within [`BODY_TIMEOUT`]. A refusal is
 /// (outcome for the metrics, status, answer).
+/// What all deliveries being read may hold at once, in KiB: each takes its announced length
+/// (or the most a body may be) before its body is read, so that many clients sending large
+/// bodies slowly cannot make the daemon hold gigabytes.
+const BODY_BUDGET_KIB: usize = 64 * 1024;
+
+static BODY_BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET_KIB);
+
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
-) -> std::result::Result<Bytes, (&'static str, StatusCode, String)> {
+) -> std::result::Result<
+    (Bytes, tokio::sync::SemaphorePermit<'static>),
+    (&'static str, StatusCode, String),
+> {
     let too_large = || {
         (
             "too_large",
@@ -628,8 +639,19 @@ async fn read_body(
     if announced.is_some_and(|length| length > BODY_LIMIT as u64) {
         return Err(too_large());
     }
+    let kib = announced
+        .map_or(BODY_LIMIT, |length| length as usize)
+        .div_ceil(1024);
+    let Ok(permit) = BODY_BUDGET.try_acquire_many(u32::try_from(kib.max(1)).unwrap_or(u32::MAX))
+    else {
+        return Err((
+            "busy",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many deliveries are being read; retry later\n".to_owned(),
+        ));
+    };
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(bytes)) => Ok((bytes, permit)),
         Ok(Err(error)) => {
             let over = std::error::Error::source(&error)
                 .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());

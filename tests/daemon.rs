@@ -444,6 +444,50 @@ fn clients_that_hold_connections_or_bodies_back_cannot_take_the_daemon_down() {
     );
     // The body that stopped coming at the start was not waited for.
     assert_eq!(status_line(stalled), "HTTP/1.1 408 Request Timeout");
+
+    // Clients from many addresses announcing large bodies and sending them slowly: what the
+    // daemon holds for them is bounded (64 MiB in all), the one past it is turned away at
+    // once, and a small signed delivery still fits.
+    let large = format!(
+        "POST /hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{{",
+        5 * 1024 * 1024
+    );
+    let hoarders: Vec<TcpStream> = (2..14)
+        .map(|i| {
+            let mut held = unfinished_from(port, [127, 0, 0, i]);
+            held.write_all(large.as_bytes()).expect("send");
+            held
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut one_more = unfinished_from(port, [127, 0, 0, 14]);
+    one_more.write_all(large.as_bytes()).expect("send");
+    assert_eq!(status_line(one_more), "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(
+        http(port, "/hooks/generic", Some((body, &headers))),
+        (202, "reconcile queued\n".to_owned())
+    );
+    drop(hoarders);
+}
+
+/// One connection from the loopback address `source`, nothing sent yet.
+fn unfinished_from(port: u16, source: [u8; 4]) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .expect("bind a loopback address");
+    socket
+        .connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)).into(),
+            Duration::from_secs(5),
+        )
+        .expect("connect");
+    let stream = TcpStream::from(socket);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    stream
 }
 
 #[test]

@@ -535,7 +535,11 @@ pub struct PolicySpec {
     pub severity: FindingSeverity,
     /// Control IDs the policy maps to, like `SOC2:CC6.1` or `ISO27001:A.8.24`.
     #[serde(default)]
-    #[schemars(extend("uniqueItems" = true))]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 128)),
+        extend("uniqueItems" = true)
+    )]
     pub compliance: Vec<String>,
     /// What the policy is for, shown with its findings.
     #[schemars(length(max = 1024))]

@@ -364,7 +364,11 @@ impl<'a> Evaluator<'a> {
                 // Data files may not define data.gitward (validation says so); should the
                 // merge fail anyway, nothing can be evaluated.
                 let failed = |error: &dyn std::fmt::Display| {
-                    Diagnostic::error(DATA_DIR, Pos::START, format!("data.gitward: {error}"))
+                    Diagnostic::error(
+                        DATA_DIR,
+                        Pos::START,
+                        format!("data.gitward: {}", runtime_error(error)),
+                    )
                 };
                 engine
                     .add_data(gitward_data(self.catalog, self.dns_name_index()))
