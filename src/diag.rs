@@ -60,12 +60,27 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Longest message a problem keeps. Messages quote repository text (a value, a key, a field
+/// name), and one line of a file may be a megabyte: quoted whole, it would fill the output, the
+/// notes and a pull-request comment.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `text` cut to `max` characters, saying how many more there were.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        let more = text[at..].chars().count();
+        text.truncate(at);
+        text.push_str(&format!("… ({more} more characters)"));
+    }
+    text
+}
+
 impl Problem {
     pub fn error(pos: Pos, message: impl Into<String>) -> Problem {
         Problem {
             pos,
             severity: Severity::Error,
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE_CHARS),
         }
     }
 
@@ -73,7 +88,7 @@ impl Problem {
         Problem {
             pos,
             severity: Severity::Warning,
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE_CHARS),
         }
     }
 
