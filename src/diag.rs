@@ -19,10 +19,12 @@ pub struct Pos {
 impl Pos {
     pub const START: Pos = Pos { line: 1, col: 1 };
 
+    /// From 1-based numbers; a 0 (regorus puts some errors at column 0) counts as 1, so
+    /// every position printed is one an editor can go to.
     pub fn new(line: usize, col: usize) -> Pos {
         Pos {
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-            col: u32::try_from(col).unwrap_or(u32::MAX),
+            line: u32::try_from(line.max(1)).unwrap_or(u32::MAX),
+            col: u32::try_from(col.max(1)).unwrap_or(u32::MAX),
         }
     }
 
