@@ -19,10 +19,12 @@ pub struct Pos {
 impl Pos {
     pub const START: Pos = Pos { line: 1, col: 1 };
 
+    /// From 1-based numbers; a 0 (regorus puts some errors at column 0) counts as 1, so
+    /// every position printed is one an editor can go to.
     pub fn new(line: usize, col: usize) -> Pos {
         Pos {
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-            col: u32::try_from(col).unwrap_or(u32::MAX),
+            line: u32::try_from(line.max(1)).unwrap_or(u32::MAX),
+            col: u32::try_from(col.max(1)).unwrap_or(u32::MAX),
         }
     }
 
@@ -60,12 +62,27 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Longest message a problem keeps. Messages quote repository text (a value, a key, a field
+/// name), and one line of a file may be a megabyte: quoted whole, it would fill the output, the
+/// notes and a pull-request comment.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `text` cut to `max` characters, saying how many more there were.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        let more = text[at..].chars().count();
+        text.truncate(at);
+        text.push_str(&format!("… ({more} more characters)"));
+    }
+    text
+}
+
 impl Problem {
     pub fn error(pos: Pos, message: impl Into<String>) -> Problem {
         Problem {
             pos,
             severity: Severity::Error,
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE_CHARS),
         }
     }
 
@@ -73,7 +90,7 @@ impl Problem {
         Problem {
             pos,
             severity: Severity::Warning,
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE_CHARS),
         }
     }
 

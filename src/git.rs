@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Repository};
 use serde::Serialize;
 
+use crate::diag::bounded;
 use crate::error::{Error, Result};
+
+/// Longest commit subject, author name and email kept: anyone who can push writes them, and
+/// they are printed in plans, status and pull-request comments.
+pub const MAX_SUMMARY_CHARS: usize = 200;
 
 pub struct Repo {
     inner: Repository,
@@ -87,10 +92,18 @@ impl Repo {
         Ok(CommitInfo {
             sha: commit.id().to_string(),
             tree: commit.tree_id(),
-            author: String::from_utf8_lossy(author.name_bytes()).into_owned(),
-            email: String::from_utf8_lossy(author.email_bytes()).into_owned(),
-            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
-                .into_owned(),
+            author: bounded(
+                String::from_utf8_lossy(author.name_bytes()).into_owned(),
+                MAX_SUMMARY_CHARS,
+            ),
+            email: bounded(
+                String::from_utf8_lossy(author.email_bytes()).into_owned(),
+                MAX_SUMMARY_CHARS,
+            ),
+            summary: bounded(
+                String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
+                MAX_SUMMARY_CHARS,
+            ),
             message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
         })
     }

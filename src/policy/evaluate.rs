@@ -725,13 +725,7 @@ fn pair_error(binding: &Binding, loaded: &Loaded, message: &str) -> Diagnostic {
 
 /// `text` cut to [`MAX_FINDING_TEXT`] characters.
 fn bounded(text: String) -> String {
-    match text.char_indices().nth(MAX_FINDING_TEXT) {
-        Some((at, _)) => {
-            let cut = text.chars().count() - MAX_FINDING_TEXT;
-            format!("{}… ({cut} more characters)", &text[..at])
-        }
-        None => text,
-    }
+    crate::diag::bounded(text, MAX_FINDING_TEXT)
 }
 
 /// How an evaluation stopped by a limit is reported; such a policy is not run again.

@@ -1,0 +1,3 @@
+fn main() {
+    afl::fuzz!(|data: &[u8]| gitward_fuzz::host_config(data));
+}
