@@ -356,7 +356,7 @@ fn build_engine(
 type Module<'a> = (&'a Arc<str>, &'a Arc<str>);
 
 /// What checking a commit's modules found: the modules that compile, and the problems.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Checked {
     modules: Vec<String>,
     tests: Vec<String>,
@@ -371,6 +371,50 @@ const PREPARING: u64 = u64::MAX;
 /// parent compiles only what a child compiled without crashing, the same way. A module
 /// that kills the child is refused with why, and the others are checked again.
 fn check_modules(modules: &[Module<'_>], tests: &[Module<'_>], data: &Value) -> Checked {
+    // The same modules and data check the same way: a daemon reconciling commit after
+    // commit with unchanged policies forks no child for them.
+    static CHECKED: std::sync::Mutex<Vec<([u8; 32], Checked)>> = std::sync::Mutex::new(Vec::new());
+    let digest = {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for (role, list) in [("module", modules), ("test", tests)] {
+            for (path, text) in list {
+                for part in [role, &***path, &***text] {
+                    hash.update((part.len() as u64).to_le_bytes());
+                    hash.update(part.as_bytes());
+                }
+            }
+        }
+        hash.update(data.to_string().as_bytes());
+        <[u8; 32]>::from(hash.finalize())
+    };
+    let known = |cache: &Vec<([u8; 32], Checked)>| {
+        cache
+            .iter()
+            .find(|(d, _)| *d == digest)
+            .map(|(_, checked)| checked.clone())
+    };
+    if let Some(checked) = CHECKED.lock().ok().and_then(|cache| known(&cache)) {
+        return checked;
+    }
+    let (checked, settled) = check_modules_isolated(modules, tests, data);
+    // A child that died or ran out of time may fare otherwise on a less loaded host.
+    if settled && let Ok(mut cache) = CHECKED.lock() {
+        if cache.len() >= 8 {
+            cache.remove(0);
+        }
+        cache.push((digest, checked.clone()));
+    }
+    checked
+}
+
+/// [`check_modules`] in a child; also whether every module was checked to its end (no child
+/// died or ran out of time).
+fn check_modules_isolated(
+    modules: &[Module<'_>],
+    tests: &[Module<'_>],
+    data: &Value,
+) -> (Checked, bool) {
     let deadline = Instant::now() + evaluation_budget();
     let mut refused = Vec::new();
     let mut remaining: Vec<Module<'_>> = modules.to_vec();
@@ -386,8 +430,9 @@ fn check_modules(modules: &[Module<'_>], tests: &[Module<'_>], data: &Value) -> 
                 ..
             }) if !items.is_empty() => {
                 let mut checked: Checked = items.remove(0);
+                let settled = refused.is_empty();
                 checked.diagnostics.extend(refused);
-                return checked;
+                return (checked, settled);
             }
             Ok(Run {
                 end: End::TimedOut, ..
@@ -422,11 +467,12 @@ fn check_modules(modules: &[Module<'_>], tests: &[Module<'_>], data: &Value) -> 
             Pos::START,
             format!("Rego: {failure}"),
         ));
-        return Checked {
+        let checked = Checked {
             modules: Vec::new(),
             tests: Vec::new(),
             diagnostics: refused,
         };
+        return (checked, false);
     }
 }
 

@@ -126,6 +126,9 @@ pub fn commit_input(commit: &CommitInfo) -> Value {
 /// Which (policy, resource) pairs to evaluate.
 pub type Select<'a> = dyn Fn(&Binding, &Loaded) -> bool + Sync + 'a;
 
+/// Fewest (policy, resource) pairs worth a child process of their own.
+const MIN_PAIRS_PER_CHILD: usize = 512;
+
 /// Most threads an evaluation uses.
 const MAX_THREADS: usize = 8;
 
@@ -442,7 +445,11 @@ impl<'a> Evaluator<'a> {
             .flat_map(|(loaded, applicable)| applicable.iter().map(|b| (*loaded, *b)))
             .collect();
         let deadline = Instant::now() + evaluation_budget();
-        let chunk = pairs.len().div_ceil(threads.clamp(1, MAX_THREADS)).max(1);
+        // A child costs a fork: small work (a commit-triggered review) takes one.
+        let children = threads
+            .clamp(1, MAX_THREADS)
+            .min(pairs.len().div_ceil(MIN_PAIRS_PER_CHILD));
+        let chunk = pairs.len().div_ceil(children.max(1)).max(1);
         let parts: Vec<Evaluation> = std::thread::scope(|scope| {
             let workers: Vec<_> = pairs
                 .chunks(chunk)

@@ -90,12 +90,41 @@ impl Reads {
 /// Whether the code uses `data` other than as `data.<name>`: `data[k]`, `object.get(data,
 /// ...)`, `walk(data)`, `import data as d` may reach anything.
 fn reads_data_whole(code: &str) -> bool {
+    let outside = outside_strings(code);
     code.match_indices("data").any(|(at, _)| {
         let before = code[..at].chars().next_back();
         let after = code[at + "data".len()..].chars().next();
         let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-        !word(before) && before != Some('.') && !word(after) && after != Some('.')
+        outside.get(at).copied().unwrap_or(true)
+            && !word(before)
+            && before != Some('.')
+            && !word(after)
+            && after != Some('.')
     })
+}
+
+/// For each byte of `code`, whether it is outside string literals (`"policies/data/x"` is no
+/// use of `data`).
+fn outside_strings(code: &str) -> Vec<bool> {
+    let mut outside = vec![true; code.len()];
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (at, c) in code.char_indices() {
+        let inside = quote.is_some();
+        match (quote, c) {
+            (Some('"'), '\\') if !escaped => escaped = true,
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (Some(_), _) => escaped = false,
+            (None, '"' | '`') => quote = Some(c),
+            (None, _) => {}
+        }
+        if inside || quote.is_some() {
+            for flag in outside.iter_mut().skip(at).take(c.len_utf8()) {
+                *flag = false;
+            }
+        }
+    }
+    outside
 }
 
 /// The field of each reference to `input` in a module's code: `Some("commit")` for
@@ -217,7 +246,9 @@ mod tests {
         );
         assert_eq!(Reads::of_code("input.resource.spec"), Reads::default());
         assert_eq!(
-            Reads::of_code("metadata := 1\nmy_data := input.name\n"),
+            Reads::of_code(
+                "metadata := 1\nmy_data := input.name\nm := \"see policies/data/x.yaml\"\n"
+            ),
             Reads::default(),
             "names that merely contain `data`"
         );
