@@ -772,6 +772,8 @@ fn long_messages_are_cut_and_too_many_findings_fail_the_policy() {
         .iter()
         .filter(|f| f["policy"] == "required-labels")
         .filter_map(|f| f["message"].as_str())
+        // The version in force judges the changed policy too, with its own message.
+        .filter(|m| !m.starts_with("Certificate "))
         .collect();
     assert_eq!(labels.len(), 1, "{labels:?}");
     assert!(labels[0].starts_with("api-example-com has no `owner` label 0000"));
