@@ -134,6 +134,10 @@ where
     I: Serialize + DeserializeOwned + Send,
     F: FnOnce(&mut Child<'_, I>),
 {
+    // The allocator sets up this thread's heap on its first allocation; done before the fork,
+    // the child never needs an allocator lock that another of the parent's threads may have
+    // held at the instant of the fork.
+    std::hint::black_box(Vec::<u8>::with_capacity(64));
     let shared = SharedStep::new()?;
     let (items_read, items_write) = pipe()?;
     let (errors_read, errors_write) = pipe()?;
