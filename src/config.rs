@@ -215,7 +215,7 @@ fn lexical(path: &Path) -> PathBuf {
 
 fn branch_name_problem(name: &str) -> Option<String> {
     // Names git itself refuses for a branch, though they are valid ref names.
-    if name == "HEAD" || name.starts_with('-') {
+    if name == "HEAD" || name == "@" || name.starts_with('-') || name.starts_with("refs/") {
         return Some(format!("`{name}` is not a name git takes for a branch"));
     }
     if let Some(short) = name.strip_prefix("refs/heads/") {
@@ -322,7 +322,10 @@ impl HostConfig {
                 &[Problem::error(Pos::START, format!("cannot read: {e}"))],
             )
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Resolved against an absolute directory, so that every path of the config is
+        // absolute and paths compare as what they are, whatever directory gitward runs in.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().unwrap_or(Path::new("/"));
         HostConfig::parse_located(&shown, &bytes, base)
     }
 

@@ -537,7 +537,7 @@ async fn hook(
             .into_response();
     };
     // The permit is held while the delivery is judged: until then its body is in memory.
-    let (body, _budget) = match read_body(&headers, body).await {
+    let (body, _budget) = match read_body(&headers, body, peer.ip()).await {
         Ok(read) => read,
         Err((outcome, status, text)) => {
             daemon.metrics.webhook(&label, outcome);
@@ -608,23 +608,94 @@ async fn hook(
     (status, format!("{text}\n")).into_response()
 }
 
+/// What deliveries being read may hold at once, in KiB. Each takes its announced length (or
+/// the most a body may be) before its body is read, so that clients sending large bodies
+/// slowly cannot make the daemon hold gigabytes. Bodies up to [`SMALL_BODY_KIB`] — what forges
+/// send for a push — have a budget of their own, which large ones cannot use up.
+const LARGE_BODIES_KIB: usize = 64 * 1024;
+const SMALL_BODIES_KIB: usize = 16 * 1024;
+const SMALL_BODY_KIB: usize = 256;
+/// What one address may have in bodies being read: one of the largest, and some.
+const BODIES_PER_SOURCE_KIB: usize = 8 * 1024;
+
+static LARGE_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LARGE_BODIES_KIB);
+static SMALL_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SMALL_BODIES_KIB);
+static BODIES_BY_SOURCE: Mutex<std::collections::BTreeMap<std::net::IpAddr, usize>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// A delivery's share of the body budgets, given back when it is dropped.
+struct BodyBudget {
+    _permit: tokio::sync::SemaphorePermit<'static>,
+    source: std::net::IpAddr,
+    kib: usize,
+}
+
+impl Drop for BodyBudget {
+    fn drop(&mut self) {
+        give_back(self.source, self.kib);
+    }
+}
+
+fn give_back(source: std::net::IpAddr, kib: usize) {
+    let mut held = BODIES_BY_SOURCE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(now) = held.get_mut(&source) {
+        *now = now.saturating_sub(kib);
+        if *now == 0 {
+            held.remove(&source);
+        }
+    }
+}
+
+type Refusal = (&'static str, StatusCode, String);
+
+/// Takes `kib` of the budgets for a body from `source`, or says why not.
+fn take_budget(source: std::net::IpAddr, kib: usize) -> std::result::Result<BodyBudget, Refusal> {
+    {
+        let mut held = BODIES_BY_SOURCE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = held.entry(source).or_default();
+        if *now + kib > BODIES_PER_SOURCE_KIB {
+            return Err((
+                "busy",
+                StatusCode::TOO_MANY_REQUESTS,
+                "this address has too many deliveries being read; retry later\n".to_owned(),
+            ));
+        }
+        *now += kib;
+    }
+    let pool = if kib <= SMALL_BODY_KIB {
+        &SMALL_BODIES
+    } else {
+        &LARGE_BODIES
+    };
+    match pool.try_acquire_many(u32::try_from(kib).unwrap_or(u32::MAX)) {
+        Ok(permit) => Ok(BodyBudget {
+            _permit: permit,
+            source,
+            kib,
+        }),
+        Err(_) => {
+            give_back(source, kib);
+            Err((
+                "busy",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many deliveries are being read; retry later\n".to_owned(),
+            ))
+        }
+    }
+}
+
 /// A delivery's body, read within bounds: an announced length over [`BODY_LIMIT`] is refused
 /// before a byte is read, and the whole body must arrive within [`BODY_TIMEOUT`]. A refusal is
 /// (outcome for the metrics, status, answer).
-/// What all deliveries being read may hold at once, in KiB: each takes its announced length
-/// (or the most a body may be) before its body is read, so that many clients sending large
-/// bodies slowly cannot make the daemon hold gigabytes.
-const BODY_BUDGET_KIB: usize = 64 * 1024;
-
-static BODY_BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET_KIB);
-
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
-) -> std::result::Result<
-    (Bytes, tokio::sync::SemaphorePermit<'static>),
-    (&'static str, StatusCode, String),
-> {
+    source: std::net::IpAddr,
+) -> std::result::Result<(Bytes, BodyBudget), Refusal> {
     let too_large = || {
         (
             "too_large",
@@ -641,15 +712,9 @@ async fn read_body(
     }
     let kib = announced
         .map_or(BODY_LIMIT, |length| length as usize)
-        .div_ceil(1024);
-    let Ok(permit) = BODY_BUDGET.try_acquire_many(u32::try_from(kib.max(1)).unwrap_or(u32::MAX))
-    else {
-        return Err((
-            "busy",
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many deliveries are being read; retry later\n".to_owned(),
-        ));
-    };
+        .div_ceil(1024)
+        .max(1);
+    let permit = take_budget(source, kib)?;
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
         Ok(Ok(bytes)) => Ok((bytes, permit)),
         Ok(Err(error)) => {

@@ -223,7 +223,14 @@ impl Store {
         let db_path = state_dir.join("gitward.db");
         let mut rebuilt = Rebuilt::default();
         if db_path.exists() {
-            let aside = state_dir.join(format!("gitward.db.damaged-{now}"));
+            // A name no earlier rebuild took: what was kept aside stays kept.
+            let aside = (0..)
+                .map(|n| match n {
+                    0 => state_dir.join(format!("gitward.db.damaged-{now}")),
+                    n => state_dir.join(format!("gitward.db.damaged-{now}-{n}")),
+                })
+                .find(|candidate| std::fs::symlink_metadata(candidate).is_err())
+                .unwrap_or_else(|| state_dir.join("gitward.db.damaged"));
             std::fs::rename(&db_path, &aside).map_err(|source| StoreError::Io {
                 path: aside.clone(),
                 source,
@@ -231,7 +238,7 @@ impl Store {
             for suffix in ["-wal", "-shm"] {
                 let companion = state_dir.join(format!("gitward.db{suffix}"));
                 if companion.exists() {
-                    let moved = state_dir.join(format!("gitward.db.damaged-{now}{suffix}"));
+                    let moved = PathBuf::from(format!("{}{suffix}", aside.display()));
                     std::fs::rename(&companion, &moved).map_err(|source| StoreError::Io {
                         path: moved,
                         source,

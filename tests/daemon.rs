@@ -447,7 +447,7 @@ fn clients_that_hold_connections_or_bodies_back_cannot_take_the_daemon_down() {
 
     // Clients from many addresses announcing large bodies and sending them slowly: what the
     // daemon holds for them is bounded (64 MiB in all), the one past it is turned away at
-    // once, and a small signed delivery still fits.
+    // once, and a small signed delivery, which large ones cannot crowd out, still gets in.
     let large = format!(
         "POST /hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{{",
         5 * 1024 * 1024
@@ -460,6 +460,10 @@ fn clients_that_hold_connections_or_bodies_back_cannot_take_the_daemon_down() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
+    // One address holds one large body at a time: a second is its own to wait for.
+    let mut second = unfinished_from(port, [127, 0, 0, 2]);
+    second.write_all(large.as_bytes()).expect("send");
+    assert_eq!(status_line(second), "HTTP/1.1 429 Too Many Requests");
     let mut one_more = unfinished_from(port, [127, 0, 0, 14]);
     one_more.write_all(large.as_bytes()).expect("send");
     assert_eq!(status_line(one_more), "HTTP/1.1 503 Service Unavailable");

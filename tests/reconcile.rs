@@ -951,6 +951,47 @@ fn a_damaged_state_database_is_rebuilt_from_status_and_the_secret_store() {
         run.stdout
     );
     assert_eq!(host.serial("api"), serial);
+    // Rebuilt again within the same second: the first damaged file stays kept.
+    std::fs::write(state.join("gitward.db"), vec![0x5a; 8192]).expect("damage");
+    common::gitward_in(
+        host.dir.path(),
+        &["state", "rebuild", "--config", "gitward.yaml"],
+    )
+    .expect(0);
+    let kept = std::fs::read_dir(&state)
+        .expect("state")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("gitward.db.damaged-")
+                && !name.ends_with("-wal")
+                && !name.ends_with("-shm")
+        })
+        .count();
+    assert_eq!(kept, 2);
+}
+
+#[test]
+fn targets_near_the_secret_store_are_refused_with_a_relative_config() {
+    let host = one_certificate();
+    std::fs::create_dir_all(host.dir.path().join("state")).expect("state");
+    // `--config gitward.yaml` from its own directory: every path in it is relative.
+    std::fs::write(
+        host.dir.path().join("gitward.yaml"),
+        format!(
+            "repo: {{url: {}, branch: main}}\nstateDir: state\ntargets:\n  web: {{dir: state/tls}}\n",
+            host.repo.path().display()
+        ),
+    )
+    .expect("config");
+    let run = host.reconcile(&[]).expect(2);
+    assert!(
+        run.stderr.contains("gitward.yaml:4:14: targets.web.dir: ")
+            && run.stderr.contains("the state directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(!host.dir.path().join("state/tls").exists());
 }
 
 #[test]

@@ -270,8 +270,8 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
     items
         .into_iter()
         .map(|item| match item {
-            RegoValue::String(message) => Ok(RuleResult {
-                message: bounded(message.to_string()),
+            RegoValue::String(text) => Ok(RuleResult {
+                message: message(text.to_string()),
                 severity: None,
                 field: None,
                 id: None,
@@ -285,7 +285,7 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
                         describe(other)
                     )),
                 };
-                let message = text("msg")?.ok_or("a finding object has no `msg`")?;
+                let message = message(text("msg")?.ok_or("a finding object has no `msg`")?);
                 let severity = match text("severity")? {
                     None => None,
                     Some(s) => Some(
@@ -728,6 +728,16 @@ fn pair_error(binding: &Binding, loaded: &Loaded, message: &str) -> Diagnostic {
             loaded.name()
         ),
     )
+}
+
+/// A finding's message: cut to [`MAX_FINDING_TEXT`] characters, and never blank (a
+/// `sprintf` given the wrong type yields an empty string).
+fn message(text: String) -> String {
+    if text.trim().is_empty() {
+        "(the policy gave this finding no message)".to_owned()
+    } else {
+        bounded(text)
+    }
 }
 
 /// `text` cut to [`MAX_FINDING_TEXT`] characters.
