@@ -214,14 +214,14 @@ fn lexical(path: &Path) -> PathBuf {
 }
 
 fn branch_name_problem(name: &str) -> Option<String> {
-    // Names git itself refuses for a branch, though they are valid ref names.
-    if name == "HEAD" || name == "@" || name.starts_with('-') || name.starts_with("refs/") {
-        return Some(format!("`{name}` is not a name git takes for a branch"));
-    }
     if let Some(short) = name.strip_prefix("refs/heads/") {
         return Some(format!(
             "`{name}` is a ref; write the branch name alone, `{short}`"
         ));
+    }
+    // Names git refuses for a branch or reads as something else, though valid ref names.
+    if name == "HEAD" || name == "@" || name.starts_with('-') || name.starts_with("refs/") {
+        return Some(format!("`{name}` is not a name git takes for a branch"));
     }
     if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
         return Some(format!("`{name}` is not a valid branch name"));
