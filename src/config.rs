@@ -387,6 +387,13 @@ impl HostConfig {
     /// with links followed.
     fn placement_problems(&self, root: &Node) -> Vec<Problem> {
         let real = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| lexical(path));
+        // A target's own name is not followed: a link there is refused when files are written.
+        let real_target = |path: &Path| match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                .map(|parent| parent.join(name))
+                .unwrap_or_else(|_| lexical(path)),
+            _ => lexical(path),
+        };
         let overlap = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
         let state = real(&self.state_dir);
         let repo = self.local_repo().map(|r| real(&r));
@@ -411,7 +418,7 @@ impl HostConfig {
         };
         let mut problems = Vec::new();
         for (name, target) in &self.targets {
-            let dir = real(&target.dir);
+            let dir = real_target(&target.dir);
             let clash = if overlap(&dir, &state) {
                 Some("the state directory, where the secret store is")
             } else if unignored_in_repo(&dir) {
