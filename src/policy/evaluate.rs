@@ -271,7 +271,7 @@ fn rule_results(value: &RegoValue) -> Result<Vec<RuleResult>, String> {
         .into_iter()
         .map(|item| match item {
             RegoValue::String(text) => Ok(RuleResult {
-                message: message(text.to_string()),
+                message: message(bounded(text.to_string())),
                 severity: None,
                 field: None,
                 id: None,
@@ -730,13 +730,12 @@ fn pair_error(binding: &Binding, loaded: &Loaded, message: &str) -> Diagnostic {
     )
 }
 
-/// A finding's message: cut to [`MAX_FINDING_TEXT`] characters, and never blank (a
-/// `sprintf` given the wrong type yields an empty string).
+/// A finding's message, never blank (a `sprintf` given the wrong type yields "").
 fn message(text: String) -> String {
     if text.trim().is_empty() {
         "(the policy gave this finding no message)".to_owned()
     } else {
-        bounded(text)
+        text
     }
 }
 
