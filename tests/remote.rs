@@ -273,7 +273,8 @@ fn an_ssh_key_file_logs_in_to_an_openssh_server_whose_host_key_the_host_lists() 
     );
     assert!(run.stderr.contains(&refused), "{}", run.stderr);
     assert!(
-        run.stderr.contains("is not in known_hosts"),
+        run.stderr
+            .contains(&format!("is not in {}", known_hosts.display())),
         "{}",
         run.stderr
     );
