@@ -304,24 +304,31 @@ fn webhook_secrets_are_read_next_to_the_config_and_must_not_be_empty() {
 /// Opens up to `count` connections to the daemon from the loopback address `source`, each with
 /// half a request's headers; stops at the first that cannot connect.
 fn unfinished(port: u16, source: [u8; 4], count: usize) -> Vec<TcpStream> {
-    let to = SocketAddr::from(([127, 0, 0, 1], port));
-    let from = SocketAddr::from((source, 0));
     let mut held = Vec::new();
     for _ in 0..count {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        socket.bind(&from.into()).expect("bind a loopback address");
-        if socket
-            .connect_timeout(&to.into(), Duration::from_secs(5))
-            .is_err()
-        {
+        let Some(mut stream) = connect_from(port, source) else {
             break;
-        }
-        let mut stream = TcpStream::from(socket);
+        };
         let _ = stream.write_all(b"POST /hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         held.push(stream);
     }
     held
+}
+
+/// A connection to the daemon from the loopback address `source`, if it can be made.
+fn connect_from(port: u16, source: [u8; 4]) -> Option<TcpStream> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .expect("bind a loopback address");
+    socket
+        .connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)).into(),
+            Duration::from_secs(5),
+        )
+        .ok()?;
+    Some(TcpStream::from(socket))
 }
 
 /// Whether the daemon has not closed `stream` (nothing to read yet).
@@ -476,18 +483,7 @@ fn clients_that_hold_connections_or_bodies_back_cannot_take_the_daemon_down() {
 
 /// One connection from the loopback address `source`, nothing sent yet.
 fn unfinished_from(port: u16, source: [u8; 4]) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::from((source, 0)).into())
-        .expect("bind a loopback address");
-    socket
-        .connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], port)).into(),
-            Duration::from_secs(5),
-        )
-        .expect("connect");
-    let stream = TcpStream::from(socket);
+    let stream = connect_from(port, source).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");

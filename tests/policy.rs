@@ -54,6 +54,19 @@ fn with_labels_condition(condition: &str) -> TestRepo {
     repo
 }
 
+/// `plan` of [`with_labels_condition`], which must exit 2 with `required-labels` failing.
+fn labels_policy_fails(condition: &str) -> common::Run {
+    let run = with_labels_condition(condition)
+        .gitward(&["plan", "--base", "main", "--head", "change"])
+        .expect(2);
+    assert!(
+        run.stdout.contains("policy `required-labels` failed on "),
+        "{}",
+        run.stdout
+    );
+    run
+}
+
 fn tuple(status: &str, policy: &str, resource: &str, line: u64) -> (String, String, String, u64) {
     (
         status.to_owned(),
@@ -642,15 +655,7 @@ fn whether_a_finding_is_new_does_not_rest_on_guessing_what_a_policy_reads() {
 
 #[test]
 fn a_policy_that_would_exhaust_memory_fails_the_commit() {
-    let repo = with_labels_condition("count(numbers.range(1, 3000000000)) > 0");
-    let run = repo
-        .gitward(&["plan", "--base", "main", "--head", "change"])
-        .expect(2);
-    assert!(
-        run.stdout.contains("policy `required-labels` failed on "),
-        "{}",
-        run.stdout
-    );
+    let run = labels_policy_fails("count(numbers.range(1, 3000000000)) > 0");
     // regorus's own check stops it, or the child it runs in reaches its memory limit first.
     assert!(
         run.stdout
@@ -724,15 +729,7 @@ fn gitward_test_finds_indented_test_rules_but_not_local_variables() {
 /// evaluation runs in a child process, which dies alone, and the commit fails naming it.
 #[test]
 fn a_policy_that_exhausts_memory_in_one_call_fails_the_commit_not_the_process() {
-    let repo = with_labels_condition("count(sprintf(\"%0999999999d\", [1])) > 0");
-    let run = repo
-        .gitward(&["plan", "--base", "main", "--head", "change"])
-        .expect(2);
-    assert!(
-        run.stdout.contains("policy `required-labels` failed on "),
-        "{}",
-        run.stdout
-    );
+    let run = labels_policy_fails("count(sprintf(\"%0999999999d\", [1])) > 0");
     assert!(
         run.stdout.contains("memory ran out") || run.stdout.contains("stopped at its limit"),
         "{}",

@@ -310,6 +310,16 @@ fn too_deep(text: &str) -> Option<Pos> {
     None
 }
 
+/// A module whose brackets nest too deep to be parsed, as a problem at the place.
+fn nesting_problem(path: &str, text: &str) -> Option<Diagnostic> {
+    let pos = too_deep(text)?;
+    Some(Diagnostic::error(
+        path,
+        pos,
+        format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
+    ))
+}
+
 /// Whether `name` is defined as a function in a module (`name(x) := ...`).
 fn is_function(text: &str, name: &str) -> bool {
     code_of(text).lines().any(|line| {
@@ -489,12 +499,8 @@ fn check_in_child(
     let mut candidates: Vec<(usize, Module<'_>)> = Vec::new();
     for (index, (path, text)) in modules.iter().enumerate() {
         step(index as u64);
-        if let Some(pos) = too_deep(text) {
-            diagnostics.push(Diagnostic::error(
-                path,
-                pos,
-                format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
-            ));
+        if let Some(problem) = nesting_problem(path, text) {
+            diagnostics.push(problem);
             continue;
         }
         let (analysis, problems) = analyze(path, text);
@@ -543,19 +549,18 @@ fn check_in_child(
     let mut scratch = engine;
     let mut accepted_tests = Vec::new();
     for (path, text) in tests {
-        match too_deep(text) {
-            Some(pos) => diagnostics.push(Diagnostic::error(
-                path,
-                pos,
-                format!("Rego: nesting deeper than {MAX_REGO_NESTING} levels"),
-            )),
-            None => match analyze(path, text) {
-                (_, problems) if !problems.is_empty() => diagnostics.extend(problems),
-                _ => match scratch.add_policy(path.to_string(), text.to_string()) {
-                    Ok(_) => accepted_tests.push(path.to_string()),
-                    Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
-                },
-            },
+        if let Some(problem) = nesting_problem(path, text) {
+            diagnostics.push(problem);
+            continue;
+        }
+        let (_, problems) = analyze(path, text);
+        if !problems.is_empty() {
+            diagnostics.extend(problems);
+            continue;
+        }
+        match scratch.add_policy(path.to_string(), text.to_string()) {
+            Ok(_) => accepted_tests.push(path.to_string()),
+            Err(error) => diagnostics.push(rego_diagnostic(path, &error)),
         }
     }
     Checked {
@@ -566,6 +571,47 @@ fn check_in_child(
             .collect(),
         tests: accepted_tests,
         diagnostics,
+    }
+}
+
+/// Compiles what a child compiled without trouble (see [`check_modules`]), the same way and
+/// on a stack as large; a problem here is one the child met and reported already.
+fn compile_proven(
+    modules: &[Module<'_>],
+    data: &Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (regorus::Engine, HashMap<Arc<str>, String>) {
+    let compiled = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let (mut engine, compiled, problems) = build_engine(modules, data, &mut |_| {});
+                let prepared = engine.eval_query("true".to_owned(), false);
+                (engine, compiled, problems, prepared.err())
+            })
+            .map(|thread| thread.join())
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|joined| joined.map_err(|_| "the compiling thread panicked".to_owned()));
+    match compiled {
+        Ok((engine, compiled, problems, unprepared)) => {
+            if let Some(error) = unprepared.filter(|_| problems.is_empty()) {
+                diagnostics.push(Diagnostic::error(
+                    "policies",
+                    Pos::START,
+                    format!("Rego: {error}"),
+                ));
+            }
+            (engine, compiled)
+        }
+        Err(error) => {
+            diagnostics.push(Diagnostic::error(
+                "policies",
+                Pos::START,
+                format!("Rego: cannot compile the policies: {error}"),
+            ));
+            (regorus::Engine::new(), HashMap::new())
+        }
     }
 }
 
@@ -591,40 +637,7 @@ pub fn compile(catalog: &Catalog) -> (PolicySet, Vec<Diagnostic>) {
         .filter(|(path, _)| checked.tests.iter().any(|m| **m == ***path))
         .map(|(path, text)| (path.clone(), text.clone()))
         .collect();
-    // What a child compiled, the parent compiles the same way, on a stack as large.
-    let compiled = std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .stack_size(STACK_BYTES)
-            .spawn_scoped(scope, || {
-                let (mut engine, compiled, problems) = build_engine(&modules, &data, &mut |_| {});
-                let prepared = engine.eval_query("true".to_owned(), false);
-                (engine, compiled, problems, prepared.err())
-            })
-            .map(|thread| thread.join())
-    })
-    .map_err(|e| e.to_string())
-    .and_then(|joined| joined.map_err(|_| "the compiling thread panicked".to_owned()));
-    let (engine, compiled) = match compiled {
-        Ok((engine, compiled, problems, unprepared)) => {
-            // The child met the same problems and reported them.
-            if let Some(error) = unprepared.filter(|_| problems.is_empty()) {
-                diagnostics.push(Diagnostic::error(
-                    "policies",
-                    Pos::START,
-                    format!("Rego: {error}"),
-                ));
-            }
-            (engine, compiled)
-        }
-        Err(error) => {
-            diagnostics.push(Diagnostic::error(
-                "policies",
-                Pos::START,
-                format!("Rego: cannot compile the policies: {error}"),
-            ));
-            (regorus::Engine::new(), HashMap::new())
-        }
-    };
+    let (engine, compiled) = compile_proven(&modules, &data, &mut diagnostics);
     let module_code: Vec<(String, String)> = modules
         .iter()
         .filter_map(|(_, text)| Some((package_of(text)?, code_of(text))))
