@@ -99,11 +99,12 @@ fn gate(spec: &GateSpec, report: &mut impl FnMut(&[&str], String)) {
         );
     }
     for (i, slot) in window.allow.iter().enumerate() {
-        if slot.from >= slot.to {
+        // `to` before `from` is a slot past midnight; only an empty slot is a mistake.
+        if slot.from == slot.to || (slot.from == "24:00" && slot.to == "00:00") {
             report(
                 &["require", "window", "allow", &i.to_string(), "to"],
                 format!(
-                    "`to` ({}) must be later than `from` ({})",
+                    "`to` ({}) must differ from `from` ({}): the slot would be empty",
                     slot.to, slot.from
                 ),
             );
@@ -152,12 +153,12 @@ mod tests {
 
     #[test]
     fn gate_windows_are_checked() {
-        let text = "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: g}\nspec:\n  appliesTo: {kinds: [Certificate]}\n  require:\n    window:\n      timezone: Europe/Berln\n      allow: [{from: '16:00', to: '09:00'}]\n      deny: [{from: 2026-02-30, to: 2026-03-01}]\n";
+        let text = "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: g}\nspec:\n  appliesTo: {kinds: [Certificate]}\n  require:\n    window:\n      timezone: Europe/Berln\n      allow: [{from: '16:00', to: '16:00'}, {from: '22:00', to: '02:00'}]\n      deny: [{from: 2026-02-30, to: 2026-03-01}]\n";
         assert_eq!(
             messages(text),
             [
                 "8:7: unknown time zone `Europe/Berln`; did you mean `Europe/Berlin`?",
-                "9:31: `to` (09:00) must be later than `from` (16:00)",
+                "9:31: `to` (16:00) must differ from `from` (16:00): the slot would be empty",
                 "10:15: `2026-02-30` is not a date",
             ]
         );

@@ -615,7 +615,38 @@ string_enum!(
 string_enum!(
     /// Where approvals come from.
     ApprovalSource {
+        Signatures = "signatures",
         Trailers = "trailers",
+    }
+);
+
+string_enum!(
+    /// A band of SARIF `security-severity` scores, as GitHub reads them.
+    SecurityBand {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Critical = "critical",
+    }
+);
+
+impl SecurityBand {
+    /// The lowest score in the band: critical 9.0, high 7.0, medium 4.0, low 0.1.
+    pub fn lowest_score(self) -> f64 {
+        match self {
+            SecurityBand::Low => 0.1,
+            SecurityBand::Medium => 4.0,
+            SecurityBand::High => 7.0,
+            SecurityBand::Critical => 9.0,
+        }
+    }
+}
+
+string_enum!(
+    /// Whether renewals wait for a gate's window.
+    RenewalRule {
+        Anytime = "anytime",
+        FollowWindow = "followWindow",
     }
 );
 
@@ -636,18 +667,50 @@ pub struct GateSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(extend(
-    "minProperties" = 1,
-    "errorMessage" = "a gate requires at least one of `violations`, `scans`, `approvals` or `window`"
+    "anyOf" = [
+        {"required": ["violations"]},
+        {"required": ["scans"]},
+        {"required": ["approvals"]},
+        {"required": ["signedBy"]},
+        {"required": ["window"]},
+    ],
+    "errorMessage" = "a gate requires at least one of `violations`, `scans`, `approvals`, `signedBy` or `window`"
 ))]
 pub struct GateRequirements {
     /// Most policy findings allowed on the affected resources, by enforcement.
     pub violations: Option<ViolationLimits>,
     /// SARIF reports committed in the repository.
     pub scans: Option<ScanRequirement>,
-    /// Approvals recorded on the merged commit.
+    /// Verified approvals of the tree that is applied.
     pub approvals: Option<ApprovalRequirement>,
+    /// The applied commit must be SSH-signed by one of these principals.
+    #[serde(default)]
+    #[schemars(
+        inner(regex(pattern = patterns::PRINCIPAL)),
+        extend("uniqueItems" = true)
+    )]
+    pub signed_by: Vec<String>,
     /// When changes may be applied.
     pub window: Option<ChangeWindow>,
+    /// `anytime`: renewals go on outside the window; `followWindow`: they wait for it, unless
+    /// the certificate is within `expiryMargin` of its expiry.
+    #[serde(default = "default_renewal_rule")]
+    pub renewals: RenewalRule,
+    /// How close to expiry a renewal goes ahead whatever the window says.
+    #[serde(default = "default_expiry_margin")]
+    pub expiry_margin: Duration,
+}
+
+fn default_renewal_rule() -> RenewalRule {
+    RenewalRule::Anytime
+}
+
+fn default_expiry_margin() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_review_within() -> Duration {
+    Duration::from_secs(72 * 3_600)
 }
 
 /// Most findings allowed per enforcement level.
@@ -659,6 +722,8 @@ pub struct ViolationLimits {
     pub deny: u32,
     /// Most `warn` findings; unlimited when unset.
     pub warn: Option<u32>,
+    /// Most `audit` findings; unlimited when unset.
+    pub audit: Option<u32>,
 }
 
 fn default_max_level() -> SarifLevel {
@@ -675,6 +740,11 @@ pub struct ScanRequirement {
     /// Any result above this level fails the gate.
     #[serde(default = "default_max_level")]
     pub max_level: SarifLevel,
+    /// Any result whose `security-severity` is in this band or above fails the gate.
+    pub max_severity: Option<SecurityBand>,
+    /// Count only results not in the base's reports (by fingerprint).
+    #[serde(default)]
+    pub new_only: bool,
 }
 
 /// Approvals a change needs.
@@ -684,17 +754,23 @@ pub struct ApprovalRequirement {
     /// How many distinct approvers.
     #[schemars(range(min = 1))]
     pub count: u32,
-    /// Who may approve (e-mail addresses); anyone when empty.
+    /// Who may approve: principals of the host's allowed signers (usually e-mail addresses);
+    /// any listed principal when empty.
     #[serde(default)]
-    #[schemars(inner(regex(pattern = "^[^@\\s]+@[^@\\s]+$")))]
+    #[schemars(
+        inner(regex(pattern = patterns::PRINCIPAL)),
+        extend("uniqueItems" = true)
+    )]
     pub from: Vec<String>,
-    /// Where approvals are read: `trailers` reads `Approved-by:` trailers of the merged commit.
+    /// Where approvals are read: `signatures` (made by `gitward approve`, checked against the
+    /// host's allowed signers) or `trailers` (`Approved-by:` lines of the applied commit,
+    /// unverified; only where the host trusts them).
     #[serde(default = "default_approval_source")]
     pub source: ApprovalSource,
 }
 
 fn default_approval_source() -> ApprovalSource {
-    ApprovalSource::Trailers
+    ApprovalSource::Signatures
 }
 
 /// Times when changes may be applied.
@@ -722,7 +798,7 @@ pub struct AllowSlot {
     /// Start time, `HH:MM`.
     #[schemars(regex(pattern = patterns::TIME_OF_DAY))]
     pub from: String,
-    /// End time, `HH:MM`, later than `from`.
+    /// End time, `HH:MM`; earlier than `from` for a slot that goes past midnight.
     #[schemars(regex(pattern = patterns::TIME_OF_DAY))]
     pub to: String,
 }
@@ -753,12 +829,16 @@ pub struct GateOverride {
     #[serde(default = "default_override_trailer")]
     #[schemars(regex(pattern = patterns::TRAILER))]
     pub trailer: String,
-    /// Commit authors (e-mail) allowed to override.
-    #[schemars(length(min = 1), inner(regex(pattern = "^[^@\\s]+@[^@\\s]+$")))]
+    /// Principals allowed to override; the overriding commit must be SSH-signed by one.
+    #[schemars(length(min = 1), inner(regex(pattern = patterns::PRINCIPAL)))]
     pub by: Vec<String>,
     /// Sinks told about every override.
     #[serde(default)]
     pub notify: Vec<Name>,
+    /// How soon another principal reviews an override (`Override-Reviewed: <sha>` on a later
+    /// signed commit) before the open review is reported overdue.
+    #[serde(default = "default_review_within")]
+    pub review_within: Duration,
 }
 
 string_enum!(

@@ -29,6 +29,8 @@ pub mod patterns {
     pub const DATE: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
     pub const TIME_OF_DAY: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$";
     pub const REPO_PATH: &str = "^[^/\\\\](.*[^/])?$";
+    /// A principal of an allowed-signers file: no spaces, commas or quotes.
+    pub const PRINCIPAL: &str = "^[^\\s,\"*?!]{1,256}$";
     pub const TRAILER: &str = "^[A-Za-z0-9][-A-Za-z0-9]*$";
 }
 
