@@ -1,0 +1,2 @@
+//! Scan requirements: SARIF reports committed in the repository, judged by level and
+//! security severity.
