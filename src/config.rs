@@ -592,6 +592,16 @@ pub fn is_remote(url: &str) -> bool {
             .is_some_and(|(before, _)| !before.is_empty() && !before.contains('/'))
 }
 
+impl HostConfig {
+    pub fn allowed_signers(&self) -> Option<std::sync::Arc<crate::trust::signers::AllowedSigners>> {
+        None
+    }
+
+    pub fn trust_trailers(&self) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

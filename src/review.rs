@@ -409,7 +409,8 @@ fn modules_differ(a: &Catalog, b: &Catalog) -> bool {
     rules(a) != rules(b)
 }
 
-fn data_differs(a: &crate::model::Catalog, b: &crate::model::Catalog) -> bool {
+/// Whether the policy data files differ.
+pub(crate) fn data_differs(a: &crate::model::Catalog, b: &crate::model::Catalog) -> bool {
     a.data.len() != b.data.len()
         || a.data
             .iter()

@@ -175,10 +175,13 @@ pub struct Summary {
     /// Why the result is not `applied`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// When a pending commit is applied: the opening of the window it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The note on a reconciled commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Note {
     pub result: Outcome,
@@ -191,6 +194,12 @@ pub struct Note {
     /// Policy findings of the commit, as `policy enforcement Kind/name: message`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<String>,
+    /// The decision of each gate that governed the commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<crate::gate::GateReport>,
+    /// Overrides the commit used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<crate::gate::OverrideRecord>,
 }
 
 /// The status tree at the tip of the status branch.
@@ -202,6 +211,23 @@ pub struct Observed {
     pub tip: Option<Oid>,
     pub summary: Option<Summary>,
     pub resources: Statuses,
+    /// Overrides whose review is open (`overrides.yaml`).
+    pub reviews: Vec<crate::gate::OpenReview>,
+}
+
+/// Where the status tree keeps the open override reviews.
+const REVIEWS_FILE: &str = "overrides.yaml";
+/// Where the status tree keeps each gate's last decision.
+const GATES_DIR: &str = "status/gate";
+
+/// What a reconcile records on the status branch.
+pub struct Record<'a> {
+    pub summary: &'a Summary,
+    pub resources: &'a Statuses,
+    pub reviews: &'a [crate::gate::OpenReview],
+    /// Each governing gate's decision, when the head was decided on; `None` keeps the
+    /// decisions recorded before.
+    pub gates: Option<&'a [crate::gate::GateReport]>,
 }
 
 fn yaml<T: Serialize>(value: &T) -> String {
@@ -212,16 +238,29 @@ fn resource_path(kind: Kind, name: &str) -> String {
     format!("status/{}/{name}.yaml", kind.schema_stem())
 }
 
+fn gate_path(name: &str) -> String {
+    format!("{GATES_DIR}/{name}.yaml")
+}
+
 /// The files of a status tree.
-fn tree_files<'a>(
-    summary: &'a Summary,
-    resources: &'a Statuses,
-) -> impl Iterator<Item = (String, String)> + 'a {
-    std::iter::once(("summary.yaml".to_owned(), yaml(summary))).chain(
-        resources
-            .iter()
-            .map(|((kind, name), status)| (resource_path(*kind, name), yaml(status))),
-    )
+fn tree_files<'a>(record: &'a Record<'a>) -> impl Iterator<Item = (String, String)> + 'a {
+    std::iter::once(("summary.yaml".to_owned(), yaml(record.summary)))
+        .chain(
+            (!record.reviews.is_empty()).then(|| (REVIEWS_FILE.to_owned(), yaml(&record.reviews))),
+        )
+        .chain(
+            record
+                .gates
+                .unwrap_or_default()
+                .iter()
+                .map(|g| (gate_path(&g.name), yaml(g))),
+        )
+        .chain(
+            record
+                .resources
+                .iter()
+                .map(|((kind, name), status)| (resource_path(*kind, name), yaml(status))),
+        )
 }
 
 fn status_ref(branch: &str) -> String {
@@ -245,13 +284,21 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
         String::from_utf8(bounded_blob(git, entry.id())?).ok()
     };
     let summary = blob("summary.yaml").and_then(|text| serde_yaml::from_str(&text).ok());
+    let reviews = blob(REVIEWS_FILE)
+        .and_then(|text| serde_yaml::from_str(&text).ok())
+        .unwrap_or_default();
     let mut texts = Vec::new();
     if let Ok(status_dir) = tree.get_path(std::path::Path::new("status")) {
         let dir = status_dir
             .to_object(git)
             .ok()
             .and_then(|o| o.into_tree().ok());
-        for kind_entry in dir.iter().flat_map(|d| d.iter()) {
+        // Gate decisions are records of their own, not resource statuses.
+        let resource_dirs = dir
+            .iter()
+            .flat_map(|d| d.iter())
+            .filter(|e| e.name_bytes() != b"gate");
+        for kind_entry in resource_dirs {
             let Some(kind_tree) = kind_entry
                 .to_object(git)
                 .ok()
@@ -273,6 +320,7 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
         tip: Some(commit.id()),
         summary,
         resources: parse_statuses(&texts),
+        reviews,
     })
 }
 
@@ -319,17 +367,17 @@ pub fn commit(
     repo: &Repo,
     branch: &str,
     observed: &Observed,
-    summary: &Summary,
-    resources: &Statuses,
+    record: &Record<'_>,
     message: &str,
 ) -> Result<Oid> {
+    let (summary, resources) = (record.summary, record.resources);
     let git = repo.inner();
     let base_tree = observed
         .tip
         .and_then(|tip| git.find_commit(tip).ok())
         .and_then(|c| c.tree().ok());
     let tree = match &base_tree {
-        None => repo.write_files(tree_files(summary, resources))?,
+        None => repo.write_files(tree_files(record))?,
         Some(base) => {
             let blob = |text: String| {
                 git.blob(text.as_bytes())
@@ -337,6 +385,37 @@ pub fn commit(
             };
             let mut update = git2::build::TreeUpdateBuilder::new();
             update.upsert("summary.yaml", blob(yaml(summary))?, git2::FileMode::Blob);
+            if record.reviews.is_empty() {
+                if base.get_name(REVIEWS_FILE).is_some() {
+                    update.remove(REVIEWS_FILE);
+                }
+            } else {
+                update.upsert(
+                    REVIEWS_FILE,
+                    blob(yaml(&record.reviews))?,
+                    git2::FileMode::Blob,
+                );
+            }
+            if let Some(gates) = record.gates {
+                let recorded = base
+                    .get_path(std::path::Path::new(GATES_DIR))
+                    .ok()
+                    .and_then(|e| e.to_object(git).ok())
+                    .and_then(|o| o.into_tree().ok());
+                for entry in recorded.iter().flat_map(|t| t.iter()) {
+                    let name = entry.name().unwrap_or_default();
+                    if !gates.iter().any(|g| format!("{}.yaml", g.name) == name) {
+                        update.remove(format!("{GATES_DIR}/{name}"));
+                    }
+                }
+                for gate in gates {
+                    update.upsert(
+                        gate_path(&gate.name),
+                        blob(yaml(gate))?,
+                        git2::FileMode::Blob,
+                    );
+                }
+            }
             for ((kind, name), status) in resources {
                 if observed.resources.get(&(*kind, name.clone())) != Some(status) {
                     update.upsert(

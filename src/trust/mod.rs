@@ -2,6 +2,10 @@
 //! proves nothing; an SSH signature made by a key that the host's allowed-signers file lists
 //! for a principal does.
 
+pub mod approvals;
+pub mod commits;
+pub mod signers;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -1,642 +1,31 @@
-//! One reconcile: make the world match the head of the tracked branch, then record the
-//! outcome in Git.
-//!
-//! Desired state is the commit; observed state is the status branch's tip plus the secret
-//! store. The same pure review as `plan` decides whether the commit may be applied at all
-//! (valid, no new `deny` finding against the commit in force); then each CA, parents first,
-//! and each certificate is kept, issued, reissued or renewed by comparing its spec hash,
-//! its issuer's fingerprint and its renewal time with what status records. Effects go
-//! through the journal of [`crate::store`] and the link-proof writes of [`crate::outputs`].
+//! Carrying out a decision: each CA, parents first, and each certificate is kept, issued,
+//! reissued or renewed by comparing its spec hash, its issuer's fingerprint and its renewal
+//! time with what status records; files are written and targets reloaded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rcgen::KeyPair;
-use sha2::{Digest, Sha256};
 
+use super::{Progress, Scope, spec_hash};
 use crate::acme;
 use crate::config::{HostConfig, Target};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::failpoint;
-use crate::git::CommitInfo;
-use crate::model::{
-    Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Significant, Spec,
-};
+use crate::gate::{self, Renewal, RenewalHold};
+use crate::model::{Catalog, CertificateSpec, IssuerSpec, IssuerType, Kind, Loaded, Spec};
 use crate::outputs;
 use crate::pki::{self, Signer};
-use crate::policy::Evaluation;
 use crate::redact::Private;
-use crate::remote::{Exchange, Workspace};
-use crate::review::{Known, review_on};
-use crate::snapshot::Snapshot;
-use crate::source::{BlobCache, ConfigRepo};
-use crate::status::{
-    self, Change, Note, Observed, Outcome, ResourceOutcome, ResourceStatus, Statuses, Summary,
-};
+use crate::status::{Change, Observed, ResourceOutcome, ResourceStatus, Statuses};
 use crate::store::{Staged, Store};
-
-/// What one reconcile did.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub source: String,
-    pub result: Outcome,
-    pub problems: Vec<String>,
-    pub resources: Vec<ResourceOutcome>,
-    /// The status-branch commit that records the outcome.
-    pub status_commit: String,
-    /// Whether a new status commit was written (a reconcile that changes nothing writes none).
-    pub wrote_status: bool,
-    /// The earliest time a certificate or CA in force is due for renewal.
-    pub next_renewal: Option<DateTime<Utc>>,
-    /// When a commit that did not apply is tried again.
-    pub retry_at: Option<DateTime<Utc>>,
-    /// Until when this outcome stands for a reconcile that finds nothing new: the retry, or
-    /// the earliest renewal to come. `None`: until something new.
-    pub stands_until: Option<DateTime<Utc>>,
-    /// Whether this is the last reconcile's outcome standing: nothing new, nothing due, so
-    /// nothing was done.
-    pub stood: bool,
-    /// When each certificate and CA in force expires.
-    pub expiries: Vec<(Kind, String, DateTime<Utc>)>,
-    /// How fetching and pushing went, when the repository is a remote.
-    pub exchange: Exchange,
-}
-
-/// Hears how a reconcile advances, for a display on a terminal.
-pub trait Progress {
-    /// Work starts on `total` certificates.
-    fn start(&self, _total: usize) {}
-    /// Certificate `name` is next, `done` certificates are finished.
-    fn certificate(&self, _done: usize, _name: &str) {}
-    /// A step that is not about one certificate.
-    fn step(&self, _what: &str) {}
-}
-
-/// Progress nobody watches.
-pub struct Silent;
-
-impl Progress for Silent {}
-
-/// "sha256:<hex>" of the fields that matter.
-pub fn spec_hash(fields: &Significant) -> String {
-    let json = serde_json::to_string(fields).unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(json.as_bytes())))
-}
-
-/// What the review of a commit decides for the reconcile.
-#[derive(Default)]
-struct Verdict {
-    /// Why the commit is invalid; empty when it is valid.
-    errors: Vec<String>,
-    /// The new `deny` findings that block it.
-    blocking: Vec<String>,
-    /// Its policy findings, as the note lists them.
-    findings: Vec<String>,
-}
-
-impl Verdict {
-    fn of(plan: &crate::report::PlanReport) -> Verdict {
-        let errors = if plan.valid {
-            Vec::new()
-        } else {
-            plan.errors().map(ToString::to_string).collect()
-        };
-        let blocking = plan
-            .findings
-            .iter()
-            .filter(|f| plan.blocked && f.blocks())
-            .map(|f| {
-                format!(
-                    "new deny finding: {} {}: {}",
-                    f.policy,
-                    f.resource_id(),
-                    f.message
-                )
-            })
-            .collect();
-        let findings = plan
-            .findings
-            .iter()
-            .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
-            .map(|f| {
-                let excepted = f
-                    .exception
-                    .as_ref()
-                    .map(|e| format!(" (excepted until {} for {})", e.expires, e.owner))
-                    .unwrap_or_default();
-                format!(
-                    "{} {} {}: {}{excepted}",
-                    f.policy,
-                    f.enforcement,
-                    f.resource_id(),
-                    f.message
-                )
-            })
-            .collect();
-        Verdict {
-            errors,
-            blocking,
-            findings,
-        }
-    }
-}
-
-/// A commit that stands for "nothing applied yet".
-fn empty_commit() -> CommitInfo {
-    CommitInfo {
-        sha: "0".repeat(40),
-        tree: git2::Oid::ZERO_SHA1,
-        author: String::new(),
-        email: String::new(),
-        summary: "nothing applied yet".to_owned(),
-        message: String::new(),
-    }
-}
-
-/// What a long-running daemon keeps from one reconcile to the next, so that the work of a
-/// reconcile follows the size of the change rather than of the repository.
-#[derive(Default)]
-pub struct Warm {
-    /// Parsed files by blob id, of the commits last read.
-    blobs: BlobCache,
-    /// The status the daemon itself recorded last, valid while the status tip is unchanged.
-    observed: Option<Observed>,
-    /// The commit in force as reviewed when it was applied: the base of the next review.
-    reviewed: Option<Reviewed>,
-    /// The last reconcile: its head, the status tip it left, and its report.
-    last: Option<(git2::Oid, Option<git2::Oid>, Report)>,
-    /// The head that did not apply and how many reconciles in a row it did not.
-    failing: Option<(git2::Oid, u32)>,
-}
-
-impl Warm {
-    /// Forgets how often the head failed: its next failure is retried soon again.
-    pub fn forget_failures(&mut self) {
-        self.failing = None;
-    }
-}
-
-/// What applying a catalog did: its problems, the outcome of each resource, the statuses it
-/// leaves and the resources it issued.
-type Applied = (
-    Vec<String>,
-    Vec<ResourceOutcome>,
-    Statuses,
-    Vec<(Kind, String)>,
-);
-
-/// The first retry of a commit that did not apply; each next one waits twice as long.
-const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
-/// The longest wait between retries.
-const LONGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// How long to wait before the next try after `attempts` failed ones in a row.
-fn retry_after(attempts: u32) -> std::time::Duration {
-    FIRST_RETRY
-        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
-        .min(LONGEST_RETRY)
-}
-
-/// A reviewed commit with its compiled policies and their full evaluation.
-struct Reviewed {
-    commit: CommitInfo,
-    snapshot: Snapshot,
-    evaluation: Evaluation,
-    changed: HashSet<(Kind, String)>,
-    today: chrono::NaiveDate,
-}
-
-/// Reconciles the head of the tracked branch once.
-pub fn reconcile_once(
-    config: &HostConfig,
-    now: DateTime<Utc>,
-    progress: &dyn Progress,
-) -> Result<Report> {
-    reconcile_warm(
-        config,
-        now,
-        progress,
-        &mut Warm::default(),
-        Scope::Everything,
-    )
-}
-
-/// How much of what is on disk a reconcile compares with status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Every output file and key: files that drifted are rewritten, a lost key reissued.
-    Everything,
-    /// What the commit changed or what is due: a new commit costs what it changes. The
-    /// daemon checks everything at start and on its timers.
-    Changes,
-}
-
-/// Reconciles the head of the tracked branch, reusing what `warm` kept from the last time and
-/// keeping what the next time can reuse.
-pub fn reconcile_warm(
-    config: &HostConfig,
-    now: DateTime<Utc>,
-    progress: &dyn Progress,
-    warm: &mut Warm,
-    scope: Scope,
-) -> Result<Report> {
-    let workspace = Workspace::of(config);
-    let mut exchange = Exchange::default();
-    if let Err(error) = workspace.fetch(&config.repo.branch, &config.status_branch) {
-        // The last head fetched stays in force, so renewals go on while the remote is away;
-        // with nothing fetched yet there is nothing to reconcile.
-        if !workspace.has(&format!("refs/heads/{}", config.repo.branch)) {
-            return Err(error);
-        }
-        tracing::warn!(%error, "fetch failed; reconciling the last head fetched");
-        exchange.fetch_error = Some(error.to_string());
-    }
-    let path = workspace.path().to_path_buf();
-    let config_repo = ConfigRepo::open(&path)?;
-    let repo = &config_repo.repo;
-    let branch = format!("refs/heads/{}", config.repo.branch);
-    let status_ref = format!("refs/heads/{}", config.status_branch);
-    let status_tip = repo.inner().refname_to_id(&status_ref).ok();
-    // Nothing new since the last time, and nothing due: that reconcile's outcome stands.
-    let head_id = repo.inner().refname_to_id(&branch).ok();
-    if scope == Scope::Changes
-        && let Some((head, tip, report)) = &warm.last
-        && Some(*head) == head_id
-        && *tip == status_tip
-        && report.stands_until.is_none_or(|until| now < until)
-    {
-        return Ok(Report {
-            exchange,
-            wrote_status: false,
-            stood: true,
-            ..report.clone()
-        });
-    }
-    warm.last = None;
-    let cache = &mut warm.blobs;
-    let known = warm.observed.take().filter(|o| o.tip == status_tip);
-    // Desired and observed state are read side by side: both are thousands of blobs.
-    let (head, observed) = std::thread::scope(|scope| {
-        let observed = scope.spawn(|| match known {
-            Some(observed) => Ok(observed),
-            None => {
-                let repo = crate::git::Repo::discover(&path)?;
-                status::read(&repo, &config.status_branch)
-            }
-        });
-        let head = config_repo.load(&branch, cache);
-        let observed = observed.join().unwrap_or_else(|_| {
-            Err(Error::Usage(
-                "reading the status branch stopped unexpectedly".to_owned(),
-            ))
-        });
-        (head, observed)
-    });
-    let (head_commit, head_catalog) = head?;
-    let observed = observed?;
-    let _span = tracing::info_span!("reconcile", commit = %head_commit.sha).entered();
-    let store = Store::open(&config.state_dir)?;
-    // A crash after a status commit and before its keys were promoted: finish that first.
-    let named: Vec<(Kind, String)> = store
-        .all_staged()?
-        .into_iter()
-        .filter_map(|(kind, name, serial)| {
-            let kind = Kind::parse(&kind)?;
-            observed
-                .resources
-                .get(&(kind, name.clone()))
-                .is_some_and(|s| s.serial == serial)
-                .then_some((kind, name))
-        })
-        .collect();
-    store.promote(&named)?;
-    let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
-    let (verdict, head_catalog, previous_base, next_base, changed) =
-        if applied.as_deref() == Some(head_commit.sha.as_str()) {
-            // The commit in force passed its review when it was applied, and compared with itself
-            // nothing in it is new: only its findings are kept, from its note.
-            let verdict = Verdict {
-                findings: git2::Oid::from_str(&head_commit.sha)
-                    .ok()
-                    .and_then(|id| status::read_note(repo, id))
-                    .map(|n| n.findings)
-                    .unwrap_or_default(),
-                ..Verdict::default()
-            };
-            (
-                verdict,
-                head_catalog,
-                warm.reviewed.take(),
-                None,
-                HashSet::new(),
-            )
-        } else {
-            let today = now.date_naive();
-            let known = warm
-                .reviewed
-                .take()
-                .filter(|r| Some(r.commit.sha.as_str()) == applied.as_deref() && r.today == today);
-            let head = Snapshot::new(head_catalog);
-            let (report, evaluation, changed) = match &known {
-                Some(known) => review_on(
-                    (&known.commit, &known.snapshot),
-                    Some(Known {
-                        evaluation: &known.evaluation,
-                        changed: &known.changed,
-                    }),
-                    (&head_commit, &head),
-                    today,
-                ),
-                None => {
-                    let (base_commit, base) = match &applied {
-                        Some(sha) => {
-                            let (commit, catalog) = config_repo.load(sha, cache)?;
-                            (commit, Snapshot::new(catalog))
-                        }
-                        None => (empty_commit(), Snapshot::new(Catalog::default())),
-                    };
-                    review_on((&base_commit, &base), None, (&head_commit, &head), today)
-                }
-            };
-            let verdict = Verdict::of(&report);
-            let Snapshot {
-                catalog,
-                policies,
-                diagnostics,
-            } = head;
-            // Kept until the outcome says whether this head is the next base.
-            let next_base = (policies, diagnostics, evaluation, today);
-            (verdict, catalog, known, Some(next_base), changed)
-        };
-    let findings = verdict.findings;
-
-    let invalid = !verdict.errors.is_empty();
-    // Applies `catalog`, looking again at what `changed` names and at what is due.
-    let apply = |catalog: &Catalog, changed: &HashSet<(Kind, String)>| -> Result<Applied> {
-        let mut applier = Applier {
-            config,
-            store: &store,
-            observed: &observed,
-            now,
-            statuses: BTreeMap::new(),
-            outcomes: Vec::new(),
-            issued: Vec::new(),
-            written: BTreeSet::new(),
-            problems: Vec::new(),
-            signers: HashMap::new(),
-            acme_issued: HashMap::new(),
-            to_stage: Vec::new(),
-            to_write: Vec::new(),
-            progress,
-            scope,
-            changed,
-            issuers_settled: false,
-        };
-        applier.apply(catalog)?;
-        let mut problems: Vec<String> = applier
-            .outcomes
-            .iter()
-            .filter(|o| o.change == Change::Failed)
-            .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
-            .collect();
-        problems.extend(applier.problems);
-        Ok((problems, applier.outcomes, applier.statuses, applier.issued))
-    };
-    let (result, problems, resources, statuses, promote) =
-        if invalid || !verdict.blocking.is_empty() {
-            let (result, mut problems) = if invalid {
-                (Outcome::Failed, verdict.errors)
-            } else {
-                (Outcome::Blocked, verdict.blocking)
-            };
-            // The head is not applied, and the commit in force stays in force: what of it comes
-            // due is renewed all the same.
-            let in_force = applied
-                .as_deref()
-                .map(|sha| config_repo.load(sha, cache).map_err(|e| (sha, e)));
-            match in_force {
-                Some(Ok((_, catalog))) => {
-                    let (failures, outcomes, statuses, issued) = apply(&catalog, &HashSet::new())?;
-                    problems.extend(failures);
-                    (result, problems, outcomes, statuses, issued)
-                }
-                unread => {
-                    if let Some(Err((sha, error))) = unread {
-                        problems.push(format!(
-                        "the commit in force {sha} cannot be read to renew what it holds: {error}"
-                    ));
-                    }
-                    (
-                        result,
-                        problems,
-                        Vec::new(),
-                        observed.resources.clone(),
-                        Vec::new(),
-                    )
-                }
-            }
-        } else {
-            let (problems, outcomes, statuses, issued) = apply(&head_catalog, &changed)?;
-            let result = if problems.is_empty() {
-                Outcome::Applied
-            } else {
-                Outcome::Failed
-            };
-            (result, problems, outcomes, statuses, issued)
-        };
-
-    let applied = match result {
-        Outcome::Applied => Some(head_commit.sha.clone()),
-        Outcome::Failed if !invalid => Some(head_commit.sha.clone()),
-        _ => applied,
-    };
-    // The commit in force is the base of the next review: keep its evaluation.
-    warm.reviewed = match next_base {
-        Some((policies, diagnostics, evaluation, today))
-            if applied.as_deref() == Some(head_commit.sha.as_str()) =>
-        {
-            Some(Reviewed {
-                commit: head_commit.clone(),
-                snapshot: Snapshot {
-                    catalog: head_catalog,
-                    policies,
-                    diagnostics,
-                },
-                evaluation,
-                changed,
-                today,
-            })
-        }
-        _ => previous_base,
-    };
-    let summary = Summary {
-        source: head_commit.sha.clone(),
-        result,
-        applied,
-        problems: problems.clone(),
-    };
-    let counts = count_line(&resources);
-    failpoint::point("before status commit");
-    let (status_commit, wrote_status) = match observed.tip {
-        // Nothing observed changed: the tip already records it, no need to render it again.
-        Some(tip)
-            if observed.summary.as_ref() == Some(&summary) && observed.resources == statuses =>
-        {
-            (status::record(repo, tip), false)
-        }
-        _ => {
-            let commit = status::commit(
-                repo,
-                &config.status_branch,
-                &observed,
-                &summary,
-                &statuses,
-                &status::message(&head_commit.sha, result, &counts),
-            )?;
-            (commit, Some(commit) != observed.tip)
-        }
-    };
-    failpoint::point("status committed");
-    let source =
-        git2::Oid::from_str(&head_commit.sha).map_err(Error::git("reading the head commit id"))?;
-    // The note tells what reconciling this commit changed: what an earlier reconcile of the
-    // same commit did stays listed, what this one changed is added or updated.
-    let mut changed: BTreeMap<(Kind, String), ResourceOutcome> = status::read_note(repo, source)
-        .map(|n| {
-            n.resources
-                .into_iter()
-                .map(|r| ((r.kind, r.name.clone()), r))
-                .collect()
-        })
-        .unwrap_or_default();
-    for r in resources.iter().filter(|r| r.change != Change::Unchanged) {
-        // One event, at the level its outcome deserves.
-        macro_rules! resource_event {
-            ($level:ident) => {
-                tracing::$level!(
-                    kind = %r.kind,
-                    resource = %r.name,
-                    change = ?r.change,
-                    serial = r.serial.as_deref().unwrap_or_default(),
-                    detail = %r.message,
-                    "resource"
-                )
-            };
-        }
-        if r.change == Change::Failed {
-            resource_event!(warn);
-        } else {
-            resource_event!(info);
-        }
-        changed.insert((r.kind, r.name.clone()), r.clone());
-    }
-    let note = Note {
-        result,
-        status_commit: status_commit.to_string(),
-        problems: problems.clone(),
-        resources: changed.into_values().collect(),
-        findings,
-    };
-    status::write_note(repo, source, &note)?;
-    failpoint::point("note written");
-    store.promote(&promote)?;
-    match workspace.publish(&config.status_branch) {
-        Ok(retries) => exchange.push_retries = retries,
-        Err(error) => {
-            tracing::warn!(%error, "status not pushed; trying again after the next reconcile");
-            exchange.push_error = Some(error.to_string());
-        }
-    }
-    let next_renewal = statuses.values().map(|s| s.renew_at).min();
-    let expiries = statuses
-        .values()
-        .map(|s| (s.kind, s.name.clone(), s.not_after))
-        .collect();
-    // The status tip may have moved onto a merge with the remote's; its tree is this status.
-    let tip_now = repo.inner().refname_to_id(&status_ref).ok();
-    warm.observed = Some(Observed {
-        tip: tip_now,
-        summary: Some(summary),
-        resources: statuses,
-    });
-    warm.blobs.keep_only_used();
-    let mut report = Report {
-        source: head_commit.sha,
-        result,
-        problems,
-        resources,
-        status_commit: status_commit.to_string(),
-        wrote_status,
-        next_renewal,
-        retry_at: None,
-        stands_until: None,
-        stood: false,
-        expiries,
-        exchange,
-    };
-    // An outcome stands for the reconcile after, until a renewal is due or, for a commit that
-    // did not apply, until it is tried again. One that could not reach the remote does not:
-    // the daemon tries again at the remote's own pace.
-    if report.exchange.healthy() {
-        if report.result == Outcome::Applied {
-            warm.failing = None;
-            report.stands_until = report.next_renewal;
-        } else {
-            let attempts = match warm.failing {
-                Some((head, attempts)) if head == source => attempts.saturating_add(1),
-                _ => 1,
-            };
-            warm.failing = Some((source, attempts));
-            let retry = now
-                + chrono::Duration::from_std(retry_after(attempts))
-                    .unwrap_or(chrono::Duration::MAX);
-            report.retry_at = Some(retry);
-            // A renewal still to come is not put off by the retries (one already due is what
-            // failed, or failed with the commit).
-            report.stands_until = Some(
-                report
-                    .next_renewal
-                    .filter(|due| *due > now)
-                    .map_or(retry, |due| due.min(retry)),
-            );
-        }
-        // Without its resources: a reconcile that stands for it changes none.
-        let resources = std::mem::take(&mut report.resources);
-        warm.last = Some((source, tip_now, report.clone()));
-        report.resources = resources;
-    }
-    Ok(report)
-}
 
 /// Logs `error` of `subject` in full, for the host, and returns what notes and the status
 /// branch may say of it.
 fn told(subject: &str, error: &impl Private) -> String {
     tracing::warn!(subject, %error, "failed");
     error.reason()
-}
-
-/// "2 issued, 1 renewed".
-fn count_line(resources: &[ResourceOutcome]) -> String {
-    let mut counts: BTreeMap<Change, usize> = BTreeMap::new();
-    for r in resources {
-        if r.change != Change::Unchanged {
-            *counts.entry(r.change).or_default() += 1;
-        }
-    }
-    counts
-        .iter()
-        .map(|(change, n)| {
-            format!(
-                "{n} {}",
-                serde_json::to_value(change)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A CA ready to sign: its certificate, key and the chain above it.
@@ -735,6 +124,72 @@ struct Applier<'a> {
     changed: &'a HashSet<(Kind, String)>,
     /// No issuer changed in the commit or was issued again by this reconcile.
     issuers_settled: bool,
+    /// Gates whose closed windows hold renewals back.
+    holds: &'a [RenewalHold],
+}
+
+/// What an apply works with besides the catalog.
+pub(super) struct Context<'a> {
+    pub config: &'a HostConfig,
+    pub store: &'a Store,
+    pub observed: &'a Observed,
+    pub now: DateTime<Utc>,
+    pub progress: &'a dyn Progress,
+    pub scope: Scope,
+    pub holds: &'a [RenewalHold],
+}
+
+/// What applying a catalog did.
+pub(super) struct Applied {
+    /// Failures of resources, and problems not tied to one.
+    pub problems: Vec<String>,
+    pub outcomes: Vec<ResourceOutcome>,
+    /// The statuses it leaves.
+    pub statuses: Statuses,
+    /// The resources whose staged key and certificate the status commit names.
+    pub issued: Vec<(Kind, String)>,
+}
+
+/// Applies `catalog`, looking again at what `changed` names and at what is due.
+pub(super) fn apply(
+    context: &Context<'_>,
+    catalog: &Catalog,
+    changed: &HashSet<(Kind, String)>,
+) -> Result<Applied> {
+    let mut applier = Applier {
+        config: context.config,
+        store: context.store,
+        observed: context.observed,
+        now: context.now,
+        statuses: BTreeMap::new(),
+        outcomes: Vec::new(),
+        issued: Vec::new(),
+        written: BTreeSet::new(),
+        problems: Vec::new(),
+        signers: HashMap::new(),
+        acme_issued: HashMap::new(),
+        to_stage: Vec::new(),
+        to_write: Vec::new(),
+        progress: context.progress,
+        scope: context.scope,
+        changed,
+        issuers_settled: false,
+        holds: context.holds,
+    };
+    applier.apply(catalog)?;
+    let mut problems: Vec<String> = applier
+        .outcomes
+        .iter()
+        .filter(|o| o.change == Change::Failed)
+        .map(|o| format!("{}/{}: {}", o.kind, o.name, o.message))
+        .collect();
+    problems.extend(applier.problems);
+    Ok(Applied {
+        problems,
+        outcomes: applier.outcomes,
+        statuses: applier.statuses,
+        issued: applier.issued,
+    })
 }
 
 impl CaSigner {
@@ -760,7 +215,7 @@ impl Applier<'_> {
         issuers.sort_by_key(|l| catalog.ancestors(l.name()).len());
         for loaded in issuers {
             if let Spec::Issuer(spec) = &loaded.resource.spec {
-                self.issuer(loaded.name(), spec)?;
+                self.issuer(loaded, spec)?;
             }
         }
         self.issuers_settled = !self.changed.iter().any(|(kind, _)| *kind == Kind::Issuer)
@@ -775,7 +230,7 @@ impl Applier<'_> {
         for (done, loaded) in catalog.of_kind(Kind::Certificate).enumerate() {
             if let Spec::Certificate(spec) = &loaded.resource.spec {
                 self.progress.certificate(done, loaded.name());
-                self.certificate(catalog, loaded.name(), spec)?;
+                self.certificate(catalog, loaded, spec)?;
             }
             // Journaled and written a batch at a time: the keys and files of thousands of new
             // certificates are not all held at once.
@@ -914,7 +369,8 @@ impl Applier<'_> {
         Ok((key, certificate))
     }
 
-    fn issuer(&mut self, name: &str, spec: &IssuerSpec) -> Result<()> {
+    fn issuer(&mut self, loaded: &Loaded, spec: &IssuerSpec) -> Result<()> {
+        let name = loaded.name();
         let (parent, key_algorithm, duration) = match spec.issuer_type() {
             Some(IssuerType::SelfSigned(s)) => (None, s.key_algorithm, s.duration),
             Some(IssuerType::Ca(c)) => (Some(c.issuer_ref.as_str()), c.key_algorithm, c.duration),
@@ -942,12 +398,16 @@ impl Applier<'_> {
             .observed
             .resources
             .get(&(Kind::Issuer, name.to_owned()));
-        let why = why_issue(
+        let why = self.unless_held(
+            loaded,
+            why_issue(
+                existing.map(Arc::as_ref),
+                &hash,
+                parent_fingerprint.as_deref(),
+                key.is_some(),
+                self.now,
+            ),
             existing.map(Arc::as_ref),
-            &hash,
-            parent_fingerprint.as_deref(),
-            key.is_some(),
-            self.now,
         );
         let parent_signer = parent.and_then(|p| self.signers.get(p)).cloned();
         let (key, certificate, change) = match (why, existing, key) {
@@ -1063,17 +523,43 @@ impl Applier<'_> {
 
     /// Whether certificate `name`, whose spec hashes to `hash`, is issued now, given what
     /// status and the store hold.
-    fn certificate_due(&self, name: &str, hash: &str, source: &Source) -> Option<Change> {
-        let kind = Kind::Certificate;
+    fn certificate_due(&self, loaded: &Loaded, hash: &str, source: &Source) -> Option<Change> {
+        let (kind, name) = (Kind::Certificate, loaded.name());
         let existing = self.observed.resources.get(&(kind, name.to_owned()));
         let key_present = self.scope == Scope::Changes || self.store.has_key(kind, name);
-        why_issue(
+        let why = why_issue(
             existing.map(Arc::as_ref),
             hash,
             source.fingerprint(),
             key_present,
             self.now,
-        )
+        );
+        self.unless_held(loaded, why, existing.map(Arc::as_ref))
+    }
+
+    /// `why`, unless it is a renewal that a gate's closed window holds back.
+    fn unless_held(
+        &self,
+        loaded: &Loaded,
+        why: Option<Change>,
+        existing: Option<&ResourceStatus>,
+    ) -> Option<Change> {
+        match (why, existing) {
+            (Some(Change::Renewed), Some(existing)) => {
+                let labels = &loaded.resource.metadata.labels;
+                match gate::renewal(
+                    self.holds,
+                    loaded.kind(),
+                    labels,
+                    existing.not_after,
+                    self.now,
+                ) {
+                    Renewal::Held(_) => None,
+                    Renewal::Go | Renewal::Forced(_) => why,
+                }
+            }
+            _ => why,
+        }
     }
 
     /// The current key of certificate `name` when the spec asks to keep it across renewals
@@ -1103,7 +589,7 @@ impl Applier<'_> {
             };
             let hash = spec_hash(&spec.significant_fields());
             if self
-                .certificate_due(name, &hash, &Source::Acme(account.clone()))
+                .certificate_due(loaded, &hash, &Source::Acme(account.clone()))
                 .is_none()
                 || self
                     .reusable(Kind::Certificate, name, &hash, None)?
@@ -1173,7 +659,13 @@ impl Applier<'_> {
         }))
     }
 
-    fn certificate(&mut self, catalog: &Catalog, name: &str, spec: &CertificateSpec) -> Result<()> {
+    fn certificate(
+        &mut self,
+        catalog: &Catalog,
+        loaded: &Loaded,
+        spec: &CertificateSpec,
+    ) -> Result<()> {
+        let name = loaded.name();
         let kind = Kind::Certificate;
         let observed = self.observed;
         let existing = observed.resources.get(&(kind, name.to_owned()));
@@ -1226,7 +718,7 @@ impl Applier<'_> {
             }
         };
         let hash = spec_hash(&spec.significant_fields());
-        let why = self.certificate_due(name, &hash, &source);
+        let why = self.certificate_due(loaded, &hash, &source);
         if let Some(existing) = settled
             && why.is_none()
         {

@@ -1,0 +1,128 @@
+//! Gathering the evidence gates judge on, from Git: the commits of the change with their
+//! signatures and trailers, the approvals of the tree to apply, the SARIF reports. Reads
+//! only; what counts is decided elsewhere.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use git2::{Oid, Repository};
+
+use super::{CommitFacts, Evidence, scans};
+use crate::model::{Catalog, Kind, Spec};
+use crate::trust::approvals::approvals_of;
+use crate::trust::commits::check_commit;
+use crate::trust::signers::AllowedSigners;
+
+/// Most commits of one change examined for authors, signatures and trailers. A longer
+/// history is reported as incomplete, and approvals then do not count: separation of duties
+/// cannot be checked.
+pub const MOST_COMMITS: usize = 1000;
+
+/// Where evidence comes from, and what the host trusts.
+pub struct Sources<'a> {
+    pub repo: &'a Repository,
+    /// Directory of the configuration in the repository ("" at the root).
+    pub root: &'a str,
+    pub signers: Option<&'a AllowedSigners>,
+    pub trust_trailers: bool,
+}
+
+/// The change to gather evidence for.
+pub struct Change<'a> {
+    /// The commit in force, when there is one.
+    pub in_force: Option<Oid>,
+    /// The tree in force (its reports are the base of `newOnly` scans).
+    pub base_tree: Option<Oid>,
+    /// The commit to apply.
+    pub head: Oid,
+    /// The tree to apply (approvals are of this tree).
+    pub tree: Oid,
+    /// The catalog whose gates govern the change.
+    pub governing: &'a Catalog,
+}
+
+/// Gathers everything the governing gates may ask for; nothing when there is no gate.
+pub fn gather(sources: &Sources<'_>, change: &Change<'_>, now: DateTime<Utc>) -> Evidence {
+    let gates: Vec<_> = change
+        .governing
+        .of_kind(Kind::Gate)
+        .filter_map(|l| match &l.resource.spec {
+            Spec::Gate(spec) => Some((l.name(), spec)),
+            _ => None,
+        })
+        .collect();
+    let mut evidence = Evidence {
+        trust_trailers: sources.trust_trailers,
+        ..Evidence::default()
+    };
+    if gates.is_empty() {
+        return evidence;
+    }
+    (evidence.commits, evidence.complete) = commits(sources, change.in_force, change.head);
+    if gates.iter().any(|(_, g)| g.require.approvals.is_some()) {
+        evidence.approvals = approvals_of(sources.repo, change.tree, sources.signers, now);
+    }
+    let mut scanned = HashMap::new();
+    for (name, gate) in &gates {
+        let Some(scan) = &gate.require.scans else {
+            continue;
+        };
+        let head = scans::collect(sources.repo, change.tree, sources.root, &scan.paths);
+        let base = match change.base_tree {
+            Some(tree) if scan.new_only => {
+                scans::collect(sources.repo, tree, sources.root, &scan.paths)
+            }
+            _ => scans::Collected::default(),
+        };
+        scanned.insert((*name).to_owned(), (head, base));
+    }
+    evidence.scans = scanned;
+    evidence
+}
+
+/// The commits after `in_force` up to `head`, the head first, and whether that is all of
+/// them. A head that cannot be walked yields the head alone.
+fn commits(sources: &Sources<'_>, in_force: Option<Oid>, head: Oid) -> (Vec<CommitFacts>, bool) {
+    let walk = || -> Result<Vec<Oid>, git2::Error> {
+        let mut walk = sources.repo.revwalk()?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
+        walk.push(head)?;
+        if let Some(base) = in_force {
+            walk.hide(base)?;
+        }
+        walk.take(MOST_COMMITS + 1).collect()
+    };
+    let (ids, complete) = match walk() {
+        Ok(mut ids) => {
+            let complete = ids.len() <= MOST_COMMITS;
+            ids.truncate(MOST_COMMITS);
+            (ids, complete)
+        }
+        Err(_) => (vec![head], false),
+    };
+    let facts = ids
+        .into_iter()
+        .filter_map(|id| facts_of(sources, id))
+        .collect();
+    (facts, complete)
+}
+
+fn facts_of(sources: &Sources<'_>, id: Oid) -> Option<CommitFacts> {
+    let commit = sources.repo.find_commit(id).ok()?;
+    let email = |s: git2::Signature<'_>| String::from_utf8_lossy(s.email_bytes()).into_owned();
+    let message = String::from_utf8_lossy(commit.message_bytes());
+    let trailers = git2::message_trailers_strs(&message)
+        .map(|t| {
+            t.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(CommitFacts {
+        sha: id.to_string(),
+        author_email: email(commit.author()),
+        committer_email: email(commit.committer()),
+        signature: check_commit(sources.repo, id, sources.signers),
+        trailers,
+    })
+}

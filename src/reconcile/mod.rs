@@ -1,0 +1,800 @@
+//! One reconcile: make the world match the head of the tracked branch, then record the
+//! outcome in Git.
+//!
+//! Desired state is the commit; observed state is the status branch's tip plus the secret
+//! store. A reconcile reads both, reviews the head against the commit in force as `plan`
+//! does, gathers what the governing gates ask for, and [`decide`]s — a pure function —
+//! whether the head is applied, blocked, pending or failed. [`apply`] carries the decision
+//! out: each CA, parents first, and each certificate is kept, issued, reissued or renewed by
+//! comparing its spec hash, its issuer's fingerprint and its renewal time with what status
+//! records, through the journal of [`crate::store`] and the link-proof writes of
+//! [`crate::outputs`]. [`record`] writes the outcome to the status branch and the notes.
+
+mod apply;
+pub mod decide;
+mod record;
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::config::HostConfig;
+use crate::error::{Error, Result};
+use crate::gate::gather::{self, Sources, gather};
+use crate::gate::{self, Evidence, GateReport, OpenReview, Renewal, RenewalHold};
+use crate::git::CommitInfo;
+use crate::model::{Catalog, Kind, Significant};
+use crate::policy::Evaluation;
+use crate::remote::{Exchange, Workspace};
+use crate::report::PlanReport;
+use crate::review::{Known, review_on};
+use crate::snapshot::Snapshot;
+use crate::source::{BlobCache, ConfigRepo};
+use crate::status::{self, Change, Observed, Outcome, ResourceOutcome, Statuses, Summary};
+use crate::store::Store;
+use crate::trust::approvals::APPROVALS_REF;
+use decide::{Decision, Facts, Verdict, decide};
+
+/// What one reconcile did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub source: String,
+    pub result: Outcome,
+    pub problems: Vec<String>,
+    pub resources: Vec<ResourceOutcome>,
+    /// The status-branch commit that records the outcome.
+    pub status_commit: String,
+    /// Whether a new status commit was written (a reconcile that changes nothing writes none).
+    pub wrote_status: bool,
+    /// The earliest time a certificate or CA in force is due for renewal.
+    pub next_renewal: Option<DateTime<Utc>>,
+    /// When a commit that did not apply is tried again.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Until when this outcome stands for a reconcile that finds nothing new: the retry, or
+    /// the earliest renewal to come. `None`: until something new.
+    pub stands_until: Option<DateTime<Utc>>,
+    /// Whether this is the last reconcile's outcome standing: nothing new, nothing due, so
+    /// nothing was done.
+    pub stood: bool,
+    /// When each certificate and CA in force expires.
+    pub expiries: Vec<(Kind, String, DateTime<Utc>)>,
+    /// The decision of each gate that governed the head (none when the head was in force).
+    pub gates: Vec<GateReport>,
+    /// Overrides whose review is open.
+    pub open_reviews: Vec<OpenReview>,
+    /// How fetching and pushing went, when the repository is a remote.
+    pub exchange: Exchange,
+}
+
+/// Hears how a reconcile advances, for a display on a terminal.
+pub trait Progress {
+    /// Work starts on `total` certificates.
+    fn start(&self, _total: usize) {}
+    /// Certificate `name` is next, `done` certificates are finished.
+    fn certificate(&self, _done: usize, _name: &str) {}
+    /// A step that is not about one certificate.
+    fn step(&self, _what: &str) {}
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+
+impl Progress for Silent {}
+
+/// "sha256:<hex>" of the fields that matter.
+pub fn spec_hash(fields: &Significant) -> String {
+    let json = serde_json::to_string(fields).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(json.as_bytes())))
+}
+
+/// A commit that stands for "nothing applied yet".
+fn empty_commit() -> CommitInfo {
+    CommitInfo {
+        sha: "0".repeat(40),
+        tree: git2::Oid::ZERO_SHA1,
+        author: String::new(),
+        email: String::new(),
+        summary: "nothing applied yet".to_owned(),
+        message: String::new(),
+    }
+}
+
+/// What a long-running daemon keeps from one reconcile to the next, so that the work of a
+/// reconcile follows the size of the change rather than of the repository.
+#[derive(Default)]
+pub struct Warm {
+    /// Parsed files by blob id, of the commits last read.
+    blobs: BlobCache,
+    /// The status the daemon itself recorded last, valid while the status tip is unchanged.
+    observed: Option<Observed>,
+    /// The commit in force as reviewed when it was applied: the base of the next review.
+    reviewed: Option<Reviewed>,
+    /// The last reconcile: what it started from (with the status tip it left) and its report.
+    last: Option<(Inputs, Report)>,
+    /// The head that did not apply and how many reconciles in a row it did not.
+    failing: Option<(git2::Oid, u32)>,
+}
+
+impl Warm {
+    /// Forgets how often the head failed: its next failure is retried soon again.
+    pub fn forget_failures(&mut self) {
+        self.failing = None;
+    }
+}
+
+/// The first retry of a commit that did not apply; each next one waits twice as long.
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest wait between retries.
+const LONGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How long to wait before the next try after `attempts` failed ones in a row.
+fn retry_after(attempts: u32) -> std::time::Duration {
+    FIRST_RETRY
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(LONGEST_RETRY)
+}
+
+/// A reviewed commit with its compiled policies and their full evaluation.
+struct Reviewed {
+    commit: CommitInfo,
+    snapshot: Snapshot,
+    evaluation: Evaluation,
+    changed: HashSet<(Kind, String)>,
+    today: chrono::NaiveDate,
+}
+
+/// Reconciles the head of the tracked branch once.
+pub fn reconcile_once(
+    config: &HostConfig,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    reconcile_warm(
+        config,
+        now,
+        progress,
+        &mut Warm::default(),
+        Scope::Everything,
+    )
+}
+
+/// How much of what is on disk a reconcile compares with status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every output file and key: files that drifted are rewritten, a lost key reissued.
+    Everything,
+    /// What the commit changed or what is due: a new commit costs what it changes. The
+    /// daemon checks everything at start and on its timers.
+    Changes,
+}
+
+/// Reconciles the head of the tracked branch, reusing what `warm` kept from the last time and
+/// keeping what the next time can reuse.
+pub fn reconcile_warm(
+    config: &HostConfig,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+    warm: &mut Warm,
+    scope: Scope,
+) -> Result<Report> {
+    let workspace = Workspace::of(config);
+    let mut exchange = Exchange::default();
+    if let Err(error) = workspace.fetch(&config.repo.branch, &config.status_branch) {
+        // The last head fetched stays in force, so renewals go on while the remote is away;
+        // with nothing fetched yet there is nothing to reconcile.
+        if !workspace.has(&format!("refs/heads/{}", config.repo.branch)) {
+            return Err(error);
+        }
+        tracing::warn!(%error, "fetch failed; reconciling the last head fetched");
+        exchange.fetch_error = Some(error.to_string());
+    }
+    let path = workspace.path().to_path_buf();
+    let config_repo = ConfigRepo::open(&path)?;
+    let repo = &config_repo.repo;
+    let branch = format!("refs/heads/{}", config.repo.branch);
+    let inputs = Inputs {
+        head: repo.inner().refname_to_id(&branch).ok(),
+        status: repo
+            .inner()
+            .refname_to_id(&format!("refs/heads/{}", config.status_branch))
+            .ok(),
+        approvals: repo.inner().refname_to_id(APPROVALS_REF).ok(),
+    };
+    // Nothing new since the last time, and nothing due: that reconcile's outcome stands.
+    if scope == Scope::Changes
+        && let Some((inputs_then, report)) = &warm.last
+        && *inputs_then == inputs
+        && report.stands_until.is_none_or(|until| now < until)
+    {
+        return Ok(Report {
+            exchange,
+            wrote_status: false,
+            stood: true,
+            ..report.clone()
+        });
+    }
+    warm.last = None;
+    let known = warm.observed.take().filter(|o| o.tip == inputs.status);
+    let (head_commit, head_catalog, observed) =
+        read_head_and_status(config, &config_repo, &branch, known, &mut warm.blobs)?;
+    let _span = tracing::info_span!("reconcile", commit = %head_commit.sha).entered();
+    let store = Store::open(&config.state_dir)?;
+    finish_interrupted(&store, &observed)?;
+    let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
+    let reviewing = review(
+        &config_repo,
+        &mut warm.blobs,
+        warm.reviewed.take(),
+        applied.as_deref(),
+        (head_commit, head_catalog),
+        now,
+    )?;
+    let decision = decide_on(config, &config_repo, &reviewing, &observed, now);
+    for used in &decision.overrides {
+        tracing::warn!(
+            gate = %used.gate,
+            principal = %used.principal,
+            key = %used.key_fingerprint,
+            reason = %used.reason,
+            "gate overridden; its review is open until another principal signs Override-Reviewed"
+        );
+    }
+    let context = apply::Context {
+        config,
+        store: &store,
+        observed: &observed,
+        now,
+        progress,
+        scope,
+        holds: &decision.holds,
+    };
+    let executed = execute(&context, &decision, &reviewing)?;
+    let head_sha = reviewing.head_commit.sha.clone();
+    let applied = match (executed.result, decision.verdict) {
+        (Outcome::Applied, _) | (Outcome::Failed, Verdict::Apply) => Some(head_sha.clone()),
+        _ => applied,
+    };
+    let summary = Summary {
+        source: head_sha.clone(),
+        result: executed.result,
+        applied: applied.clone(),
+        problems: executed.problems.clone(),
+        opens_at: match decision.verdict {
+            Verdict::Pending { opens_at } => Some(opens_at),
+            _ => None,
+        },
+    };
+    let next_renewal = executed.next_renewal;
+    let findings = reviewing.finding_lines();
+    let head_commit = reviewing.head_commit.clone();
+    // The commit in force is the base of the next review: keep its evaluation.
+    warm.reviewed = reviewing.into_base(applied.as_deref() == Some(head_sha.as_str()));
+    let recorded = record::record(
+        &config_repo,
+        config,
+        &observed,
+        &record::Outcome {
+            head: &head_commit,
+            summary: &summary,
+            executed: &executed,
+            decision: &decision,
+            findings,
+        },
+    )?;
+    store.promote(&executed.promote)?;
+    match workspace.publish(&config.status_branch) {
+        Ok(retries) => exchange.push_retries = retries,
+        Err(error) => {
+            tracing::warn!(%error, "status not pushed; trying again after the next reconcile");
+            exchange.push_error = Some(error.to_string());
+        }
+    }
+    let expiries = executed
+        .statuses
+        .values()
+        .map(|s| (s.kind, s.name.clone(), s.not_after))
+        .collect();
+    // The status tip may have moved onto a merge with the remote's; its tree is this status.
+    let tip_now = repo
+        .inner()
+        .refname_to_id(&format!("refs/heads/{}", config.status_branch))
+        .ok();
+    warm.observed = Some(Observed {
+        tip: tip_now,
+        summary: Some(summary),
+        resources: executed.statuses,
+        reviews: decision.open_reviews.clone(),
+    });
+    warm.blobs.keep_only_used();
+    let mut report = Report {
+        source: head_sha,
+        result: executed.result,
+        problems: executed.problems,
+        resources: executed.outcomes,
+        status_commit: recorded.status_commit.to_string(),
+        wrote_status: recorded.wrote_status,
+        next_renewal,
+        retry_at: None,
+        stands_until: None,
+        stood: false,
+        expiries,
+        gates: decision.gates,
+        open_reviews: decision.open_reviews,
+        exchange,
+    };
+    schedule(&mut report, warm, &decision.verdict, now);
+    if report.exchange.healthy() {
+        // Without its resources: a reconcile that stands for it changes none.
+        let resources = std::mem::take(&mut report.resources);
+        let inputs = Inputs {
+            status: tip_now,
+            ..inputs
+        };
+        warm.last = Some((inputs, report.clone()));
+        report.resources = resources;
+    }
+    Ok(report)
+}
+
+/// What a reconcile starts from: the head, the status tip and the approvals. While they stay
+/// the same, so does the outcome (until something comes due).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Inputs {
+    head: Option<git2::Oid>,
+    status: Option<git2::Oid>,
+    approvals: Option<git2::Oid>,
+}
+
+/// When the outcome of `report` is decided again without a new input: a pending commit when
+/// its window opens, one that failed or was blocked after a backoff, an applied one when a
+/// renewal comes due. One that could not reach the remote is left to the remote's own pace.
+fn schedule(report: &mut Report, warm: &mut Warm, verdict: &Verdict, now: DateTime<Utc>) {
+    if !report.exchange.healthy() {
+        return;
+    }
+    let head = git2::Oid::from_str(&report.source).ok();
+    // A renewal still to come is not put off by a retry (one already due is what failed, or
+    // failed with the commit).
+    let until = |at: DateTime<Utc>, next_renewal: Option<DateTime<Utc>>| {
+        next_renewal
+            .filter(|due| *due > now)
+            .map_or(at, |due| due.min(at))
+    };
+    match (report.result, verdict) {
+        (Outcome::Applied, _) => {
+            warm.failing = None;
+            report.stands_until = report.next_renewal;
+        }
+        (Outcome::Pending, Verdict::Pending { opens_at }) => {
+            warm.failing = None;
+            report.retry_at = Some(*opens_at);
+            report.stands_until = Some(until(*opens_at, report.next_renewal));
+        }
+        _ => {
+            let attempts = match (warm.failing, head) {
+                (Some((failing, attempts)), Some(head)) if failing == head => {
+                    attempts.saturating_add(1)
+                }
+                _ => 1,
+            };
+            warm.failing = head.map(|head| (head, attempts));
+            let retry = now
+                + chrono::Duration::from_std(retry_after(attempts))
+                    .unwrap_or(chrono::Duration::MAX);
+            report.retry_at = Some(retry);
+            report.stands_until = Some(until(retry, report.next_renewal));
+        }
+    }
+}
+
+/// Reads the head and the status tip side by side: both are thousands of blobs.
+fn read_head_and_status(
+    config: &HostConfig,
+    config_repo: &ConfigRepo,
+    branch: &str,
+    known: Option<Observed>,
+    cache: &mut BlobCache,
+) -> Result<(CommitInfo, Catalog, Observed)> {
+    let path = config_repo.repo.inner().path().to_path_buf();
+    let (head, observed) = std::thread::scope(|scope| {
+        let observed = scope.spawn(|| match known {
+            Some(observed) => Ok(observed),
+            None => {
+                let repo = crate::git::Repo::discover(&path)?;
+                status::read(&repo, &config.status_branch)
+            }
+        });
+        let head = config_repo.load(branch, cache);
+        let observed = observed.join().unwrap_or_else(|_| {
+            Err(Error::Usage(
+                "reading the status branch stopped unexpectedly".to_owned(),
+            ))
+        });
+        (head, observed)
+    });
+    let (commit, catalog) = head?;
+    Ok((commit, catalog, observed?))
+}
+
+/// A crash after a status commit and before its keys were promoted: finishes that first.
+fn finish_interrupted(store: &Store, observed: &Observed) -> Result<()> {
+    let named: Vec<(Kind, String)> = store
+        .all_staged()?
+        .into_iter()
+        .filter_map(|(kind, name, serial)| {
+            let kind = Kind::parse(&kind)?;
+            observed
+                .resources
+                .get(&(kind, name.clone()))
+                .is_some_and(|s| s.serial == serial)
+                .then_some((kind, name))
+        })
+        .collect();
+    Ok(store.promote(&named)?)
+}
+
+/// The commit in force, as the base of a review.
+enum Base {
+    /// Reviewed by this daemon when it was applied: its full evaluation is known.
+    Known(Reviewed),
+    /// Read for this review.
+    Loaded(CommitInfo, Snapshot),
+}
+
+impl Base {
+    fn commit(&self) -> &CommitInfo {
+        match self {
+            Base::Known(r) => &r.commit,
+            Base::Loaded(commit, _) => commit,
+        }
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        match self {
+            Base::Known(r) => &r.snapshot,
+            Base::Loaded(_, snapshot) => snapshot,
+        }
+    }
+}
+
+/// The head as reviewed.
+enum Head {
+    /// The head is the commit in force: it passed its review when it was applied, and
+    /// compared with itself nothing in it is new. Its findings are kept from its note.
+    InForce {
+        catalog: Catalog,
+        findings: Vec<String>,
+    },
+    /// A new head, reviewed against the commit in force as `plan` reviews it.
+    New {
+        report: Box<PlanReport>,
+        snapshot: Box<Snapshot>,
+        evaluation: Evaluation,
+        changed: HashSet<(Kind, String)>,
+        today: chrono::NaiveDate,
+    },
+}
+
+/// A head, its review, and the commit in force it was reviewed against.
+struct Reviewing {
+    head_commit: CommitInfo,
+    head: Head,
+    base: Option<Base>,
+}
+
+impl Reviewing {
+    fn head_catalog(&self) -> &Catalog {
+        match &self.head {
+            Head::InForce { catalog, .. } => catalog,
+            Head::New { snapshot, .. } => &snapshot.catalog,
+        }
+    }
+
+    fn report(&self) -> Option<&PlanReport> {
+        match &self.head {
+            Head::InForce { .. } => None,
+            Head::New { report, .. } => Some(report),
+        }
+    }
+
+    /// The catalog in force, when a commit is: the head's when the head is in force.
+    fn in_force(&self) -> Option<&Catalog> {
+        match &self.head {
+            Head::InForce { catalog, .. } => Some(catalog),
+            Head::New { .. } => self.base.as_ref().map(|b| &b.snapshot().catalog),
+        }
+    }
+
+    /// Its policy findings, as the note lists them.
+    fn finding_lines(&self) -> Vec<String> {
+        match &self.head {
+            Head::InForce { findings, .. } => findings.clone(),
+            Head::New { report, .. } => report
+                .findings
+                .iter()
+                .filter(|f| f.status != crate::policy::FindingStatus::Resolved)
+                .map(|f| {
+                    let excepted = f
+                        .exception
+                        .as_ref()
+                        .map(|e| format!(" (excepted until {} for {})", e.expires, e.owner))
+                        .unwrap_or_default();
+                    format!(
+                        "{} {} {}: {}{excepted}",
+                        f.policy,
+                        f.enforcement,
+                        f.resource_id(),
+                        f.message
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// What the next review builds on: the head when it is now in force, else the commit in
+    /// force when its full evaluation is known.
+    fn into_base(self, head_applied: bool) -> Option<Reviewed> {
+        match (self.head, self.base) {
+            (
+                Head::New {
+                    snapshot,
+                    evaluation,
+                    changed,
+                    today,
+                    ..
+                },
+                _,
+            ) if head_applied => Some(Reviewed {
+                commit: self.head_commit,
+                snapshot: *snapshot,
+                evaluation,
+                changed,
+                today,
+            }),
+            (_, Some(Base::Known(reviewed))) => Some(reviewed),
+            _ => None,
+        }
+    }
+}
+
+/// Reviews the head against the commit in force `applied`, on the evaluation `known` kept
+/// from when that commit was applied when it is still good (same commit, same day).
+fn review(
+    config_repo: &ConfigRepo,
+    cache: &mut BlobCache,
+    known: Option<Reviewed>,
+    applied: Option<&str>,
+    (head_commit, head_catalog): (CommitInfo, Catalog),
+    now: DateTime<Utc>,
+) -> Result<Reviewing> {
+    if applied == Some(head_commit.sha.as_str()) {
+        let findings = git2::Oid::from_str(&head_commit.sha)
+            .ok()
+            .and_then(|id| status::read_note(&config_repo.repo, id))
+            .map(|n| n.findings)
+            .unwrap_or_default();
+        return Ok(Reviewing {
+            head_commit,
+            head: Head::InForce {
+                catalog: head_catalog,
+                findings,
+            },
+            base: known.map(Base::Known),
+        });
+    }
+    let today = now.date_naive();
+    let base = match known.filter(|r| Some(r.commit.sha.as_str()) == applied && r.today == today) {
+        Some(known) => Some(Base::Known(known)),
+        None => match applied {
+            Some(sha) => {
+                let (commit, catalog) = config_repo.load(sha, cache)?;
+                Some(Base::Loaded(commit, Snapshot::new(catalog)))
+            }
+            None => None,
+        },
+    };
+    let head = Snapshot::new(head_catalog);
+    let nothing = (empty_commit(), Snapshot::new(Catalog::default()));
+    let (base_commit, base_snapshot) = match &base {
+        Some(base) => (base.commit(), base.snapshot()),
+        None => (&nothing.0, &nothing.1),
+    };
+    let known = match &base {
+        Some(Base::Known(r)) => Some(Known {
+            evaluation: &r.evaluation,
+            changed: &r.changed,
+        }),
+        _ => None,
+    };
+    let (report, evaluation, changed) = review_on(
+        (base_commit, base_snapshot),
+        known,
+        (&head_commit, &head),
+        today,
+    );
+    Ok(Reviewing {
+        head_commit,
+        head: Head::New {
+            report: Box::new(report),
+            snapshot: Box::new(head),
+            evaluation,
+            changed,
+            today,
+        },
+        base,
+    })
+}
+
+/// Gathers the evidence the governing gates ask for and decides.
+fn decide_on(
+    config: &HostConfig,
+    config_repo: &ConfigRepo,
+    reviewing: &Reviewing,
+    observed: &Observed,
+    now: DateTime<Utc>,
+) -> Decision {
+    let empty = Catalog::default();
+    let in_force = reviewing.in_force();
+    let head = reviewing.head_catalog();
+    let governing = in_force.unwrap_or(head);
+    let signers = config.allowed_signers();
+    let head_id = git2::Oid::from_str(&reviewing.head_commit.sha).unwrap_or(git2::Oid::ZERO_SHA1);
+    let evidence = match reviewing.report() {
+        // Nothing to judge: the head is in force. Reviews of overrides may still close.
+        None => Evidence::default(),
+        Some(_) => gather(
+            &Sources {
+                repo: config_repo.repo.inner(),
+                root: config_repo.prefix(),
+                signers: signers.as_deref(),
+                trust_trailers: config.trust_trailers(),
+            },
+            &gather::Change {
+                in_force: reviewing
+                    .base
+                    .as_ref()
+                    .and_then(|b| git2::Oid::from_str(&b.commit().sha).ok()),
+                base_tree: reviewing.base.as_ref().map(|b| b.commit().tree),
+                head: head_id,
+                tree: reviewing.head_commit.tree,
+                governing,
+            },
+            now,
+        ),
+    };
+    decide(&Facts {
+        in_force: in_force.unwrap_or(&empty),
+        anything_in_force: in_force.is_some(),
+        head,
+        review: reviewing.report(),
+        evidence: &evidence,
+        open_reviews: &observed.reviews,
+        now,
+    })
+}
+
+/// What carrying out a decision did.
+struct Executed {
+    result: Outcome,
+    problems: Vec<String>,
+    outcomes: Vec<ResourceOutcome>,
+    statuses: Statuses,
+    /// Resources whose staged keys are promoted once the status commit names them.
+    promote: Vec<(Kind, String)>,
+    /// The earliest renewal to come, after the gates' holds.
+    next_renewal: Option<DateTime<Utc>>,
+}
+
+/// Carries out `decision`: applies the head, or, when it is not applied, renews what comes
+/// due in the commit in force, which stays in force.
+fn execute(
+    context: &apply::Context<'_>,
+    decision: &Decision,
+    reviewing: &Reviewing,
+) -> Result<Executed> {
+    let no_change = HashSet::new();
+    let (result, mut problems, catalog, changed) = match decision.verdict {
+        Verdict::Apply => (
+            Outcome::Applied,
+            Vec::new(),
+            Some(reviewing.head_catalog()),
+            match &reviewing.head {
+                Head::New { changed, .. } => changed,
+                Head::InForce { .. } => &no_change,
+            },
+        ),
+        Verdict::Blocked => (
+            Outcome::Blocked,
+            decision.reasons.clone(),
+            reviewing.in_force(),
+            &no_change,
+        ),
+        Verdict::Pending { .. } => (
+            Outcome::Pending,
+            decision.reasons.clone(),
+            reviewing.in_force(),
+            &no_change,
+        ),
+        Verdict::Failed => (
+            Outcome::Failed,
+            decision.reasons.clone(),
+            reviewing.in_force(),
+            &no_change,
+        ),
+    };
+    let Some(catalog) = catalog else {
+        return Ok(Executed {
+            result,
+            problems,
+            outcomes: Vec::new(),
+            statuses: context.observed.resources.clone(),
+            promote: Vec::new(),
+            next_renewal: None,
+        });
+    };
+    let applied = apply::apply(context, catalog, changed)?;
+    let result = if result == Outcome::Applied && !applied.problems.is_empty() {
+        Outcome::Failed
+    } else {
+        result
+    };
+    problems.extend(applied.problems);
+    let next_renewal = next_renewal(&applied.statuses, catalog, &decision.holds, context.now);
+    Ok(Executed {
+        result,
+        problems,
+        outcomes: applied.outcomes,
+        statuses: applied.statuses,
+        promote: applied.issued,
+        next_renewal,
+    })
+}
+
+/// The earliest renewal to come: a renewal a closed window holds back comes due when the
+/// window opens or when expiry is within the gate's margin, whichever is first.
+fn next_renewal(
+    statuses: &Statuses,
+    catalog: &Catalog,
+    holds: &[RenewalHold],
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    statuses
+        .values()
+        .map(|s| {
+            let labels = catalog
+                .get(s.kind, &s.name)
+                .map(|l| &l.resource.metadata.labels);
+            match labels.map(|l| gate::renewal(holds, s.kind, l, s.not_after, now)) {
+                Some(Renewal::Held(hold)) if s.renew_at <= now => {
+                    let margin = s.not_after - hold.margin;
+                    hold.opens_at.map_or(margin, |open| open.min(margin))
+                }
+                _ => s.renew_at,
+            }
+        })
+        .min()
+}
+
+/// "2 issued, 1 renewed".
+fn count_line(resources: &[ResourceOutcome]) -> String {
+    let mut counts: BTreeMap<Change, usize> = BTreeMap::new();
+    for r in resources {
+        if r.change != Change::Unchanged {
+            *counts.entry(r.change).or_default() += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|(change, n)| {
+            format!(
+                "{n} {}",
+                serde_json::to_value(change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
