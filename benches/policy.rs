@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use gitward::commands::plan_report;
+use gitward::commands::{Judging, plan_report};
 use gitward::policy::evaluate::Evaluator;
 use gitward::policy::{Context, commit_input};
 use gitward::snapshot::Snapshot;
@@ -89,7 +89,14 @@ fn main() {
         return;
     };
     gitward::policy::compile::limit_memory();
-    let today = chrono::Utc::now().date_naive();
+    let now = chrono::Utc::now();
+    let today = now.date_naive();
+    let judging = Judging {
+        today,
+        now,
+        signers: None,
+        trust_trailers: false,
+    };
     let config = ConfigRepo::open(&repo).expect("a repository");
     let load = || {
         let (commit, catalog) = config
@@ -139,7 +146,7 @@ fn main() {
         drop(snapshot);
 
         let (plan, report) =
-            timed(|| plan_report(&repo, "HEAD~1", "HEAD", today, false).expect("plan"));
+            timed(|| plan_report(&repo, "HEAD~1", "HEAD", &judging, false).expect("plan"));
         assert!(report.valid);
 
         s.validate.push(validate);

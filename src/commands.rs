@@ -10,9 +10,11 @@ use serde_json::json;
 use crate::config::HostConfig;
 use crate::diag::escaped;
 use crate::error::{Error, Result};
+use crate::gate::gather::{self, Sources, gather};
 use crate::git::{Repo, abbreviated};
 use crate::model::{Catalog, Kind};
 use crate::policy::testing::{TestOutcome, run_tests};
+use crate::reconcile::decide::{Facts, Verdict, decide};
 use crate::reconcile::reconcile_once;
 use crate::report::{Compared, Format, PlanReport, plan_report_schema};
 use crate::review::review;
@@ -20,6 +22,7 @@ use crate::scaffold;
 use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
 use crate::status::{Change, Outcome};
+use crate::trust::signers::AllowedSigners;
 
 /// Exit codes shared by the commands.
 pub mod exit {
@@ -178,10 +181,33 @@ pub struct PlanOptions {
     pub head: String,
     pub format: Format,
     pub output: Option<PathBuf>,
-    /// The day exceptions are judged on; today when unset.
+    /// The day exceptions are judged on; the day of `now` when unset.
     pub today: Option<NaiveDate>,
+    /// The time gate windows are judged at; now when unset.
+    pub now: Option<DateTime<Utc>>,
     /// Accept a base and a head without resources.
     pub allow_empty: bool,
+    /// What signatures are checked against, as the daemon's host config says.
+    pub trust: Trust,
+}
+
+/// What a host trusts: the keys that sign for principals, and whether trailers approve.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// An allowed-signers file (git's `gpg.ssh.allowedSignersFile` format).
+    pub allowed_signers: Option<PathBuf>,
+    /// A file of revoked keys, one per line.
+    pub revocations: Option<PathBuf>,
+    /// Whether `Approved-by:` trailers count (reported as unverified).
+    pub trust_trailers: bool,
+}
+
+/// When and with what trust a change is judged.
+pub struct Judging<'a> {
+    pub today: NaiveDate,
+    pub now: DateTime<Utc>,
+    pub signers: Option<&'a AllowedSigners>,
+    pub trust_trailers: bool,
 }
 
 /// The plan report of merging `head` into `base`: the base compared with the merge, or with
@@ -190,7 +216,7 @@ pub fn plan_report(
     repo: &Path,
     base: &str,
     head: &str,
-    today: NaiveDate,
+    judging: &Judging<'_>,
     allow_empty: bool,
 ) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
@@ -218,28 +244,60 @@ pub fn plan_report(
     let mut report = review(
         (&base_commit, &base_snapshot),
         (&head_commit, &head_snapshot),
-        today,
+        judging.today,
     );
     report.root = config.prefix().to_owned();
     if merged.merged {
         report.compared = Compared::Merge;
     }
+    // The daemon's decision on the merge, with the base in force.
+    let evidence = gather(
+        &Sources {
+            repo: config.repo.inner(),
+            root: config.prefix(),
+            signers: judging.signers,
+            trust_trailers: judging.trust_trailers,
+        },
+        &gather::Change {
+            in_force: git2::Oid::from_str(&base_commit.sha).ok(),
+            base_tree: Some(base_commit.tree),
+            head: git2::Oid::from_str(&head_commit.sha).map_err(Error::git("reading the head"))?,
+            tree: merged.tree,
+            governing: &base_snapshot.catalog,
+        },
+        judging.now,
+    );
+    let decision = decide(&Facts {
+        in_force: &base_snapshot.catalog,
+        anything_in_force: true,
+        head: &head_snapshot.catalog,
+        review: Some(&report),
+        evidence: &evidence,
+        open_reviews: &[],
+        now: judging.now,
+    });
+    report.blocked = decision.verdict == Verdict::Blocked;
+    report.verdict = decision.verdict;
+    report.reasons = decision.reasons;
+    report.gates = decision.gates;
     Ok(report)
-}
-
-fn today() -> NaiveDate {
-    chrono::Utc::now().date_naive()
 }
 
 /// `gitward plan`: what merging `head` into `base` would do. Problems in the head also go to
 /// `err` as `file:line:col: message`, whatever the format.
 pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
-    let today = options.today.unwrap_or_else(today);
+    let now = options.now.unwrap_or_else(Utc::now);
+    let signers = options.trust.signers()?;
     let report = plan_report(
         &options.repo,
         &options.base,
         &options.head,
-        today,
+        &Judging {
+            today: options.today.unwrap_or(now.date_naive()),
+            now,
+            signers: signers.as_ref(),
+            trust_trailers: options.trust.trust_trailers,
+        },
         options.allow_empty,
     )?;
     let rendered = report.render(options.format);
@@ -253,6 +311,16 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             .map_err(Error::io("<stderr>"))?;
     }
     Ok(report.exit_code())
+}
+
+impl Trust {
+    /// The allowed signers, read; none when no file is given.
+    pub fn signers(&self) -> Result<Option<AllowedSigners>> {
+        self.allowed_signers
+            .as_deref()
+            .map(|path| AllowedSigners::load(path, self.revocations.as_deref()))
+            .transpose()
+    }
 }
 
 /// A progress bar on stderr when it is a terminal and output is not quiet; hidden otherwise,
@@ -698,7 +766,19 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
         "Rotate the API certificate to P-384, add the status page, retire shop staging",
     )?;
-    let report = plan_report(&dir, "main", DEMO_BRANCH, today(), false)?;
+    let now = Utc::now();
+    let report = plan_report(
+        &dir,
+        "main",
+        DEMO_BRANCH,
+        &Judging {
+            today: now.date_naive(),
+            now,
+            signers: None,
+            trust_trailers: false,
+        },
+        false,
+    )?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(Error::io("127.0.0.1:0"))?

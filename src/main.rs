@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use gitward::commands::{self, PlanOptions, ValidateFormat, ValidateOptions, exit};
+use gitward::commands::{self, PlanOptions, Trust, ValidateFormat, ValidateOptions, exit};
 use gitward::error::Error;
 use gitward::report::Format;
 
@@ -68,7 +68,7 @@ enum Command {
     },
     /// Show what merging HEAD into BASE would do (the pull-request check).
     #[command(
-        after_help = "Exit codes: 0 would apply; 1 blocked (a new deny finding without an exception); 2 invalid head, a merge conflict, no resources (see --allow-empty), or a usage error."
+        after_help = "Exit codes: 0 would apply (now, or when the window it waits for opens); 1 blocked (a new deny finding without an exception, or a gate of the base it fails); 2 invalid head, a merge conflict, no resources (see --allow-empty), or a usage error."
     )]
     Plan {
         /// The configuration's directory, in a Git repository (a subdirectory in a monorepo).
@@ -87,9 +87,23 @@ enum Command {
         /// Write the report to this file instead of standard output.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
-        /// Judge policy exceptions as on this day (YYYY-MM-DD; default today, UTC).
+        /// Judge policy exceptions as on this day (YYYY-MM-DD; default the day of --now, UTC).
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<NaiveDate>,
+        /// Judge gate windows at this time (RFC 3339, like 2026-12-01T10:00:00Z; default now).
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Check approvals and commit signatures against this allowed-signers file (git's
+        /// gpg.ssh.allowedSignersFile format), as the daemon's host config does. Without it,
+        /// no signature counts.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+        /// Revoked keys, one public key per line.
+        #[arg(long, value_name = "FILE", requires = "allowed_signers")]
+        revoked_keys: Option<PathBuf>,
+        /// Count `Approved-by:` trailers (unverified), as a host with gates.trustTrailers does.
+        #[arg(long)]
+        trust_trailers: bool,
         /// Accept a base and a head without resources (refused by default: most often a wrong
         /// --repo or revision).
         #[arg(long)]
@@ -253,6 +267,10 @@ fn main() -> ExitCode {
             format,
             output,
             date,
+            now,
+            allowed_signers,
+            revoked_keys,
+            trust_trailers,
             allow_empty,
         } => commands::plan(
             &PlanOptions {
@@ -262,7 +280,13 @@ fn main() -> ExitCode {
                 format,
                 output,
                 today: date,
+                now,
                 allow_empty,
+                trust: Trust {
+                    allowed_signers,
+                    revocations: revoked_keys,
+                    trust_trailers,
+                },
             },
             &mut out,
             &mut io::stderr(),

@@ -21,6 +21,7 @@ use crate::plan::{Change, plan};
 use crate::policy::compile::{Binding, dns_names, is_test_module};
 use crate::policy::evaluate::{Evaluator, Finding, FindingStatus};
 use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
+use crate::reconcile::decide::Verdict;
 use crate::report::{Compared, FORMAT_VERSION, PlanReport, PolicyInfo};
 use crate::snapshot::Snapshot;
 
@@ -256,6 +257,15 @@ pub fn review_on(
     let report = PlanReport {
         format_version: FORMAT_VERSION,
         blocked: valid && findings.iter().any(|f| f.blocks()),
+        verdict: if !valid {
+            Verdict::Failed
+        } else if findings.iter().any(|f| f.blocks()) {
+            Verdict::Blocked
+        } else {
+            Verdict::Apply
+        },
+        reasons: Vec::new(),
+        gates: Vec::new(),
         valid,
         summary: plan.summary(),
         resources: plan.notable().cloned().collect(),

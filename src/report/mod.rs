@@ -12,10 +12,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::diag::{Diagnostic, escaped};
+use crate::gate::GateReport;
 use crate::git::CommitInfo;
 use crate::model::{Enforcement, FindingSeverity, Kind};
 use crate::plan::{ResourcePlan, Summary};
 use crate::policy::{ExceptionReport, ExceptionState, Finding, FindingStatus};
+use crate::reconcile::decide::Verdict;
 
 /// Version of the JSON report format; it changes only when a field changes meaning or goes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -48,8 +50,18 @@ pub struct PlanReport {
     pub root: String,
     /// Whether the head is a valid configuration; when false nothing would be applied.
     pub valid: bool,
-    /// Whether the change is blocked: a new `deny` finding that no exception excuses.
+    /// Whether the change is blocked: a new `deny` finding that no exception excuses, or a
+    /// gate it fails.
     pub blocked: bool,
+    /// What becomes of the change if merged now: `apply`, `blocked`, `pending` (with
+    /// `opensAt`, when the last window it waits for opens) or `failed`.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Why it would not be applied now: errors, blocking findings, gates failed or waited for.
+    pub reasons: Vec<String>,
+    /// Each gate of the base (the commit in force) and its decision on the change, in name
+    /// order; gates that the change does not concern are `notApplicable`.
+    pub gates: Vec<GateReport>,
     pub summary: Summary,
     /// Resources with a change or an action, sorted by kind and name.
     pub resources: Vec<ResourcePlan>,
@@ -105,6 +117,7 @@ pub struct FindingCounts {
 
 impl PlanReport {
     /// The exit code of `plan`: 0 would apply, 1 blocked, 2 invalid head.
+    /// A pending change would apply when its window opens: 0, like one that applies now.
     pub fn exit_code(&self) -> u8 {
         match (self.valid, self.blocked) {
             (false, _) => 2,
