@@ -752,11 +752,40 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         .into_iter()
         .map(|(p, b)| (p, b.to_vec()))
         .collect();
-    let main = repo.commit_files(
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(Error::io("127.0.0.1:0"))?
+        .port();
+    let host_file = dir.join(LOCAL_HOST).join("gitward.yaml");
+    let host = local_host_config(
+        &dir,
+        "main",
+        &["web-tls", "internal-tls", "mtls-clients"],
+        Some(&format!("127.0.0.1:{port}")),
+    )?;
+    write_file(&host_file, host.as_bytes())?;
+    exclude_local_host(&repo, &dir)?;
+    let config = HostConfig::load(&host_file)?;
+    // The PKI is bootstrapped before the gates exist: with nothing in force, a commit's own
+    // gates judge it, and the example's gates want approvals and office hours. Then the gates
+    // are committed, governed by the (no) gates in force, and judge every change after.
+    let is_gate = |path: &str| path.starts_with("gates/");
+    let bootstrap = repo.commit_files(
         "refs/heads/main",
         None,
+        files
+            .iter()
+            .filter(|(p, _)| !is_gate(p))
+            .map(|(p, b)| (p.as_str(), b.as_slice())),
+        "Example Corp PKI: CA hierarchy, certificates, policies and sinks",
+    )?;
+    repo.checkout("refs/heads/main")?;
+    reconcile_once(&config, Utc::now(), &crate::reconcile::Silent)?;
+    let main = repo.commit_files(
+        "refs/heads/main",
+        Some(bootstrap),
         files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
-        "Example Corp PKI: CA hierarchy, certificates, policies, gates and sinks",
+        "Gate changes to prod and staging: scans, approvals, a change window",
     )?;
     repo.checkout("refs/heads/main")?;
     demo_change(&mut files);
@@ -779,20 +808,6 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         },
         false,
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(Error::io("127.0.0.1:0"))?
-        .port();
-    let host_file = dir.join(LOCAL_HOST).join("gitward.yaml");
-    let host = local_host_config(
-        &dir,
-        "main",
-        &["web-tls", "internal-tls", "mtls-clients"],
-        Some(&format!("127.0.0.1:{port}")),
-    )?;
-    write_file(&host_file, host.as_bytes())?;
-    exclude_local_host(&repo, &dir)?;
-    HostConfig::load(&host_file)?;
     let shown = dir.display();
     let gitward = this_binary();
     write_out(
