@@ -223,7 +223,9 @@ mod tests {
 
     /// 2026-12-01 (a Tuesday) at `hour`:00 UTC.
     fn at(hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, 1, hour, 0, 0).single().expect("a time")
+        Utc.with_ymd_and_hms(2026, 12, 1, hour, 0, 0)
+            .single()
+            .expect("a time")
     }
 
     fn signed(principal: &str) -> SignatureCheck {
@@ -235,7 +237,11 @@ mod tests {
         }
     }
 
-    fn head_commit(author: &str, signature: SignatureCheck, trailers: &[(&str, &str)]) -> CommitFacts {
+    fn head_commit(
+        author: &str,
+        signature: SignatureCheck,
+        trailers: &[(&str, &str)],
+    ) -> CommitFacts {
         CommitFacts {
             sha: "b".repeat(40),
             author_email: author.to_owned(),
@@ -275,17 +281,18 @@ mod tests {
         evidence: &Evidence,
         now: DateTime<Utc>,
     ) -> Decision {
-        let (base, head) = (catalog(base), catalog(head));
-        let (base_snapshot, head_snapshot) = (Snapshot::new(base.clone()), Snapshot::new(head.clone()));
+        let (base_snapshot, head_snapshot) =
+            (Snapshot::new(catalog(base)), Snapshot::new(catalog(head)));
+        let (base, head) = (&base_snapshot.catalog, &head_snapshot.catalog);
         let review = crate::review::review(
             (&commit('a'), &base_snapshot),
             (&commit('b'), &head_snapshot),
             now.date_naive(),
         );
         decide(&Facts {
-            in_force: &base,
+            in_force: base,
             anything_in_force: in_force,
-            head: &head,
+            head,
             review: Some(&review),
             evidence,
             open_reviews: &[],
@@ -307,20 +314,46 @@ mod tests {
         let api2 = cert("api", "prod", "api.example.com, v2.example.com");
         let strict = gate("prod", TWO_APPROVALS);
         let weak = gate("prod", "    approvals: {count: 1}\n");
-        let base = [("i.yaml", ISSUERS), ("api.yaml", api.as_str()), ("g.yaml", strict.as_str())];
-        let one = evidence(vec![head_commit("dev@example.com", SignatureCheck::default(), &[])], vec![approval("alice@example.com", None)]);
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
+        let one = evidence(
+            vec![head_commit(
+                "dev@example.com",
+                SignatureCheck::default(),
+                &[],
+            )],
+            vec![approval("alice@example.com", None)],
+        );
         for head in [
             vec![("i.yaml", ISSUERS), ("api.yaml", api2.as_str())],
-            vec![("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("g.yaml", weak.as_str())],
+            vec![
+                ("i.yaml", ISSUERS),
+                ("api.yaml", api2.as_str()),
+                ("g.yaml", weak.as_str()),
+            ],
         ] {
             let decision = decided(&base, &head, true, &one, at(10));
             assert_eq!(decision.verdict, Verdict::Blocked);
-            assert_eq!(outcomes(&decision), [("prod".to_owned(), GateOutcome::Fail)]);
+            assert_eq!(
+                outcomes(&decision),
+                [("prod".to_owned(), GateOutcome::Fail)]
+            );
             assert_eq!(decision.gates[0].governing, Governing::InForce);
-            assert!(decision.reasons[0].contains("1 of 2 approvals"), "{:?}", decision.reasons);
+            assert!(
+                decision.reasons[0].contains("1 of 2 approvals"),
+                "{:?}",
+                decision.reasons
+            );
         }
         // With nothing in force, the head's own gate judges it.
-        let head = [("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("g.yaml", strict.as_str())];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api2.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
         let decision = decided(&[("i.yaml", ISSUERS)], &head, false, &one, at(10));
         assert_eq!(decision.verdict, Verdict::Blocked);
         assert_eq!(decision.gates[0].governing, Governing::Head);
@@ -329,15 +362,35 @@ mod tests {
     #[test]
     fn a_gate_judges_only_changes_to_what_it_applies_to() {
         let strict = gate("prod", TWO_APPROVALS);
-        let (web, web2) = (cert("web", "staging", "web.example.com"), cert("web", "staging", "web2.example.com"));
+        let (web, web2) = (
+            cert("web", "staging", "web.example.com"),
+            cert("web", "staging", "web2.example.com"),
+        );
         let api = cert("api", "prod", "api.example.com");
-        let base = [("i.yaml", ISSUERS), ("web.yaml", web.as_str()), ("api.yaml", api.as_str()), ("g.yaml", strict.as_str())];
-        let head = [("i.yaml", ISSUERS), ("web.yaml", web2.as_str()), ("api.yaml", api.as_str()), ("g.yaml", strict.as_str())];
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("web.yaml", web.as_str()),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("web.yaml", web2.as_str()),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
         let decision = decided(&base, &head, true, &evidence(vec![], vec![]), at(10));
         assert_eq!(decision.verdict, Verdict::Apply);
-        assert_eq!(outcomes(&decision), [("prod".to_owned(), GateOutcome::NotApplicable)]);
+        assert_eq!(
+            outcomes(&decision),
+            [("prod".to_owned(), GateOutcome::NotApplicable)]
+        );
         // A deleted resource is matched by its labels in the base.
-        let deleted = [("i.yaml", ISSUERS), ("web.yaml", web.as_str()), ("g.yaml", strict.as_str())];
+        let deleted = [
+            ("i.yaml", ISSUERS),
+            ("web.yaml", web.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
         let decision = decided(&base, &deleted, true, &evidence(vec![], vec![]), at(10));
         assert_eq!(decision.verdict, Verdict::Blocked);
         assert_eq!(decision.gates[0].affected, ["Certificate/api"]);
@@ -346,20 +399,45 @@ mod tests {
     #[test]
     fn approvals_count_once_per_listed_principal_who_did_not_write_the_change() {
         let strict = gate("prod", TWO_APPROVALS);
-        let (api, api2) = (cert("api", "prod", "api.example.com"), cert("api", "prod", "v2.example.com"));
-        let base = [("i.yaml", ISSUERS), ("api.yaml", api.as_str()), ("g.yaml", strict.as_str())];
-        let head = [("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("g.yaml", strict.as_str())];
+        let (api, api2) = (
+            cert("api", "prod", "api.example.com"),
+            cert("api", "prod", "v2.example.com"),
+        );
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api2.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
         let writer = head_commit("alice@example.com", SignatureCheck::default(), &[]);
         let approvals = vec![
             approval("alice@example.com", None),
-            approval("bob@example.com", Some("signed by a key the host does not list")),
+            approval(
+                "bob@example.com",
+                Some("signed by a key the host does not list"),
+            ),
             approval("mallory@example.com", None),
             approval("carol@example.com", None),
             approval("carol@example.com", None),
         ];
-        let decision = decided(&base, &head, true, &evidence(vec![writer.clone()], approvals.clone()), at(10));
+        let decision = decided(
+            &base,
+            &head,
+            true,
+            &evidence(vec![writer.clone()], approvals.clone()),
+            at(10),
+        );
         assert_eq!(decision.verdict, Verdict::Blocked);
-        let RequirementEvidence::Approvals { counted, approvals: judged, .. } = &decision.gates[0].requirements[0].evidence else {
+        let RequirementEvidence::Approvals {
+            counted,
+            approvals: judged,
+            ..
+        } = &decision.gates[0].requirements[0].evidence
+        else {
             panic!("approvals evidence");
         };
         assert_eq!(counted, &["carol@example.com"]);
@@ -377,28 +455,58 @@ mod tests {
         // Bob's verified approval makes two.
         let mut approvals = approvals;
         approvals[1].refused = None;
-        let decision = decided(&base, &head, true, &evidence(vec![writer.clone()], approvals.clone()), at(10));
+        let decision = decided(
+            &base,
+            &head,
+            true,
+            &evidence(vec![writer.clone()], approvals.clone()),
+            at(10),
+        );
         assert_eq!(decision.verdict, Verdict::Apply);
         // An incomplete history cannot show who wrote the change: nothing counts.
         let mut partial = evidence(vec![writer], approvals);
         partial.complete = false;
-        assert_eq!(decided(&base, &head, true, &partial, at(10)).verdict, Verdict::Blocked);
+        assert_eq!(
+            decided(&base, &head, true, &partial, at(10)).verdict,
+            Verdict::Blocked
+        );
     }
 
     #[test]
     fn trailers_count_only_where_the_host_trusts_them_and_are_unverified() {
         let trailers = gate("prod", "    approvals: {count: 1, source: trailers}\n");
-        let (api, api2) = (cert("api", "prod", "api.example.com"), cert("api", "prod", "v2.example.com"));
-        let base = [("i.yaml", ISSUERS), ("api.yaml", api.as_str()), ("g.yaml", trailers.as_str())];
-        let head = [("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("g.yaml", trailers.as_str())];
-        let commits = vec![head_commit("dev@example.com", SignatureCheck::default(), &[("Approved-by", "Bob <bob@example.com>")])];
+        let (api, api2) = (
+            cert("api", "prod", "api.example.com"),
+            cert("api", "prod", "v2.example.com"),
+        );
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", trailers.as_str()),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api2.as_str()),
+            ("g.yaml", trailers.as_str()),
+        ];
+        let commits = vec![head_commit(
+            "dev@example.com",
+            SignatureCheck::default(),
+            &[("Approved-by", "Bob <bob@example.com>")],
+        )];
         let mut evidence = evidence(commits, vec![]);
-        assert_eq!(decided(&base, &head, true, &evidence, at(10)).verdict, Verdict::Blocked);
+        assert_eq!(
+            decided(&base, &head, true, &evidence, at(10)).verdict,
+            Verdict::Blocked
+        );
         evidence.trust_trailers = true;
         let decision = decided(&base, &head, true, &evidence, at(10));
         assert_eq!(decision.verdict, Verdict::Apply);
         let requirement = &decision.gates[0].requirements[0];
-        assert_eq!(requirement.summary, "1 of 1 approval: bob@example.com (unverified trailers)");
+        assert_eq!(
+            requirement.summary,
+            "1 of 1 approval: bob@example.com (unverified trailers)"
+        );
     }
 
     #[test]
@@ -407,32 +515,71 @@ mod tests {
             "prod",
             "    approvals: {count: 1}\n    window: {timezone: Europe/Berlin, allow: [{days: [Mon, Tue], from: '09:00', to: '16:00'}]}\n",
         );
-        let (api, api2) = (cert("api", "prod", "api.example.com"), cert("api", "prod", "v2.example.com"));
-        let base = [("i.yaml", ISSUERS), ("api.yaml", api.as_str()), ("g.yaml", windowed.as_str())];
-        let head = [("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("g.yaml", windowed.as_str())];
+        let (api, api2) = (
+            cert("api", "prod", "api.example.com"),
+            cert("api", "prod", "v2.example.com"),
+        );
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", windowed.as_str()),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api2.as_str()),
+            ("g.yaml", windowed.as_str()),
+        ];
         let approved = evidence(vec![], vec![approval("carol@example.com", None)]);
         // Tuesday 18:00 UTC is 19:00 in Berlin: closed until Monday 09:00 CET.
         let decision = decided(&base, &head, true, &approved, at(18));
-        let monday = Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).single().expect("a time");
+        let monday = Utc
+            .with_ymd_and_hms(2026, 12, 7, 8, 0, 0)
+            .single()
+            .expect("a time");
         assert_eq!(decision.verdict, Verdict::Pending { opens_at: monday });
         assert_eq!(decision.gates[0].requirements[1].met, Met::Waiting);
-        assert_eq!(decided(&base, &head, true, &approved, at(10)).verdict, Verdict::Apply);
+        assert_eq!(
+            decided(&base, &head, true, &approved, at(10)).verdict,
+            Verdict::Apply
+        );
         let unapproved = evidence(vec![], vec![]);
-        assert_eq!(decided(&base, &head, true, &unapproved, at(18)).verdict, Verdict::Blocked);
+        assert_eq!(
+            decided(&base, &head, true, &unapproved, at(18)).verdict,
+            Verdict::Blocked
+        );
     }
 
     #[test]
     fn an_override_counts_only_signed_by_a_listed_principal_with_a_reason() {
         let strict = gate("prod", TWO_APPROVALS);
-        let (api, api2) = (cert("api", "prod", "api.example.com"), cert("api", "prod", "v2.example.com"));
-        let base = [("i.yaml", ISSUERS), ("api.yaml", api.as_str()), ("g.yaml", strict.as_str())];
-        let head = [("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("g.yaml", strict.as_str())];
+        let (api, api2) = (
+            cert("api", "prod", "api.example.com"),
+            cert("api", "prod", "v2.example.com"),
+        );
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api2.as_str()),
+            ("g.yaml", strict.as_str()),
+        ];
         let trailer = [("Gate-Override", "prod key compromise, rotating now")];
         let cases = [
             (SignatureCheck::default(), &trailer[..], Verdict::Blocked),
             (signed("dev@example.com"), &trailer[..], Verdict::Blocked),
-            (signed("lead@example.com"), &[("Gate-Override", "prod")][..], Verdict::Blocked),
-            (signed("lead@example.com"), &[("Gate-Override", "other urgent")][..], Verdict::Blocked),
+            (
+                signed("lead@example.com"),
+                &[("Gate-Override", "prod")][..],
+                Verdict::Blocked,
+            ),
+            (
+                signed("lead@example.com"),
+                &[("Gate-Override", "other urgent")][..],
+                Verdict::Blocked,
+            ),
             (signed("lead@example.com"), &trailer[..], Verdict::Apply),
         ];
         for (signature, trailers, verdict) in cases {
@@ -442,7 +589,10 @@ mod tests {
             if verdict == Verdict::Apply {
                 assert_eq!(decision.gates[0].outcome, GateOutcome::Overridden);
                 let used = &decision.overrides[0];
-                assert_eq!((used.principal.as_str(), used.reason.as_str()), ("lead@example.com", "key compromise, rotating now"));
+                assert_eq!(
+                    (used.principal.as_str(), used.reason.as_str()),
+                    ("lead@example.com", "key compromise, rotating now")
+                );
                 assert_eq!(used.review_due, at(10) + chrono::Duration::hours(24));
                 assert_eq!(decision.open_reviews.len(), 1);
             } else {
@@ -462,9 +612,19 @@ mod tests {
             at: at(1),
             review_due: at(5),
         };
-        let open = [OpenReview { record, overdue: false }];
+        let open = [OpenReview {
+            record,
+            overdue: false,
+        }];
         let review = |signature: SignatureCheck, sha: &str| {
-            evidence(vec![head_commit("x@example.com", signature, &[("Override-Reviewed", sha)])], vec![])
+            evidence(
+                vec![head_commit(
+                    "x@example.com",
+                    signature,
+                    &[("Override-Reviewed", sha)],
+                )],
+                vec![],
+            )
         };
         let cases = [
             (review(signed("bob@example.com"), "ccccccc"), 0),
@@ -484,13 +644,33 @@ mod tests {
         let limits = gate("prod", "    violations: {deny: 0, warn: 0}\n");
         let policy = "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: short}\nspec:\n  module: p.rego\n  rule: data.t.warn\n  appliesTo: {kinds: [Certificate]}\n  enforcement: warn\n";
         let rego = "package t\nimport rego.v1\nwarn contains \"two names\" if count(input.resource.spec.dnsNames) > 1\n";
-        let (api, api2) = (cert("api", "prod", "api.example.com"), cert("api", "prod", "a.example.com, b.example.com"));
+        let (api, api2) = (
+            cert("api", "prod", "api.example.com"),
+            cert("api", "prod", "a.example.com, b.example.com"),
+        );
         let web = cert("web", "staging", "a.example.org, b.example.org");
-        let base = [("i.yaml", ISSUERS), ("api.yaml", api.as_str()), ("web.yaml", web.as_str()), ("g.yaml", limits.as_str()), ("p.yaml", policy), ("p.rego", rego)];
-        let head = [("i.yaml", ISSUERS), ("api.yaml", api2.as_str()), ("web.yaml", web.as_str()), ("g.yaml", limits.as_str()), ("p.yaml", policy), ("p.rego", rego)];
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api.as_str()),
+            ("web.yaml", web.as_str()),
+            ("g.yaml", limits.as_str()),
+            ("p.yaml", policy),
+            ("p.rego", rego),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("api.yaml", api2.as_str()),
+            ("web.yaml", web.as_str()),
+            ("g.yaml", limits.as_str()),
+            ("p.yaml", policy),
+            ("p.rego", rego),
+        ];
         let decision = decided(&base, &head, true, &evidence(vec![], vec![]), at(10));
         assert_eq!(decision.verdict, Verdict::Blocked);
-        assert_eq!(decision.gates[0].requirements[0].summary, "1 warn findings (at most 0)");
+        assert_eq!(
+            decision.gates[0].requirements[0].summary,
+            "1 warn findings (at most 0)"
+        );
     }
 
     #[test]
@@ -499,8 +679,18 @@ mod tests {
         let policy = "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: short}\nspec:\n  module: p.rego\n  rule: data.t.deny\n  appliesTo: {kinds: [Certificate]}\n";
         let strict = "package t\nimport rego.v1\ndeny contains \"no\" if false\n";
         let lax = "package t\nimport rego.v1\ndeny contains \"no\" if input.never\n";
-        let base = [("i.yaml", ISSUERS), ("g.yaml", policies), ("p.yaml", policy), ("p.rego", strict)];
-        let head = [("i.yaml", ISSUERS), ("g.yaml", policies), ("p.yaml", policy), ("p.rego", lax)];
+        let base = [
+            ("i.yaml", ISSUERS),
+            ("g.yaml", policies),
+            ("p.yaml", policy),
+            ("p.rego", strict),
+        ];
+        let head = [
+            ("i.yaml", ISSUERS),
+            ("g.yaml", policies),
+            ("p.yaml", policy),
+            ("p.rego", lax),
+        ];
         let decision = decided(&base, &head, true, &evidence(vec![], vec![]), at(10));
         assert_eq!(decision.verdict, Verdict::Blocked);
         assert_eq!(decision.gates[0].affected, ["Policy/short"]);
@@ -512,16 +702,38 @@ mod tests {
             "prod",
             "    window: {timezone: UTC, allow: [{from: '09:00', to: '16:00'}]}\n    renewals: followWindow\n    expiryMargin: 3d\n",
         );
-        let base = catalog(&[("i.yaml", ISSUERS), ("g.yaml", follow.as_str())]);
+        let (api, web) = (
+            cert("api", "prod", "api.example.com"),
+            cert("web", "staging", "web.example.com"),
+        );
+        let base = catalog(&[
+            ("i.yaml", ISSUERS),
+            ("g.yaml", follow.as_str()),
+            ("api.yaml", api.as_str()),
+            ("web.yaml", web.as_str()),
+        ]);
         let holds = gate::renewal_holds(&base, at(18));
         assert_eq!(holds.len(), 1);
         assert!(gate::renewal_holds(&base, at(10)).is_empty());
-        let prod = crate::model::Labels::from_pairs(&[("env", "prod")]);
-        let staging = crate::model::Labels::from_pairs(&[("env", "staging")]);
+        let labels = |name: &str| {
+            base.get(Kind::Certificate, name)
+                .map(|l| l.resource.metadata.labels.clone())
+                .expect("a certificate")
+        };
+        let (prod, staging) = (labels("api"), labels("web"));
         let far = at(18) + chrono::Duration::days(20);
         let near = at(18) + chrono::Duration::days(2);
-        assert!(matches!(gate::renewal(&holds, Kind::Certificate, &prod, far, at(18)), gate::Renewal::Held(_)));
-        assert!(matches!(gate::renewal(&holds, Kind::Certificate, &prod, near, at(18)), gate::Renewal::Forced(_)));
-        assert_eq!(gate::renewal(&holds, Kind::Certificate, &staging, far, at(18)), gate::Renewal::Go);
+        assert!(matches!(
+            gate::renewal(&holds, Kind::Certificate, &prod, far, at(18)),
+            gate::Renewal::Held(_)
+        ));
+        assert!(matches!(
+            gate::renewal(&holds, Kind::Certificate, &prod, near, at(18)),
+            gate::Renewal::Forced(_)
+        ));
+        assert_eq!(
+            gate::renewal(&holds, Kind::Certificate, &staging, far, at(18)),
+            gate::Renewal::Go
+        );
     }
 }
