@@ -399,6 +399,12 @@ pub fn reconcile(
     for problem in &report.problems {
         text.push_str(&format!("  problem: {}\n", escaped(problem)));
     }
+    if let (Outcome::Pending, Some(at)) = (report.result, report.retry_at) {
+        text.push_str(&format!(
+            "  pending: applied without a new commit when the window opens, {}\n",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
     let wrote = if report.wrote_status {
         "new status commit"
     } else {

@@ -274,6 +274,20 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                     "statusCommit": report.status_commit,
                     "nextRenewal": report.next_renewal,
                     "retryAt": report.retry_at,
+                    // A pending commit is applied, without a new commit, at this time.
+                    "pendingUntil": (report.result == crate::status::Outcome::Pending)
+                        .then_some(report.retry_at)
+                        .flatten(),
+                    "gates": report
+                        .gates
+                        .iter()
+                        .map(|g| serde_json::json!({
+                            "name": g.name,
+                            "outcome": g.outcome.as_str(),
+                            "summary": g.line(),
+                        }))
+                        .collect::<Vec<_>>(),
+                    "openOverrideReviews": report.open_reviews,
                     "remote": {
                         "fetchError": report.exchange.fetch_error,
                         "pushError": report.exchange.push_error,

@@ -11,9 +11,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::gate::GateOutcome;
 use crate::model::Kind;
 use crate::reconcile::Report;
 use crate::remote::Exchange;
+use crate::status::Outcome;
 
 type Labels = Vec<(String, String)>;
 
@@ -28,6 +30,9 @@ pub struct Metrics {
     push_retries: Counter,
     remote_errors: Family<Labels, Counter>,
     remote_up: Gauge,
+    gate_decisions: Family<Labels, Counter>,
+    pending_commits: Gauge,
+    open_override_reviews: Family<Labels, Gauge>,
     /// When each certificate and CA in force expires; turned into seconds left at each scrape.
     not_after: Mutex<Vec<(Kind, String, DateTime<Utc>)>>,
 }
@@ -89,8 +94,29 @@ impl Default for Metrics {
             "1 when the last fetch and push succeeded (always 1 for a local repository)",
             remote_up.clone(),
         );
+        let gate_decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "gate_decisions",
+            "Decisions of gates on changes, by gate and outcome (pass, fail, pending, overridden)",
+            gate_decisions.clone(),
+        );
+        let pending_commits = Gauge::default();
+        registry.register(
+            "pending_commits",
+            "Commits waiting for a gate's window to open (0 or 1: a newer head supersedes one)",
+            pending_commits.clone(),
+        );
+        let open_override_reviews = Family::<Labels, Gauge>::default();
+        registry.register(
+            "open_override_reviews",
+            "Gate overrides whose review by another principal is open, by whether it is overdue",
+            open_override_reviews.clone(),
+        );
         Metrics {
             registry,
+            gate_decisions,
+            pending_commits,
+            open_override_reviews,
             push_retries,
             remote_errors,
             remote_up,
@@ -118,6 +144,28 @@ impl Metrics {
             .not_after
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = report.expiries.clone();
+        for gate in &report.gates {
+            if gate.outcome != GateOutcome::NotApplicable {
+                self.gate_decisions
+                    .get_or_create(&vec![
+                        ("gate".to_owned(), gate.name.clone()),
+                        ("outcome".to_owned(), gate.outcome.as_str().to_owned()),
+                    ])
+                    .inc();
+            }
+        }
+        self.pending_commits
+            .set(i64::from(report.result == Outcome::Pending));
+        for overdue in [false, true] {
+            let count = report
+                .open_reviews
+                .iter()
+                .filter(|r| r.overdue == overdue)
+                .count();
+            self.open_override_reviews
+                .get_or_create(&vec![("overdue".to_owned(), overdue.to_string())])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Records a reconcile that found nothing new and nothing due, and so did nothing.
