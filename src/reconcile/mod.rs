@@ -733,7 +733,8 @@ fn execute(
             next_renewal: None,
         });
     };
-    let applied = apply::apply(context, catalog, changed)?;
+    let mut applied = apply::apply(context, catalog, changed)?;
+    tell_holds(&mut applied, catalog, &decision.holds, context);
     let result = if result == Outcome::Applied && !applied.problems.is_empty() {
         Outcome::Failed
     } else {
@@ -749,6 +750,84 @@ fn execute(
         promote: applied.issued,
         next_renewal,
     })
+}
+
+/// Says in status what a closed window did to renewals: a renewal it holds back is a
+/// `RenewalHeld` condition until the renewal happens; one that went ahead because expiry was
+/// within the gate's margin says so in its outcome.
+fn tell_holds(
+    applied: &mut apply::Applied,
+    catalog: &Catalog,
+    holds: &[RenewalHold],
+    context: &apply::Context<'_>,
+) {
+    const HELD: &str = "RenewalHeld";
+    let now = context.now;
+    for outcome in applied
+        .outcomes
+        .iter_mut()
+        .filter(|o| o.change == Change::Renewed)
+    {
+        let before = context
+            .observed
+            .resources
+            .get(&(outcome.kind, outcome.name.clone()));
+        let labels = catalog
+            .get(outcome.kind, &outcome.name)
+            .map(|l| &l.resource.metadata.labels);
+        if let (Some(before), Some(labels)) = (before, labels)
+            && let Renewal::Forced(hold) =
+                gate::renewal(holds, outcome.kind, labels, before.not_after, now)
+        {
+            outcome.message = format!(
+                "renewed while the window of gate `{}` is closed: it expires within the gate's margin",
+                hold.gate
+            );
+        }
+    }
+    for status in applied.statuses.values_mut() {
+        let labels = catalog
+            .get(status.kind, &status.name)
+            .map(|l| &l.resource.metadata.labels);
+        let held = match labels {
+            Some(labels) if status.renew_at <= now => {
+                match gate::renewal(holds, status.kind, labels, status.not_after, now) {
+                    Renewal::Held(hold) => Some(hold),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let was_held = status.condition(HELD).is_some_and(|c| c.status == "True");
+        match held {
+            Some(hold) => {
+                let opens = hold
+                    .opens_at
+                    .map(|at| format!("; the window opens {}", at.to_rfc3339()))
+                    .unwrap_or_default();
+                std::sync::Arc::make_mut(status).set_condition(
+                    HELD,
+                    true,
+                    "WindowClosed",
+                    format!(
+                        "the renewal waits for the window of gate `{}`{opens}",
+                        hold.gate
+                    ),
+                    now,
+                );
+            }
+            None if was_held => {
+                std::sync::Arc::make_mut(status).set_condition(
+                    HELD,
+                    false,
+                    "WindowOpen",
+                    String::new(),
+                    now,
+                );
+            }
+            None => {}
+        }
+    }
 }
 
 /// The earliest renewal to come: a renewal a closed window holds back comes due when the
