@@ -15,6 +15,8 @@
 # 5. The daemon following a remote (`git daemon`): a webhook-triggered one-file change, from
 #    the push being accepted to the status on the remote, p50/p95 over 50 changes, in a
 #    100-certificate and the large repository; idle CPU and RSS (scripts/bench-daemon.py).
+# 6. Gates: `plan` of the 10-file change with the example's gates against the same
+#    repository without them.
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +74,22 @@ echo "== 2. policies: the example library over $count certificates"
 python3 scripts/gen-repo.py "$work/policies" --certificates "$count" --change 10
 echo "validate --rev HEAD peak RSS $(( $(peak_rss "$bin" validate --repo "$work/policies" --rev HEAD) / 1024 )) MiB, plan $(( $(peak_rss "$bin" plan --repo "$work/policies" --base HEAD~1 --head HEAD) / 1024 )) MiB"
 GITWARD_BENCH_REPO="$work/policies" cargo bench --locked --quiet --bench policy 2>/dev/null
+
+echo
+echo "== 6. gates: plan of the 10-file change with the example's gates and without them"
+python3 scripts/gen-repo.py "$work/ungated" --certificates "$count" --change 10 --no-gates
+# The change touches prod certificates without approvals: plan exits 1 (blocked) by design.
+hyperfine -N -i --warmup 3 --runs 30 --export-json "$work/gates.json" \
+  -n gates "$bin plan --repo $work/policies --base HEAD~1 --head HEAD" \
+  -n ungated "$bin plan --repo $work/ungated --base HEAD~1 --head HEAD" >/dev/null 2>&1
+python3 - "$work/gates.json" <<'PY'
+import json, sys
+times = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+g, u = times["gates"], times["ungated"]
+print(f"plan with gates        median {g['median']:.3f} s (mean {g['mean']:.3f} ± {g['stddev']:.3f})")
+print(f"plan without gates     median {u['median']:.3f} s (mean {u['mean']:.3f} ± {u['stddev']:.3f})")
+print(f"with / without         {g['median'] / u['median']:.3f}×   (target: ≤ 1.05×)")
+PY
 
 echo
 echo "== 3. reconcile: $count ECDSA-P256 certificates"

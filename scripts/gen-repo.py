@@ -2,12 +2,13 @@
 """Generates a large gitward configuration repository for benchmarks.
 
     scripts/gen-repo.py DIR [--certificates N] [--change FILES] [--no-policies]
-                            [--algorithm ALG] [--no-acme]
+                            [--no-gates] [--algorithm ALG] [--no-acme]
 
 Writes the example repository plus four more issuing CAs and N certificates (one per file, spread over teams and environments) into DIR, and
 commits it on `main` with the `git` CLI. With --change, also commits a second change on
 `main` that edits FILES certificates (a new DNS name each), as a pull request would. With
---no-policies, the policies directory is left out, to measure loading and planning alone.
+--no-policies, the policies directory is left out, to measure loading and planning alone;
+with --no-gates, the gates directory, to measure what gates cost.
 --algorithm gives every certificate that key algorithm (by default they mix five);
 --no-acme leaves out the example's ACME issuer and its certificate, for a reconcile that
 reaches no ACME server.
@@ -94,6 +95,7 @@ def main():
     parser.add_argument("--certificates", type=int, default=10000)
     parser.add_argument("--change", type=int, default=0)
     parser.add_argument("--no-policies", action="store_true")
+    parser.add_argument("--no-gates", action="store_true")
     parser.add_argument("--algorithm")
     parser.add_argument("--no-acme", action="store_true")
     args = parser.parse_args()
@@ -101,7 +103,8 @@ def main():
         ALGORITHMS[:] = [args.algorithm]
     if os.path.exists(args.dir):
         shutil.rmtree(args.dir)
-    shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns("policies") if args.no_policies else None)
+    left_out = [name for name, out in (("policies", args.no_policies), ("gates", args.no_gates)) if out]
+    shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns(*left_out) if left_out else None)
     if args.algorithm:
         for root, _, files in os.walk(os.path.join(args.dir, "certificates")):
             for file in files:
