@@ -76,22 +76,6 @@ echo "validate --rev HEAD peak RSS $(( $(peak_rss "$bin" validate --repo "$work/
 GITWARD_BENCH_REPO="$work/policies" cargo bench --locked --quiet --bench policy 2>/dev/null
 
 echo
-echo "== 6. gates: plan of the 10-file change with the example's gates and without them"
-python3 scripts/gen-repo.py "$work/ungated" --certificates "$count" --change 10 --no-gates
-# The change touches prod certificates without approvals: plan exits 1 (blocked) by design.
-hyperfine -N -i --warmup 3 --runs 30 --export-json "$work/gates.json" \
-  -n gates "$bin plan --repo $work/policies --base HEAD~1 --head HEAD" \
-  -n ungated "$bin plan --repo $work/ungated --base HEAD~1 --head HEAD" >/dev/null 2>&1
-python3 - "$work/gates.json" <<'PY'
-import json, sys
-times = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-g, u = times["gates"], times["ungated"]
-print(f"plan with gates        median {g['median']:.3f} s (mean {g['mean']:.3f} ± {g['stddev']:.3f})")
-print(f"plan without gates     median {u['median']:.3f} s (mean {u['mean']:.3f} ± {u['stddev']:.3f})")
-print(f"with / without         {g['median'] / u['median']:.3f}×   (target: ≤ 1.05×)")
-PY
-
-echo
 echo "== 3. reconcile: $count ECDSA-P256 certificates"
 python3 scripts/gen-repo.py "$work/pki" --certificates "$count" --algorithm ECDSA-P256 --no-acme
 GITWARD_BENCH_REPO="$work/pki" cargo bench --locked --quiet --bench reconcile 2>/dev/null
@@ -112,4 +96,20 @@ for r in (small, large):
     print(f"{r['certificates']:6} certificates  p50 {r['p50_s']:.3f} s  p95 {r['p95_s']:.3f} s  "
           f"idle CPU {r['idle_cpu_s_per_min']:.2f} s/min  RSS {r['rss_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f})")
 print(f"p50 large / small      {large['p50_s'] / small['p50_s']:.2f}×   (targets: p50 ≤ 0.3 s, ≤ 2×, idle ≤ 0.1 s/min, RSS ≤ 100 MiB)")
+PY
+
+echo
+echo "== 6. gates: plan of the 10-file change with the example's gates and without them"
+python3 scripts/gen-repo.py "$work/ungated" --certificates "$count" --change 10 --no-gates
+# The change touches prod certificates without approvals: plan exits 1 (blocked) by design.
+hyperfine -N -i --warmup 3 --runs 30 --export-json "$work/gates.json" \
+  -n gates "$bin plan --repo $work/policies --base HEAD~1 --head HEAD" \
+  -n ungated "$bin plan --repo $work/ungated --base HEAD~1 --head HEAD" >/dev/null 2>&1
+python3 - "$work/gates.json" <<'PY'
+import json, sys
+times = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+g, u = times["gates"], times["ungated"]
+print(f"plan with gates        median {g['median']:.3f} s (mean {g['mean']:.3f} ± {g['stddev']:.3f})")
+print(f"plan without gates     median {u['median']:.3f} s (mean {u['mean']:.3f} ± {u['stddev']:.3f})")
+print(f"with / without         {g['median'] / u['median']:.3f}×   (target: ≤ 1.05×)")
 PY
