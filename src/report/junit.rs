@@ -14,7 +14,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::PlanReport;
-use super::text::{gate_block, opens_local};
+use super::text::{NOT_APPLICABLE, gate_block, opens_local};
 use crate::diag::{Diagnostic, Escaped, escaped};
 use crate::gate::{GateOutcome, GateReport};
 use crate::model::Kind;
@@ -165,9 +165,7 @@ fn policy_suites(report: &PlanReport) -> Vec<Suite> {
 fn gate_case(gate: &GateReport) -> Case {
     let verdict = match gate.outcome {
         GateOutcome::Fail => Verdict::Failure(escaped(&gate.line()).into_owned(), gate_block(gate)),
-        GateOutcome::NotApplicable => {
-            Verdict::Skipped("the change touches nothing it applies to".to_owned())
-        }
+        GateOutcome::NotApplicable => Verdict::Skipped(NOT_APPLICABLE.to_owned()),
         GateOutcome::Pass | GateOutcome::Pending | GateOutcome::Overridden => Verdict::Pass,
     };
     Case {

@@ -2,14 +2,16 @@
 
 use std::fmt::Write;
 
-use super::text::{approval_standing, counted, pending_until, requirement_name};
+use super::text::{NOT_APPLICABLE, approval_standing, counted, pending_until, requirement_name};
 use super::{Compared, PlanReport, describe_change, findings_in_order};
 use crate::diag::escaped;
+use crate::gate::scans::ScanHit;
 use crate::gate::{GateOutcome, GateReport, Governing, Limit, Met, RequirementEvidence};
 use crate::model::{ApprovalSource, FindingSeverity};
 use crate::plan::Change;
 use crate::policy::{ExceptionState, Finding, FindingStatus};
 use crate::reconcile::decide::Verdict;
+use crate::trust::Approval;
 
 /// Marks the comment so a bot can find and update it instead of posting a new one.
 pub const COMMENT_MARKER: &str = "<!-- gitward:plan -->";
@@ -196,7 +198,7 @@ fn outcome_text(outcome: GateOutcome) -> &'static str {
 /// The requirements of a gate in one table cell, a line each.
 fn requirements_cell(gate: &GateReport) -> String {
     if gate.outcome == GateOutcome::NotApplicable {
-        return "the change touches nothing it applies to".to_owned();
+        return NOT_APPLICABLE.to_owned();
     }
     let mut lines: Vec<String> = gate
         .requirements
@@ -248,6 +250,80 @@ fn more_row(out: &mut String, columns: usize, more: usize) {
     }
 }
 
+/// Each approval: who, signed with which key or read from a trailer, and whether it counts.
+fn approvals_table(out: &mut String, approvals: &[Approval], unverified: bool) {
+    if unverified {
+        let _ = writeln!(
+            out,
+            "Read from `Approved-by:` trailers: *unverified*, anyone can write them.\n"
+        );
+    }
+    if approvals.is_empty() {
+        let _ = writeln!(out, "No approval found.\n");
+        return;
+    }
+    let _ = writeln!(out, "| Approver | From | Counts |");
+    let _ = writeln!(out, "|---|---|---|");
+    for a in approvals.iter().take(LISTED_PER_GATE) {
+        let from = match (a.source, &a.key_fingerprint) {
+            (ApprovalSource::Trailers, _) => "`Approved-by` trailer, *unverified*".to_owned(),
+            (ApprovalSource::Signatures, Some(key)) => format!("signed with {}", code(key)),
+            (ApprovalSource::Signatures, None) => "signature".to_owned(),
+        };
+        let counts = match &a.refused {
+            None => "✅ counts".to_owned(),
+            Some(_) => format!("❌ {}", cell(&approval_standing(a))),
+        };
+        let _ = writeln!(out, "| {} | {from} | {counts} |", cell(&a.approver));
+    }
+    more_row(out, 3, approvals.len().saturating_sub(LISTED_PER_GATE));
+    let _ = writeln!(out);
+}
+
+/// The reports read, the results counted and the failing ones.
+fn scan_results(
+    out: &mut String,
+    files: &[String],
+    results: usize,
+    failing_total: usize,
+    failing: &[ScanHit],
+) {
+    let listed: Vec<String> = files
+        .iter()
+        .take(LISTED_PER_GATE)
+        .map(|f| code(f))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} counted in {}{}{}; {failing_total} failing.\n",
+        counted(results, "result"),
+        counted(files.len(), "report"),
+        if listed.is_empty() { "" } else { ": " },
+        listed.join(", ")
+    );
+    if failing.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "| Level | Rule | Location | Message |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for hit in failing.iter().take(LISTED_PER_GATE) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            hit.level,
+            code(&hit.rule_id),
+            code(hit.location.as_deref().unwrap_or(&hit.file)),
+            cell(&hit.message)
+        );
+    }
+    more_row(
+        out,
+        4,
+        failing_total.saturating_sub(failing.len().min(LISTED_PER_GATE)),
+    );
+    let _ = writeln!(out);
+}
+
 /// What a requirement was judged on, below its summary.
 fn evidence_details(out: &mut String, evidence: &RequirementEvidence) {
     match evidence {
@@ -262,78 +338,14 @@ fn evidence_details(out: &mut String, evidence: &RequirementEvidence) {
             approvals,
             unverified,
             ..
-        } => {
-            if *unverified {
-                let _ = writeln!(
-                    out,
-                    "Read from `Approved-by:` trailers: *unverified*, anyone can write them.\n"
-                );
-            }
-            if approvals.is_empty() {
-                let _ = writeln!(out, "No approval found.\n");
-                return;
-            }
-            let _ = writeln!(out, "| Approver | From | Counts |");
-            let _ = writeln!(out, "|---|---|---|");
-            for a in approvals.iter().take(LISTED_PER_GATE) {
-                let from = match (a.source, &a.key_fingerprint) {
-                    (ApprovalSource::Trailers, _) => {
-                        "`Approved-by` trailer, *unverified*".to_owned()
-                    }
-                    (ApprovalSource::Signatures, Some(key)) => format!("signed with {}", code(key)),
-                    (ApprovalSource::Signatures, None) => "signature".to_owned(),
-                };
-                let counts = match &a.refused {
-                    None => "✅ counts".to_owned(),
-                    Some(_) => format!("❌ {}", cell(&approval_standing(a))),
-                };
-                let _ = writeln!(out, "| {} | {from} | {counts} |", cell(&a.approver));
-            }
-            more_row(out, 3, approvals.len().saturating_sub(LISTED_PER_GATE));
-            let _ = writeln!(out);
-        }
+        } => approvals_table(out, approvals, *unverified),
         RequirementEvidence::Scans {
             files,
-            counted: results,
+            counted,
             failing_total,
             failing,
             ..
-        } => {
-            let listed: Vec<String> = files
-                .iter()
-                .take(LISTED_PER_GATE)
-                .map(|f| code(f))
-                .collect();
-            let _ = writeln!(
-                out,
-                "{} counted in {}{}{}; {failing_total} failing.\n",
-                counted(*results, "result"),
-                counted(files.len(), "report"),
-                if listed.is_empty() { "" } else { ": " },
-                listed.join(", ")
-            );
-            if failing.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "| Level | Rule | Location | Message |");
-            let _ = writeln!(out, "|---|---|---|---|");
-            for hit in failing.iter().take(LISTED_PER_GATE) {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} |",
-                    hit.level,
-                    code(&hit.rule_id),
-                    code(hit.location.as_deref().unwrap_or(&hit.file)),
-                    cell(&hit.message)
-                );
-            }
-            more_row(
-                out,
-                4,
-                failing_total.saturating_sub(failing.len().min(LISTED_PER_GATE)),
-            );
-            let _ = writeln!(out);
-        }
+        } => scan_results(out, files, *counted, *failing_total, failing),
         RequirementEvidence::SignedBy {
             principals,
             signature,

@@ -55,6 +55,9 @@ fn finding_line(f: &Finding) -> String {
     line
 }
 
+/// Why a gate has no say on a change.
+pub(super) const NOT_APPLICABLE: &str = "the change touches nothing it applies to";
+
 /// The key of a requirement in the gate's `require`: how reports and SARIF rules name it.
 pub(super) fn requirement_name(evidence: &RequirementEvidence) -> &'static str {
     match evidence {
