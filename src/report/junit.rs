@@ -3,7 +3,9 @@
 //! `system-out` / `system-err`; every test case `classname` and `time`.
 //!
 //! Suites: `gitward.validate` (a case per file with errors), `gitward.plan` (a case per
-//! planned change) and one per policy, with a case per resource it was evaluated on.
+//! planned change), `gates` (a case per gate of the base; not per gate and resource, as a
+//! change may touch thousands) and one per policy, with a case per resource it was
+//! evaluated on.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -12,7 +14,9 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::PlanReport;
+use super::text::{NOT_APPLICABLE, gate_block, opens_local};
 use crate::diag::{Diagnostic, Escaped, escaped};
+use crate::gate::{GateOutcome, GateReport};
 use crate::model::Kind;
 use crate::policy::{Finding, FindingStatus};
 
@@ -33,6 +37,9 @@ struct Case {
 struct Suite {
     name: String,
     cases: Vec<Case>,
+    /// What the suite says besides its cases' verdicts. Test cases cannot carry their own
+    /// output in the strict schema.
+    system_out: String,
 }
 
 fn validation_suite(report: &PlanReport) -> Suite {
@@ -61,6 +68,7 @@ fn validation_suite(report: &PlanReport) -> Suite {
     Suite {
         name: "gitward.validate".to_owned(),
         cases,
+        system_out: String::new(),
     }
 }
 
@@ -77,6 +85,7 @@ fn plan_suite(report: &PlanReport) -> Suite {
     Suite {
         name: "gitward.plan".to_owned(),
         cases,
+        system_out: String::new(),
     }
 }
 
@@ -147,13 +156,53 @@ fn policy_suites(report: &PlanReport) -> Vec<Suite> {
             Suite {
                 name: classname,
                 cases,
+                system_out: String::new(),
             }
         })
         .collect()
 }
 
+fn gate_case(gate: &GateReport) -> Case {
+    let verdict = match gate.outcome {
+        GateOutcome::Fail => Verdict::Failure(escaped(&gate.line()).into_owned(), gate_block(gate)),
+        GateOutcome::NotApplicable => Verdict::Skipped(NOT_APPLICABLE.to_owned()),
+        GateOutcome::Pass | GateOutcome::Pending | GateOutcome::Overridden => Verdict::Pass,
+    };
+    Case {
+        name: escaped(&gate.name).into_owned(),
+        classname: "gate".to_owned(),
+        verdict,
+    }
+}
+
+/// A case per gate; a pending gate passes, and the suite's output says when it applies.
+fn gates_suite(report: &PlanReport) -> Option<Suite> {
+    if report.gates.is_empty() {
+        return None;
+    }
+    let system_out = report
+        .gates
+        .iter()
+        .filter_map(|g| match g.outcome {
+            GateOutcome::Pending => Some(format!(
+                "{}: pending; the change is applied when the window opens, {}\n",
+                Escaped(&g.name),
+                opens_local(g).unwrap_or_default()
+            )),
+            GateOutcome::Overridden => Some(format!("{}\n", Escaped(&g.line()))),
+            _ => None,
+        })
+        .collect();
+    Some(Suite {
+        name: "gates".to_owned(),
+        cases: report.gates.iter().map(gate_case).collect(),
+        system_out,
+    })
+}
+
 pub fn render(report: &PlanReport) -> String {
     let mut suites = vec![validation_suite(report), plan_suite(report)];
+    suites.extend(gates_suite(report));
     suites.extend(policy_suites(report));
     let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
     let mut writer = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
@@ -243,9 +292,102 @@ fn write_suite(
                     }
                 }
             }
-            w.create_element("system-out").write_empty()?;
+            let system_out = w.create_element("system-out");
+            if suite.system_out.is_empty() {
+                system_out.write_empty()?;
+            } else {
+                system_out.write_text_content(BytesText::new(&suite.system_out))?;
+            }
             w.create_element("system-err").write_empty()?;
             Ok(())
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::super::text::tests::{gated_report, pending_report};
+    use super::*;
+
+    fn assert_valid_junit(xml: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.xml");
+        std::fs::write(&file, xml).unwrap();
+        for xsd in ["windyroad.JUnit.xsd", "jenkins-xunit.junit-10.xsd"] {
+            let schema = format!("{}/tests/fixtures/{xsd}", env!("CARGO_MANIFEST_DIR"));
+            let lint = Command::new("xmllint")
+                .args(["--noout", "--schema", &schema])
+                .arg(&file)
+                .output()
+                .expect("xmllint runs (scripts/test.sh installs it)");
+            assert!(
+                lint.status.success(),
+                "against {xsd}: {}\n{xml}",
+                String::from_utf8_lossy(&lint.stderr)
+            );
+        }
+    }
+
+    /// The text between `from` and the next `until` after it.
+    fn between<'a>(xml: &'a str, from: &str, until: &str) -> &'a str {
+        let start = xml.find(from).unwrap_or_else(|| panic!("{from} in {xml}"));
+        let end = xml[start..]
+            .find(until)
+            .unwrap_or_else(|| panic!("{until} in {xml}"));
+        &xml[start..start + end]
+    }
+
+    #[test]
+    fn one_case_per_gate_fails_skips_or_passes_as_the_gate_decided() {
+        let xml = render(&gated_report());
+        assert_valid_junit(&xml);
+        let suite = between(&xml, "<testsuite name=\"gates\"", "</testsuite>");
+        assert!(
+            suite.contains("tests=\"5\" failures=\"1\" errors=\"0\" skipped=\"1\""),
+            "{suite}"
+        );
+        assert!(
+            suite.contains("<testcase name=\"audit-log\" classname=\"gate\" time=\"0\"/>"),
+            "{suite}"
+        );
+        let failing = between(suite, "<testcase name=\"prod-changes\"", "</testcase>");
+        assert!(
+            failing.contains("<failure message=\"prod-changes: fail — 1 of 2 approvals: carol@example.com (unverified trailers); 2 not counted; 3 scan results over the limits\" type=\"failure\">"),
+            "{failing}"
+        );
+        // The details are the text report's lines for the gate.
+        assert!(
+            failing.contains("test@example.com (Approved-by trailer, unverified): does not count: wrote or committed part of the change (separation of duties)"),
+            "{failing}"
+        );
+        assert!(
+            suite.contains("<testcase name=\"staging-changes\" classname=\"gate\" time=\"0\">\n      <skipped message=\"the change touches nothing it applies to\"/>"),
+            "{suite}"
+        );
+        assert!(
+            suite.contains("<testcase name=\"prod-window\" classname=\"gate\" time=\"0\"/>"),
+            "{suite}"
+        );
+        let out = between(suite, "<system-out>", "</system-out>");
+        assert!(
+            out.contains("prod-window: pending; the change is applied when the window opens, Mon 2026-12-07 09:00 CET\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("emergency: overridden — overridden by security-lead@example.com: &lt;!-- x --&gt; @platform-team | `rm -rf` [click](https://evil.example) *bold* \\u{1b}[31m\\u{202e}\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_plan_without_gates_has_no_gates_suite() {
+        let mut report = pending_report();
+        assert_valid_junit(&render(&report));
+        report.gates.clear();
+        let xml = render(&report);
+        assert_valid_junit(&xml);
+        assert!(!xml.contains("name=\"gates\""), "{xml}");
+    }
 }

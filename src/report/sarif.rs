@@ -1,12 +1,15 @@
 //! The plan as SARIF 2.1.0, for GitHub code scanning and other SARIF viewers: problems in the
-//! head are errors and warnings, planned changes are notes, each at the line of its YAML.
+//! head are errors and warnings, planned changes are notes, each at the line of its YAML;
+//! a gate's unmet requirements are errors (notes while only a window is closed) at the gate's.
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use super::PlanReport;
 use super::PolicyInfo;
+use super::text::requirement_name;
 use crate::diag::Severity;
+use crate::gate::{GateOutcome, GateReport, Met, RequirementReport};
 use crate::model::{Enforcement, FindingSeverity};
 use crate::plan::{Action, Change, ResourcePlan};
 use crate::policy::{Finding, FindingStatus};
@@ -62,6 +65,36 @@ const RULES: &[Rule] = &[
         id: "gitward/plan/change",
         name: "WillChange",
         description: "A resource changes without anything being issued.",
+        level: "note",
+    },
+    Rule {
+        id: "gate/violations",
+        name: "GateViolations",
+        description: "The resources a change touches have more policy findings than a gate allows.",
+        level: "error",
+    },
+    Rule {
+        id: "gate/scans",
+        name: "GateScans",
+        description: "The SARIF reports a gate reads have results over its limits, or cannot be read.",
+        level: "error",
+    },
+    Rule {
+        id: "gate/approvals",
+        name: "GateApprovals",
+        description: "A gate needs more approvals than count for the change.",
+        level: "error",
+    },
+    Rule {
+        id: "gate/signedBy",
+        name: "GateSignedBy",
+        description: "A gate needs the applied commit signed by one of its principals.",
+        level: "error",
+    },
+    Rule {
+        id: "gate/window",
+        name: "GateWindow",
+        description: "A gate's change window is closed: the change is applied when it opens.",
         level: "note",
     },
 ];
@@ -199,6 +232,26 @@ fn change_result(root: &str, r: &ResourcePlan) -> Value {
     result
 }
 
+/// An unmet requirement of a gate that holds the change, at the gate's definition: an error
+/// when it blocks, a note when the change only waits for the window.
+fn gate_result(root: &str, gate: &GateReport, requirement: &RequirementReport) -> Value {
+    let name = requirement_name(&requirement.evidence);
+    let rule = format!("gate/{name}");
+    json!({
+        "ruleId": rule,
+        "ruleIndex": rule_index(&rule),
+        "level": if requirement.met == Met::Waiting { "note" } else { "error" },
+        "message": {"text": requirement.summary},
+        "locations": [location(root, &gate.file, gate.line, 1)],
+        "partialFingerprints": {"gitwardGate/v1": format!("{}|{name}", gate.name)},
+        "properties": {
+            "gate": gate.name,
+            "outcome": gate.outcome,
+            "affected": gate.affected_total,
+        },
+    })
+}
+
 pub fn render(report: &PlanReport) -> Value {
     let mut results: Vec<Value> = report
         .diagnostics
@@ -223,6 +276,18 @@ pub fn render(report: &PlanReport) -> Value {
             .iter()
             .map(|r| change_result(&report.root, r)),
     );
+    for gate in report
+        .gates
+        .iter()
+        .filter(|g| matches!(g.outcome, GateOutcome::Fail | GateOutcome::Pending))
+    {
+        results.extend(
+            gate.requirements
+                .iter()
+                .filter(|r| r.met != Met::Yes)
+                .map(|r| gate_result(&report.root, gate, r)),
+        );
+    }
     // Resolved findings are not reported: code scanning closes alerts that stop appearing.
     for f in report
         .findings
@@ -270,4 +335,104 @@ pub fn render(report: &PlanReport) -> Value {
             "results": results,
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::text::tests::{gated_report, pending_report};
+    use super::*;
+
+    fn assert_valid_sarif(sarif: &Value) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sarif-schema-2.1.0.json"
+        );
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(sarif)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    /// (rule, level, gate, file, line, message) of each gate result.
+    fn gate_results(sarif: &Value) -> Vec<(String, String, String, String, u64, String)> {
+        let run = &sarif["runs"][0];
+        let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+        run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["ruleId"].as_str().unwrap().starts_with("gate/"))
+            .map(|r| {
+                let index = r["ruleIndex"].as_u64().unwrap() as usize;
+                assert_eq!(rules[index]["id"], r["ruleId"], "{r}");
+                let location = &r["locations"][0]["physicalLocation"];
+                (
+                    r["ruleId"].as_str().unwrap().to_owned(),
+                    r["level"].as_str().unwrap().to_owned(),
+                    r["properties"]["gate"].as_str().unwrap().to_owned(),
+                    location["artifactLocation"]["uri"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    location["region"]["startLine"].as_u64().unwrap(),
+                    r["message"]["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_unmet_requirement_of_a_gate_that_holds_the_change_is_a_result_at_the_gate() {
+        let report = gated_report();
+        let sarif = render(&report);
+        assert_valid_sarif(&sarif);
+        let result = |rule: &str, level: &str, gate: &str, message: &str| {
+            (
+                rule.to_owned(),
+                level.to_owned(),
+                gate.to_owned(),
+                format!("infra/pki/gates/{gate}.yaml"),
+                2,
+                message.to_owned(),
+            )
+        };
+        // Passing and overridden gates hold nothing; a closed window is only a note.
+        assert_eq!(
+            gate_results(&sarif),
+            [
+                result(
+                    "gate/approvals",
+                    "error",
+                    "prod-changes",
+                    "1 of 2 approvals: carol@example.com (unverified trailers); 2 not counted"
+                ),
+                result(
+                    "gate/scans",
+                    "error",
+                    "prod-changes",
+                    "3 scan results over the limits"
+                ),
+                result(
+                    "gate/window",
+                    "note",
+                    "prod-window",
+                    &report.gates[3].requirements[0].summary
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_change_has_notes_only() {
+        let sarif = render(&pending_report());
+        assert_valid_sarif(&sarif);
+        let levels: Vec<String> = gate_results(&sarif)
+            .into_iter()
+            .map(|(rule, level, ..)| format!("{rule} {level}"))
+            .collect();
+        assert_eq!(levels, ["gate/window note"]);
+    }
 }
