@@ -33,7 +33,7 @@ pub mod exit {
     pub const INVALID: u8 = 2;
 }
 
-fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
+pub(crate) fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
     out.write_all(text.as_bytes())
         .map_err(Error::io("<stdout>"))
 }
@@ -484,6 +484,9 @@ pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Writ
             for f in &note.findings {
                 text.push_str(&format!("  finding: {}\n", escaped(f)));
             }
+            for gate in &note.gates {
+                text.push_str(&format!("  gate {}\n", escaped(&gate.line())));
+            }
             text
         }
     };
@@ -735,6 +738,20 @@ fn demo_change(files: &mut Vec<(String, Vec<u8>)>) {
     ));
 }
 
+/// The example's policy file without the policy that every prod resource is gated, for the
+/// demo's import before its gates; other files as they are.
+fn ungated<'a>(path: &str, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    if path != "policies/policies.yaml" {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let kept: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|doc| !doc.contains("\n  name: prod-gated\n"))
+        .collect();
+    std::borrow::Cow::Owned(kept.join("\n---\n").into_bytes())
+}
+
 /// `gitward demo [DIR]`: a Git repository holding the example configuration on `main` and a
 /// proposed change on a branch, and the plan of that change.
 pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
@@ -772,17 +789,19 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
     write_file(&host_file, host.as_bytes())?;
     exclude_local_host(&repo, &dir)?;
     let config = HostConfig::load(&host_file)?;
-    // The PKI is bootstrapped before the gates exist: with nothing in force, a commit's own
-    // gates judge it, and the example's gates want approvals and office hours. Then the gates
-    // are committed, governed by the (no) gates in force, and judge every change after.
-    let is_gate = |path: &str| path.starts_with("gates/");
+    // The PKI is imported before the gates exist: with nothing in force, a commit's own gates
+    // judge it, and the example's gates want signed approvals and office hours. Then the
+    // gates and the policy that every prod resource is gated are committed, judged by the
+    // (no) gates in force, and they judge every change after.
+    let imported: Vec<(&str, std::borrow::Cow<'_, [u8]>)> = files
+        .iter()
+        .filter(|(p, _)| !p.starts_with("gates/"))
+        .map(|(p, b)| (p.as_str(), ungated(p, b)))
+        .collect();
     let bootstrap = repo.commit_files(
         "refs/heads/main",
         None,
-        files
-            .iter()
-            .filter(|(p, _)| !is_gate(p))
-            .map(|(p, b)| (p.as_str(), b.as_slice())),
+        imported.iter().map(|(p, b)| (*p, b.as_ref())),
         "Example Corp PKI: CA hierarchy, certificates, policies and sinks",
     )?;
     repo.checkout("refs/heads/main")?;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod diag;
 pub mod error;
+pub mod explain;
 pub mod failpoint;
 pub mod gate;
 pub mod git;

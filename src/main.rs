@@ -189,6 +189,25 @@ enum Command {
         #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Why a commit was applied, blocked, pending or failed, from Git alone: the daemon's
+    /// note on it, the gates' decisions and evidence, and the approvals of its tree.
+    #[command(
+        after_help = "Fetch the notes first in a clone: git fetch origin 'refs/notes/*:refs/notes/*'.\nExit codes: 0 explained; 1 the commit has no record; 2 usage error."
+    )]
+    Explain {
+        /// A directory in the Git repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The commit to explain.
+        #[arg(default_value = "HEAD")]
+        rev: String,
+        /// Check the approvals of its tree against this allowed-signers file.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+        /// Revoked keys, one public key per line.
+        #[arg(long, value_name = "FILE", requires = "allowed_signers")]
+        revoked_keys: Option<PathBuf>,
+    },
     /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
     #[command(after_help = "Exit codes: 0 printed; 1 REV has no status; 2 usage error.")]
     Status {
@@ -313,6 +332,20 @@ fn main() -> ExitCode {
         }
         Command::Healthcheck { config } => gitward::daemon::healthcheck(&config, &mut out),
         Command::Status { repo, rev, format } => commands::status(&repo, &rev, format, &mut out),
+        Command::Explain {
+            repo,
+            rev,
+            allowed_signers,
+            revoked_keys,
+        } => Trust {
+            allowed_signers,
+            revocations: revoked_keys,
+            trust_trailers: false,
+        }
+        .signers()
+        .and_then(|signers| {
+            gitward::explain::explain(&repo, &rev, signers.as_ref(), chrono::Utc::now(), &mut out)
+        }),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)
         }

@@ -140,7 +140,7 @@ fn problems_in_several_files_are_reported_together() {
         lines,
         [
             "certificates/prod/api.yaml:15:17: spec.keyAlgorithm: `ECDSA-P512` is not one of ECDSA-P256, ECDSA-P384, Ed25519, RSA-2048, RSA-3072, RSA-4096; did you mean `ECDSA-P256`?",
-            "gates/prod-changes.yaml:41:22: unknown Sink `jira`; did you mean `security-jira`?",
+            "gates/prod-changes.yaml:48:22: unknown Sink `jira`; did you mean `security-jira`?",
             "issuers/letsencrypt.yaml:13:5: unknown field `acount` in spec.acme; did you mean `account`?",
             "invalid: 3 errors in 3 files",
         ]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The example on `main`, and a branch `change` with a typical pull request on it.
 fn repo_with_change() -> TestRepo {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.git(&["checkout", "-q", "-b", "change"]);
     repo.edit(
         "certificates/prod/api.yaml",
@@ -66,11 +66,21 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
             "",
             "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 30 unchanged.",
             "",
+            "Gates:",
+            "  prod-changes: pass  gates/prod-changes.yaml:4",
+            "    applies to 3 resources: Certificate/api-example-com, Certificate/shop-example-com, Certificate/status-example-com",
+            "    ✓ window: window open",
+            "  staging-changes: pass  gates/staging-changes.yaml:1",
+            "    applies to 1 resource: Certificate/shop-staging",
+            "    ✓ window: window open",
+            "",
             "Policy findings: 0 new, 1 existing, 0 resolved (1 excepted)",
             "",
             "  EXISTING  deny   medium    max-validity  certificates/prod/erp.yaml:16",
             "        legacy-erp is valid for 730d; prod serverAuth certificates may be valid for at most 398 days",
             "        excepted until 2027-03-31 (finance-it): The ERP appliance imports certificates by hand until its Q1 upgrade brings ACME (FIN-2291).",
+            "",
+            "If merged now: applied.",
         ]
     );
 }
@@ -220,7 +230,7 @@ fn a_change_that_conflicts_with_its_base_is_invalid_input() {
 
 #[test]
 fn reissuing_a_ca_reissues_the_chain_below_it() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.edit(
         "issuers/issuing-ca.yaml",
         "duration: 730d",
@@ -267,7 +277,7 @@ fn reissuing_a_ca_reissues_the_chain_below_it() {
 
 #[test]
 fn moving_a_resource_to_another_file_changes_nothing() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.git(&[
         "mv",
         "certificates/staging/api.yaml",
@@ -282,7 +292,7 @@ fn moving_a_resource_to_another_file_changes_nothing() {
 
 #[test]
 fn an_invalid_head_exits_2_and_reports_its_errors_in_every_format() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.edit(
         "certificates/prod/api.yaml",
         "issuerRef: example-issuing",
@@ -311,7 +321,7 @@ fn an_invalid_head_exits_2_and_reports_its_errors_in_every_format() {
 
 #[test]
 fn revisions_that_do_not_exist_are_usage_errors() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     let run = repo
         .gitward(&["plan", "--base", "main", "--head", "no-such-branch"])
         .expect(2);
@@ -467,7 +477,7 @@ fn markdown_output_is_a_pull_request_comment() {
         ])
         .expect(0);
     let md = run.stdout;
-    assert!(md.starts_with("<!-- gitward:plan -->\n### gitward plan: ✅ valid · 1 to issue · 1 to reissue · 1 to remove\n"), "{md}");
+    assert!(md.starts_with("<!-- gitward:plan -->\n### gitward plan: ✅ would apply · 1 to issue · 1 to reissue · 1 to remove\n"), "{md}");
     assert!(md.contains("| ✏️ | `Certificate/api-example-com` | update | **reissue** | dnsNames changed | `certificates/prod/api.yaml`:1 |"), "{md}");
     assert!(
         md.contains("| `spec.dnsNames` | + api-v2.example.com |"),
@@ -484,6 +494,7 @@ fn a_configuration_in_a_subdirectory_plans_on_its_own() {
         std::fs::create_dir_all(&dir).expect("mkdir");
         dir
     });
+    common::open_gates(&repo.path().join("infra/pki"));
     repo.commit("Monorepo");
     repo.edit(
         "infra/pki/certificates/staging/api.yaml",
@@ -518,6 +529,7 @@ fn sarif_locations_are_relative_to_the_repository_root_and_encoded() {
     let pki = repo.path().join("infra/pki");
     std::fs::create_dir_all(&pki).expect("mkdir");
     common::copy_dir(&project_dir().join("example-repo"), &pki);
+    common::open_gates(&pki);
     repo.commit("Monorepo");
     repo.write("infra/pki/certificates/new cert #1.yaml", "apiVersion: gitward/v1\nkind: Certificate\nmetadata:\n  name: new-cert\n  labels: {env: staging, owner: web}\nspec:\n  issuerRef: example-staging\n  dnsNames: [new.staging.example.com]\n  target: web-tls\n");
     repo.commit("A new certificate");
@@ -541,7 +553,7 @@ fn sarif_locations_are_relative_to_the_repository_root_and_encoded() {
 
 #[test]
 fn the_git_directory_stands_for_the_whole_repository() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     let run =
         common::gitward_in(&repo.path().join(".git"), &["validate", "--rev", "HEAD"]).expect(0);
     assert!(
@@ -557,7 +569,7 @@ const HOSTILE: &str = "<!-- hide @platform-team <script>alert(1)</script> \u{202
 
 #[test]
 fn hostile_summaries_and_policy_messages_render_inert_in_every_format() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.git(&["checkout", "-q", "-b", "change"]);
     let policy = "apiVersion: gitward/v1\nkind: Policy\nmetadata:\n  name: hostile\n  labels: {owner: platform-security}\nspec:\n  module: policies/hostile.rego\n  rule: data.gitward.hostile.deny\n  appliesTo:\n    kinds: [Certificate]\n  enforcement: warn\n  severity: low\n";
     repo.write("policies/hostile.yaml", policy);

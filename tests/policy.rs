@@ -43,7 +43,7 @@ fn on_branch(repo: &TestRepo, edit: impl FnOnce(&TestRepo)) {
 
 /// The example, with `condition` added to the `required-labels` rule on a branch `change`.
 fn with_labels_condition(condition: &str) -> TestRepo {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "policies/labels.rego",
@@ -78,7 +78,7 @@ fn tuple(status: &str, policy: &str, resource: &str, line: u64) -> (String, Stri
 
 #[test]
 fn a_new_deny_finding_blocks_and_existing_debt_does_not() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "certificates/prod/shop.yaml",
@@ -133,7 +133,7 @@ fn a_new_deny_finding_blocks_and_existing_debt_does_not() {
 
 #[test]
 fn fixing_a_finding_resolves_it_and_warnings_never_block() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.edit(
         "certificates/staging/api.yaml",
         "duration: 30d",
@@ -177,7 +177,7 @@ fn fixing_a_finding_resolves_it_and_warnings_never_block() {
 
 #[test]
 fn policies_that_read_the_inventory_are_re_evaluated_for_unchanged_resources() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.write(
             "certificates/prod/api-v2.yaml",
@@ -209,7 +209,7 @@ fn policies_that_read_the_inventory_are_re_evaluated_for_unchanged_resources() {
 
 #[test]
 fn findings_point_at_the_line_of_the_field_in_sarif() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "certificates/prod/www.yaml",
@@ -278,7 +278,7 @@ fn findings_point_at_the_line_of_the_field_in_sarif() {
 
 #[test]
 fn exceptions_hold_through_their_last_day_and_then_lapse() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "certificates/prod/erp.yaml",
@@ -315,7 +315,7 @@ fn exceptions_hold_through_their_last_day_and_then_lapse() {
 
 #[test]
 fn a_policy_that_fails_at_runtime_fails_the_commit_naming_policy_and_resource() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "policies/labels.rego",
@@ -384,7 +384,7 @@ fn a_policy_that_fails_at_runtime_fails_the_commit_naming_policy_and_resource() 
 
 #[test]
 fn an_endless_policy_is_stopped_by_the_evaluation_limit() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "policies/wildcards.rego",
@@ -411,7 +411,7 @@ fn an_endless_policy_is_stopped_by_the_evaluation_limit() {
 
 #[test]
 fn commit_trailers_reach_policies() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.write("policies/approvals.rego", "package gitward.approvals\n\nimport rego.v1\n\ndeny contains \"a prod change needs an Approved-by trailer\" if {\n\tinput.change.action != \"none\"\n\tnot input.commit.trailers[\"Approved-by\"]\n}\n");
     repo.write("policies/approvals.yaml", "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: approved}\nspec:\n  module: policies/approvals.rego\n  rule: data.gitward.approvals.deny\n  appliesTo: {kinds: [Certificate]}\n");
     repo.commit("Approval policy");
@@ -436,7 +436,7 @@ fn commit_trailers_reach_policies() {
 
 #[test]
 fn junit_has_a_case_per_resource_and_policy_and_validates() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "certificates/prod/shop.yaml",
@@ -481,7 +481,7 @@ fn junit_has_a_case_per_resource_and_policy_and_validates() {
 
 #[test]
 fn markdown_groups_findings_by_severity() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "certificates/prod/shop.yaml",
@@ -521,7 +521,7 @@ fn markdown_groups_findings_by_severity() {
 
 #[test]
 fn gitward_test_runs_the_policy_tests() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     let run = repo.gitward(&["test"]).expect(0);
     assert!(
         run.stdout.ends_with("36 passed, 0 failed\n"),
@@ -562,7 +562,7 @@ fn gitward_test_runs_the_policy_tests() {
 
 #[test]
 fn a_different_problem_on_the_same_field_is_new_and_a_moved_one_is_not() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.edit("certificates/prod/shop.yaml", "    owner: storefront\n", "");
     repo.edit(
         "certificates/prod/api.yaml",
@@ -621,7 +621,7 @@ fn a_different_problem_on_the_same_field_is_new_and_a_moved_one_is_not() {
 
 #[test]
 fn whether_a_finding_is_new_does_not_rest_on_guessing_what_a_policy_reads() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     // input["commit"] is not spelled input.commit: the base must still be evaluated.
     repo.write("policies/approvals.rego", "package gitward.approvals\n\nimport rego.v1\n\ndeny contains \"needs an Approved-by trailer\" if {\n\tnot input[\"commit\"].trailers[\"Approved-by\"]\n\tinput.resource.metadata.labels.owner == \"payments\"\n}\n");
     repo.write("policies/approvals.yaml", "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: approved}\nspec:\n  module: policies/approvals.rego\n  rule: data.gitward.approvals.deny\n  appliesTo: {kinds: [Certificate]}\n");
@@ -670,7 +670,7 @@ fn a_policy_that_would_exhaust_memory_fails_the_commit() {
 
 #[test]
 fn hostile_text_cannot_forge_output_lines_or_break_xml() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit("policies/labels.rego", "\"msg\": sprintf(\"%s %s has no `%s` label\", [input.kind, input.name, label]),", "\"msg\": sprintf(\"%s has no `%s` label\\n  NEW  forged\\u0001\\u001b[31m\", [input.name, label]),");
         r.edit("certificates/prod/api.yaml", "    owner: payments\n", "");
@@ -708,7 +708,7 @@ fn hostile_text_cannot_forge_output_lines_or_break_xml() {
 
 #[test]
 fn gitward_test_finds_indented_test_rules_but_not_local_variables() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     repo.write("policies/style_test.rego", "package gitward.style_test\n\nimport rego.v1\n\n  test_indented if {\n\ttest_local := 1\n\ttest_local == 1\n}\n");
     let run = repo.gitward(&["test", "--filter", "style_test"]).expect(0);
     assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
@@ -740,7 +740,7 @@ fn a_policy_that_exhausts_memory_in_one_call_fails_the_commit_not_the_process() 
 
 #[test]
 fn long_messages_are_cut_and_too_many_findings_fail_the_policy() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit(
             "policies/labels.rego",
@@ -811,7 +811,7 @@ fn the_policies_of_a_commit_share_one_time_budget() {
 
 #[test]
 fn a_change_cannot_switch_off_the_policy_that_blocks_it() {
-    let repo = TestRepo::with_example();
+    let repo = TestRepo::with_example_open_gates();
     on_branch(&repo, |r| {
         r.edit("certificates/prod/api.yaml", "    owner: payments\n", "");
         r.edit(

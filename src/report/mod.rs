@@ -5,7 +5,7 @@
 mod junit;
 mod markdown;
 mod sarif;
-mod text;
+pub(crate) mod text;
 
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -223,7 +223,7 @@ fn evidence_lines(out: &mut String, evidence: &RequirementEvidence) {
 
 /// A gate as the text report shows it: its outcome, then a line per requirement with its
 /// evidence; a gate the change does not concern in one line. JUnit shows the same lines.
-pub(super) fn gate_block(gate: &GateReport) -> String {
+pub(crate) fn gate_block(gate: &GateReport) -> String {
     let mut out = String::new();
     if gate.outcome == GateOutcome::NotApplicable {
         let _ = writeln!(out, "  {}", Escaped(&gate.line()));

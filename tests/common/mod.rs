@@ -73,6 +73,16 @@ impl TestRepo {
         repo
     }
 
+    /// [`TestRepo::with_example`] with the example's gates reduced to an always-open window
+    /// ([`open_gates`]), for tests of what policies and plans do, not of what gates decide.
+    pub fn with_example_open_gates() -> TestRepo {
+        let repo = TestRepo::new();
+        repo.copy_tree(&project_dir().join("example-repo"));
+        open_gates(repo.path());
+        repo.commit("Example configuration, gates open");
+        repo
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -135,6 +145,23 @@ impl TestRepo {
 
     pub fn gitward(&self, args: &[&str]) -> Run {
         gitward_in(self.path(), args)
+    }
+}
+
+/// Reduces the requirements of the example's gates in the copy at `dir` to an always-open
+/// window: they still apply, and pass.
+pub fn open_gates(dir: &Path) {
+    for gate in ["gates/prod-changes.yaml", "gates/staging-changes.yaml"] {
+        let path = dir.join(gate);
+        let text = std::fs::read_to_string(&path).expect("an example gate");
+        let start = text.find("  require:\n").expect("a gate's requirements");
+        let end = text.find("  override:\n").unwrap_or(text.len());
+        let open = format!(
+            "{}  require:\n    window: {{timezone: UTC}}\n{}",
+            &text[..start],
+            &text[end..]
+        );
+        std::fs::write(&path, open).expect("write the gate");
     }
 }
 
