@@ -523,12 +523,7 @@ pub fn push_approvals(repo: &Repository, remote: &str) -> Result<u32> {
     let mut retries = 0;
     loop {
         let output = git(repo, &["push", "--porcelain", remote, &refspec])?;
-        // `!` flags a ref the remote did not take: `[rejected] (fetch first)` when it moved.
-        let rejected = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .find(|line| line.starts_with('!'))
-            .map(|line| line.rsplit('\t').next().unwrap_or(line).to_owned());
-        let why = match rejected {
+        let why = match rejection(&output) {
             None if output.status.success() => return Ok(retries),
             None => return Err(git_failure(remote, "pushing", &output)),
             Some(why) => why,
@@ -542,6 +537,14 @@ pub fn push_approvals(repo: &Repository, remote: &str) -> Result<u32> {
             ));
         }
         std::thread::sleep(Duration::from_millis(100) * 2u32.pow(retries));
+        // A remote without approvals has none to merge: it refused for another reason.
+        let listed = git(repo, &["ls-remote", remote, APPROVALS_REF])?;
+        if !listed.status.success() {
+            return Err(git_failure(remote, "looking for", &listed));
+        }
+        if listed.stdout.is_empty() {
+            continue;
+        }
         let fetch = format!("+{APPROVALS_REF}:{FETCHED_APPROVALS}");
         let output = git(
             repo,
@@ -559,6 +562,27 @@ pub fn push_approvals(repo: &Repository, remote: &str) -> Result<u32> {
         }
         merge_approvals(repo)?;
     }
+}
+
+/// Why `git push --porcelain` says the remote did not take the ref, if it did not, with what
+/// the remote's hooks said. `!` flags it: `[rejected] (fetch first)` when the remote moved,
+/// `[remote rejected] (…)` when it refused, or lost a race for the ref's lock.
+fn rejection(output: &std::process::Output) -> Option<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().find(|line| line.starts_with('!'))?;
+    let why = line.rsplit('\t').next().unwrap_or(line);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote: "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Some(if said.is_empty() {
+        why.to_owned()
+    } else {
+        format!("{why}: {}", said.join(" "))
+    })
 }
 
 /// Runs `git` on `repo`.

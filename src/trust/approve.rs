@@ -183,6 +183,13 @@ fn signing_key(path: &Path) -> Result<PrivateKey> {
             "not an OpenSSH private key ({e}); give the private key, not the .pub"
         ))
     })?;
+    // ssh-key 0.6 builds an RSA private key from the wrong primes and cannot sign with it;
+    // RSA signatures made by ssh-keygen still verify.
+    if matches!(key.algorithm(), ssh_key::Algorithm::Rsa { .. }) {
+        return Err(refuse(
+            "RSA keys cannot sign approvals with gitward; use an Ed25519 or ECDSA key (`ssh-keygen -t ed25519`)".to_owned(),
+        ));
+    }
     if !key.is_encrypted() {
         return Ok(key);
     }

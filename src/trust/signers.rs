@@ -8,7 +8,7 @@
 //! the whole file at its `file:line:col`. Signatures come from anyone and are bounded.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -89,15 +89,7 @@ impl AllowedSigners {
     /// A file that cannot be read is an [`Error::Io`] naming it; a line that cannot be
     /// understood an [`Error::Config`] at its `file:line:col`.
     pub fn load(path: &Path, revocations: Option<&Path>) -> Result<AllowedSigners> {
-        let shown = path.display().to_string();
-        let mut signers =
-            AllowedSigners::parse(&read_text(path)?, &shown).map_err(invalid_files)?;
-        if let Some(revoked) = revocations {
-            signers.revoked =
-                parse_revocations(&read_text(revoked)?, &revoked.display().to_string())
-                    .map_err(invalid_files)?;
-        }
-        Ok(signers)
+        Files::read(path, revocations)?.parse()
     }
 
     /// Checks an armored sshsig over `message` in `namespace` at `at`; when `principal` is
@@ -608,58 +600,67 @@ fn wildcard_match(text: &str, pattern: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// What identifies a version of a file: a change of content, or a file replaced, changes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    device: u64,
-    inode: u64,
-    len: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
+/// The text of the allowed-signers file and of the revoked keys, as read once.
+struct Files<'a> {
+    allowed: (&'a Path, String),
+    revoked: Option<(&'a Path, String)>,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        device: meta.dev(),
-        inode: meta.ino(),
-        len: meta.len(),
-        modified: (meta.mtime(), meta.mtime_nsec()),
-        changed: (meta.ctime(), meta.ctime_nsec()),
-    })
-}
+impl<'a> Files<'a> {
+    fn read(allowed: &'a Path, revoked: Option<&'a Path>) -> Result<Files<'a>> {
+        Ok(Files {
+            allowed: (allowed, read_text(allowed)?),
+            revoked: match revoked {
+                Some(path) => Some((path, read_text(path)?)),
+                None => None,
+            },
+        })
+    }
 
-/// The files signers are read from, and the versions of them last read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Source {
-    files: (PathBuf, Option<PathBuf>),
-    stamps: (Option<Stamp>, Option<Stamp>),
-}
-
-impl Source {
-    fn now(allowed: &Path, revocations: Option<&Path>) -> Source {
-        Source {
-            files: (allowed.to_path_buf(), revocations.map(Path::to_path_buf)),
-            stamps: (stamp(allowed), revocations.and_then(stamp)),
+    fn parse(&self) -> Result<AllowedSigners> {
+        let (path, text) = &self.allowed;
+        let mut signers =
+            AllowedSigners::parse(text, &path.display().to_string()).map_err(invalid_files)?;
+        if let Some((path, text)) = &self.revoked {
+            signers.revoked =
+                parse_revocations(text, &path.display().to_string()).map_err(invalid_files)?;
         }
+        Ok(signers)
+    }
+
+    /// What tells this version from another: the paths and the contents.
+    fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        for (path, text) in std::iter::once(&self.allowed).chain(&self.revoked) {
+            for part in [path.as_os_str().as_encoded_bytes(), text.as_bytes()] {
+                digest.update((part.len() as u64).to_be_bytes());
+                digest.update(part);
+            }
+        }
+        digest.finalize().into()
     }
 }
 
 #[derive(Debug)]
 struct InForce {
-    source: Source,
+    digest: [u8; 32],
     signers: Arc<AllowedSigners>,
-    /// The version that last failed to load, so that it is reported once.
-    failed: Option<Source>,
 }
 
-/// Allowed signers read from files and read again when one of them changes, so that a
-/// running daemon follows edits (a revoked key stops counting at the next check). An edit
-/// that does not load is reported and the last good signers stay in force.
+#[derive(Debug, Default)]
+struct State {
+    in_force: Option<InForce>,
+    /// What the last failure to read a new version said, so that it is reported once.
+    failure: Option<String>,
+}
+
+/// Allowed signers read from files, and read again when what the files hold changes, so
+/// that a running daemon follows edits (a revoked key stops counting at the next check).
+/// An edit that cannot be read is reported and the last good signers stay in force.
 #[derive(Default)]
 pub struct ReloadingSigners {
-    in_force: Mutex<Option<InForce>>,
+    state: Mutex<State>,
 }
 
 impl std::fmt::Debug for ReloadingSigners {
@@ -677,53 +678,60 @@ impl PartialEq for ReloadingSigners {
 }
 
 impl ReloadingSigners {
-    /// Reads the files now, replacing what was in force; an error leaves it unchanged.
+    /// Reads the files now and puts them in force; an error leaves what was in force.
     pub fn load(&self, allowed: &Path, revocations: Option<&Path>) -> Result<Arc<AllowedSigners>> {
-        let source = Source::now(allowed, revocations);
-        let signers = Arc::new(AllowedSigners::load(allowed, revocations)?);
-        *self.lock() = Some(InForce {
-            source,
-            signers: signers.clone(),
-            failed: None,
-        });
+        let files = Files::read(allowed, revocations)?;
+        let signers = Arc::new(files.parse()?);
+        *self.lock() = State {
+            in_force: Some(InForce {
+                digest: files.digest(),
+                signers: signers.clone(),
+            }),
+            failure: None,
+        };
         Ok(signers)
     }
 
-    /// The signers of the files as they are now, read again if they changed since last
-    /// read; the last good ones (none if there never were) when the new version does not load.
+    /// The signers the files hold now, parsed again only when they changed; the last good
+    /// ones (none if there never were) when the files cannot be read.
     pub fn current(
         &self,
         allowed: &Path,
         revocations: Option<&Path>,
     ) -> Option<Arc<AllowedSigners>> {
-        let source = Source::now(allowed, revocations);
-        let mut in_force = self.lock();
-        if let Some(current) = in_force.as_ref()
-            && (current.source == source || current.failed.as_ref() == Some(&source))
-        {
-            return Some(current.signers.clone());
-        }
-        match AllowedSigners::load(allowed, revocations) {
+        let mut state = self.lock();
+        let read = Files::read(allowed, revocations).and_then(|files| {
+            let digest = files.digest();
+            match &state.in_force {
+                Some(current) if current.digest == digest => Ok(current.signers.clone()),
+                _ => {
+                    let signers = Arc::new(files.parse()?);
+                    state.in_force = Some(InForce {
+                        digest,
+                        signers: signers.clone(),
+                    });
+                    Ok(signers)
+                }
+            }
+        });
+        match read {
             Ok(signers) => {
-                let signers = Arc::new(signers);
-                *in_force = Some(InForce {
-                    source,
-                    signers: signers.clone(),
-                    failed: None,
-                });
+                state.failure = None;
                 Some(signers)
             }
             Err(error) => {
-                tracing::warn!(%error, file = %allowed.display(), "the allowed signers changed and cannot be read; the last good ones stay in force");
-                let current = in_force.as_mut()?;
-                current.failed = Some(source);
-                Some(current.signers.clone())
+                let error = error.to_string();
+                if state.failure.as_ref() != Some(&error) {
+                    tracing::warn!(%error, "the allowed signers cannot be read; the last good ones stay in force");
+                    state.failure = Some(error);
+                }
+                Some(state.in_force.as_ref()?.signers.clone())
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<InForce>> {
-        self.in_force.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
