@@ -219,20 +219,23 @@ pub(crate) fn check(
             format!("signed in the namespace {theirs}, not in {namespace}"),
         );
     }
+    // The key is looked up first: only a listed key's signature is worth its cryptography,
+    // and anyone may write hundreds of signatures.
+    let principal = match signers.authorize(key, namespace, principal, at) {
+        Ok(principal) => principal,
+        Err(problem) => return refused(Some(shown), problem),
+    };
     if PublicKey::from(key.clone())
         .verify(namespace, message, &signature)
         .is_err()
     {
         return refused(Some(shown), MISMATCH.to_owned());
     }
-    match signers.authorize(key, namespace, principal, at) {
-        Ok(principal) => SignatureCheck {
-            verified: true,
-            principal: Some(principal),
-            key_fingerprint: Some(shown),
-            problem: None,
-        },
-        Err(problem) => refused(Some(shown), problem),
+    SignatureCheck {
+        verified: true,
+        principal: Some(principal),
+        key_fingerprint: Some(shown),
+        problem: None,
     }
 }
 
