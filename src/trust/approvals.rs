@@ -236,19 +236,19 @@ pub fn read_approvals(
         }
         let key = (entry.gate.clone(), entry.approver.clone());
         match index.get(&key) {
-            Some(&i) if kept[i].refused.is_none() => {
-                ignored.push(format!("a second approval of {} is not counted", shown()));
-            }
-            Some(&i) => {
-                let checked = entry.check(tree, signers, now);
-                if checked.refused.is_none() {
-                    kept[i] = checked;
-                }
-                ignored.push(format!("a second approval of {} is not counted", shown()));
-            }
             None => {
                 index.insert(key, kept.len());
                 kept.push(entry.check(tree, signers, now));
+            }
+            Some(&i) => {
+                // A verified one takes the place of a refused one; one of the two is dropped.
+                if kept[i].refused.is_some() {
+                    let checked = entry.check(tree, signers, now);
+                    if checked.refused.is_none() {
+                        kept[i] = checked;
+                    }
+                }
+                ignored.push(format!("more than one approval of {}: one counts", shown()));
             }
         }
     }

@@ -1,13 +1,14 @@
 //! Allowed signers: which SSH keys speak for which principals, in the format of git's
 //! `gpg.ssh.allowedSignersFile` (that of `ssh-keygen -Y verify -f`), and the keys revoked
-//! (`ssh-keygen -Y verify -r`, plain form). Signatures are checked as `ssh-keygen` checks them:
-//! the signature itself, its namespace, then a line listing its key for the principal, valid
-//! at the time and for the namespace.
+//! (`ssh-keygen -Y verify -r`, plain form). A signature counts as it does for `ssh-keygen -Y
+//! verify`: in the namespace expected, by a key not revoked that a line lists for the
+//! principal, valid at the time and for the namespace, and made over the message.
 //!
 //! The files are the host's (trusted) and read strictly: a line gitward cannot read refuses
 //! the whole file at its `file:line:col`. Signatures come from anyone and are bounded.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -283,18 +284,16 @@ fn read_text(path: &Path) -> Result<String> {
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file"),
         });
     }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
     let mut bytes = Vec::new();
-    // The length read may have grown since it was looked at.
+    // It may have grown since it was looked at.
     std::fs::File::open(path)
-        .and_then(|file| {
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(file, MAX_FILE_BYTES + 1),
-                &mut bytes,
-            )
-        })
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(Error::io(path))?;
-    if meta.len() > MAX_FILE_BYTES || bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large(meta.len().max(bytes.len() as u64)));
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
     }
     if bytes.starts_with(KRL_MAGIC) {
         return Err(invalid_files(vec![Diagnostic::error(
@@ -382,12 +381,13 @@ fn parse_line(line: &str) -> std::result::Result<Option<(KeyData, Entry)>, LineP
     let Some((principals, _)) = fields.next_field()? else {
         return Ok(None);
     };
-    let (mut field, mut col) = fields.next_field()?.ok_or_else(|| {
+    let missing_key = || {
         (
             line.chars().count() + 1,
             "a public key is missing".to_owned(),
         )
-    })?;
+    };
+    let (mut field, mut col) = fields.next_field()?.ok_or_else(missing_key)?;
     let mut entry = Entry {
         principals: principals.to_owned(),
         cert_authority: false,
@@ -398,12 +398,7 @@ fn parse_line(line: &str) -> std::result::Result<Option<(KeyData, Entry)>, LineP
     // Key types hold neither `=` nor `,`; options are `cert-authority` or `name="value"`.
     if field.contains(['=', ',']) || field.eq_ignore_ascii_case("cert-authority") {
         parse_options(field, col, &mut entry)?;
-        (field, col) = fields.next_field()?.ok_or_else(|| {
-            (
-                line.chars().count() + 1,
-                "a public key is missing".to_owned(),
-            )
-        })?;
+        (field, col) = fields.next_field()?.ok_or_else(missing_key)?;
     }
     let key_type = (field, col);
     let (base64, _) = fields.next_field()?.ok_or_else(|| {
