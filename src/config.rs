@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use crate::model::parse::text_of;
 use crate::model::schema::{CompiledSchema, document_schema};
 use crate::model::yaml::{Document, Limits, Node, NodeValue, parse_documents};
 use crate::model::{Duration, Name};
+use crate::trust::signers::{AllowedSigners, ReloadingSigners};
 
 /// Where the daemon looks for its config when none is given.
 pub const DEFAULT_PATH: &str = "/etc/gitward/gitward.yaml";
@@ -66,6 +67,39 @@ pub struct HostConfig {
     #[serde(default)]
     #[schemars(schema_with = "by_name::<AcmeAccount>")]
     pub acme: BTreeMap<Name, AcmeAccount>,
+    /// Who speaks for which principal: the SSH keys that sign approvals, overrides and
+    /// commits. Without it no signature counts.
+    pub signers: Option<Signers>,
+    /// What gates take as evidence.
+    #[serde(default)]
+    pub gates: GateTrust,
+    /// The allowed signers as last read from `signers`, shared by the copies of this config.
+    #[serde(skip)]
+    #[schemars(skip)]
+    signers_in_force: Arc<ReloadingSigners>,
+}
+
+/// The files that say which SSH keys speak for which principals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Signers {
+    /// Principals and their SSH public keys, in git's `gpg.ssh.allowedSignersFile` format
+    /// (`principals [options] keytype base64`, with `namespaces=`, `valid-after=` and
+    /// `valid-before=`). Read again when it changes.
+    pub allowed_signers_file: PathBuf,
+    /// Revoked SSH public keys, one per line (not a binary KRL): signatures made with them
+    /// never count. Read again when it changes.
+    pub revocation_file: Option<PathBuf>,
+}
+
+/// What gates take as evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GateTrust {
+    /// Count `Approved-by:` trailers for gates whose approvals have `source: trailers`. They
+    /// are claims anyone who can commit writes, and are reported as unverified.
+    #[serde(default)]
+    pub trust_trailers: bool,
 }
 
 /// A mapping from names to `T`. Its keys are checked as names (`propertyNames`), so a bad
@@ -378,7 +412,57 @@ impl HostConfig {
         if !problems.is_empty() {
             return Err(ConfigError::of(file, &problems));
         }
+        config.load_signers(file, &root)?;
         Ok((config, root))
+    }
+
+    /// Reads the allowed signers and revoked keys the config names. A file that cannot be
+    /// read is reported at the line naming it; a line of it that cannot be understood, at
+    /// its own place in that file.
+    fn load_signers(&self, file: &str, root: &Node) -> Result<(), ConfigError> {
+        let Some(signers) = &self.signers else {
+            return Ok(());
+        };
+        let revocations = signers.revocation_file.as_deref();
+        let error = match self
+            .signers_in_force
+            .load(&signers.allowed_signers_file, revocations)
+        {
+            Ok(_) => return Ok(()),
+            Err(crate::error::Error::Config(error)) => return Err(error),
+            Err(error) => error,
+        };
+        let field = match &error {
+            crate::error::Error::Io { path, .. } if Some(path.as_path()) == revocations => {
+                "revocationFile"
+            }
+            _ => "allowedSignersFile",
+        };
+        let path = ["signers", field];
+        let pos = root.at(path).map_or_else(|| root.locate(path), |n| n.pos);
+        Err(ConfigError::of(
+            file,
+            &[Problem::error(
+                pos,
+                format!("signers.{field}: cannot read {error}"),
+            )],
+        ))
+    }
+
+    /// The allowed signers in force: read again when their files changed, the last good
+    /// ones kept (and a warning logged) when the new version cannot be read. `None` when
+    /// the config names none: then no signature counts.
+    pub fn allowed_signers(&self) -> Option<Arc<AllowedSigners>> {
+        let signers = self.signers.as_ref()?;
+        self.signers_in_force.current(
+            &signers.allowed_signers_file,
+            signers.revocation_file.as_deref(),
+        )
+    }
+
+    /// Whether `Approved-by:` trailers count for gates that ask for them.
+    pub fn trust_trailers(&self) -> bool {
+        self.gates.trust_trailers
     }
 
     /// Target directories that would put keys where they do not belong: in or around the
@@ -556,6 +640,12 @@ impl HostConfig {
                 absolute(file);
             }
         }
+        if let Some(signers) = &mut self.signers {
+            absolute(&mut signers.allowed_signers_file);
+            if let Some(revoked) = &mut signers.revocation_file {
+                absolute(revoked);
+            }
+        }
         if let Some(credentials) = &mut self.repo.credentials {
             for file in [
                 &mut credentials.token_file,
@@ -592,15 +682,6 @@ pub fn is_remote(url: &str) -> bool {
             .is_some_and(|(before, _)| !before.is_empty() && !before.contains('/'))
 }
 
-impl HostConfig {
-    pub fn allowed_signers(&self) -> Option<std::sync::Arc<crate::trust::signers::AllowedSigners>> {
-        None
-    }
-
-    pub fn trust_trailers(&self) -> bool {
-        false
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use gitward::commands::{self, PlanOptions, Trust, ValidateFormat, ValidateOptions, exit};
 use gitward::error::Error;
 use gitward::report::Format;
+use gitward::trust::approve::ApproveOptions;
 
 #[derive(Parser)]
 #[command(
@@ -208,6 +209,36 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "allowed_signers")]
         revoked_keys: Option<PathBuf>,
     },
+    /// Sign an approval of REV's tree for its gates with your SSH key, into
+    /// refs/notes/gitward-approvals, and push it; it counts where the host's allowed signers
+    /// list the key for the principal.
+    #[command(
+        after_help = "Exit codes: 0 approved (and pushed, unless --no-push); 2 no gate, principal or key to approve with, the push refused, or another usage error."
+    )]
+    Approve {
+        /// A directory in the Git repository (the configuration's, in a monorepo).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The commit whose tree is approved; a commit with the same tree shares the approval.
+        rev: String,
+        /// The private SSH key to sign with (default: git config user.signingkey when it
+        /// names a key file, else ~/.ssh/id_ed25519).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// A gate to approve; repeat for several (default: every gate REV defines).
+        #[arg(long = "gate", value_name = "NAME")]
+        gates: Vec<String>,
+        /// The principal approving, as the host's allowed signers list it (default: git
+        /// config user.email).
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: Option<String>,
+        /// The remote (a name or a URL) the approvals are pushed to.
+        #[arg(long, default_value = "origin")]
+        remote: String,
+        /// Record the approval in this repository only.
+        #[arg(long)]
+        no_push: bool,
+    },
     /// Print the outcome gitward recorded for a commit (default HEAD), read from Git alone.
     #[command(after_help = "Exit codes: 0 printed; 1 REV has no status; 2 usage error.")]
     Status {
@@ -346,6 +377,27 @@ fn main() -> ExitCode {
         .and_then(|signers| {
             gitward::explain::explain(&repo, &rev, signers.as_ref(), chrono::Utc::now(), &mut out)
         }),
+        Command::Approve {
+            repo,
+            rev,
+            key,
+            gates,
+            principal,
+            remote,
+            no_push,
+        } => gitward::trust::approve::approve(
+            &ApproveOptions {
+                repo,
+                rev,
+                key,
+                gates,
+                principal,
+                remote,
+                push: !no_push,
+            },
+            &mut out,
+            &mut io::stderr(),
+        ),
         Command::Test { repo, rev, filter } => {
             commands::test(&repo, rev.as_deref(), filter.as_deref(), &mut out)
         }

@@ -7,6 +7,9 @@
 //!
 //! The mirror's own status branch and notes are the record the daemon trusts; what others push
 //! to them is kept in history (a merge parent), never read back as observed state.
+//!
+//! Approvals ([`APPROVALS_REF`]) go the other way: people push them with `gitward approve`
+//! and the mirror takes the remote's as they are; the daemon never writes or pushes them.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,11 +22,14 @@ use git2::{Oid, Repository};
 use crate::config::{Credentials, HostConfig};
 use crate::error::{Error, Result};
 use crate::status::NOTES_REF;
+use crate::trust::approvals::{APPROVALS_REF, union_blob};
 
 /// Pushes tried before a publish gives up for this reconcile; the next one starts again.
 const PUSH_ATTEMPTS: u32 = 5;
 /// Where the remote's status refs are kept in the mirror.
 const TRACKING_PREFIX: &str = "refs/remotes/origin/";
+/// Where `gitward approve` keeps the remote's approvals while it merges them with its own.
+const FETCHED_APPROVALS: &str = "refs/gitward/fetched-approvals";
 
 /// Where a reconcile reads the configuration and writes status.
 pub enum Workspace {
@@ -98,12 +104,16 @@ impl Workspace {
 }
 
 impl Mirror {
-    /// Brings the tracked branch up to date. On the first fetch into an empty mirror the
-    /// remote's status branch and notes are adopted too, so a new host continues the record.
+    /// Brings the tracked branch and the approvals up to date. On the first fetch into an
+    /// empty mirror the remote's status branch and notes are adopted too, so a new host
+    /// continues the record.
     fn fetch(&self, branch: &str, status_branch: &str) -> Result<()> {
         let repo = open_or_init(&self.path)?;
         let status = format!("refs/heads/{status_branch}");
-        let mut refspecs = vec![format!("+refs/heads/{branch}:refs/heads/{branch}")];
+        let mut refspecs = vec![
+            format!("+refs/heads/{branch}:refs/heads/{branch}"),
+            format!("+{APPROVALS_REF}:{APPROVALS_REF}"),
+        ];
         let adopting = repo.find_reference(&status).is_err();
         if adopting {
             refspecs.extend(tracking_refspecs(status_branch));
@@ -405,15 +415,17 @@ fn push(
     Ok(rejected.into_inner())
 }
 
-/// When the remote's `local` moved somewhere ours does not contain, commits a merge with both
-/// tips as parents and the tree and message `merged` makes of them, and moves `local` to it.
+/// When the remote's `local`, fetched into `fetched`, moved somewhere ours does not contain,
+/// commits a merge with both tips as parents and the tree and message `merged` makes of
+/// them, and moves `local` to it.
 fn merge_with_remote(
     repo: &Repository,
     local: &str,
+    fetched: &str,
     merged: impl FnOnce(&git2::Commit<'_>, &git2::Commit<'_>) -> Result<(Oid, String)>,
 ) -> Result<()> {
     let step = |what: &str| Error::git(format!("{what} {local}"));
-    let (Some(ours), Some(theirs)) = (oid_of(repo, local), oid_of(repo, &tracking(local))) else {
+    let (Some(ours), Some(theirs)) = (oid_of(repo, local), oid_of(repo, fetched)) else {
         return Ok(());
     };
     if ours == theirs || repo.graph_descendant_of(ours, theirs).unwrap_or(false) {
@@ -446,7 +458,7 @@ fn merge_with_remote(
 /// The status branch keeps our tree, the record the daemon observes; the remote's commits stay
 /// in history. The merge carries no `Gitward-` trailers: each source keeps one record.
 fn merge_status(repo: &Repository, local: &str) -> Result<()> {
-    merge_with_remote(repo, local, |ours, _theirs| {
+    merge_with_remote(repo, local, &tracking(local), |ours, _theirs| {
         let message = "Keep the status on top of what was pushed to the remote\n".to_owned();
         Ok((ours.tree_id(), message))
     })
@@ -455,27 +467,34 @@ fn merge_status(repo: &Repository, local: &str) -> Result<()> {
 /// Notes from both sides, one per annotated commit; where both annotate the same commit, ours
 /// wins (the remote's version stays in history).
 fn merge_notes(repo: &Repository) -> Result<()> {
-    merge_with_remote(repo, NOTES_REF, |ours, theirs| {
-        let step = |what: &str| Error::git(format!("{what} {NOTES_REF}"));
-        let mut notes = note_entries(theirs)?;
-        notes.extend(note_entries(ours)?);
-        let mut builder = repo.treebuilder(None).map_err(step("merging"))?;
-        for (annotated, blob) in &notes {
-            builder
-                .insert(annotated, *blob, 0o100644)
-                .map_err(step("merging"))?;
-        }
-        let tree = builder.write().map_err(step("writing the tree of"))?;
-        Ok((tree, "Notes merged with the remote's\n".to_owned()))
+    merge_with_remote(repo, NOTES_REF, &tracking(NOTES_REF), |ours, theirs| {
+        let mut notes = note_entries(theirs, NOTES_REF)?;
+        notes.extend(note_entries(ours, NOTES_REF)?);
+        Ok((
+            notes_tree(repo, NOTES_REF, &notes)?,
+            "Notes merged with the remote's\n".to_owned(),
+        ))
     })
 }
 
-/// The notes in a notes commit's tree: annotated commit id → note blob, with or without
+/// A flat notes tree of `notes` (annotated id → note blob).
+fn notes_tree(repo: &Repository, notes_ref: &str, notes: &BTreeMap<String, Oid>) -> Result<Oid> {
+    let step = |what: &str| Error::git(format!("{what} {notes_ref}"));
+    let mut builder = repo.treebuilder(None).map_err(step("merging"))?;
+    for (annotated, blob) in notes {
+        builder
+            .insert(annotated, *blob, 0o100644)
+            .map_err(step("merging"))?;
+    }
+    builder.write().map_err(step("writing the tree of"))
+}
+
+/// The notes in a notes commit's tree: annotated object id → note blob, with or without
 /// fan-out directories.
-fn note_entries(commit: &git2::Commit<'_>) -> Result<BTreeMap<String, Oid>> {
+fn note_entries(commit: &git2::Commit<'_>, notes_ref: &str) -> Result<BTreeMap<String, Oid>> {
     let tree = commit
         .tree()
-        .map_err(Error::git(format!("reading the tree of {NOTES_REF}")))?;
+        .map_err(Error::git(format!("reading the tree of {notes_ref}")))?;
     let mut notes = BTreeMap::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         if entry.kind() == Some(git2::ObjectType::Blob)
@@ -488,8 +507,149 @@ fn note_entries(commit: &git2::Commit<'_>) -> Result<BTreeMap<String, Oid>> {
         }
         git2::TreeWalkResult::Ok
     })
-    .map_err(Error::git(format!("reading {NOTES_REF}")))?;
+    .map_err(Error::git(format!("reading {notes_ref}")))?;
     Ok(notes)
+}
+
+/// Pushes the approvals of `repo` to `remote` (a remote's name or a URL) without force; a
+/// push rejected because the remote's approvals moved is answered by fetching them, merging
+/// them with ours (every approval of either side kept) and pushing again, up to
+/// [`PUSH_ATTEMPTS`] times. Returns the rejections retried.
+///
+/// This runs `git` itself: `gitward approve` is run by people in their clones, whose remotes
+/// are reached with their own SSH configuration, agent and credential helpers.
+pub fn push_approvals(repo: &Repository, remote: &str) -> Result<u32> {
+    let refspec = format!("{APPROVALS_REF}:{APPROVALS_REF}");
+    let mut retries = 0;
+    loop {
+        let output = git(repo, &["push", "--porcelain", remote, &refspec])?;
+        let why = match rejection(&output) {
+            None if output.status.success() => return Ok(retries),
+            None => return Err(git_failure(remote, "pushing", &output)),
+            Some(why) => why,
+        };
+        retries += 1;
+        if retries >= PUSH_ATTEMPTS {
+            return Err(Error::remote(
+                remote,
+                format!("pushing {APPROVALS_REF}"),
+                &format!("rejected {retries} times, last: {why}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100) * 2u32.pow(retries));
+        // A remote without approvals has none to merge: it refused for another reason.
+        let listed = git(repo, &["ls-remote", remote, APPROVALS_REF])?;
+        if !listed.status.success() {
+            return Err(git_failure(remote, "looking for", &listed));
+        }
+        if listed.stdout.is_empty() {
+            continue;
+        }
+        let fetch = format!("+{APPROVALS_REF}:{FETCHED_APPROVALS}");
+        let output = git(
+            repo,
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                remote,
+                &fetch,
+            ],
+        )?;
+        if !output.status.success() {
+            return Err(git_failure(remote, "fetching", &output));
+        }
+        merge_approvals(repo)?;
+    }
+}
+
+/// Why `git push --porcelain` says the remote did not take the ref, if it did not, with what
+/// the remote's hooks said. `!` flags it: `[rejected] (fetch first)` when the remote moved,
+/// `[remote rejected] (…)` when it refused, or lost a race for the ref's lock.
+fn rejection(output: &std::process::Output) -> Option<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().find(|line| line.starts_with('!'))?;
+    let why = line.rsplit('\t').next().unwrap_or(line);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote: "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Some(if said.is_empty() {
+        why.to_owned()
+    } else {
+        format!("{why}: {}", said.join(" "))
+    })
+}
+
+/// Runs `git` on `repo`.
+fn git(repo: &Repository, args: &[&str]) -> Result<std::process::Output> {
+    std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo.path())
+        .args(args)
+        .output()
+        .map_err(Error::io("git"))
+}
+
+fn git_failure(remote: &str, step: &str, output: &std::process::Output) -> Error {
+    Error::remote(
+        remote,
+        format!("{step} {APPROVALS_REF}"),
+        String::from_utf8_lossy(&output.stderr).trim(),
+    )
+}
+
+/// Brings the fetched approvals into ours: a fast-forward when ours adds nothing, else a
+/// merge whose notes hold the approvals of both sides.
+fn merge_approvals(repo: &Repository) -> Result<()> {
+    let (ours, theirs) = (oid_of(repo, APPROVALS_REF), oid_of(repo, FETCHED_APPROVALS));
+    if let (Some(ours), Some(theirs)) = (ours, theirs)
+        && repo.graph_descendant_of(theirs, ours).unwrap_or(false)
+    {
+        repo.reference_matching(
+            APPROVALS_REF,
+            theirs,
+            true,
+            ours,
+            "gitward: fast-forward to the remote's approvals",
+        )
+        .map_err(Error::git(format!("moving {APPROVALS_REF}")))?;
+    } else if ours.is_none()
+        && let Some(theirs) = theirs
+    {
+        repo.reference(
+            APPROVALS_REF,
+            theirs,
+            false,
+            "gitward: the remote's approvals",
+        )
+        .map_err(Error::git(format!("creating {APPROVALS_REF}")))?;
+    } else {
+        merge_with_remote(repo, APPROVALS_REF, FETCHED_APPROVALS, |ours, theirs| {
+            let mut notes = note_entries(theirs, APPROVALS_REF)?;
+            for (annotated, blob) in note_entries(ours, APPROVALS_REF)? {
+                let merged = match notes.get(&annotated) {
+                    Some(&their_blob) if their_blob != blob => union_blob(repo, blob, their_blob)?,
+                    _ => blob,
+                };
+                notes.insert(annotated, merged);
+            }
+            Ok((
+                notes_tree(repo, APPROVALS_REF, &notes)?,
+                "Approvals merged with the remote's\n".to_owned(),
+            ))
+        })?;
+    }
+    if let Ok(mut fetched) = repo.find_reference(FETCHED_APPROVALS) {
+        fetched
+            .delete()
+            .map_err(Error::git(format!("removing {FETCHED_APPROVALS}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

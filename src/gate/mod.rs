@@ -526,26 +526,14 @@ fn trailer_identity(value: &str) -> &str {
     }
 }
 
-/// Identities that wrote the change: authors, committers and signers of its commits. None of
-/// them approves it (separation of duties).
-fn writers(evidence: &Evidence) -> BTreeSet<String> {
-    evidence
-        .commits
-        .iter()
-        .flat_map(|c| {
-            [
-                Some(c.author_email.as_str()),
-                Some(c.committer_email.as_str()),
-                c.signature
-                    .principal
-                    .as_deref()
-                    .filter(|_| c.signature.verified),
-            ]
-        })
-        .flatten()
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
+/// Whether `who` wrote part of the change: the author, committer or signer of one of its
+/// commits. Such a principal does not approve it (separation of duties).
+fn wrote(evidence: &Evidence, who: &str) -> bool {
+    evidence.commits.iter().any(|c| {
+        c.author_email.eq_ignore_ascii_case(who)
+            || c.committer_email.eq_ignore_ascii_case(who)
+            || c.signature.signed_by(who)
+    })
 }
 
 fn approvals_requirement(
@@ -575,7 +563,6 @@ fn approvals_requirement(
             })
             .collect(),
     };
-    let writers = writers(evidence);
     let allowed: BTreeSet<String> = requirement.from.iter().map(|p| p.to_lowercase()).collect();
     let mut counted: Vec<String> = Vec::new();
     let approvals: Vec<Approval> = candidates
@@ -590,7 +577,7 @@ fn approvals_requirement(
                         "too many commits since the commit in force to check who wrote them"
                             .to_owned(),
                     )
-                } else if writers.contains(&who) {
+                } else if wrote(evidence, &who) {
                     Some("wrote or committed part of the change (separation of duties)".to_owned())
                 } else if counted.contains(&who) {
                     Some("already counted".to_owned())
@@ -644,24 +631,22 @@ fn signed_by(principals: &[String], evidence: &Evidence) -> RequirementReport {
         .head()
         .map(|c| c.signature.clone())
         .unwrap_or_default();
-    let by = signature.principal.clone().filter(|_| signature.verified);
-    let listed = by
-        .as_deref()
-        .is_some_and(|p| principals.iter().any(|q| q.eq_ignore_ascii_case(p)));
-    let summary = match (&by, listed) {
-        (Some(p), true) => format!("signed by {p}"),
-        (Some(p), false) => format!("signed by {p}, who is not one of {}", principals.join(", ")),
-        (None, _) => format!(
+    let by = principals.iter().find(|p| signature.signed_by(p));
+    let summary = match (by, signature.verified) {
+        (Some(p), _) => format!("signed by {p}"),
+        (None, true) => format!(
+            "signed by {}, who is not one of {}",
+            signature.principal.as_deref().unwrap_or_default(),
+            principals.join(", ")
+        ),
+        (None, false) => format!(
             "not signed by one of {}: {}",
             principals.join(", "),
-            signature
-                .problem
-                .as_deref()
-                .unwrap_or("no verified signature")
+            signature.problem.as_deref().unwrap_or("no verified signature")
         ),
     };
     RequirementReport {
-        met: if listed { Met::Yes } else { Met::No },
+        met: if by.is_some() { Met::Yes } else { Met::No },
         summary,
         evidence: RequirementEvidence::SignedBy {
             principals: principals.to_vec(),

@@ -3,6 +3,7 @@
 //! for a principal does.
 
 pub mod approvals;
+pub mod approve;
 pub mod commits;
 pub mod signers;
 
@@ -17,7 +18,9 @@ use crate::model::ApprovalSource;
 pub struct SignatureCheck {
     /// Whether a key the host lists made the signature, and was valid for its principal then.
     pub verified: bool,
-    /// The principal the key is listed for, when verified.
+    /// The principal the key is listed for, when verified: for a commit, the principals of
+    /// every allowed-signers line that lets the key sign, as one comma-separated pattern
+    /// list (see [`SignatureCheck::signed_by`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     /// `SHA256:…` fingerprint of the signing key, when the signature could be read.
@@ -45,4 +48,16 @@ pub struct Approval {
     /// expired, a signature over another tree or gate). `None`: it is verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+}
+
+impl SignatureCheck {
+    /// Whether the signature is verified and made by a key the host lists for `principal`
+    /// (the allowed signers may list a key for patterns, like `*@example.com`).
+    pub fn signed_by(&self, principal: &str) -> bool {
+        self.verified
+            && self
+                .principal
+                .as_deref()
+                .is_some_and(|listed| signers::matches_pattern_list(principal, listed))
+    }
 }
