@@ -682,7 +682,6 @@ pub fn is_remote(url: &str) -> bool {
             .is_some_and(|(before, _)| !before.is_empty() && !before.contains('/'))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -642,7 +642,10 @@ fn signed_by(principals: &[String], evidence: &Evidence) -> RequirementReport {
         (None, false) => format!(
             "not signed by one of {}: {}",
             principals.join(", "),
-            signature.problem.as_deref().unwrap_or("no verified signature")
+            signature
+                .problem
+                .as_deref()
+                .unwrap_or("no verified signature")
         ),
     };
     RequirementReport {
