@@ -22,6 +22,7 @@ use crate::scaffold;
 use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
 use crate::status::{Change, Outcome};
+use crate::trust::commits::check_commit;
 use crate::trust::signers::AllowedSigners;
 
 /// Exit codes shared by the commands.
@@ -221,8 +222,14 @@ pub fn plan_report(
 ) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
     config.repo.write_in_memory()?;
-    let base_commit = config.repo.commit(base)?;
-    let head_commit = config.repo.commit(head)?;
+    let mut base_commit = config.repo.commit(base)?;
+    let mut head_commit = config.repo.commit(head)?;
+    // Policies see whether a commit is signed, and by whom (`input.commit.signature`).
+    for commit in [&mut base_commit, &mut head_commit] {
+        commit.signature = git2::Oid::from_str(&commit.sha)
+            .ok()
+            .map(|id| check_commit(config.repo.inner(), id, judging.signers));
+    }
     let merged = config.repo.merged_head(&base_commit, &head_commit)?;
     let mut cache = BlobCache::default();
     let head_name = if merged.merged {

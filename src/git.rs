@@ -33,6 +33,9 @@ pub struct CommitInfo {
     #[serde(skip)]
     #[schemars(skip)]
     pub message: String,
+    /// Its SSH signature as checked against the allowed signers, when it was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::trust::SignatureCheck>,
 }
 
 impl CommitInfo {
@@ -105,6 +108,7 @@ impl Repo {
                 MAX_SUMMARY_CHARS,
             ),
             message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
+            signature: None,
         })
     }
 }

@@ -115,11 +115,25 @@ pub fn commit_input(commit: &CommitInfo) -> Value {
                 .push(value.to_owned());
         }
     }
+    let signature = commit
+        .signature
+        .clone()
+        .unwrap_or_else(|| crate::trust::SignatureCheck {
+            problem: Some("not checked".to_owned()),
+            ..Default::default()
+        });
     serde_json::json!({
         "sha": commit.sha,
         "author": format!("{} <{}>", commit.author, commit.email),
         "message": commit.message,
         "trailers": trailers,
+        // Verified against the host's allowed signers; `principal` and `keyFingerprint`
+        // only when the signature could be read.
+        "signature": {
+            "verified": signature.verified,
+            "principal": signature.principal,
+            "keyFingerprint": signature.key_fingerprint,
+        },
     })
 }
 

@@ -218,6 +218,7 @@ mod tests {
             email: "dev@example.com".to_owned(),
             summary: String::new(),
             message: String::new(),
+            signature: None,
         }
     }
 

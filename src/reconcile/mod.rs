@@ -34,6 +34,7 @@ use crate::source::{BlobCache, ConfigRepo};
 use crate::status::{self, Change, Observed, Outcome, ResourceOutcome, Statuses, Summary};
 use crate::store::Store;
 use crate::trust::approvals::APPROVALS_REF;
+use crate::trust::commits::check_commit;
 use decide::{Decision, Facts, Verdict, decide};
 
 /// What one reconcile did.
@@ -97,6 +98,7 @@ fn empty_commit() -> CommitInfo {
         email: String::new(),
         summary: "nothing applied yet".to_owned(),
         message: String::new(),
+        signature: None,
     }
 }
 
@@ -216,8 +218,12 @@ pub fn reconcile_warm(
     }
     warm.last = None;
     let known = warm.observed.take().filter(|o| o.tip == inputs.status);
-    let (head_commit, head_catalog, observed) =
+    let (mut head_commit, head_catalog, observed) =
         read_head_and_status(config, &config_repo, &branch, known, &mut warm.blobs)?;
+    // Policies see whether the head is signed, and by whom (`input.commit.signature`).
+    head_commit.signature = inputs
+        .head
+        .map(|id| check_commit(repo.inner(), id, config.allowed_signers().as_deref()));
     let _span = tracing::info_span!("reconcile", commit = %head_commit.sha).entered();
     let store = Store::open(&config.state_dir)?;
     finish_interrupted(&store, &observed)?;

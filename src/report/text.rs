@@ -465,6 +465,7 @@ pub(super) mod tests {
             email: "test@example.com".to_owned(),
             summary: summary.to_owned(),
             message: summary.to_owned(),
+            signature: None,
         }
     }
 
