@@ -1,6 +1,9 @@
 //! SSH keys and signatures made and checked by OpenSSH's `ssh-keygen`, the peer gitward's
 //! signatures must agree with.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
