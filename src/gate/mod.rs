@@ -3,8 +3,18 @@
 //! time; `plan` and the daemon share it.
 
 pub mod gather;
+mod holds;
+mod overrides;
+mod requirements;
 pub mod scans;
 pub mod window;
+
+pub use holds::{Renewal, RenewalHold, renewal, renewal_holds};
+use overrides::override_of;
+pub use overrides::{OpenReview, reviews_after};
+use requirements::{
+    approvals_requirement, scans_requirement, signed_by, violations, window_requirement,
+};
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,13 +22,10 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    AppliesTo, ApprovalRequirement, ApprovalSource, Catalog, ChangeWindow, Enforcement, GateSpec,
-    Kind, Labels, Loaded, RenewalRule, Spec, ViolationLimits,
-};
+use crate::model::{Catalog, GateSpec, Kind, Labels, Loaded, Spec};
 use crate::plan::ResourcePlan;
 use crate::policy::compile::is_test_module;
-use crate::policy::evaluate::{Finding, FindingStatus};
+use crate::policy::evaluate::Finding;
 use crate::review::data_differs;
 use crate::trust::{Approval, SignatureCheck};
 
@@ -26,6 +33,8 @@ use crate::trust::{Approval, SignatureCheck};
 pub const APPROVED_BY: &str = "Approved-by";
 /// The trailer with which another principal closes the review of an override.
 pub const OVERRIDE_REVIEWED: &str = "Override-Reviewed";
+/// Why a gate has no say on a change.
+pub const NOT_APPLICABLE: &str = "the change touches nothing it applies to";
 /// Most resources a gate report lists by name; the count has them all.
 const LISTED: usize = 100;
 
@@ -259,6 +268,20 @@ pub enum RequirementEvidence {
     },
 }
 
+impl RequirementEvidence {
+    /// The requirement's field name in a gate: `violations`, `scans`, `approvals`,
+    /// `signedBy` or `window`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RequirementEvidence::Violations { .. } => "violations",
+            RequirementEvidence::Scans { .. } => "scans",
+            RequirementEvidence::Approvals { .. } => "approvals",
+            RequirementEvidence::SignedBy { .. } => "signedBy",
+            RequirementEvidence::Window { .. } => "window",
+        }
+    }
+}
+
 /// An override used by a commit: who, when, why, with which key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -316,7 +339,7 @@ impl GateReport {
             .map(|r| r.summary.as_str())
             .collect();
         let detail = match self.outcome {
-            GateOutcome::NotApplicable => "the change touches nothing it applies to".to_owned(),
+            GateOutcome::NotApplicable => NOT_APPLICABLE.to_owned(),
             GateOutcome::Overridden => {
                 let by = self
                     .override_
@@ -433,429 +456,4 @@ pub fn judge(
         report.opens_at = None;
     }
     report
-}
-
-fn violations(
-    limits: &ViolationLimits,
-    affected: &[&Affected<'_>],
-    findings: &[Finding],
-) -> RequirementReport {
-    let touched: BTreeSet<(Kind, &str)> = affected.iter().map(|a| (a.kind, a.name)).collect();
-    let count = |enforcement: Enforcement| {
-        findings
-            .iter()
-            .filter(|f| {
-                f.enforcement == enforcement
-                    && f.status != FindingStatus::Resolved
-                    && f.exception.is_none()
-                    && touched.contains(&(f.kind, f.name.as_str()))
-            })
-            .count()
-    };
-    let deny = Limit {
-        found: count(Enforcement::Deny),
-        max: Some(limits.deny),
-    };
-    let warn = Limit {
-        found: count(Enforcement::Warn),
-        max: limits.warn,
-    };
-    let audit = Limit {
-        found: count(Enforcement::Audit),
-        max: limits.audit,
-    };
-    let over: Vec<String> = [("deny", &deny), ("warn", &warn), ("audit", &audit)]
-        .iter()
-        .filter_map(|(what, l)| {
-            let max = l.max?;
-            (l.found > max as usize).then(|| format!("{} {what} findings (at most {max})", l.found))
-        })
-        .collect();
-    RequirementReport {
-        met: if over.is_empty() { Met::Yes } else { Met::No },
-        summary: if over.is_empty() {
-            format!(
-                "findings within limits ({} deny, {} warn, {} audit)",
-                deny.found, warn.found, audit.found
-            )
-        } else {
-            over.join(", ")
-        },
-        evidence: RequirementEvidence::Violations { deny, warn, audit },
-    }
-}
-
-fn scans_requirement(outcome: &scans::ScanOutcome) -> RequirementReport {
-    let summary = if !outcome.problems.is_empty() {
-        outcome.problems.join("; ")
-    } else if outcome.passed {
-        format!(
-            "scans clean ({} results in {} reports within limits)",
-            outcome.counted,
-            outcome.files.len()
-        )
-    } else {
-        format!(
-            "{} scan result{} over the limits",
-            outcome.failing_total,
-            if outcome.failing_total == 1 { "" } else { "s" }
-        )
-    };
-    RequirementReport {
-        met: if outcome.passed && outcome.problems.is_empty() {
-            Met::Yes
-        } else {
-            Met::No
-        },
-        summary,
-        evidence: RequirementEvidence::Scans {
-            files: outcome.files.clone(),
-            counted: outcome.counted,
-            failing_total: outcome.failing_total,
-            failing: outcome.failing.clone(),
-            problems: outcome.problems.clone(),
-        },
-    }
-}
-
-/// The principal or e-mail address in an `Approved-by:` value: `Name <a@b>` or `a@b`.
-fn trailer_identity(value: &str) -> &str {
-    match (value.rfind('<'), value.rfind('>')) {
-        (Some(open), Some(close)) if open < close => value[open + 1..close].trim(),
-        _ => value.trim(),
-    }
-}
-
-/// Whether `who` wrote part of the change: the author, committer or signer of one of its
-/// commits. Such a principal does not approve it (separation of duties).
-fn wrote(evidence: &Evidence, who: &str) -> bool {
-    evidence.commits.iter().any(|c| {
-        c.author_email.eq_ignore_ascii_case(who)
-            || c.committer_email.eq_ignore_ascii_case(who)
-            || c.signature.signed_by(who)
-    })
-}
-
-fn approvals_requirement(
-    gate: &str,
-    requirement: &ApprovalRequirement,
-    evidence: &Evidence,
-) -> RequirementReport {
-    let candidates: Vec<Approval> = match requirement.source {
-        ApprovalSource::Signatures => evidence
-            .approvals
-            .iter()
-            .filter(|a| a.gate == gate && a.source == ApprovalSource::Signatures)
-            .cloned()
-            .collect(),
-        ApprovalSource::Trailers => evidence
-            .head()
-            .into_iter()
-            .flat_map(|c| c.trailer(APPROVED_BY))
-            .map(|value| Approval {
-                gate: gate.to_owned(),
-                approver: trailer_identity(value).to_owned(),
-                source: ApprovalSource::Trailers,
-                key_fingerprint: None,
-                refused: (!evidence.trust_trailers).then(|| {
-                    "this host does not trust trailers (gates.trustTrailers is off)".to_owned()
-                }),
-            })
-            .collect(),
-    };
-    let allowed: BTreeSet<String> = requirement.from.iter().map(|p| p.to_lowercase()).collect();
-    let mut counted: Vec<String> = Vec::new();
-    let approvals: Vec<Approval> = candidates
-        .into_iter()
-        .map(|mut a| {
-            let who = a.approver.to_lowercase();
-            if a.refused.is_none() {
-                a.refused = if !allowed.is_empty() && !allowed.contains(&who) {
-                    Some("not one of the gate's approvers".to_owned())
-                } else if !evidence.complete {
-                    Some(
-                        "too many commits since the commit in force to check who wrote them"
-                            .to_owned(),
-                    )
-                } else if wrote(evidence, &who) {
-                    Some("wrote or committed part of the change (separation of duties)".to_owned())
-                } else if counted.contains(&who) {
-                    Some("already counted".to_owned())
-                } else {
-                    counted.push(who);
-                    None
-                };
-            }
-            a
-        })
-        .collect();
-    let unverified = requirement.source == ApprovalSource::Trailers;
-    let names: Vec<&str> = approvals
-        .iter()
-        .filter(|a| a.refused.is_none())
-        .map(|a| a.approver.as_str())
-        .collect();
-    let met = counted.len() >= requirement.count as usize;
-    let mut summary = format!(
-        "{} of {} approval{}{}",
-        counted.len(),
-        requirement.count,
-        if requirement.count == 1 { "" } else { "s" },
-        if names.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", names.join(", "))
-        }
-    );
-    if unverified && !counted.is_empty() {
-        summary.push_str(" (unverified trailers)");
-    }
-    let refused = approvals.iter().filter(|a| a.refused.is_some()).count();
-    if refused > 0 {
-        summary.push_str(&format!("; {refused} not counted"));
-    }
-    RequirementReport {
-        met: if met { Met::Yes } else { Met::No },
-        summary,
-        evidence: RequirementEvidence::Approvals {
-            required: requirement.count,
-            counted,
-            approvals,
-            unverified,
-        },
-    }
-}
-
-fn signed_by(principals: &[String], evidence: &Evidence) -> RequirementReport {
-    let signature = evidence
-        .head()
-        .map(|c| c.signature.clone())
-        .unwrap_or_default();
-    let by = principals.iter().find(|p| signature.signed_by(p));
-    let summary = match (by, signature.verified) {
-        (Some(p), _) => format!("signed by {p}"),
-        (None, true) => format!(
-            "signed by {}, who is not one of {}",
-            signature.principal.as_deref().unwrap_or_default(),
-            principals.join(", ")
-        ),
-        (None, false) => format!(
-            "not signed by one of {}: {}",
-            principals.join(", "),
-            signature
-                .problem
-                .as_deref()
-                .unwrap_or("no verified signature")
-        ),
-    };
-    RequirementReport {
-        met: if by.is_some() { Met::Yes } else { Met::No },
-        summary,
-        evidence: RequirementEvidence::SignedBy {
-            principals: principals.to_vec(),
-            signature,
-        },
-    }
-}
-
-fn window_requirement(
-    window: &ChangeWindow,
-    now: DateTime<Utc>,
-) -> (RequirementReport, Option<DateTime<Utc>>) {
-    let state = window::state(window, now);
-    let opens_local = state.opens_at.map(|at| window::local(at, &window.timezone));
-    let (met, summary) = match (&state.open, &opens_local) {
-        (true, _) => (Met::Yes, "window open".to_owned()),
-        (false, Some(at)) => (
-            Met::Waiting,
-            format!(
-                "window closed ({}); opens {at}",
-                state.reason.as_deref().unwrap_or("outside the window")
-            ),
-        ),
-        (false, None) => (
-            Met::No,
-            format!(
-                "window closed ({}) and does not open within three years",
-                state.reason.as_deref().unwrap_or("outside the window")
-            ),
-        ),
-    };
-    let opens_at = state.opens_at.filter(|_| !state.open);
-    (
-        RequirementReport {
-            met,
-            summary,
-            evidence: RequirementEvidence::Window {
-                timezone: window.timezone.clone(),
-                open: state.open,
-                reason: state.reason,
-                opens_at,
-                opens_local,
-            },
-        },
-        opens_at,
-    )
-}
-
-/// The override of gate `name` that the applied commit carries, honoured or refused.
-fn override_of(
-    name: &str,
-    rule: &crate::model::GateOverride,
-    evidence: &Evidence,
-    now: DateTime<Utc>,
-) -> Option<OverrideReport> {
-    let head = evidence.head()?;
-    let reason = head.trailer(&rule.trailer).find_map(|value| {
-        let (gate, reason) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
-        (gate == name).then(|| reason.trim())
-    })?;
-    let signature = &head.signature;
-    let signer = signature
-        .principal
-        .as_deref()
-        .filter(|_| signature.verified);
-    let refused = if reason.is_empty() {
-        Some("an override needs a reason after the gate's name".to_owned())
-    } else {
-        match signer {
-            None => Some(format!(
-                "the commit is not signed by a listed key ({})",
-                signature
-                    .problem
-                    .as_deref()
-                    .unwrap_or("no verified signature")
-            )),
-            Some(p) if !rule.by.iter().any(|b| b.eq_ignore_ascii_case(p)) => {
-                Some(format!("{p} may not override this gate"))
-            }
-            Some(_) => None,
-        }
-    };
-    let used = match (refused.is_none(), signer) {
-        (true, Some(principal)) => Some(OverrideRecord {
-            gate: name.to_owned(),
-            commit: head.sha.clone(),
-            principal: principal.to_owned(),
-            key_fingerprint: signature.key_fingerprint.clone().unwrap_or_default(),
-            reason: crate::diag::bounded(reason.to_owned(), 1000),
-            at: now,
-            review_due: now
-                + chrono::Duration::seconds(
-                    i64::try_from(rule.review_within.as_secs()).unwrap_or(i64::MAX / 1000),
-                ),
-        }),
-        _ => None,
-    };
-    Some(OverrideReport { used, refused })
-}
-
-/// An override whose review is still open: no later commit signed by another principal has
-/// said `Override-Reviewed: <its commit>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OpenReview {
-    #[serde(flatten)]
-    pub record: OverrideRecord,
-    /// Whether the review is past due.
-    #[serde(default)]
-    pub overdue: bool,
-}
-
-/// The open reviews after the commits of a change: those it reviews (signed by a principal
-/// other than the one who overrode) are closed, the rest are marked overdue when past due.
-pub fn reviews_after(
-    open: &[OpenReview],
-    evidence: &Evidence,
-    now: DateTime<Utc>,
-) -> Vec<OpenReview> {
-    let reviewed = |record: &OverrideRecord| {
-        evidence.commits.iter().any(|c| {
-            let by = c
-                .signature
-                .principal
-                .as_deref()
-                .filter(|_| c.signature.verified);
-            by.is_some_and(|p| !p.eq_ignore_ascii_case(&record.principal))
-                && c.trailer(OVERRIDE_REVIEWED).any(|sha| {
-                    sha.len() >= 7
-                        && sha.len() <= record.commit.len()
-                        && record.commit.starts_with(&sha.to_ascii_lowercase())
-                })
-        })
-    };
-    open.iter()
-        .filter(|r| !reviewed(&r.record))
-        .map(|r| OpenReview {
-            record: r.record.clone(),
-            overdue: now > r.record.review_due,
-        })
-        .collect()
-}
-
-/// A gate whose window holds renewals back (`renewals: followWindow`, window closed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenewalHold {
-    pub gate: String,
-    pub applies_to: AppliesTo,
-    /// Renewals within this margin of expiry go ahead anyway: expiry beats freeze.
-    pub margin: chrono::Duration,
-    /// When the window opens, if it does.
-    pub opens_at: Option<DateTime<Utc>>,
-}
-
-/// The renewal holds of the gates of `catalog` at `now`.
-pub fn renewal_holds(catalog: &Catalog, now: DateTime<Utc>) -> Vec<RenewalHold> {
-    catalog
-        .of_kind(Kind::Gate)
-        .filter_map(|l| match &l.resource.spec {
-            Spec::Gate(spec) if spec.require.renewals == RenewalRule::FollowWindow => {
-                let window = spec.require.window.as_ref()?;
-                let state = window::state(window, now);
-                (!state.open).then(|| RenewalHold {
-                    gate: l.name().to_owned(),
-                    applies_to: spec.applies_to.clone(),
-                    margin: chrono::Duration::seconds(
-                        i64::try_from(spec.require.expiry_margin.as_secs())
-                            .unwrap_or(i64::MAX / 1000),
-                    ),
-                    opens_at: state.opens_at,
-                })
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// What the gates say of a renewal that is due.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Renewal<'a> {
-    /// No gate holds it.
-    Go,
-    /// A closed window holds it back.
-    Held(&'a RenewalHold),
-    /// A closed window would hold it, but expiry is within the gate's margin: expiry beats
-    /// freeze.
-    Forced(&'a RenewalHold),
-}
-
-/// Whether a due renewal of a resource goes ahead at `now`.
-pub fn renewal<'a>(
-    holds: &'a [RenewalHold],
-    kind: Kind,
-    labels: &Labels,
-    not_after: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Renewal<'a> {
-    let mut matching = holds.iter().filter(|h| h.applies_to.matches(kind, labels));
-    let Some(first) = matching.next() else {
-        return Renewal::Go;
-    };
-    match std::iter::once(first)
-        .chain(matching)
-        .find(|h| not_after - now > h.margin)
-    {
-        Some(hold) => Renewal::Held(hold),
-        None => Renewal::Forced(first),
-    }
 }

@@ -14,8 +14,9 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::PlanReport;
-use super::text::{NOT_APPLICABLE, gate_block, opens_local};
+use super::text::{gate_block, opens_local};
 use crate::diag::{Diagnostic, Escaped, escaped};
+use crate::gate::NOT_APPLICABLE;
 use crate::gate::{GateOutcome, GateReport};
 use crate::model::Kind;
 use crate::policy::{Finding, FindingStatus};

@@ -2,9 +2,10 @@
 
 use std::fmt::Write;
 
-use super::text::{NOT_APPLICABLE, approval_standing, counted, pending_until, requirement_name};
+use super::text::{approval_standing, counted, pending_until};
 use super::{Compared, PlanReport, describe_change, findings_in_order};
 use crate::diag::escaped;
+use crate::gate::NOT_APPLICABLE;
 use crate::gate::scans::ScanHit;
 use crate::gate::{GateOutcome, GateReport, Governing, Limit, Met, RequirementEvidence};
 use crate::model::{ApprovalSource, FindingSeverity};
@@ -207,7 +208,7 @@ fn requirements_cell(gate: &GateReport) -> String {
             format!(
                 "{} {}: {}",
                 met_icon(r.met),
-                requirement_name(&r.evidence),
+                r.evidence.name(),
                 cell(&r.summary)
             )
         })
@@ -416,7 +417,7 @@ fn gate_details(out: &mut String, gate: &GateReport) {
             out,
             "**{} {}**: {}\n",
             met_icon(r.met),
-            requirement_name(&r.evidence),
+            r.evidence.name(),
             cell(&r.summary)
         );
         evidence_details(out, &r.evidence);

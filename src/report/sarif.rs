@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use super::PlanReport;
 use super::PolicyInfo;
-use super::text::requirement_name;
 use crate::diag::Severity;
 use crate::gate::{GateOutcome, GateReport, Met, RequirementReport};
 use crate::model::{Enforcement, FindingSeverity};
@@ -235,7 +234,7 @@ fn change_result(root: &str, r: &ResourcePlan) -> Value {
 /// An unmet requirement of a gate that holds the change, at the gate's definition: an error
 /// when it blocks, a note when the change only waits for the window.
 fn gate_result(root: &str, gate: &GateReport, requirement: &RequirementReport) -> Value {
-    let name = requirement_name(&requirement.evidence);
+    let name = requirement.evidence.name();
     let rule = format!("gate/{name}");
     json!({
         "ruleId": rule,

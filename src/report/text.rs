@@ -55,20 +55,6 @@ fn finding_line(f: &Finding) -> String {
     line
 }
 
-/// Why a gate has no say on a change.
-pub(super) const NOT_APPLICABLE: &str = "the change touches nothing it applies to";
-
-/// The key of a requirement in the gate's `require`: how reports and SARIF rules name it.
-pub(super) fn requirement_name(evidence: &RequirementEvidence) -> &'static str {
-    match evidence {
-        RequirementEvidence::Violations { .. } => "violations",
-        RequirementEvidence::Scans { .. } => "scans",
-        RequirementEvidence::Approvals { .. } => "approvals",
-        RequirementEvidence::SignedBy { .. } => "signedBy",
-        RequirementEvidence::Window { .. } => "window",
-    }
-}
-
 /// "1 report", "3 reports".
 pub(super) fn counted(count: usize, thing: &str) -> String {
     format!("{count} {thing}{}", if count == 1 { "" } else { "s" })
@@ -247,7 +233,7 @@ pub(crate) fn gate_block(gate: &GateReport) -> String {
             out,
             "    {} {}: {}",
             met_mark(r.met),
-            requirement_name(&r.evidence),
+            r.evidence.name(),
             Escaped(&r.summary)
         );
         evidence_lines(&mut out, &r.evidence);
