@@ -745,6 +745,63 @@ fn demo_change(files: &mut Vec<(String, Vec<u8>)>) {
     ));
 }
 
+/// The allowed-signers file of the demo host, next to its config.
+const DEMO_SIGNERS: &str = "allowed_signers";
+/// The demo's approvers and the security lead who may override the example's prod gate; their
+/// keys are made for the demo, in the trial host's directory.
+const DEMO_PRINCIPALS: [&str; 3] = [
+    "alice@example.com",
+    "bob@example.com",
+    "security-lead@example.com",
+];
+
+/// Makes an Ed25519 key for each demo principal in `host/keys/` (named by the part before
+/// the `@`) and lists them in `host/allowed_signers`; returns the allowed signers.
+fn demo_signers(host: &Path) -> Result<AllowedSigners> {
+    let keys = host.join("keys");
+    let mut allowed = String::new();
+    for principal in DEMO_PRINCIPALS {
+        let name = principal.split('@').next().unwrap_or(principal);
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| Error::Usage(format!("no randomness for the demo's keys: {e}")))?;
+        let mut key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&seed));
+        key.set_comment(principal);
+        let private = key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| Error::Usage(format!("writing the demo key of {principal}: {e}")))?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| Error::Usage(format!("writing the demo key of {principal}: {e}")))?;
+        let path = keys.join(name);
+        write_private(&path, private.as_bytes())?;
+        write_file(
+            &keys.join(format!("{name}.pub")),
+            format!("{public}\n").as_bytes(),
+        )?;
+        allowed.push_str(&format!("{principal} {public}\n"));
+    }
+    let file = host.join(DEMO_SIGNERS);
+    write_file(&file, allowed.as_bytes())?;
+    AllowedSigners::load(&file, None)
+}
+
+/// Writes a private key readable by its owner only, as ssh and git require.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(path))?;
+    file.write_all(bytes).map_err(Error::io(path))
+}
+
 /// The example's policy file without the policy that every prod resource is gated, for the
 /// demo's import before its gates; other files as they are.
 fn ungated<'a>(path: &str, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
@@ -793,6 +850,8 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         &["web-tls", "internal-tls", "mtls-clients"],
         Some(&format!("127.0.0.1:{port}")),
     )?;
+    let allowed = demo_signers(&dir.join(LOCAL_HOST))?;
+    let host = format!("{host}signers: {{allowedSignersFile: {DEMO_SIGNERS}}}\n");
     write_file(&host_file, host.as_bytes())?;
     exclude_local_host(&repo, &dir)?;
     let config = HostConfig::load(&host_file)?;
@@ -812,7 +871,10 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         "Example Corp PKI: CA hierarchy, certificates, policies and sinks",
     )?;
     repo.checkout("refs/heads/main")?;
-    reconcile_once(&config, Utc::now(), &crate::reconcile::Silent)?;
+    // Quietly: its outcome is in its note, and the demo's own output comes first.
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        reconcile_once(&config, Utc::now(), &crate::reconcile::Silent)
+    })?;
     let main = repo.commit_files(
         "refs/heads/main",
         Some(bootstrap),
@@ -835,7 +897,7 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         &Judging {
             today: now.date_naive(),
             now,
-            signers: None,
+            signers: Some(&allowed),
             trust_trailers: false,
         },
         false,
@@ -852,7 +914,10 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
                 format!("  host config   {shown}/{LOCAL_HOST}/gitward.yaml"),
                 format!("  certificates  {shown}/{LOCAL_HOST}/tls/<target>/<certificate>/"),
                 "  status        git log --notes=gitward    git show gitward/status:summary.yaml".to_owned(),
-                format!("  review        {gitward} plan --base main --head {DEMO_BRANCH}"),
+                format!("  review        {gitward} plan --base main --head {DEMO_BRANCH} --allowed-signers {LOCAL_HOST}/{DEMO_SIGNERS}"),
+                format!("  approvers     {} in {LOCAL_HOST}/keys/, listed in {LOCAL_HOST}/{DEMO_SIGNERS}", DEMO_PRINCIPALS.join(", ")),
+                format!("  approve       {gitward} approve HEAD --key {LOCAL_HOST}/keys/alice --as alice@example.com --no-push"),
+                format!("  explain       {gitward} explain HEAD"),
                 format!("  metrics       http://127.0.0.1:{port}/metrics   (and /healthz, /readyz, /status)"),
                 format!("Ctrl-C stops it; `{gitward} run --config {}` starts it again.\n\n", shell_word(&host_file)),
             ]

@@ -438,8 +438,8 @@ pub fn healthcheck(config_path: &Path, out: &mut dyn std::io::Write) -> Result<u
 }
 
 /// Watches the refs of the local repository at `path` and triggers a reconcile when `branch`
-/// moves. Other refs (the status branch, notes) are ignored, so gitward's own writes do not
-/// wake it.
+/// or the approvals move. Other refs (the status branch, the status notes) are ignored, so
+/// gitward's own writes do not wake it.
 fn watch_branch(
     path: &Path,
     branch: &str,
@@ -452,26 +452,33 @@ fn watch_branch(
     let git_dir = repo.path().to_path_buf();
     let branch_ref = git_dir.join("refs/heads").join(branch);
     let packed = git_dir.join("packed-refs");
-    let watched = branch_ref.clone();
+    let approvals = git_dir.join(crate::trust::approvals::APPROVALS_REF);
+    let watched = [branch_ref.clone(), approvals.clone()];
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
         // git writes `<ref>.lock` and renames it over the ref.
-        let moved = event
-            .paths
-            .iter()
-            .any(|p| p.starts_with(&watched) || p.with_extension("") == watched || *p == packed);
+        let moved = event.paths.iter().any(|p| {
+            watched
+                .iter()
+                .any(|w| p.starts_with(w) || p.with_extension("") == *w)
+                || *p == packed
+        });
         if moved {
             daemon.trigger.notify_one();
         }
     })
     .map_err(|e| Error::Usage(format!("watching {}: {e}", git_dir.display())))?;
     let refs = branch_ref.parent().unwrap_or(&git_dir).to_path_buf();
-    std::fs::create_dir_all(&refs).map_err(Error::io(&refs))?;
+    let notes = approvals.parent().unwrap_or(&git_dir).to_path_buf();
+    for dir in [&refs, &notes] {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
     for (dir, mode) in [
         (refs.as_path(), RecursiveMode::NonRecursive),
+        (notes.as_path(), RecursiveMode::NonRecursive),
         (git_dir.as_path(), RecursiveMode::NonRecursive),
     ] {
         watcher

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::trust::approvals::APPROVALS_REF;
+
 /// Where a delivery comes from, by its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -113,13 +115,16 @@ pub fn judge(
         .map_err(|e| Rejection::Malformed(format!("push payload: {e}")))?;
     let wanted = format!("refs/heads/{tracked_branch}");
     match push.reference {
-        Some(reference) if reference == wanted => Ok(Outcome::Reconcile {
-            delivery,
-            after: push.after,
-        }),
+        // New approvals can let a blocked head through: they are a reason to look again.
+        Some(reference) if reference == wanted || reference == APPROVALS_REF => {
+            Ok(Outcome::Reconcile {
+                delivery,
+                after: push.after,
+            })
+        }
         Some(reference) => Ok(Outcome::Ignored {
             delivery,
-            why: format!("push to `{reference}`, not `{wanted}`"),
+            why: format!("push to `{reference}`, not `{wanted}` or `{APPROVALS_REF}`"),
         }),
         None => Err(Rejection::Malformed(
             "push payload without `ref`".to_owned(),

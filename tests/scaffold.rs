@@ -147,7 +147,8 @@ fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
             "sarif",
         ],
     )
-    .expect(0);
+    // The proposed change touches prod: the example's gate wants two signed approvals.
+    .expect(1);
 
     // The first step of the README's walk: point www at the private CA and commit.
     let www = demo.join("certificates/prod/www.yaml");
@@ -166,10 +167,64 @@ fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
         "-qam",
         "Issue www from the private CA",
     ]);
-    daemon.wait_until("the commit is applied", || {
+    let note_says = |what: &str| {
         tool("git", &["notes", "--ref=gitward", "show", "main"], &demo)
             .stdout
-            .contains("result: applied")
+            .contains(what)
+    };
+    daemon.wait_until("the gate blocks the commit", || {
+        note_says("result: blocked")
+    });
+    // Alice and Bob approve it with the keys the demo made, as the printed line shows; it is
+    // applied, or pending until the gate's window opens.
+    let approve = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("  approve       "))
+        .unwrap_or_else(|| panic!("no approve line in:\n{printed}"));
+    for who in ["alice", "bob"] {
+        let words = shlex::split(&approve.replace("alice", who)).expect("a shell command");
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let run = tool(words[0], &words[1..], &demo);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    }
+    daemon.wait_until("the approvals count", || {
+        note_says("result: applied") || note_says("result: pending")
+    });
+    // The security lead overrides the gate with a signed commit: applied now, its review open
+    // until another principal signs `Override-Reviewed`.
+    let signed = |who: &str, message: &[&str]| {
+        let key = format!("user.signingkey=.gitward/keys/{who}");
+        let mut args = vec![
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &key,
+            "commit",
+            "-S",
+            "-q",
+            "--allow-empty",
+        ];
+        for m in message {
+            args.extend(["-m", m]);
+        }
+        git(&args);
+        git(&["rev-parse", "--short=12", "HEAD"])
+    };
+    let overriding = signed(
+        "security-lead",
+        &[
+            "Issue www now",
+            "Gate-Override: prod-changes www must not wait",
+        ],
+    );
+    daemon.wait_until("the override applies the commit", || {
+        note_says("result: applied") && certificate("web-tls", "www-example-com").exists()
+    });
+    assert!(git(&["show", "gitward/status:overrides.yaml"]).contains("security-lead@example.com"));
+    let reviewed = format!("Override-Reviewed: {overriding}");
+    signed("alice", &["Review the www override", &reviewed]);
+    daemon.wait_until("the review closes", || {
+        tool("git", &["show", "gitward/status:overrides.yaml"], &demo).code != 0
     });
     // The review step as the demo printed it, with this binary's own path (it need not be on
     // PATH): main has moved since the branch, and the plan is of merging the branch, so
@@ -185,19 +240,28 @@ fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
     );
     assert_eq!(
         words[1..],
-        ["plan", "--base", "main", "--head", "rotate-api-certificate"]
+        [
+            "plan",
+            "--base",
+            "main",
+            "--head",
+            "rotate-api-certificate",
+            "--allowed-signers",
+            ".gitward/allowed_signers"
+        ]
     );
     let plan = tool(
         &words[0],
         &words[1..].iter().map(String::as_str).collect::<Vec<_>>(),
         &demo,
     );
-    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(plan.code, 1, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("0 of 2 approvals"), "{}", plan.stdout);
     assert!(
         plan.stdout
             .lines()
             .next()
-            .is_some_and(|l| l.contains("(Issue www from the private CA) → merge of ")),
+            .is_some_and(|l| l.contains("(Review the www override) → merge of ")),
         "{}",
         plan.stdout
     );
