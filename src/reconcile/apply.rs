@@ -204,6 +204,17 @@ impl CaSigner {
     }
 }
 
+/// A certificate issued or kept, ready to be placed in its target.
+struct Placed<'a> {
+    target: &'a Target,
+    status: ResourceStatus,
+    existing: Option<&'a Arc<ResourceStatus>>,
+    /// Its new key (PEM), or `None` for the one in the store.
+    new_key: Option<String>,
+    /// The certificate, its chain and the root, as written.
+    files: (String, String, Option<String>),
+}
+
 /// Certificates whose files are held before they are journaled and written.
 const WRITE_BATCH: usize = 256;
 
@@ -688,20 +699,7 @@ impl Applier<'_> {
             self.keep(existing);
             return Ok(());
         }
-        let fail = |this: &mut Self, message: String| {
-            // What was in force stays recorded: status never forgets a certificate it knows.
-            if let Some(mut old) = existing.cloned() {
-                Arc::make_mut(&mut old).set_condition(
-                    "Ready",
-                    false,
-                    "Failed",
-                    message.clone(),
-                    this.now,
-                );
-                this.statuses.insert((kind, name.to_owned()), old);
-            }
-            this.outcome(kind, name, Change::Failed, None, message);
-        };
+        let fail = |this: &mut Self, message: String| this.fail(kind, name, existing, message);
         let config = self.config;
         let Some(target) = config.targets.get(&spec.target) else {
             fail(
@@ -728,41 +726,17 @@ impl Applier<'_> {
         // A new key, or `None` for the one in force (read only if the files need writing).
         let (new_key, certificate, change) = match (why, &existing) {
             (None, Some(existing)) => (None, existing.certificate.clone(), Change::Unchanged),
-            (why, _) => {
-                let made = match &source {
-                    Source::Ca(signer) => {
-                        let kept = self.kept_key(name, spec);
-                        let now = self.now;
-                        self.issue(kind, name, &hash, source.fingerprint(), || {
-                            let key = match kept {
-                                Some(key) => key,
-                                None => pki::generate_key(spec.key_algorithm)?,
-                            };
-                            let pem = signer.sign(|s| pki::issue_leaf(spec, &key, s, now))?;
-                            Ok((key, pem))
-                        })
-                    }
-                    Source::Acme(_) => {
-                        let ordered = self.acme_issued.remove(name);
-                        self.issue(kind, name, &hash, None, || match ordered {
-                            Some(Ok(issued)) => Ok(issued),
-                            Some(Err(message)) => Err(pki::PkiError::Acme(message)),
-                            None => Err(pki::PkiError::Acme("it was not ordered".to_owned())),
-                        })
-                    }
-                };
-                match made {
-                    Ok((key, certificate)) => (
-                        Some(pki::key_pem(&key)),
-                        certificate,
-                        why.unwrap_or(Change::Reissued),
-                    ),
-                    Err(message) => {
-                        fail(self, message);
-                        return Ok(());
-                    }
+            (why, _) => match self.issue_certificate(name, spec, &hash, &source) {
+                Ok((key, certificate)) => (
+                    Some(pki::key_pem(&key)),
+                    certificate,
+                    why.unwrap_or(Change::Reissued),
+                ),
+                Err(message) => {
+                    fail(self, message);
+                    return Ok(());
                 }
-            }
+            },
         };
         let info = match (&existing, change) {
             (Some(existing), Change::Unchanged) => pki::CertificateInfo {
@@ -792,7 +766,7 @@ impl Applier<'_> {
                 (leaf, chain, None)
             }
         };
-        let mut status = ResourceStatus {
+        let status = ResourceStatus {
             kind,
             name: name.to_owned(),
             spec_hash: hash,
@@ -811,11 +785,91 @@ impl Applier<'_> {
                 .map(|e| e.conditions.clone())
                 .unwrap_or_default(),
         };
-        // Files are written when the certificate is new, or when they are not what status says.
+        self.place(
+            Placed {
+                target,
+                status,
+                existing,
+                new_key,
+                files: (leaf, chain, root),
+            },
+            change,
+        )
+    }
+
+    /// Issues certificate `name` from its source: signed here by a CA of the repository
+    /// (keeping the key when the spec asks to), or as ordered from ACME beforehand.
+    fn issue_certificate(
+        &mut self,
+        name: &str,
+        spec: &CertificateSpec,
+        hash: &str,
+        source: &Source,
+    ) -> std::result::Result<(KeyPair, String), String> {
+        let kind = Kind::Certificate;
+        match source {
+            Source::Ca(signer) => {
+                let kept = self.kept_key(name, spec);
+                let now = self.now;
+                self.issue(kind, name, hash, source.fingerprint(), || {
+                    let key = match kept {
+                        Some(key) => key,
+                        None => pki::generate_key(spec.key_algorithm)?,
+                    };
+                    let pem = signer.sign(|s| pki::issue_leaf(spec, &key, s, now))?;
+                    Ok((key, pem))
+                })
+            }
+            Source::Acme(_) => {
+                let ordered = self.acme_issued.remove(name);
+                self.issue(kind, name, hash, None, || match ordered {
+                    Some(Ok(issued)) => Ok(issued),
+                    Some(Err(message)) => Err(pki::PkiError::Acme(message)),
+                    None => Err(pki::PkiError::Acme("it was not ordered".to_owned())),
+                })
+            }
+        }
+    }
+
+    /// Records `existing` as failed with `message`: what was in force stays recorded, status
+    /// never forgets a certificate it knows.
+    fn fail(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        existing: Option<&Arc<ResourceStatus>>,
+        message: String,
+    ) {
+        if let Some(mut old) = existing.cloned() {
+            Arc::make_mut(&mut old).set_condition(
+                "Ready",
+                false,
+                "Failed",
+                message.clone(),
+                self.now,
+            );
+            self.statuses.insert((kind, name.to_owned()), old);
+        }
+        self.outcome(kind, name, Change::Failed, None, message);
+    }
+
+    /// Writes a certificate's files when it is new, moved, or not what status says on disk;
+    /// else records it as it is.
+    fn place(&mut self, placed: Placed<'_>, change: Change) -> Result<()> {
+        let Placed {
+            target,
+            mut status,
+            existing,
+            new_key,
+            files: (leaf, chain, root),
+        } = placed;
+        let (kind, name) = (status.kind, status.name.clone());
+        let name = name.as_str();
+        let config = self.config;
         let on_disk = outputs::read_certificate(target, name);
         let moved_from = existing
             .and_then(|e| e.target.as_deref())
-            .filter(|old| *old != spec.target.as_str())
+            .filter(|old| Some(*old) != status.target.as_deref())
             .and_then(|old| config.targets.iter().find(|(n, _)| n.as_str() == old))
             .map(|(_, target)| target)
             .cloned();
@@ -831,7 +885,12 @@ impl Applier<'_> {
                 None => match self.store.key(kind, name)? {
                     Some(key) => key,
                     None => {
-                        fail(self, "its key is missing from the secret store".to_owned());
+                        self.fail(
+                            kind,
+                            name,
+                            existing,
+                            "its key is missing from the secret store".to_owned(),
+                        );
                         return Ok(());
                     }
                 },
@@ -853,9 +912,10 @@ impl Applier<'_> {
         if status.condition("Ready").is_none_or(|c| c.status != "True") {
             status.set_condition("Ready", true, "Written", String::new(), self.now);
         }
+        let serial = status.serial.clone();
         self.statuses
             .insert((kind, name.to_owned()), Arc::new(status));
-        self.outcome(kind, name, change, Some(info.serial), String::new());
+        self.outcome(kind, name, change, Some(serial), String::new());
         Ok(())
     }
 

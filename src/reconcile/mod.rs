@@ -180,29 +180,11 @@ pub fn reconcile_warm(
     warm: &mut Warm,
     scope: Scope,
 ) -> Result<Report> {
-    let workspace = Workspace::of(config);
-    let mut exchange = Exchange::default();
-    if let Err(error) = workspace.fetch(&config.repo.branch, &config.status_branch) {
-        // The last head fetched stays in force, so renewals go on while the remote is away;
-        // with nothing fetched yet there is nothing to reconcile.
-        if !workspace.has(&format!("refs/heads/{}", config.repo.branch)) {
-            return Err(error);
-        }
-        tracing::warn!(%error, "fetch failed; reconciling the last head fetched");
-        exchange.fetch_error = Some(error.to_string());
-    }
-    let path = workspace.path().to_path_buf();
-    let config_repo = ConfigRepo::open(&path)?;
+    let (workspace, mut exchange) = fetched(config)?;
+    let config_repo = ConfigRepo::open(workspace.path())?;
     let repo = &config_repo.repo;
     let branch = format!("refs/heads/{}", config.repo.branch);
-    let inputs = Inputs {
-        head: repo.inner().refname_to_id(&branch).ok(),
-        status: repo
-            .inner()
-            .refname_to_id(&format!("refs/heads/{}", config.status_branch))
-            .ok(),
-        approvals: repo.inner().refname_to_id(APPROVALS_REF).ok(),
-    };
+    let inputs = Inputs::read(repo.inner(), config);
     // Nothing new since the last time, and nothing due: that reconcile's outcome stands.
     if scope == Scope::Changes
         && let Some((inputs_then, report)) = &warm.last
@@ -237,15 +219,6 @@ pub fn reconcile_warm(
         now,
     )?;
     let decision = decide_on(config, &config_repo, &reviewing, &observed, now);
-    for used in &decision.overrides {
-        tracing::warn!(
-            gate = %used.gate,
-            principal = %used.principal,
-            key = %used.key_fingerprint,
-            reason = %used.reason,
-            "gate overridden; its review is open until another principal signs Override-Reviewed"
-        );
-    }
     let context = apply::Context {
         config,
         store: &store,
@@ -257,21 +230,8 @@ pub fn reconcile_warm(
     };
     let executed = execute(&context, &decision, &reviewing)?;
     let head_sha = reviewing.head_commit.sha.clone();
-    let applied = match (executed.result, decision.verdict) {
-        (Outcome::Applied, _) | (Outcome::Failed, Verdict::Apply) => Some(head_sha.clone()),
-        _ => applied,
-    };
-    let summary = Summary {
-        source: head_sha.clone(),
-        result: executed.result,
-        applied: applied.clone(),
-        problems: executed.problems.clone(),
-        opens_at: match decision.verdict {
-            Verdict::Pending { opens_at } => Some(opens_at),
-            _ => None,
-        },
-    };
-    let next_renewal = executed.next_renewal;
+    let summary = summary_of(&head_sha, applied, &executed, &decision);
+    let applied = summary.applied.clone();
     let findings = reviewing.finding_lines();
     let head_commit = reviewing.head_commit.clone();
     // The commit in force is the base of the next review: keep its evaluation.
@@ -296,20 +256,15 @@ pub fn reconcile_warm(
             exchange.push_error = Some(error.to_string());
         }
     }
-    let expiries = executed
-        .statuses
-        .values()
-        .map(|s| (s.kind, s.name.clone(), s.not_after))
-        .collect();
     // The status tip may have moved onto a merge with the remote's; its tree is this status.
-    let tip_now = repo
-        .inner()
-        .refname_to_id(&format!("refs/heads/{}", config.status_branch))
-        .ok();
+    let inputs = Inputs {
+        status: Inputs::read(repo.inner(), config).status,
+        ..inputs
+    };
     warm.observed = Some(Observed {
-        tip: tip_now,
+        tip: inputs.status,
         summary: Some(summary),
-        resources: executed.statuses,
+        resources: executed.statuses.clone(),
         reviews: decision.open_reviews.clone(),
     });
     warm.blobs.keep_only_used();
@@ -320,11 +275,15 @@ pub fn reconcile_warm(
         resources: executed.outcomes,
         status_commit: recorded.status_commit.to_string(),
         wrote_status: recorded.wrote_status,
-        next_renewal,
+        next_renewal: executed.next_renewal,
         retry_at: None,
         stands_until: None,
         stood: false,
-        expiries,
+        expiries: executed
+            .statuses
+            .values()
+            .map(|s| (s.kind, s.name.clone(), s.not_after))
+            .collect(),
         gates: decision.gates,
         open_reviews: decision.open_reviews,
         exchange,
@@ -333,14 +292,50 @@ pub fn reconcile_warm(
     if report.exchange.healthy() {
         // Without its resources: a reconcile that stands for it changes none.
         let resources = std::mem::take(&mut report.resources);
-        let inputs = Inputs {
-            status: tip_now,
-            ..inputs
-        };
         warm.last = Some((inputs, report.clone()));
         report.resources = resources;
     }
     Ok(report)
+}
+
+/// The summary of a reconcile of `head`: the commit in force after it is the head when it was
+/// applied (or applying it failed in part), else still `applied`.
+fn summary_of(
+    head: &str,
+    applied: Option<String>,
+    executed: &Executed,
+    decision: &Decision,
+) -> Summary {
+    let applied = match (executed.result, decision.verdict) {
+        (Outcome::Applied, _) | (Outcome::Failed, Verdict::Apply) => Some(head.to_owned()),
+        _ => applied,
+    };
+    Summary {
+        source: head.to_owned(),
+        result: executed.result,
+        applied,
+        problems: executed.problems.clone(),
+        opens_at: match decision.verdict {
+            Verdict::Pending { opens_at } => Some(opens_at),
+            _ => None,
+        },
+    }
+}
+
+/// The workspace after fetching the tracked branch and the status (when the repository is a
+/// remote), and how fetching went. The last head fetched stays in force when the remote is
+/// away, so renewals go on; with nothing fetched yet there is nothing to reconcile.
+fn fetched(config: &HostConfig) -> Result<(Workspace, Exchange)> {
+    let workspace = Workspace::of(config);
+    let mut exchange = Exchange::default();
+    if let Err(error) = workspace.fetch(&config.repo.branch, &config.status_branch) {
+        if !workspace.has(&format!("refs/heads/{}", config.repo.branch)) {
+            return Err(error);
+        }
+        tracing::warn!(%error, "fetch failed; reconciling the last head fetched");
+        exchange.fetch_error = Some(error.to_string());
+    }
+    Ok((workspace, exchange))
 }
 
 /// What a reconcile starts from: the head, the status tip and the approvals. While they stay
@@ -350,6 +345,17 @@ struct Inputs {
     head: Option<git2::Oid>,
     status: Option<git2::Oid>,
     approvals: Option<git2::Oid>,
+}
+
+impl Inputs {
+    fn read(repo: &git2::Repository, config: &HostConfig) -> Inputs {
+        let at = |name: &str| repo.refname_to_id(name).ok();
+        Inputs {
+            head: at(&format!("refs/heads/{}", config.repo.branch)),
+            status: at(&format!("refs/heads/{}", config.status_branch)),
+            approvals: at(APPROVALS_REF),
+        }
+    }
 }
 
 /// When the outcome of `report` is decided again without a new input: a pending commit when
@@ -669,7 +675,7 @@ fn decide_on(
             now,
         ),
     };
-    decide(&Facts {
+    let decision = decide(&Facts {
         in_force: in_force.unwrap_or(&empty),
         anything_in_force: in_force.is_some(),
         head,
@@ -677,7 +683,17 @@ fn decide_on(
         evidence: &evidence,
         open_reviews: &observed.reviews,
         now,
-    })
+    });
+    for used in &decision.overrides {
+        tracing::warn!(
+            gate = %used.gate,
+            principal = %used.principal,
+            key = %used.key_fingerprint,
+            reason = %used.reason,
+            "gate overridden; its review is open until another principal signs Override-Reviewed"
+        );
+    }
+    decision
 }
 
 /// What carrying out a decision did.
