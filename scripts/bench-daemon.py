@@ -3,12 +3,18 @@
 memory.
 
     scripts/bench-daemon.py BINARY REPO [--changes 50] [--idle 60] [--poll 60s] [--log FILE]
+                                        [--approve]
 
 REPO is a repository from scripts/gen-repo.py. It is cloned bare and served by `git daemon` on
 loopback; `gitward run` follows it, with a generic webhook. Each change adds a DNS name to one
 certificate, is committed in a clone and pushed; as soon as the push is accepted the webhook is
 sent, and the time runs until the remote's `gitward/status` records the new commit. Prints one
 JSON object: latency p50/p95, CPU seconds per idle minute, RSS now and at peak.
+
+With --approve, the host lists SSH keys of alice@ and bob@example.com as allowed signers, and
+each commit (the first one too) is approved by both with `gitward approve` (pushed to the
+remote) before it is pushed, so the example's prod gate lets it through: the latency is that
+of a gated change that applies.
 """
 
 import argparse
@@ -93,6 +99,23 @@ def notify(port, sha, n):
         assert response.status == 202, response.status
 
 
+def make_approvers(host):
+    """Ed25519 keys of two approvers in HOST/keys, listed in HOST/allowed_signers."""
+    keys = os.path.join(host, "keys")
+    os.makedirs(keys)
+    approvers, allowed = [], []
+    for name in ("alice", "bob"):
+        key = os.path.join(keys, name)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        with open(key + ".pub") as f:
+            public = " ".join(f.read().split()[:2])
+        approvers.append((f"{name}@example.com", key))
+        allowed.append(f"{name}@example.com {public}\n")
+    with open(os.path.join(host, "allowed_signers"), "w") as f:
+        f.writelines(allowed)
+    return approvers
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
@@ -101,6 +124,8 @@ def main():
     parser.add_argument("--idle", type=float, default=60)
     parser.add_argument("--poll", default="60s", help="the host config's pollInterval")
     parser.add_argument("--log", help="keep the daemon's log in this file")
+    parser.add_argument("--approve", action="store_true",
+                        help="sign approvals of every commit by two listed approvers")
     args = parser.parse_args()
     args.binary = os.path.abspath(args.binary)
 
@@ -121,8 +146,10 @@ def main():
         os.makedirs(host)
         with open(os.path.join(host, "secret"), "wb") as f:
             f.write(SECRET)
+        approvers = make_approvers(host) if args.approve else []
+        signers = "signers: {allowedSignersFile: allowed_signers}\n" if args.approve else ""
         with open(os.path.join(host, "gitward.yaml"), "w") as f:
-            f.write(f"""repo:
+            f.write(f"""{signers}repo:
   url: git://127.0.0.1:{git_port}/remote.git
   branch: main
   pollInterval: {args.poll}
@@ -135,6 +162,10 @@ targets:
   internal-tls: {{dir: out/internal-tls}}
   mtls-clients: {{dir: out/mtls-clients}}
 """)
+        approve = lambda: [subprocess.run(
+            [args.binary, "approve", "HEAD", "--key", key, "--as", principal],
+            cwd=clone, check=True, capture_output=True) for principal, key in approvers]
+        approve()
         log = open(os.path.join(work, "daemon.log"), "w")
         daemon = subprocess.Popen([args.binary, "run", "--config", "gitward.yaml"], cwd=host,
                                   stdout=log, stderr=log)
@@ -156,6 +187,7 @@ targets:
                 f.write(text.replace("  keyAlgorithm:", f"    - bench-{n}.{domain}\n  keyAlgorithm:", 1))
             git(clone, "commit", "-qam", f"Add a name to svc-{n:05d}")
             sha = git(clone, "rev-parse", "HEAD")
+            approve()
             before = ref_file(bare, "refs/heads/gitward/status")
             git(clone, "push", "-q", "origin", "main")
             accepted = time.monotonic()

@@ -2,13 +2,14 @@
 """Generates a large gitward configuration repository for benchmarks.
 
     scripts/gen-repo.py DIR [--certificates N] [--change FILES] [--no-policies]
-                            [--no-gates] [--algorithm ALG] [--no-acme]
+                            [--no-gates] [--open-window] [--algorithm ALG] [--no-acme]
 
 Writes the example repository plus four more issuing CAs and N certificates (one per file, spread over teams and environments) into DIR, and
 commits it on `main` with the `git` CLI. With --change, also commits a second change on
 `main` that edits FILES certificates (a new DNS name each), as a pull request would. With
 --no-policies, the policies directory is left out, to measure loading and planning alone;
-with --no-gates, the gates directory, to measure what gates cost.
+with --no-gates, the gates directory, to measure what gates cost; --open-window keeps the
+prod gate's window requirement but opens it at any time, for a daemon measured on any day.
 --algorithm gives every certificate that key algorithm (by default they mix five);
 --no-acme leaves out the example's ACME issuer and its certificate, for a reconcile that
 reaches no ACME server.
@@ -96,6 +97,7 @@ def main():
     parser.add_argument("--change", type=int, default=0)
     parser.add_argument("--no-policies", action="store_true")
     parser.add_argument("--no-gates", action="store_true")
+    parser.add_argument("--open-window", action="store_true")
     parser.add_argument("--algorithm")
     parser.add_argument("--no-acme", action="store_true")
     args = parser.parse_args()
@@ -105,6 +107,14 @@ def main():
         shutil.rmtree(args.dir)
     left_out = [name for name, out in (("policies", args.no_policies), ("gates", args.no_gates)) if out]
     shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns(*left_out) if left_out else None)
+    if args.open_window and not args.no_gates:
+        gate = os.path.join(args.dir, "gates", "prod-changes.yaml")
+        with open(gate) as f:
+            text = f.read()
+        start = text.index("    window:\n")
+        end = text.index("    # Renewals", start)
+        with open(gate, "w") as f:
+            f.write(text[:start] + "    window:\n      timezone: Europe/Berlin\n" + text[end:])
     if args.algorithm:
         for root, _, files in os.walk(os.path.join(args.dir, "certificates")):
             for file in files:
