@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::config::HostConfig;
-use crate::diag::escaped;
+use crate::diag::{escaped, shown_bounded};
 use crate::error::{Error, Result};
 use crate::gate::gather::{self, Sources, gather};
 use crate::git::{Repo, abbreviated};
@@ -22,7 +22,7 @@ use crate::scaffold;
 use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
 use crate::status::{Change, Outcome};
-use crate::trust::commits::check_commit;
+use crate::trust::commits::check_commit_now;
 use crate::trust::signers::AllowedSigners;
 
 /// Exit codes shared by the commands.
@@ -228,7 +228,7 @@ pub fn plan_report(
     for commit in [&mut base_commit, &mut head_commit] {
         commit.signature = git2::Oid::from_str(&commit.sha)
             .ok()
-            .map(|id| check_commit(config.repo.inner(), id, judging.signers));
+            .map(|id| check_commit_now(config.repo.inner(), id, judging.signers, judging.now));
     }
     let merged = config.repo.merged_head(&base_commit, &head_commit)?;
     let mut cache = BlobCache::default();
@@ -494,7 +494,7 @@ pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Writ
             for gate in &note.gates {
                 text.push_str(&format!("  gate {}\n", escaped(&gate.line())));
             }
-            text
+            shown_bounded(&text)
         }
     };
     write_out(out, &text)?;

@@ -77,6 +77,25 @@ pub fn bounded(mut text: String, max: usize) -> String {
     text
 }
 
+/// Most lines of a record read back from Git (a note, a status file) that are shown.
+pub const MAX_SHOWN_LINES: usize = 400;
+
+/// Text made of what anyone who can push a ref may have written, as a terminal shows it:
+/// each line cut to [`MAX_MESSAGE_CHARS`], at most [`MAX_SHOWN_LINES`] lines. Escaping is the
+/// caller's: this bounds how much is printed.
+pub fn shown_bounded(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: String = lines
+        .iter()
+        .take(MAX_SHOWN_LINES)
+        .map(|line| bounded((*line).to_owned(), MAX_MESSAGE_CHARS) + "\n")
+        .collect();
+    if let Some(more) = lines.len().checked_sub(MAX_SHOWN_LINES).filter(|n| *n > 0) {
+        out.push_str(&format!("… ({more} more lines)\n"));
+    }
+    out
+}
+
 impl Problem {
     pub fn error(pos: Pos, message: impl Into<String>) -> Problem {
         Problem {

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::commands::write_out;
-use crate::diag::escaped;
+use crate::diag::{escaped, shown_bounded};
 use crate::error::{Error, Result};
 use crate::gate::GateOutcome;
 use crate::git::{Repo, abbreviated};
@@ -101,7 +101,8 @@ pub fn explain(
         escaped(abbreviated(&note.status_commit, 12)),
         escaped(abbreviated(&note.status_commit, 12))
     );
-    write_out(out, &text)?;
+    // The note is anyone's who can push its ref: shown escaped, and bounded.
+    write_out(out, &shown_bounded(&text))?;
     Ok(crate::commands::exit::OK)
 }
 

@@ -308,7 +308,9 @@ fn cascade(head: &Catalog, resources: &mut [ResourcePlan]) {
                 continue;
             };
             let dependent = &mut resources[i];
-            if dependent.action == Action::None {
+            // A certificate that moves and whose issuer is reissued is reissued (into its new
+            // target): the old one no longer chains to its CA.
+            if matches!(dependent.action, Action::None | Action::Move) {
                 dependent.action = Action::Reissue;
                 if dependent.kind == Kind::Issuer {
                     changed.push((dependent.name.clone(), "is reissued"));

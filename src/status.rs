@@ -402,9 +402,13 @@ pub fn commit(
                     .ok()
                     .and_then(|e| e.to_object(git).ok())
                     .and_then(|o| o.into_tree().ok());
+                // Only names gitward could have written are removed; others are not its own.
                 for entry in recorded.iter().flat_map(|t| t.iter()) {
-                    let name = entry.name().unwrap_or_default();
-                    if !gates.iter().any(|g| format!("{}.yaml", g.name) == name) {
+                    let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
+                        continue;
+                    };
+                    if !name.is_empty() && !gates.iter().any(|g| format!("{}.yaml", g.name) == name)
+                    {
                         update.remove(format!("{GATES_DIR}/{name}"));
                     }
                 }
@@ -425,9 +429,14 @@ pub fn commit(
                     );
                 }
             }
+            // A record is removed where it is: the status branch is anyone's who can push it,
+            // and a file may name another resource than its path says.
             for (kind, name) in observed.resources.keys() {
-                if !resources.contains_key(&(*kind, name.clone())) {
-                    update.remove(resource_path(*kind, name));
+                let path = resource_path(*kind, name);
+                if !resources.contains_key(&(*kind, name.clone()))
+                    && base.get_path(std::path::Path::new(&path)).is_ok()
+                {
+                    update.remove(path);
                 }
             }
             update

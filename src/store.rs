@@ -9,7 +9,7 @@
 //! the two reuses what it staged instead of issuing again, so no certificate is issued that
 //! status does not end up knowing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -92,8 +92,14 @@ pub struct Rebuilt {
     pub discarded: Vec<(Kind, String)>,
 }
 
+/// What identifies a certificate's PEM text: SHA-256, hex.
+pub fn certificate_digest(certificate: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(certificate.as_bytes()))
+}
+
 /// Whether `certificate` (PEM, leaf first) is for the private key `key` (PEM).
-fn certifies(certificate: &str, key: &str) -> bool {
+pub fn certifies(certificate: &str, key: &str) -> bool {
     let Ok(key) = rcgen::KeyPair::from_pem(key) else {
         return false;
     };
@@ -135,6 +141,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (provider, id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_seen ON deliveries (seen);
+CREATE TABLE IF NOT EXISTS issued (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS record (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS acme_orders (
     name TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -426,10 +442,72 @@ impl Store {
         failpoint::point("keys promoted");
         let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
         for (kind, name) in items {
+            // The certificate made current is what status may name for it from now on.
+            let certificate: Option<String> = transaction
+                .query_row(
+                    "SELECT certificate FROM staged WHERE kind = ?1 AND name = ?2",
+                    params![kind.as_str(), name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(self.db_error())?;
+            if let Some(certificate) = certificate {
+                transaction
+                    .execute(
+                        "INSERT INTO issued (kind, name, digest) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (kind, name) DO UPDATE SET digest = excluded.digest",
+                        params![kind.as_str(), name, certificate_digest(&certificate)],
+                    )
+                    .map_err(self.db_error())?;
+            }
             transaction
                 .execute(
                     "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
                     params![kind.as_str(), name],
+                )
+                .map_err(self.db_error())?;
+        }
+        transaction.commit().map_err(self.db_error())
+    }
+
+    /// The digest of each certificate this host made current, by kind and name.
+    pub fn issued(&self) -> Result<HashMap<(Kind, String), String>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare("SELECT kind, name, digest FROM issued")
+            .map_err(self.db_error())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get(2)?,
+                ))
+            })
+            .map_err(self.db_error())?;
+        let mut issued = HashMap::new();
+        for row in rows {
+            let (kind, name, digest) = row.map_err(self.db_error())?;
+            if let Some(kind) = Kind::parse(&kind) {
+                issued.insert((kind, name), digest);
+            }
+        }
+        Ok(issued)
+    }
+
+    /// Records the digests of certificates in force whose records predate [`Store::issued`],
+    /// once each is shown to be for the key this host holds; one transaction.
+    pub fn record_issued(&self, digests: &[(Kind, String, String)]) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        for (kind, name, digest) in digests {
+            transaction
+                .execute(
+                    "INSERT INTO issued (kind, name, digest) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (kind, name) DO UPDATE SET digest = excluded.digest",
+                    params![kind.as_str(), name, digest],
                 )
                 .map_err(self.db_error())?;
         }
@@ -531,12 +609,60 @@ impl Store {
         self.root.join("acme").join(format!("{name}.json"))
     }
 
+    /// What the daemon itself recorded as the commit in force. The status branch says so too,
+    /// but in a repository worked on in place anyone who can push writes that branch: the
+    /// host's own record decides which gates govern and what a head is compared with.
+    pub fn in_force(&self) -> Result<Option<String>, StoreError> {
+        self.record("inForce")
+    }
+
+    pub fn set_in_force(&self, sha: &str) -> Result<(), StoreError> {
+        self.set_record("inForce", sha)
+    }
+
+    /// The open override reviews, as the daemon recorded them (JSON), for the same reason.
+    pub fn override_reviews(&self) -> Result<Option<String>, StoreError> {
+        self.record("overrideReviews")
+    }
+
+    pub fn set_override_reviews(&self, json: &str) -> Result<(), StoreError> {
+        self.set_record("overrideReviews", json)
+    }
+
+    fn record(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .query_row(
+                "SELECT value FROM record WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.db_error())
+    }
+
+    fn set_record(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT INTO record (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(self.db_error())
+    }
+
     /// Forgets a resource: its keys and anything staged or ordered for it.
     pub fn forget(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
         let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
         transaction
             .execute(
                 "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
+                params![kind.as_str(), name],
+            )
+            .map_err(self.db_error())?;
+        transaction
+            .execute(
+                "DELETE FROM issued WHERE kind = ?1 AND name = ?2",
                 params![kind.as_str(), name],
             )
             .map_err(self.db_error())?;

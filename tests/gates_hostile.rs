@@ -587,7 +587,6 @@ fn an_approval_is_judged_when_the_gate_decides_whatever_the_dates_in_the_reposit
 }
 
 #[test]
-#[ignore = "known: a key listed for several principals (`*@example.com`, or `alice@example.com,bob@example.com`) approves once per principal, so one key holder meets `count: 2` alone; approvals are counted by principal, not by key (src/gate/mod.rs approvals_requirement)"]
 fn one_key_counts_once_whatever_principals_it_is_listed_for() {
     let lab = Lab::new(TWO_APPROVALS);
     let head = lab.change("a2");
@@ -625,7 +624,6 @@ fn one_key_counts_once_whatever_principals_it_is_listed_for() {
 }
 
 #[test]
-#[ignore = "known: the key that signed a commit of the change approves it when the allowed signers spell its principal in capitals (`Alice@Example.com`): separation of duties matches the lowercased approver against the case-sensitive pattern list and never compares keys (src/gate/mod.rs wrote)"]
 fn a_key_that_signed_part_of_the_change_does_not_approve_it() {
     let lab = Lab::new("    approvals: {count: 1, from: [alice@example.com]}\n");
     lab.allow(&lab.listed("alice", "Alice@Example.com"));
@@ -703,7 +701,6 @@ fn the_author_or_committer_does_not_approve_under_another_case_or_spacing_or_thr
 }
 
 #[test]
-#[ignore = "known: an author e-mail padded with a no-break space (U+00A0) is not recognised as the author's, so she approves her own change (src/gate/mod.rs wrote compares untrimmed e-mails)"]
 fn an_author_email_padded_with_unicode_blanks_is_still_the_authors() {
     let lab = Lab::new(ONE_APPROVAL);
     let head = lab.change("a2");
@@ -880,7 +877,6 @@ fn approve_refuses_what_is_not_a_commit_a_key_that_is_not_a_file_and_names_with_
 }
 
 #[test]
-#[ignore = "known: `gitward approve --key /dev/zero` reads the device until memory runs out: the key's size is taken from its metadata (0) and the read is not bounded (src/trust/approve.rs signing_key)"]
 fn approve_with_an_endless_key_file_refuses_it_without_reading_it_all() {
     let lab = Lab::new(ONE_APPROVAL);
     let run = gitward_limited(
@@ -969,7 +965,6 @@ fn a_commit_signature_counts_only_over_its_own_content_in_the_git_namespace() {
 }
 
 #[test]
-#[ignore = "known: a commit signed with a key whose listing expired (valid-before) or is not valid yet (valid-after) passes signedBy and overrides when its committer time, chosen by the signer, is set inside the validity: commit signatures are judged at the committer time, not when the gate decides (src/trust/commits.rs check_commit)"]
 fn signed_by_is_judged_when_the_gate_decides_not_at_a_committer_time_the_signer_chose() {
     let lab = Lab::new(SIGNED_BY_LEAD);
     for (validity, committed) in [
@@ -1053,7 +1048,6 @@ fn a_huge_override_reason_full_of_controls_is_cut_and_escaped_in_every_report() 
 }
 
 #[test]
-#[ignore = "known: the daemon logs an honoured override's reason raw: terminal controls and a continued trailer line reach stderr and the journal (src/reconcile/mod.rs, tracing::warn! reason = %used.reason)"]
 fn an_override_reason_reaches_the_log_escaped() {
     let lab = Lab::in_force(ONE_APPROVAL);
     lab.rename("a2");
@@ -1094,7 +1088,6 @@ fn an_override_on_a_commit_another_gate_blocks_opens_no_review() {
 }
 
 #[test]
-#[ignore = "known: an override signed by a key listed for `lead@example.com,oncall@example.com` is refused (\"… may not override this gate\"): override_of compares the whole pattern list with each name of `override.by` instead of matching it, as signedBy does (src/gate/mod.rs override_of)"]
 fn an_override_signer_listed_for_several_principals_is_each_of_them() {
     let lab = Lab::new(ONE_APPROVAL);
     lab.allow(&lab.listed("lead", "lead@example.com,oncall@example.com"));
@@ -1109,7 +1102,6 @@ fn an_override_signer_listed_for_several_principals_is_each_of_them() {
 }
 
 #[test]
-#[ignore = "known: the one who overrode closes the review with another key of theirs listed for more principals (`lead@example.com,lead@corp.example.com`): reviews_after compares pattern-list strings, not whether the reviewer's key speaks for the overrider (src/gate/mod.rs reviews_after)"]
 fn the_overrider_does_not_review_their_own_override_with_another_key() {
     let lab = Lab::in_force(ONE_APPROVAL);
     lab.allow(
@@ -1142,26 +1134,30 @@ fn the_overrider_does_not_review_their_own_override_with_another_key() {
 }
 
 #[test]
-#[ignore = "known: `Override-Reviewed: <7 hex>` closes every open override whose commit starts with it; one ground to share the prefix of an override under review is closed unreviewed (src/gate/mod.rs reviews_after; git refuses ambiguous short names). The second override is planted in the status branch to stand for a ground collision"]
-fn an_override_reviewed_prefix_that_names_several_overrides_closes_none() {
+fn an_open_review_list_forged_on_the_status_branch_is_not_the_hosts_record() {
     let lab = Lab::in_force(ONE_APPROVAL);
     lab.rename("a2");
     let overriding =
         lab.signed_commit("lead", "Rename a\n\nGate-Override: prod expiring tonight\n");
     lab.reconcile(0);
     let open = lab.status_file("overrides.yaml").expect("an open review");
+    // Whoever can push the status branch empties the list, or adds a review to it: the host
+    // keeps its own record, and the next status says what it holds.
     let twin = format!("{}{}", &overriding[..7], "0".repeat(33));
-    let both = format!("{open}{}", open.replace(&overriding, &twin));
-    lab.forge_status(&[(b"overrides.yaml", Some(both.as_bytes()))]);
+    lab.forge_status(&[(
+        b"overrides.yaml",
+        Some(open.replace(&overriding, &twin).as_bytes()),
+    )]);
+    lab.rename("a3");
     lab.signed_commit(
-        "alice",
-        &format!("Review\n\nOverride-Reviewed: {}\n", &overriding[..7]),
+        "lead",
+        "Rename again\n\nGate-Override: prod still expiring\n",
     );
     lab.reconcile(0);
     let open = lab.status_file("overrides.yaml").unwrap_or_default();
     assert!(
-        open.contains(&overriding) && open.contains(&twin),
-        "an ambiguous prefix closed a review: {open:?}"
+        open.contains(&overriding) && !open.contains(&twin),
+        "the host's record of open reviews is not what it recorded: {open:?}"
     );
 }
 
@@ -1169,7 +1165,6 @@ fn an_override_reviewed_prefix_that_names_several_overrides_closes_none() {
 // The status branch and notes, read back
 
 #[test]
-#[ignore = "known: in a repository worked on in place (repo.url a local path), anyone who can push its status branch makes a blocked head the commit in force by writing its sha as `applied:` in summary.yaml; the next reconcile applies it without judging a gate (src/reconcile/mod.rs review: the commit in force is read from the status branch)"]
 fn a_forged_status_branch_does_not_make_a_blocked_head_the_commit_in_force() {
     let lab = Lab::in_force(ONE_APPROVAL);
     let head = lab.change("a2");
@@ -1250,7 +1245,6 @@ fn a_new_mirror_does_not_adopt_a_forged_commit_in_force() {
 }
 
 #[test]
-#[ignore = "known: in a repository worked on in place, deleting its status branch makes the daemon take nothing as in force, so the head's own gates judge it: a head that removes its gate is applied unreviewed (and every CA and certificate is issued again) (src/reconcile/mod.rs: the commit in force is read from the status branch)"]
 fn a_deleted_status_branch_does_not_let_the_head_judge_itself() {
     let lab = Lab::in_force(ONE_APPROVAL);
     lab.repo().remove("gate.yaml");
@@ -1263,11 +1257,10 @@ fn a_deleted_status_branch_does_not_let_the_head_judge_itself() {
 }
 
 #[test]
-#[ignore = "known: in a repository worked on in place, a CA certificate written into status/issuer/<name>.yaml on its status branch is taken as the CA's own: the next reconcile signs with it, reissues under it and writes it to every target's ca.pem, where clients trust it (src/reconcile/apply.rs issuer: `existing.certificate` is used unverified against the key in the store)"]
 fn a_certificate_planted_in_the_status_branch_never_reaches_a_target() {
     let lab = Lab::in_force(ONE_APPROVAL);
     let ca = lab.host.out("a").join("ca.pem");
-    assert!(lab.host.text(&ca).contains("CN=Test Root CA"));
+    assert!(lab.host.text(&ca).contains("Test Root CA"));
     lab.host
         .openssl(&[
             "req",
@@ -1299,14 +1292,13 @@ fn a_certificate_planted_in_the_status_branch_never_reaches_a_target() {
     // Whatever else it does, the host's trust anchor stays the root the daemon made.
     let now = std::fs::read_to_string(&ca).expect("ca.pem");
     assert!(
-        !now.contains(evil.trim()) && lab.host.text(&ca).contains("CN=Test Root CA"),
+        !now.contains(evil.trim()) && lab.host.text(&ca).contains("Test Root CA"),
         "ca.pem is now: {}",
         lab.host.text(&ca)
     );
 }
 
 #[test]
-#[ignore = "known: in a repository worked on in place (or adopted by a new mirror), a file with a name that is not UTF-8 under status/gate/ on the status branch makes every reconcile that decides a head fail (exit 2, `failed to remove entry`): renewals stop (src/status.rs commit: `entry.name().unwrap_or_default()`)"]
 fn a_status_gate_record_with_a_name_that_is_not_utf8_does_not_stop_reconciling() {
     let lab = Lab::in_force(ONE_APPROVAL);
     lab.forge_status(&[(b"status/gate/caf\xe9.yaml", Some(b"gate: [\n"))]);
@@ -1318,7 +1310,6 @@ fn a_status_gate_record_with_a_name_that_is_not_utf8_does_not_stop_reconciling()
 }
 
 #[test]
-#[ignore = "known: in a repository worked on in place (or adopted by a new mirror), a status file naming a resource other than its path's (status/certificate/zz.yaml holding `name: ghost`) makes every reconcile fail (exit 2, `failed to remove entry … ghost.yaml`): renewals stop (src/status.rs commit removes status/<kind>/<name>.yaml, not the file read)"]
 fn a_status_record_filed_under_another_name_does_not_stop_reconciling() {
     let lab = Lab::in_force(ONE_APPROVAL);
     let a = lab
@@ -1397,7 +1388,6 @@ fn a_hostile_note_is_shown_escaped_by_explain_and_status() {
 }
 
 #[test]
-#[ignore = "known: `gitward explain` and `gitward status` print a note's problems whole: a 1 MB problem line is printed as 1 MB (and a 16 MB note as 18 MB) (src/explain.rs, src/commands.rs status)"]
 fn a_hostile_note_is_shown_bounded_by_explain_and_status() {
     let lab = Lab::new(ONE_APPROVAL);
     let head = lab.change("a2");
@@ -1456,7 +1446,6 @@ fn more_matching_reports_than_are_read_fail_the_gate() {
 }
 
 #[test]
-#[ignore = "known: every gate with a scan requirement reads the commit's reports into memory on its own, each up to 64 MB (and as much again for newOnly's base): 24 gates over the same 60 MB of reports take 1.4 GB (src/gate/gather.rs gather; MAX_TOTAL_BYTES bounds one gate, not the commit)"]
 fn gates_reading_the_same_reports_do_not_multiply_memory() {
     let lab = Lab::new(ONE_APPROVAL);
     lab.repo().remove("gate.yaml");

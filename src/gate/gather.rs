@@ -3,6 +3,7 @@
 //! only; what counts is decided elsewhere.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use git2::{Oid, Repository};
@@ -10,7 +11,7 @@ use git2::{Oid, Repository};
 use super::{CommitFacts, Evidence, scans};
 use crate::model::{Catalog, Kind, Spec};
 use crate::trust::approvals::approvals_of;
-use crate::trust::commits::check_commit;
+use crate::trust::commits::check_commit_now;
 use crate::trust::signers::AllowedSigners;
 
 /// Most commits of one change examined for authors, signatures and trailers. A longer
@@ -58,21 +59,20 @@ pub fn gather(sources: &Sources<'_>, change: &Change<'_>, now: DateTime<Utc>) ->
     if gates.is_empty() {
         return evidence;
     }
-    (evidence.commits, evidence.complete) = commits(sources, change.in_force, change.head);
+    (evidence.commits, evidence.complete) = commits(sources, change.in_force, change.head, now);
     if gates.iter().any(|(_, g)| g.require.approvals.is_some()) {
         evidence.approvals = approvals_of(sources.repo, change.tree, sources.signers, now);
     }
+    let mut reports = Reports::new(sources);
     let mut scanned = HashMap::new();
     for (name, gate) in &gates {
         let Some(scan) = &gate.require.scans else {
             continue;
         };
-        let head = scans::collect(sources.repo, change.tree, sources.root, &scan.paths);
+        let head = reports.collect(change.tree, &scan.paths);
         let base = match change.base_tree {
-            Some(tree) if scan.new_only => {
-                scans::collect(sources.repo, tree, sources.root, &scan.paths)
-            }
-            _ => scans::Collected::default(),
+            Some(tree) if scan.new_only => reports.collect(tree, &scan.paths),
+            _ => Arc::default(),
         };
         scanned.insert((*name).to_owned(), (head, base));
     }
@@ -80,9 +80,59 @@ pub fn gather(sources: &Sources<'_>, change: &Change<'_>, now: DateTime<Utc>) ->
     evidence
 }
 
+/// Most bytes of reports read for all the gates of one change together: each gate's reading
+/// is bounded, and gates that read the same reports share them.
+const MOST_REPORT_BYTES: usize = 64 << 20;
+
+/// The SARIF reports read for a change's gates: a gate asking for what another already read
+/// shares it, and all of them together stay within [`MOST_REPORT_BYTES`].
+struct Reports<'a> {
+    sources: &'a Sources<'a>,
+    read: HashMap<(Oid, Vec<String>), Arc<scans::Collected>>,
+    bytes: usize,
+}
+
+impl<'a> Reports<'a> {
+    fn new(sources: &'a Sources<'a>) -> Reports<'a> {
+        Reports {
+            sources,
+            read: HashMap::new(),
+            bytes: 0,
+        }
+    }
+
+    fn collect(&mut self, tree: Oid, patterns: &[String]) -> Arc<scans::Collected> {
+        let key = (tree, patterns.to_vec());
+        if let Some(known) = self.read.get(&key) {
+            return known.clone();
+        }
+        let collected = if self.bytes >= MOST_REPORT_BYTES {
+            scans::Collected {
+                files: Vec::new(),
+                problems: vec![format!(
+                    "the gates' reports together are more than {} MiB; these are not read",
+                    MOST_REPORT_BYTES >> 20
+                )],
+            }
+        } else {
+            let sources = self.sources;
+            scans::collect(sources.repo, tree, sources.root, patterns)
+        };
+        self.bytes += collected.files.iter().map(|f| f.bytes.len()).sum::<usize>();
+        let collected = Arc::new(collected);
+        self.read.insert(key, collected.clone());
+        collected
+    }
+}
+
 /// The commits after `in_force` up to `head`, the head first, and whether that is all of
 /// them. A head that cannot be walked yields the head alone.
-fn commits(sources: &Sources<'_>, in_force: Option<Oid>, head: Oid) -> (Vec<CommitFacts>, bool) {
+fn commits(
+    sources: &Sources<'_>,
+    in_force: Option<Oid>,
+    head: Oid,
+    now: DateTime<Utc>,
+) -> (Vec<CommitFacts>, bool) {
     let walk = || -> Result<Vec<Oid>, git2::Error> {
         let mut walk = sources.repo.revwalk()?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
@@ -102,12 +152,12 @@ fn commits(sources: &Sources<'_>, in_force: Option<Oid>, head: Oid) -> (Vec<Comm
     };
     let facts = ids
         .into_iter()
-        .filter_map(|id| facts_of(sources, id))
+        .filter_map(|id| facts_of(sources, id, now))
         .collect();
     (facts, complete)
 }
 
-fn facts_of(sources: &Sources<'_>, id: Oid) -> Option<CommitFacts> {
+fn facts_of(sources: &Sources<'_>, id: Oid, now: DateTime<Utc>) -> Option<CommitFacts> {
     let commit = sources.repo.find_commit(id).ok()?;
     let email = |s: git2::Signature<'_>| String::from_utf8_lossy(s.email_bytes()).into_owned();
     let message = String::from_utf8_lossy(commit.message_bytes());
@@ -122,7 +172,7 @@ fn facts_of(sources: &Sources<'_>, id: Oid) -> Option<CommitFacts> {
         sha: id.to_string(),
         author_email: email(commit.author()),
         committer_email: email(commit.committer()),
-        signature: check_commit(sources.repo, id, sources.signers),
+        signature: check_commit_now(sources.repo, id, sources.signers, now),
         trailers,
     })
 }

@@ -17,6 +17,7 @@ use requirements::{
 };
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -70,7 +71,7 @@ pub struct Evidence {
     /// The approvals of the tree to apply, signatures checked.
     pub approvals: Vec<Approval>,
     /// The SARIF reports of the head and of the base, by gate.
-    pub scans: HashMap<String, (scans::Collected, scans::Collected)>,
+    pub scans: HashMap<String, (Arc<scans::Collected>, Arc<scans::Collected>)>,
     /// Whether `Approved-by:` trailers count (host config `gates.trustTrailers`).
     pub trust_trailers: bool,
 }
@@ -412,7 +413,7 @@ pub fn judge(
             .push(violations(limits, &affected, change.findings));
     }
     if let Some(scan) = &require.scans {
-        let empty = Default::default();
+        let empty: (Arc<scans::Collected>, Arc<scans::Collected>) = Default::default();
         let (head, base) = evidence.scans.get(name).unwrap_or(&empty);
         report
             .requirements

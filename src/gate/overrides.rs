@@ -21,32 +21,31 @@ pub(super) fn override_of(
         (gate == name).then(|| reason.trim())
     })?;
     let signature = &head.signature;
-    let signer = signature
-        .principal
-        .as_deref()
-        .filter(|_| signature.verified);
+    // The key may be listed for several principals, or for a pattern: it signs for each.
+    let signer = rule.by.iter().find(|b| signature.signed_by(b));
     let refused = if reason.is_empty() {
         Some("an override needs a reason after the gate's name".to_owned())
     } else {
-        match signer {
-            None => Some(format!(
+        match (signer, signature.verified) {
+            (Some(_), _) => None,
+            (None, true) => Some(format!(
+                "{} may not override this gate",
+                signature.principal.as_deref().unwrap_or_default()
+            )),
+            (None, false) => Some(format!(
                 "the commit is not signed by a listed key ({})",
                 signature
                     .problem
                     .as_deref()
                     .unwrap_or("no verified signature")
             )),
-            Some(p) if !rule.by.iter().any(|b| b.eq_ignore_ascii_case(p)) => {
-                Some(format!("{p} may not override this gate"))
-            }
-            Some(_) => None,
         }
     };
     let used = match (refused.is_none(), signer) {
         (true, Some(principal)) => Some(OverrideRecord {
             gate: name.to_owned(),
             commit: head.sha.clone(),
-            principal: principal.to_owned(),
+            principal: principal.clone(),
             key_fingerprint: signature.key_fingerprint.clone().unwrap_or_default(),
             reason: crate::diag::bounded(reason.to_owned(), 1000),
             at: now,
@@ -79,19 +78,22 @@ pub fn reviews_after(
     evidence: &Evidence,
     now: DateTime<Utc>,
 ) -> Vec<OpenReview> {
+    // A short id names an override only when it names one: git refuses ambiguous ones too.
+    let names = |sha: &str, record: &OverrideRecord| {
+        sha.len() >= 7
+            && sha.len() <= record.commit.len()
+            && record.commit.starts_with(&sha.to_ascii_lowercase())
+    };
+    let named = |sha: &str| open.iter().filter(|r| names(sha, &r.record)).count() == 1;
     let reviewed = |record: &OverrideRecord| {
         evidence.commits.iter().any(|c| {
-            let by = c
-                .signature
-                .principal
-                .as_deref()
-                .filter(|_| c.signature.verified);
-            by.is_some_and(|p| !p.eq_ignore_ascii_case(&record.principal))
-                && c.trailer(OVERRIDE_REVIEWED).any(|sha| {
-                    sha.len() >= 7
-                        && sha.len() <= record.commit.len()
-                        && record.commit.starts_with(&sha.to_ascii_lowercase())
-                })
+            let signature = &c.signature;
+            // Another principal, with another key: not the one who overrode under another name.
+            signature.verified
+                && !signature.signed_by(&record.principal)
+                && signature.key_fingerprint.as_deref() != Some(record.key_fingerprint.as_str())
+                && c.trailer(OVERRIDE_REVIEWED)
+                    .any(|sha| names(sha, record) && named(sha))
         })
     };
     open.iter()

@@ -108,12 +108,25 @@ fn trailer_identity(value: &str) -> &str {
 
 /// Whether `who` wrote part of the change: the author, committer or signer of one of its
 /// commits. Such a principal does not approve it (separation of duties).
-fn wrote(evidence: &Evidence, who: &str) -> bool {
+fn wrote(evidence: &Evidence, approval: &Approval) -> bool {
+    // Identities in text are compared without case or surrounding blanks of any kind; a key
+    // that signed part of the change is its writer's whatever principal it is listed for.
+    let who = identity(&approval.approver);
+    let key = approval.key_fingerprint.as_deref();
     evidence.commits.iter().any(|c| {
-        c.author_email.eq_ignore_ascii_case(who)
-            || c.committer_email.eq_ignore_ascii_case(who)
-            || c.signature.signed_by(who)
+        identity(&c.author_email) == who
+            || identity(&c.committer_email) == who
+            || c.signature.signed_by(approval.approver.trim())
+            || c.signature.signed_by(&who)
+            || (c.signature.verified
+                && key.is_some()
+                && c.signature.key_fingerprint.as_deref() == key)
     })
+}
+
+/// An identity as compared: lowercase, without surrounding blanks (Unicode ones too).
+fn identity(text: &str) -> String {
+    text.trim().to_lowercase()
 }
 
 pub(super) fn approvals_requirement(
@@ -143,12 +156,14 @@ pub(super) fn approvals_requirement(
             })
             .collect(),
     };
-    let allowed: BTreeSet<String> = requirement.from.iter().map(|p| p.to_lowercase()).collect();
+    let allowed: BTreeSet<String> = requirement.from.iter().map(|p| identity(p)).collect();
     let mut counted: Vec<String> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
     let approvals: Vec<Approval> = candidates
         .into_iter()
         .map(|mut a| {
-            let who = a.approver.to_lowercase();
+            let who = identity(&a.approver);
+            let key = a.key_fingerprint.clone();
             if a.refused.is_none() {
                 a.refused = if !allowed.is_empty() && !allowed.contains(&who) {
                     Some("not one of the gate's approvers".to_owned())
@@ -157,12 +172,16 @@ pub(super) fn approvals_requirement(
                         "too many commits since the commit in force to check who wrote them"
                             .to_owned(),
                     )
-                } else if wrote(evidence, &who) {
+                } else if wrote(evidence, &a) {
                     Some("wrote or committed part of the change (separation of duties)".to_owned())
                 } else if counted.contains(&who) {
                     Some("already counted".to_owned())
+                } else if key.as_ref().is_some_and(|k| keys.contains(k)) {
+                    // One key holder is one approver, whatever principals the key is listed for.
+                    Some("its key already approved as another principal".to_owned())
                 } else {
                     counted.push(who);
+                    keys.extend(key);
                     None
                 };
             }

@@ -19,7 +19,7 @@ use crate::outputs;
 use crate::pki::{self, Signer};
 use crate::redact::Private;
 use crate::status::{Change, Observed, ResourceOutcome, ResourceStatus, Statuses};
-use crate::store::{Staged, Store};
+use crate::store::{Staged, Store, certificate_digest, certifies};
 
 /// Logs `error` of `subject` in full, for the host, and returns what notes and the status
 /// branch may say of it.
@@ -126,6 +126,10 @@ struct Applier<'a> {
     issuers_settled: bool,
     /// Gates whose closed windows hold renewals back.
     holds: &'a [RenewalHold],
+    /// The digest of each certificate this host made current.
+    made_current: HashMap<(Kind, String), String>,
+    /// Certificates of records from before the store kept digests, shown to be this host's.
+    vouched_late: Vec<(Kind, String, String)>,
 }
 
 /// What an apply works with besides the catalog.
@@ -175,8 +179,11 @@ pub(super) fn apply(
         changed,
         issuers_settled: false,
         holds: context.holds,
+        made_current: context.store.issued()?,
+        vouched_late: Vec::new(),
     };
     applier.apply(catalog)?;
+    context.store.record_issued(&applier.vouched_late)?;
     let mut problems: Vec<String> = applier
         .outcomes
         .iter()
@@ -420,6 +427,7 @@ impl Applier<'_> {
             ),
             existing.map(Arc::as_ref),
         );
+        let why = self.unless_forged(why, existing);
         let parent_signer = parent.and_then(|p| self.signers.get(p)).cloned();
         let (key, certificate, change) = match (why, existing, key) {
             (None, Some(existing), Some(key)) => {
@@ -546,6 +554,48 @@ impl Applier<'_> {
             self.now,
         );
         self.unless_held(loaded, why, existing.map(Arc::as_ref))
+    }
+
+    /// `why`, or a reissue when status records a certificate this host did not make current:
+    /// in a repository worked on in place anyone who can push writes the status branch, and
+    /// a certificate planted there must never be signed with, written or served.
+    fn unless_forged(
+        &mut self,
+        why: Option<Change>,
+        existing: Option<&Arc<ResourceStatus>>,
+    ) -> Option<Change> {
+        match existing {
+            Some(existing) if why.is_none() && !self.vouched(existing) => {
+                tracing::warn!(
+                    kind = %existing.kind,
+                    resource = %crate::diag::escaped(&existing.name),
+                    "status records a certificate this host did not make current; issuing it again"
+                );
+                Some(Change::Reissued)
+            }
+            _ => why,
+        }
+    }
+
+    /// Whether the certificate `existing` records is one this host made current: its digest
+    /// is in the store, or, for a record from before the store kept digests, it is for the key
+    /// the store holds (and is recorded from now on).
+    fn vouched(&mut self, existing: &ResourceStatus) -> bool {
+        let digest = certificate_digest(&existing.certificate);
+        let (kind, name) = (existing.kind, existing.name.clone());
+        if let Some(recorded) = self.made_current.get(&(kind, name.clone())) {
+            return *recorded == digest;
+        }
+        let ours = self
+            .store
+            .key(kind, &name)
+            .ok()
+            .flatten()
+            .is_some_and(|key| certifies(&existing.certificate, &key));
+        if ours {
+            self.vouched_late.push((kind, name, digest));
+        }
+        ours
     }
 
     /// `why`, unless it is a renewal that a gate's closed window holds back.
@@ -717,6 +767,7 @@ impl Applier<'_> {
         };
         let hash = spec_hash(&spec.significant_fields());
         let why = self.certificate_due(loaded, &hash, &source);
+        let why = self.unless_forged(why, existing);
         if let Some(existing) = settled
             && why.is_none()
         {

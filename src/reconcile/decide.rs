@@ -638,6 +638,14 @@ mod tests {
         }
         let later = gate::reviews_after(&open, &evidence(vec![], vec![]), at(6));
         assert!(later[0].overdue);
+        // A short id that names two open overrides names neither, as git refuses it.
+        let mut twin = open[0].clone();
+        twin.record.commit = format!("{}{}", "c".repeat(7), "0".repeat(33));
+        let both = [open[0].clone(), twin];
+        let ambiguous = review(signed("bob@example.com"), "ccccccc");
+        assert_eq!(gate::reviews_after(&both, &ambiguous, at(2)).len(), 2);
+        let precise = review(signed("bob@example.com"), &"c".repeat(12));
+        assert_eq!(gate::reviews_after(&both, &precise, at(2)).len(), 1);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::source::{BlobCache, ConfigRepo};
 use crate::status::{self, Change, Observed, Outcome, ResourceOutcome, Statuses, Summary};
 use crate::store::Store;
 use crate::trust::approvals::APPROVALS_REF;
-use crate::trust::commits::check_commit;
+use crate::trust::commits::check_commit_now;
 use decide::{Decision, Facts, Verdict, decide};
 
 /// What one reconcile did.
@@ -200,16 +200,16 @@ pub fn reconcile_warm(
     }
     warm.last = None;
     let known = warm.observed.take().filter(|o| o.tip == inputs.status);
-    let (mut head_commit, head_catalog, observed) =
+    let (mut head_commit, head_catalog, mut observed) =
         read_head_and_status(config, &config_repo, &branch, known, &mut warm.blobs)?;
     // Policies see whether the head is signed, and by whom (`input.commit.signature`).
     head_commit.signature = inputs
         .head
-        .map(|id| check_commit(repo.inner(), id, config.allowed_signers().as_deref()));
+        .map(|id| check_commit_now(repo.inner(), id, config.allowed_signers().as_deref(), now));
     let _span = tracing::info_span!("reconcile", commit = %head_commit.sha).entered();
     let store = Store::open(&config.state_dir)?;
     finish_interrupted(&store, &observed)?;
-    let applied = observed.summary.as_ref().and_then(|s| s.applied.clone());
+    let applied = own_record(&store, &mut observed)?;
     let reviewing = review(
         &config_repo,
         &mut warm.blobs,
@@ -249,6 +249,11 @@ pub fn reconcile_warm(
         },
     )?;
     store.promote(&executed.promote)?;
+    if let Some(sha) = &summary.applied {
+        store.set_in_force(sha)?;
+    }
+    store
+        .set_override_reviews(&serde_json::to_string(&decision.open_reviews).unwrap_or_default())?;
     match workspace.publish(&config.status_branch) {
         Ok(retries) => exchange.push_retries = retries,
         Err(error) => {
@@ -427,6 +432,30 @@ fn read_head_and_status(
     });
     let (commit, catalog) = head?;
     Ok((commit, catalog, observed?))
+}
+
+/// The commit in force and the open override reviews as this host recorded them. The status
+/// branch says the same, but in a repository worked on in place anyone who can push writes
+/// it; where the host has no record yet (a state directory from before it kept one, or
+/// rebuilt), the status branch's stands.
+fn own_record(store: &Store, observed: &mut Observed) -> Result<Option<String>> {
+    let claimed = observed.summary.as_ref().and_then(|s| s.applied.clone());
+    if let Some(json) = store.override_reviews()? {
+        observed.reviews = serde_json::from_str(&json).unwrap_or_default();
+    }
+    Ok(match store.in_force()? {
+        Some(sha) => {
+            if claimed.as_deref() != Some(sha.as_str()) {
+                tracing::warn!(
+                    recorded = %sha,
+                    claimed = %crate::diag::escaped(claimed.as_deref().unwrap_or("nothing")),
+                    "the status branch names another commit in force than this host recorded; the host's record stands"
+                );
+            }
+            Some(sha)
+        }
+        None => claimed,
+    })
 }
 
 /// A crash after a status commit and before its keys were promoted: finishes that first.
@@ -685,11 +714,12 @@ fn decide_on(
         now,
     });
     for used in &decision.overrides {
+        // The reason and the principal come from the commit: escaped, as everywhere.
         tracing::warn!(
             gate = %used.gate,
-            principal = %used.principal,
+            principal = %crate::diag::escaped(&used.principal),
             key = %used.key_fingerprint,
-            reason = %used.reason,
+            reason = %crate::diag::escaped(&used.reason),
             "gate overridden; its review is open until another principal signs Override-Reviewed"
         );
     }

@@ -1,7 +1,7 @@
 //! `gitward approve`: sign an approval of a commit's tree for its gates with the approver's
 //! SSH key, record it in [`APPROVALS_REF`] and push it to the repository's remote.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
@@ -171,13 +171,18 @@ fn default_key(config: &git2::Config) -> Option<PathBuf> {
 /// encrypted.
 fn signing_key(path: &Path) -> Result<PrivateKey> {
     let refuse = |why: String| Error::Usage(format!("key {}: {why}", path.display()));
-    let size = std::fs::metadata(path).map_err(Error::io(path))?.len();
-    if size > MAX_KEY_BYTES {
+    // Read at most one byte past the bound: a device or a growing file reports no true size.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(Error::io(path))?;
+    if bytes.len() as u64 > MAX_KEY_BYTES {
         return Err(refuse(format!(
-            "{size} bytes is no OpenSSH private key (at most {MAX_KEY_BYTES})"
+            "more than {MAX_KEY_BYTES} bytes is no OpenSSH private key"
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| refuse("not an OpenSSH private key (not UTF-8)".to_owned()))?;
     let key = PrivateKey::from_openssh(&text).map_err(|e| {
         refuse(format!(
             "not an OpenSSH private key ({e}); give the private key, not the .pub"

@@ -22,6 +22,27 @@ pub fn check_commit(
     commit: Oid,
     signers: Option<&AllowedSigners>,
 ) -> SignatureCheck {
+    checked(repo, commit, signers, None)
+}
+
+/// [`check_commit`] with the key's validity judged at `now`, not at the committer time: the
+/// signer writes the committer time, so a key that expired (or is revoked) cannot let a
+/// backdated commit pass a gate.
+pub fn check_commit_now(
+    repo: &Repository,
+    commit: Oid,
+    signers: Option<&AllowedSigners>,
+    now: DateTime<Utc>,
+) -> SignatureCheck {
+    checked(repo, commit, signers, Some(now))
+}
+
+fn checked(
+    repo: &Repository,
+    commit: Oid,
+    signers: Option<&AllowedSigners>,
+    now: Option<DateTime<Utc>>,
+) -> SignatureCheck {
     let problem = |problem: String| SignatureCheck {
         problem: Some(problem),
         ..SignatureCheck::default()
@@ -53,15 +74,23 @@ pub fn check_commit(
             "{kind}: gitward verifies SSH signatures only (gpg.format=ssh)"
         ));
     }
-    let at = match repo
+    let at = match now.map(Ok).unwrap_or_else(|| committer_time(repo, commit)) {
+        Ok(at) => at,
+        Err(problem_text) => return problem(problem_text),
+    };
+    check(signers, COMMIT_NAMESPACE, &signed, armored, None, at)
+}
+
+/// When the commit says it was committed.
+fn committer_time(repo: &Repository, commit: Oid) -> Result<DateTime<Utc>, String> {
+    match repo
         .find_commit(commit)
         .map(|c| DateTime::<Utc>::from_timestamp(c.committer().when().seconds(), 0))
     {
-        Ok(Some(at)) => at,
-        Ok(None) => return problem("the committer time is out of range".to_owned()),
-        Err(e) => return problem(format!("reading commit {commit}: {}", e.message())),
-    };
-    check(signers, COMMIT_NAMESPACE, &signed, armored, None, at)
+        Ok(Some(at)) => Ok(at),
+        Ok(None) => Err("the committer time is out of range".to_owned()),
+        Err(e) => Err(format!("reading commit {commit}: {}", e.message())),
+    }
 }
 
 /// What a signature that is not an SSH one is, by its armor.
