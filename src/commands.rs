@@ -323,10 +323,22 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
 impl Trust {
     /// The allowed signers, read; none when no file is given.
     pub fn signers(&self) -> Result<Option<AllowedSigners>> {
-        self.allowed_signers
-            .as_deref()
-            .map(|path| AllowedSigners::load(path, self.revocations.as_deref()))
-            .transpose()
+        let load = |path: &Path| {
+            AllowedSigners::load(path, self.revocations.as_deref()).map_err(|e| match e {
+                // Given on the command line, the file is not part of a host config.
+                Error::Config(invalid) => Error::Usage(format!(
+                    "invalid allowed signers:\n{}",
+                    invalid
+                        .diagnostics
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )),
+                other => other,
+            })
+        };
+        self.allowed_signers.as_deref().map(load).transpose()
     }
 }
 
