@@ -167,6 +167,29 @@ struct Patterns<'p> {
     /// The valid patterns, in the order of `set`.
     patterns: Vec<&'p str>,
     set: GlobSet,
+    /// The directory each valid pattern starts in (`reports/` for `reports/**/*.sarif`, empty
+    /// when it starts with a wildcard): only directories on the way to one, or in one, are
+    /// walked, so a report pattern does not cost a walk of ten thousand certificates.
+    dirs: Vec<String>,
+}
+
+impl Patterns<'_> {
+    /// Whether a file under `dir` (with its trailing `/`) may match a pattern.
+    fn may_match_under(&self, dir: &str) -> bool {
+        self.dirs
+            .iter()
+            .any(|start| dir.starts_with(start.as_str()) || start.starts_with(dir))
+    }
+}
+
+/// The literal directories a glob pattern starts with, up to its first wildcard.
+fn literal_dir(pattern: &str) -> String {
+    let literal = pattern
+        .find(['*', '?', '[', '{', '\\'])
+        .map_or(pattern, |at| &pattern[..at]);
+    literal
+        .rfind('/')
+        .map_or(String::new(), |at| literal[..=at].to_owned())
 }
 
 impl<'p> Patterns<'p> {
@@ -198,6 +221,7 @@ impl<'p> Patterns<'p> {
             GlobSet::empty()
         });
         Patterns {
+            dirs: valid.iter().map(|p| literal_dir(p)).collect(),
             patterns: valid,
             set,
         }
@@ -255,6 +279,9 @@ fn list_matches(
             let is_utf8 = dir_is_utf8 && std::str::from_utf8(entry.name_bytes()).is_ok();
             let path = format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
             if entry.kind() == Some(ObjectType::Tree) {
+                if !globs.may_match_under(&format!("{path}/")) {
+                    continue;
+                }
                 match repo.find_tree(entry.id()) {
                     Ok(subtree) => pending.push((format!("{path}/"), is_utf8, subtree)),
                     Err(e) => listing
