@@ -14,9 +14,10 @@
 # 4. ACME: 20 certificates from pebble, gitward against certbot (scripts/bench-acme.sh).
 # 5. The daemon following a remote (`git daemon`): a webhook-triggered one-file change, from
 #    the push being accepted to the status on the remote, p50/p95 over 50 changes, in a
-#    100-certificate and the large repository; idle CPU and RSS (scripts/bench-daemon.py).
+#    100-certificate and the large repository, with the example's gates in force and every
+#    change approved; idle CPU and RSS (scripts/bench-daemon.py).
 # 6. Gates: `plan` of the 10-file change with the example's gates against the same
-#    repository without them.
+#    repository without them (both without the gate-coverage policy).
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,7 +78,8 @@ GITWARD_BENCH_REPO="$work/policies" cargo bench --locked --quiet --bench policy 
 
 echo
 echo "== 3. reconcile: $count ECDSA-P256 certificates"
-python3 scripts/gen-repo.py "$work/pki" --certificates "$count" --algorithm ECDSA-P256 --no-acme
+# Issuance alone: the example's gates are measured in 5 and 6.
+python3 scripts/gen-repo.py "$work/pki" --certificates "$count" --algorithm ECDSA-P256 --no-acme --no-gates
 GITWARD_BENCH_REPO="$work/pki" cargo bench --locked --quiet --bench reconcile 2>/dev/null
 
 echo
@@ -86,9 +88,12 @@ scripts/bench-acme.sh "$bin"
 
 echo
 echo "== 5. the daemon: push → status on the remote, 100 and $count certificates"
-python3 scripts/gen-repo.py "$work/small" --certificates 100 --algorithm ECDSA-P256 --no-acme
-small=$(python3 scripts/bench-daemon.py "$bin" "$work/small")
-large=$(python3 scripts/bench-daemon.py "$bin" "$work/pki")
+# With the example's gates in force: every commit approved by two listed keys, the prod
+# window open at any hour (so the figures do not depend on the day they are taken).
+python3 scripts/gen-repo.py "$work/small" --certificates 100 --algorithm ECDSA-P256 --no-acme --open-window
+python3 scripts/gen-repo.py "$work/gated" --certificates "$count" --algorithm ECDSA-P256 --no-acme --open-window
+small=$(python3 scripts/bench-daemon.py "$bin" "$work/small" --approve)
+large=$(python3 scripts/bench-daemon.py "$bin" "$work/gated" --approve)
 python3 - "$small" "$large" <<'PY'
 import json, sys
 small, large = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -100,10 +105,13 @@ PY
 
 echo
 echo "== 6. gates: plan of the 10-file change with the example's gates and without them"
-python3 scripts/gen-repo.py "$work/ungated" --certificates "$count" --change 10 --no-gates
+# Both without the policy that every prod resource is gated, which without gates denies every
+# prod certificate: the difference is the gates alone.
+python3 scripts/gen-repo.py "$work/gated-plan" --certificates "$count" --change 10 --no-gate-policy
+python3 scripts/gen-repo.py "$work/ungated" --certificates "$count" --change 10 --no-gates --no-gate-policy
 # The change touches prod certificates without approvals: plan exits 1 (blocked) by design.
 hyperfine -N -i --warmup 3 --runs 30 --export-json "$work/gates.json" \
-  -n gates "$bin plan --repo $work/policies --base HEAD~1 --head HEAD" \
+  -n gates "$bin plan --repo $work/gated-plan --base HEAD~1 --head HEAD" \
   -n ungated "$bin plan --repo $work/ungated --base HEAD~1 --head HEAD" >/dev/null 2>&1
 python3 - "$work/gates.json" <<'PY'
 import json, sys

@@ -2,13 +2,16 @@
 """Generates a large gitward configuration repository for benchmarks.
 
     scripts/gen-repo.py DIR [--certificates N] [--change FILES] [--no-policies]
-                            [--no-gates] [--open-window] [--algorithm ALG] [--no-acme]
+                            [--no-gates] [--no-gate-policy] [--open-window]
+                            [--algorithm ALG] [--no-acme]
 
 Writes the example repository plus four more issuing CAs and N certificates (one per file, spread over teams and environments) into DIR, and
 commits it on `main` with the `git` CLI. With --change, also commits a second change on
 `main` that edits FILES certificates (a new DNS name each), as a pull request would. With
 --no-policies, the policies directory is left out, to measure loading and planning alone;
-with --no-gates, the gates directory, to measure what gates cost; --open-window keeps the
+with --no-gates, the gates directory, and with --no-gate-policy the policy that every prod
+resource is gated (without gates it denies every prod certificate): both, against the second
+alone, measure what gates cost; --open-window keeps the
 prod gate's window requirement but opens it at any time, for a daemon measured on any day.
 --algorithm gives every certificate that key algorithm (by default they mix five);
 --no-acme leaves out the example's ACME issuer and its certificate, for a reconcile that
@@ -97,6 +100,7 @@ def main():
     parser.add_argument("--change", type=int, default=0)
     parser.add_argument("--no-policies", action="store_true")
     parser.add_argument("--no-gates", action="store_true")
+    parser.add_argument("--no-gate-policy", action="store_true")
     parser.add_argument("--open-window", action="store_true")
     parser.add_argument("--algorithm")
     parser.add_argument("--no-acme", action="store_true")
@@ -107,6 +111,12 @@ def main():
         shutil.rmtree(args.dir)
     left_out = [name for name, out in (("policies", args.no_policies), ("gates", args.no_gates)) if out]
     shutil.copytree(EXAMPLE, args.dir, ignore=shutil.ignore_patterns(*left_out) if left_out else None)
+    if args.no_gate_policy and not args.no_policies:
+        policies = os.path.join(args.dir, "policies", "policies.yaml")
+        with open(policies) as f:
+            docs = f.read().split("\n---\n")
+        with open(policies, "w") as f:
+            f.write("\n---\n".join(d for d in docs if "\n  name: prod-gated\n" not in d))
     if args.open_window and not args.no_gates:
         gate = os.path.join(args.dir, "gates", "prod-changes.yaml")
         with open(gate) as f:
