@@ -8,7 +8,10 @@
 //! approval. The machine this runs on is shared and noisy: each figure is the median of the
 //! rounds, each round measures every figure once.
 
-use std::time::Instant;
+mod common;
+
+use common::{median, timed};
+
 
 use chrono::Utc;
 use git2::Repository;
@@ -22,17 +25,6 @@ use ssh_key::{HashAlg, LineEnding, PrivateKey};
 const PRINCIPALS: usize = 50;
 const GATES: [&str; 2] = ["prod-changes", "staging-changes"];
 const ROUNDS: usize = 15;
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
-fn timed<T>(work: impl FnOnce() -> T) -> (f64, T) {
-    let started = Instant::now();
-    let out = work();
-    (started.elapsed().as_secs_f64(), out)
-}
 
 fn main() {
     // Fixed seeds: the same keys on every run, no randomness needed.

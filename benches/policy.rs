@@ -7,6 +7,10 @@
 //! so the measurements are interleaved: each round measures every figure once, on a freshly
 //! loaded commit, and a ratio is the median of the rounds' ratios.
 
+mod common;
+
+use common::{median, timed};
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,17 +22,6 @@ use gitward::source::{BlobCache, ConfigRepo};
 use regorus::Value;
 
 const ROUNDS: usize = 9;
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
-fn timed<T>(work: impl FnOnce() -> T) -> (f64, T) {
-    let started = Instant::now();
-    let out = work();
-    (started.elapsed().as_secs_f64(), out)
-}
 
 /// The floor: the same engine, the same inputs built beforehand, the same rules per
 /// resource, and nothing but regorus calls in the loop. Returns its time and the number of

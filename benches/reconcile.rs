@@ -8,9 +8,12 @@
 //! reconcile back to back (the machine is shared and noisy), then no-op re-reconciles; a
 //! ratio is the median of the rounds' ratios.
 
+mod common;
+
+use common::median;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use chrono::Utc;
 use gitward::config::Target;
@@ -22,15 +25,9 @@ const ROUNDS: usize = 3;
 const NO_OP_RUNS: usize = 5;
 const OPENSSL_CERTIFICATES: usize = 1000;
 
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
-fn timed(work: impl FnOnce()) -> f64 {
-    let started = Instant::now();
-    work();
-    started.elapsed().as_secs_f64()
+/// How long `work` took, in seconds.
+fn seconds(work: impl FnOnce()) -> f64 {
+    common::timed(work).0
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
@@ -59,7 +56,7 @@ fn floor(count: usize, out: &Path) -> f64 {
     .expect("issuing");
     let target: Target = yaml(&format!("dir: {}\n", out.display()));
     std::fs::create_dir_all(out).expect("floor output");
-    timed(|| {
+    seconds(|| {
         let signer = Signer::new(&issuing, &issuing_key).expect("signer");
         for n in 0..count {
             let name = format!("svc-{n:05}");
@@ -118,7 +115,7 @@ fn fresh_host(repo: &Path, work: &Path) -> PathBuf {
 
 fn reconcile(config: &Path) -> f64 {
     let dir = config.parent().expect("config dir");
-    timed(|| {
+    seconds(|| {
         run(
             env!("CARGO_BIN_EXE_gitward"),
             &["reconcile", "--once", "--quiet", "--config", "gitward.yaml"],
@@ -165,7 +162,7 @@ fn main() {
         no_op_ratios.push(no_op / cold);
     }
     let peer_dir = scratch.path().join("openssl");
-    let peer = timed(|| {
+    let peer = seconds(|| {
         run(
             "scripts/openssl-peer.sh",
             &[

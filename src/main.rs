@@ -193,7 +193,7 @@ enum Command {
     /// Why a commit was applied, blocked, pending or failed, from Git alone: the daemon's
     /// note on it, the gates' decisions and evidence, and the approvals of its tree.
     #[command(
-        after_help = "Fetch the notes first in a clone: git fetch origin 'refs/notes/*:refs/notes/*'.\nExit codes: 0 explained; 1 the commit has no record; 2 usage error."
+        after_help = "Exit codes: 0 explained; 1 the commit has no record; 2 usage error.\nIn a clone, fetch the notes first: git fetch origin 'refs/notes/*:refs/notes/*'."
     )]
     Explain {
         /// A directory in the Git repository.
