@@ -12,7 +12,6 @@ mod common;
 
 use common::{median, timed};
 
-
 use chrono::Utc;
 use git2::Repository;
 use gitward::trust::approvals::{
