@@ -104,8 +104,10 @@ fn demo_builds_a_repository_shows_a_plan_and_applies_each_commit() {
             .join(name)
             .join("cert.pem")
     };
+    // The demo applies its import before it prints; then the daemon applies main.
     daemon.wait_until("the demo applies main", || {
-        certificate("web-tls", "api-example-com").exists()
+        daemon.log().contains("gitward now follows main in demo")
+            && certificate("web-tls", "api-example-com").exists()
             && tool("git", &["log", "-1", "--notes=gitward", "main"], &demo)
                 .stdout
                 .contains("result: ")
