@@ -42,8 +42,10 @@ in_image=(env HOME=/home/nonroot chroot --userspec=65532:65532 "$root" /usr/loca
 demo_pid=$!
 config=/home/nonroot/demo/.gitward/gitward.yaml
 cert="$root/home/nonroot/demo/.gitward/tls/web-tls/api-example-com/cert.pem"
+# The demo issues its import before it starts the daemon: wait for both.
+healthy() { [ -f "$cert" ] && "${in_image[@]}" healthcheck --config "$config" >/dev/null 2>&1; }
 for _ in $(seq 1 300); do
-  [ -f "$cert" ] && break
+  healthy && break
   sleep 0.1
 done
 if ! [ -f "$cert" ] || ! "${in_image[@]}" healthcheck --config "$config"; then
