@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::host::{Host, ISSUERS, certificate};
-use common::{Run, TestRepo, gitward_in};
+use common::{Run, TestRepo, gate_approvals, gate_requirement, gitward_in};
 use serde_json::Value;
 use signing::Key;
 
@@ -347,29 +347,6 @@ fn gitward_limited(dir: &Path, kib: u32, args: &[&str]) -> Run {
     }
 }
 
-/// The requirement `name` of the plan's first gate.
-fn requirement<'a>(plan: &'a Value, name: &str) -> &'a Value {
-    plan["gates"][0]["requirements"]
-        .as_array()
-        .and_then(|all| all.iter().find(|r| r["requirement"] == name))
-        .unwrap_or_else(|| panic!("no {name} requirement in {plan}"))
-}
-
-/// Each approval the plan's first gate found: (approver, why it does not count).
-fn approvals(plan: &Value) -> Vec<(String, Option<String>)> {
-    requirement(plan, "approvals")["approvals"]
-        .as_array()
-        .expect("approvals")
-        .iter()
-        .map(|a| {
-            (
-                a["approver"].as_str().unwrap_or_default().to_owned(),
-                a["refused"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
-}
-
 /// `commit` (as `git cat-file commit` shows it) with `field`'s identity replaced.
 fn written_by(commit: &str, field: &str, identity: &str) -> String {
     commit
@@ -431,7 +408,7 @@ fn an_approval_copied_to_another_tree_or_noted_on_the_commit_does_not_count() {
     lab.note_approvals(&head_tree, &lab.approvals_note(&base_tree));
     let plan = lab.plan_json(&lab.base, &head);
     assert_eq!(plan["verdict"], "blocked");
-    let found = approvals(&plan);
+    let found = gate_approvals(&plan);
     assert!(
         found.len() == 1
             && found[0]
@@ -447,7 +424,7 @@ fn an_approval_copied_to_another_tree_or_noted_on_the_commit_does_not_count() {
     lab.note_approvals(&head, &approval);
     let plan = lab.plan_json(&lab.base, &head);
     assert_eq!(plan["verdict"], "blocked");
-    assert!(approvals(&plan).is_empty());
+    assert!(gate_approvals(&plan).is_empty());
     // On the tree, where it belongs, it counts.
     lab.note_approvals(&head_tree, &approval);
     assert_eq!(lab.plan_json(&lab.base, &head)["verdict"], "apply");
@@ -472,7 +449,7 @@ fn an_approval_whose_approver_smuggles_a_line_into_what_is_signed_does_not_count
             plan["verdict"],
             "blocked",
             "{separator:?}: {:?}",
-            approvals(&plan)
+            gate_approvals(&plan)
         );
     }
 }
@@ -491,7 +468,7 @@ fn an_approval_signed_in_another_namespace_or_by_a_key_kept_to_one_does_not_coun
             &format!("gate: prod\napprover: alice@example.com\n{signature}"),
         );
         let plan = lab.plan_json(&lab.base, &head);
-        (plan["verdict"].clone(), approvals(&plan))
+        (plan["verdict"].clone(), gate_approvals(&plan))
     };
     for namespace in ["file", "git"] {
         let (verdict, found) = verdict(namespace);
@@ -537,7 +514,7 @@ fn the_same_approver_in_many_spellings_counts_once() {
     let plan = lab.plan_json(&lab.base, &head);
     assert_eq!(plan["verdict"], "blocked");
     assert_eq!(
-        requirement(&plan, "approvals")["counted"],
+        gate_requirement(&plan, "approvals")["counted"],
         serde_json::json!(["alice@example.com"])
     );
     lab.approve(&head, "bob");
@@ -574,7 +551,7 @@ fn an_approval_is_judged_when_the_gate_decides_whatever_the_dates_in_the_reposit
         lab.allow(&lab.listed("alice", &format!("alice@example.com {validity}")));
         for commit in [head.clone(), dated(date)] {
             let plan = lab.plan_json(&lab.base, &commit);
-            let found = approvals(&plan);
+            let found = gate_approvals(&plan);
             assert!(
                 plan["verdict"] == "blocked"
                     && found[0].1.as_deref().is_some_and(|why| why.contains(says)),
@@ -605,7 +582,7 @@ fn one_key_counts_once_whatever_principals_it_is_listed_for() {
             plan["verdict"],
             "blocked",
             "{principals}: {}",
-            requirement(&plan, "approvals")
+            gate_requirement(&plan, "approvals")
         );
         // A second key makes two.
         lab.approve(&head, "carol");
@@ -640,7 +617,7 @@ fn a_key_that_signed_part_of_the_change_does_not_approve_it() {
     );
     assert_eq!(lab.plan_json(&lab.base, &other)["verdict"], "apply");
     let plan = lab.plan_json(&lab.base, &signed);
-    assert_eq!(plan["verdict"], "blocked", "{:?}", approvals(&plan));
+    assert_eq!(plan["verdict"], "blocked", "{:?}", gate_approvals(&plan));
 }
 
 #[test]
@@ -688,7 +665,7 @@ fn the_author_or_committer_does_not_approve_under_another_case_or_spacing_or_thr
     variants.push(("merged commit", lab.git(&["rev-parse", "HEAD"])));
     for (what, head) in variants {
         let plan = lab.plan_json(&lab.base, &head);
-        let found = approvals(&plan);
+        let found = gate_approvals(&plan);
         assert!(
             plan["verdict"] == "blocked"
                 && found[0]
@@ -712,7 +689,7 @@ fn an_author_email_padded_with_unicode_blanks_is_still_the_authors() {
         "Alice <alice@example.com\u{a0}>",
     ));
     let plan = lab.plan_json(&lab.base, &padded);
-    assert_eq!(plan["verdict"], "blocked", "{:?}", approvals(&plan));
+    assert_eq!(plan["verdict"], "blocked", "{:?}", gate_approvals(&plan));
 }
 
 #[test]
@@ -741,7 +718,7 @@ fn a_change_of_more_commits_than_are_checked_for_their_writers_fails_closed() {
     lab.approve("main", "alice");
     let plan = lab.plan_json(&lab.base, "main");
     assert_eq!(plan["verdict"], "blocked");
-    let found = approvals(&plan);
+    let found = gate_approvals(&plan);
     assert!(
         found[0]
             .1
@@ -773,7 +750,7 @@ fn hostile_approvals_notes_are_read_within_bounds_and_shown_escaped() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_no_raw_controls("plan", &format!("{}{}", run.stdout, run.stderr));
     let json = lab.plan_json(&lab.base, &head);
-    assert!(approvals(&json).len() <= 256);
+    assert!(gate_approvals(&json).len() <= 256);
     // Read after 256 others, it is not read: the note is read up to its bound.
     lab.note_approvals(&tree, &format!("{junk}\n{real}"));
     let run = lab.plan(&lab.base, &head, &[]);
@@ -910,7 +887,7 @@ fn a_commit_signature_counts_only_over_its_own_content_in_the_git_namespace() {
     let signed = lab.signed_commit("lead", "Rename a, signed\n");
     let summary = |head: &str| {
         let plan = lab.plan_json(&lab.base, head);
-        requirement(&plan, "signedBy")["summary"]
+        gate_requirement(&plan, "signedBy")["summary"]
             .as_str()
             .unwrap_or_default()
             .to_owned()
@@ -984,7 +961,7 @@ fn signed_by_is_judged_when_the_gate_decides_not_at_a_committer_time_the_signer_
             plan["verdict"],
             "blocked",
             "{validity}: {}",
-            requirement(&plan, "signedBy")["summary"]
+            gate_requirement(&plan, "signedBy")["summary"]
         );
     }
 }

@@ -118,26 +118,6 @@ impl People {
     }
 }
 
-/// Each approval of the plan's first gate: (approver, why it does not count).
-fn approvals(plan: &serde_json::Value) -> Vec<(String, Option<String>)> {
-    plan["gates"][0]["requirements"]
-        .as_array()
-        .expect("requirements")
-        .iter()
-        .find(|r| r["requirement"] == "approvals")
-        .expect("an approvals requirement")["approvals"]
-        .as_array()
-        .expect("approvals")
-        .iter()
-        .map(|a| {
-            (
-                a["approver"].as_str().unwrap_or_default().to_owned(),
-                a["refused"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn only_signed_approvals_of_listed_keys_by_people_who_did_not_write_the_change_count() {
     let people = People::new();
@@ -164,7 +144,7 @@ fn only_signed_approvals_of_listed_keys_by_people_who_did_not_write_the_change_c
     people.approve("carol");
     let out = people.reconcile(1);
     assert!(out.contains("1 of 2 approvals: carol@example.com"), "{out}");
-    let mut seen = approvals(&people.plan());
+    let mut seen = common::gate_approvals(&people.plan());
     seen.sort();
     let why = |who: &str| {
         seen.iter()

@@ -126,8 +126,9 @@ struct Applier<'a> {
     issuers_settled: bool,
     /// Gates whose closed windows hold renewals back.
     holds: &'a [RenewalHold],
-    /// The digest of each certificate this host made current.
-    made_current: HashMap<(Kind, String), String>,
+    /// The digest of each certificate this host made current, read when first needed (a
+    /// reconcile of one change needs none).
+    made_current: Option<HashMap<(Kind, String), String>>,
     /// Certificates of records from before the store kept digests, shown to be this host's.
     vouched_late: Vec<(Kind, String, String)>,
 }
@@ -179,7 +180,7 @@ pub(super) fn apply(
         changed,
         issuers_settled: false,
         holds: context.holds,
-        made_current: context.store.issued()?,
+        made_current: None,
         vouched_late: Vec::new(),
     };
     applier.apply(catalog)?;
@@ -583,7 +584,14 @@ impl Applier<'_> {
     fn vouched(&mut self, existing: &ResourceStatus) -> bool {
         let digest = certificate_digest(&existing.certificate);
         let (kind, name) = (existing.kind, existing.name.clone());
-        if let Some(recorded) = self.made_current.get(&(kind, name.clone())) {
+        let store = self.store;
+        let made_current = self.made_current.get_or_insert_with(|| {
+            store.issued().unwrap_or_else(|error| {
+                tracing::warn!(%error, "the certificates made current cannot be read; checking keys instead");
+                HashMap::new()
+            })
+        });
+        if let Some(recorded) = made_current.get(&(kind, name.clone())) {
             return *recorded == digest;
         }
         let ours = self

@@ -35,6 +35,7 @@ use crate::status::{self, Change, Observed, Outcome, ResourceOutcome, Statuses, 
 use crate::store::Store;
 use crate::trust::approvals::APPROVALS_REF;
 use crate::trust::commits::check_commit_now;
+use crate::trust::signers::AllowedSigners;
 use decide::{Decision, Facts, Verdict, decide};
 
 /// What one reconcile did.
@@ -202,10 +203,12 @@ pub fn reconcile_warm(
     let known = warm.observed.take().filter(|o| o.tip == inputs.status);
     let (mut head_commit, head_catalog, mut observed) =
         read_head_and_status(config, &config_repo, &branch, known, &mut warm.blobs)?;
+    // Read once a reconcile: the host may have revoked a key since the last one.
+    let signers = config.allowed_signers();
     // Policies see whether the head is signed, and by whom (`input.commit.signature`).
     head_commit.signature = inputs
         .head
-        .map(|id| check_commit_now(repo.inner(), id, config.allowed_signers().as_deref(), now));
+        .map(|id| check_commit_now(repo.inner(), id, signers.as_deref(), now));
     let _span = tracing::info_span!("reconcile", commit = %head_commit.sha).entered();
     let store = Store::open(&config.state_dir)?;
     finish_interrupted(&store, &observed)?;
@@ -218,7 +221,14 @@ pub fn reconcile_warm(
         (head_commit, head_catalog),
         now,
     )?;
-    let decision = decide_on(config, &config_repo, &reviewing, &observed, now);
+    let decision = decide_on(
+        config,
+        signers.as_deref(),
+        &config_repo,
+        &reviewing,
+        &observed,
+        now,
+    );
     let context = apply::Context {
         config,
         store: &store,
@@ -670,6 +680,7 @@ fn review(
 /// Gathers the evidence the governing gates ask for and decides.
 fn decide_on(
     config: &HostConfig,
+    signers: Option<&AllowedSigners>,
     config_repo: &ConfigRepo,
     reviewing: &Reviewing,
     observed: &Observed,
@@ -679,7 +690,6 @@ fn decide_on(
     let in_force = reviewing.in_force();
     let head = reviewing.head_catalog();
     let governing = in_force.unwrap_or(head);
-    let signers = config.allowed_signers();
     let head_id = git2::Oid::from_str(&reviewing.head_commit.sha).unwrap_or(git2::Oid::ZERO_SHA1);
     let evidence = match reviewing.report() {
         // Nothing to judge: the head is in force. Reviews of overrides may still close.
@@ -688,7 +698,7 @@ fn decide_on(
             &Sources {
                 repo: config_repo.repo.inner(),
                 root: config_repo.prefix(),
-                signers: signers.as_deref(),
+                signers,
                 trust_trailers: config.trust_trailers(),
             },
             &gather::Change {

@@ -206,3 +206,27 @@ pub fn assert_matches_schema(schema_file: &str, value: &serde_json::Value) {
         "not valid against {schema_file}: {errors:#?}"
     );
 }
+
+/// The requirement `name` of the first gate of a JSON plan report.
+pub fn gate_requirement<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    plan["gates"][0]["requirements"]
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["requirement"] == name))
+        .unwrap_or_else(|| panic!("no {name} requirement in {plan}"))
+}
+
+/// Each approval the first gate of a JSON plan report found: (approver, why it does not
+/// count).
+pub fn gate_approvals(plan: &serde_json::Value) -> Vec<(String, Option<String>)> {
+    gate_requirement(plan, "approvals")["approvals"]
+        .as_array()
+        .expect("approvals")
+        .iter()
+        .map(|a| {
+            (
+                a["approver"].as_str().unwrap_or_default().to_owned(),
+                a["refused"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
