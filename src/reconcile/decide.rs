@@ -301,6 +301,22 @@ mod tests {
         })
     }
 
+    /// Decides on a change of the names of the prod certificate `api`, with `gate` in force
+    /// and unchanged.
+    fn api_renamed(gate: &str, evidence: &Evidence, now: DateTime<Utc>) -> Decision {
+        let (api, api2) = (
+            cert("api", "prod", "api.example.com"),
+            cert("api", "prod", "v2.example.com"),
+        );
+        decided(
+            &[("i.yaml", ISSUERS), ("api.yaml", &api), ("g.yaml", gate)],
+            &[("i.yaml", ISSUERS), ("api.yaml", &api2), ("g.yaml", gate)],
+            true,
+            evidence,
+            now,
+        )
+    }
+
     fn outcomes(decision: &Decision) -> Vec<(String, GateOutcome)> {
         decision
             .gates
@@ -400,20 +416,6 @@ mod tests {
     #[test]
     fn approvals_count_once_per_listed_principal_who_did_not_write_the_change() {
         let strict = gate("prod", TWO_APPROVALS);
-        let (api, api2) = (
-            cert("api", "prod", "api.example.com"),
-            cert("api", "prod", "v2.example.com"),
-        );
-        let base = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api.as_str()),
-            ("g.yaml", strict.as_str()),
-        ];
-        let head = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api2.as_str()),
-            ("g.yaml", strict.as_str()),
-        ];
         let writer = head_commit("alice@example.com", SignatureCheck::default(), &[]);
         let approvals = vec![
             approval("alice@example.com", None),
@@ -425,10 +427,8 @@ mod tests {
             approval("carol@example.com", None),
             approval("carol@example.com", None),
         ];
-        let decision = decided(
-            &base,
-            &head,
-            true,
+        let decision = api_renamed(
+            &strict,
             &evidence(vec![writer.clone()], approvals.clone()),
             at(10),
         );
@@ -456,10 +456,8 @@ mod tests {
         // Bob's verified approval makes two.
         let mut approvals = approvals;
         approvals[1].refused = None;
-        let decision = decided(
-            &base,
-            &head,
-            true,
+        let decision = api_renamed(
+            &strict,
             &evidence(vec![writer.clone()], approvals.clone()),
             at(10),
         );
@@ -468,7 +466,7 @@ mod tests {
         let mut partial = evidence(vec![writer], approvals);
         partial.complete = false;
         assert_eq!(
-            decided(&base, &head, true, &partial, at(10)).verdict,
+            api_renamed(&strict, &partial, at(10)).verdict,
             Verdict::Blocked
         );
     }
@@ -476,20 +474,6 @@ mod tests {
     #[test]
     fn trailers_count_only_where_the_host_trusts_them_and_are_unverified() {
         let trailers = gate("prod", "    approvals: {count: 1, source: trailers}\n");
-        let (api, api2) = (
-            cert("api", "prod", "api.example.com"),
-            cert("api", "prod", "v2.example.com"),
-        );
-        let base = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api.as_str()),
-            ("g.yaml", trailers.as_str()),
-        ];
-        let head = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api2.as_str()),
-            ("g.yaml", trailers.as_str()),
-        ];
         let commits = vec![head_commit(
             "dev@example.com",
             SignatureCheck::default(),
@@ -497,11 +481,11 @@ mod tests {
         )];
         let mut evidence = evidence(commits, vec![]);
         assert_eq!(
-            decided(&base, &head, true, &evidence, at(10)).verdict,
+            api_renamed(&trailers, &evidence, at(10)).verdict,
             Verdict::Blocked
         );
         evidence.trust_trailers = true;
-        let decision = decided(&base, &head, true, &evidence, at(10));
+        let decision = api_renamed(&trailers, &evidence, at(10));
         assert_eq!(decision.verdict, Verdict::Apply);
         let requirement = &decision.gates[0].requirements[0];
         assert_eq!(
@@ -516,23 +500,9 @@ mod tests {
             "prod",
             "    approvals: {count: 1}\n    window: {timezone: Europe/Berlin, allow: [{days: [Mon, Tue], from: '09:00', to: '16:00'}]}\n",
         );
-        let (api, api2) = (
-            cert("api", "prod", "api.example.com"),
-            cert("api", "prod", "v2.example.com"),
-        );
-        let base = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api.as_str()),
-            ("g.yaml", windowed.as_str()),
-        ];
-        let head = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api2.as_str()),
-            ("g.yaml", windowed.as_str()),
-        ];
         let approved = evidence(vec![], vec![approval("carol@example.com", None)]);
         // Tuesday 18:00 UTC is 19:00 in Berlin: closed until Monday 09:00 CET.
-        let decision = decided(&base, &head, true, &approved, at(18));
+        let decision = api_renamed(&windowed, &approved, at(18));
         let monday = Utc
             .with_ymd_and_hms(2026, 12, 7, 8, 0, 0)
             .single()
@@ -540,12 +510,12 @@ mod tests {
         assert_eq!(decision.verdict, Verdict::Pending { opens_at: monday });
         assert_eq!(decision.gates[0].requirements[1].met, Met::Waiting);
         assert_eq!(
-            decided(&base, &head, true, &approved, at(10)).verdict,
+            api_renamed(&windowed, &approved, at(10)).verdict,
             Verdict::Apply
         );
         let unapproved = evidence(vec![], vec![]);
         assert_eq!(
-            decided(&base, &head, true, &unapproved, at(18)).verdict,
+            api_renamed(&windowed, &unapproved, at(18)).verdict,
             Verdict::Blocked
         );
     }
@@ -553,20 +523,6 @@ mod tests {
     #[test]
     fn an_override_counts_only_signed_by_a_listed_principal_with_a_reason() {
         let strict = gate("prod", TWO_APPROVALS);
-        let (api, api2) = (
-            cert("api", "prod", "api.example.com"),
-            cert("api", "prod", "v2.example.com"),
-        );
-        let base = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api.as_str()),
-            ("g.yaml", strict.as_str()),
-        ];
-        let head = [
-            ("i.yaml", ISSUERS),
-            ("api.yaml", api2.as_str()),
-            ("g.yaml", strict.as_str()),
-        ];
         let trailer = [("Gate-Override", "prod key compromise, rotating now")];
         let cases = [
             (SignatureCheck::default(), &trailer[..], Verdict::Blocked),
@@ -585,7 +541,7 @@ mod tests {
         ];
         for (signature, trailers, verdict) in cases {
             let commits = vec![head_commit("lead@example.com", signature, trailers)];
-            let decision = decided(&base, &head, true, &evidence(commits, vec![]), at(10));
+            let decision = api_renamed(&strict, &evidence(commits, vec![]), at(10));
             assert_eq!(decision.verdict, verdict, "{trailers:?}");
             if verdict == Verdict::Apply {
                 assert_eq!(decision.gates[0].outcome, GateOutcome::Overridden);
