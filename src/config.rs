@@ -73,6 +73,9 @@ pub struct HostConfig {
     /// What gates take as evidence.
     #[serde(default)]
     pub gates: GateTrust,
+    /// When time-driven events are sent.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// The allowed signers as last read from `signers`, shared by the copies of this config.
     #[serde(skip)]
     #[schemars(skip)]
@@ -100,6 +103,29 @@ pub struct GateTrust {
     /// are claims anyone who can commit writes, and are reported as unverified.
     #[serde(default)]
     pub trust_trailers: bool,
+}
+
+/// When time-driven events are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EventsConfig {
+    /// Days before a certificate's `notAfter` (and a policy exception's end) at which a
+    /// `certificate.expiring` (`exception.expiring`) event is sent, once each.
+    #[serde(default = "default_expiring_days")]
+    #[schemars(length(min = 1, max = 16), inner(range(min = 1, max = 3650)))]
+    pub expiring_days: Vec<u32>,
+}
+
+fn default_expiring_days() -> Vec<u32> {
+    crate::events::derive::EXPIRING_DAYS.to_vec()
+}
+
+impl Default for EventsConfig {
+    fn default() -> EventsConfig {
+        EventsConfig {
+            expiring_days: default_expiring_days(),
+        }
+    }
 }
 
 /// A mapping from names to `T`. Its keys are checked as names (`propertyNames`), so a bad
@@ -183,14 +209,66 @@ pub struct Target {
     pub prune: bool,
 }
 
-/// An outbound endpoint.
+/// An outbound endpoint: where a sink's events go and the credentials they go with. The
+/// repository names endpoints only; what a URL receives is decided here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Endpoint {
-    #[schemars(regex(pattern = "^https?://"))]
+    /// `https://` (or `http://`) for Splunk HEC, Sentinel, webhooks and PagerDuty;
+    /// `udp://`, `tcp://` or `tls://host:port` for syslog; `file:///path` for JSON lines.
+    #[schemars(regex(pattern = "^(https?|udp|tcp|tls|file)://"))]
     pub url: String,
-    /// File holding the credential sent to this URL only.
+    /// File holding the token sent to this URL only (Splunk HEC token, Jira API token).
     pub token_file: Option<PathBuf>,
+    /// File holding a webhook signing secret, `whsec_<base64>` (Standard Webhooks).
+    pub secret_file: Option<PathBuf>,
+    /// File holding a PagerDuty integration (routing) key.
+    pub routing_key_file: Option<PathBuf>,
+    /// Entra ID tenant of the app that sends to Sentinel.
+    pub tenant_id: Option<String>,
+    /// Entra ID application (client) id.
+    pub client_id: Option<String>,
+    /// File holding the application's client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Token endpoint of the client-credentials flow; by default
+    /// `https://login.microsoftonline.com/<tenantId>/oauth2/v2.0/token`.
+    #[schemars(regex(pattern = "^https?://"))]
+    pub token_url: Option<String>,
+    /// User the token belongs to (Jira: the account's e-mail).
+    pub user: Option<String>,
+    /// PEM file of the CA certificates the receiver's TLS certificate must chain to; the
+    /// system's roots when unset (HTTPS) — required for `tls://` syslog.
+    pub ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate and its key, for receivers that authenticate
+    /// senders by TLS (syslog over TLS).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// How long one request (or one connection attempt) may take (default 10s).
+    pub timeout: Option<Duration>,
+    /// `file://` only: the file is rotated (`.1`, `.2`, ...) when it reaches this many bytes
+    /// (default 100 MiB), and this many rotated files are kept (default 3).
+    pub rotate_bytes: Option<u64>,
+    pub keep: Option<u32>,
+}
+
+impl Endpoint {
+    /// The URL scheme: `https`, `udp`, `file`...
+    pub fn scheme(&self) -> &str {
+        self.url.split_once("://").map_or("", |(scheme, _)| scheme)
+    }
+
+    /// The credential files it names.
+    fn files_mut(&mut self) -> [&mut Option<PathBuf>; 7] {
+        [
+            &mut self.token_file,
+            &mut self.secret_file,
+            &mut self.routing_key_file,
+            &mut self.client_secret_file,
+            &mut self.ca_file,
+            &mut self.client_cert_file,
+            &mut self.client_key_file,
+        ]
+    }
 }
 
 /// An ACME account.
@@ -624,8 +702,8 @@ impl HostConfig {
             }
         }
         for endpoint in self.endpoints.values_mut() {
-            if let Some(token) = &mut endpoint.token_file {
-                absolute(token);
+            for file in endpoint.files_mut().into_iter().flatten() {
+                absolute(file);
             }
         }
         if let Some(webhooks) = &mut self.webhooks {

@@ -216,6 +216,7 @@ impl Store {
                 db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             })
             .and_then(|()| db.execute_batch(SCHEMA))
+            .and_then(|()| db.execute_batch(crate::events::outbox::SCHEMA))
             .map_err(database)?;
         Ok(Store {
             root: state_dir.to_path_buf(),
@@ -300,7 +301,7 @@ impl Store {
         self.root.join("keys").join(kind.schema_stem()).join(file)
     }
 
-    fn db_error(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn db_error(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Database {
             path: self.db_path.clone(),
             source,
@@ -418,8 +419,44 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
     }
 
+    /// The state database, for the outbox.
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
+    }
+
+    /// Records the outcome of a reconcile whose status is written, in one transaction: the
+    /// staged keys it names become the keys in force, the commit in force and the open
+    /// override reviews are what it says, the sinks are those in force, and its held events
+    /// are released to them.
+    pub fn record_outcome(&self, outcome: &RecordedOutcome) -> Result<(), StoreError> {
+        self.promote_keys(outcome.promote)?;
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        self.promote_rows(&transaction, outcome.promote)?;
+        if let Some(sha) = outcome.in_force {
+            set_record(&transaction, "inForce", sha).map_err(self.db_error())?;
+        }
+        set_record(&transaction, "overrideReviews", outcome.override_reviews)
+            .map_err(self.db_error())?;
+        let gone =
+            crate::events::outbox::declare(&transaction, outcome.sinks).map_err(self.db_error())?;
+        for (sink, undelivered) in gone {
+            if undelivered > 0 {
+                tracing::warn!(%sink, undelivered, "sink removed from the repository with events it never delivered");
+            }
+        }
+        crate::events::outbox::release(&transaction, outcome.now).map_err(self.db_error())?;
+        transaction.commit().map_err(self.db_error())
+    }
+
     /// Makes the staged keys the keys in force: status now names their certificates.
     pub fn promote(&self, items: &[(Kind, String)]) -> Result<(), StoreError> {
+        self.promote_keys(items)?;
+        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        self.promote_rows(&transaction, items)?;
+        transaction.commit().map_err(self.db_error())
+    }
+
+    fn promote_keys(&self, items: &[(Kind, String)]) -> Result<(), StoreError> {
         let mut dirs = BTreeSet::new();
         for (kind, name) in items {
             let next = self.key_path(*kind, name, true);
@@ -440,7 +477,14 @@ impl Store {
             sync_dir(dir)?;
         }
         failpoint::point("keys promoted");
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        Ok(())
+    }
+
+    fn promote_rows(
+        &self,
+        transaction: &Connection,
+        items: &[(Kind, String)],
+    ) -> Result<(), StoreError> {
         for (kind, name) in items {
             // The certificate made current is what status may name for it from now on.
             let certificate: Option<String> = transaction
@@ -467,7 +511,7 @@ impl Store {
                 )
                 .map_err(self.db_error())?;
         }
-        transaction.commit().map_err(self.db_error())
+        Ok(())
     }
 
     /// The digest of each certificate this host made current, by kind and name.
@@ -641,14 +685,7 @@ impl Store {
     }
 
     fn set_record(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.db
-            .execute(
-                "INSERT INTO record (key, value) VALUES (?1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(|_| ())
-            .map_err(self.db_error())
+        set_record(&self.db, key, value).map_err(self.db_error())
     }
 
     /// Forgets a resource: its keys and anything staged or ordered for it.
@@ -676,6 +713,24 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn set_record(db: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    db.execute(
+        "INSERT INTO record (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .map(|_| ())
+}
+
+/// What [`Store::record_outcome`] records.
+pub struct RecordedOutcome<'a> {
+    pub promote: &'a [(Kind, String)],
+    pub in_force: Option<&'a str>,
+    pub override_reviews: &'a str,
+    pub sinks: &'a [crate::events::outbox::Declared<'a>],
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 fn remove_optional(path: &Path) -> Result<(), StoreError> {

@@ -851,6 +851,7 @@ string_enum!(
         Jira = "jira",
         ServiceNow = "servicenow",
         PagerDuty = "pagerduty",
+        File = "file",
     }
 );
 
@@ -859,12 +860,21 @@ string_enum!(
     EventType {
         CertificateIssued = "certificate.issued",
         CertificateRenewed = "certificate.renewed",
-        CertificateExpiring = "certificate.expiring",
+        CertificateReissued = "certificate.reissued",
+        CertificateRemoved = "certificate.removed",
         CertificateFailed = "certificate.failed",
+        CertificateExpiring = "certificate.expiring",
         PolicyViolation = "policy.violation",
+        PolicyResolved = "policy.resolved",
+        ExceptionExpiring = "exception.expiring",
         GateBlocked = "gate.blocked",
+        GatePending = "gate.pending",
         GateOverride = "gate.override",
+        GateOverrideOverdue = "gate.override.overdue",
+        GateOverrideReviewed = "gate.override.reviewed",
         ReconcileFailed = "reconcile.failed",
+        ReconcileBlocked = "reconcile.blocked",
+        SinkTest = "sink.test",
     }
 );
 
@@ -927,9 +937,16 @@ pub struct SinkSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SplunkSettings {
     /// Index to write to; the token's default index when unset.
+    #[schemars(length(min = 1, max = 80), regex(pattern = "^[a-z0-9_][a-z0-9_-]*$"))]
     pub index: Option<String>,
-    /// Sourcetype of events (default `gitward`).
+    /// Sourcetype of events (default `gitward:event`).
+    #[schemars(length(min = 1, max = 256))]
     pub sourcetype: Option<String>,
+    /// Indexer acknowledgement: an event counts as delivered only once Splunk says it is
+    /// indexed, and is sent again when that does not come in time. The HEC token must have
+    /// acknowledgement enabled.
+    #[serde(default)]
+    pub ack: bool,
 }
 
 /// Azure Monitor Logs Ingestion target.
@@ -955,6 +972,52 @@ pub struct SyslogSettings {
     /// Message format: RFC 5424 structured data, ArcSight CEF or QRadar LEEF.
     #[serde(default = "default_syslog_format")]
     pub format: SyslogFormat,
+    /// Syslog facility, 0–23 (default 10, security/authorization).
+    #[serde(default = "default_syslog_facility")]
+    #[schemars(range(min = 0, max = 23))]
+    pub facility: u8,
+    /// IANA private enterprise number of the RFC 5424 structured data id (`gitward@<n>`);
+    /// the default 32473 is the number reserved for documentation.
+    #[serde(default = "default_enterprise_id")]
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub enterprise_id: u32,
+    /// LEEF 2.0 attribute delimiter: one printable character other than `|` and `=`, or a
+    /// hex code like `x09` (tab).
+    #[serde(default = "default_leef_delimiter")]
+    #[schemars(regex(pattern = "^([!-<>-{}~]|0?[xX][0-9a-fA-F]{2})$"))]
+    pub delimiter: String,
+    /// Longest datagram over UDP, in bytes; a longer message is cut and ends in `...`.
+    #[serde(default = "default_udp_max_bytes")]
+    #[schemars(range(min = 480, max = 65000))]
+    pub max_message_bytes: u32,
+}
+
+fn default_syslog_facility() -> u8 {
+    10
+}
+
+fn default_enterprise_id() -> u32 {
+    32473
+}
+
+fn default_leef_delimiter() -> String {
+    "^".to_owned()
+}
+
+fn default_udp_max_bytes() -> u32 {
+    2048
+}
+
+impl Default for SyslogSettings {
+    fn default() -> SyslogSettings {
+        SyslogSettings {
+            format: default_syslog_format(),
+            facility: default_syslog_facility(),
+            enterprise_id: default_enterprise_id(),
+            delimiter: default_leef_delimiter(),
+            max_message_bytes: default_udp_max_bytes(),
+        }
+    }
 }
 
 /// Jira issue fields for tickets.

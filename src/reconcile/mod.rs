@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::gate::gather::{self, Sources, gather};
 use crate::gate::{self, Evidence, GateReport, OpenReview, Renewal, RenewalHold};
 use crate::git::CommitInfo;
@@ -242,10 +243,23 @@ pub fn reconcile_warm(
     let head_sha = reviewing.head_commit.sha.clone();
     let summary = summary_of(&head_sha, applied, &executed, &decision);
     let applied = summary.applied.clone();
+    let head_applied = applied.as_deref() == Some(head_sha.as_str());
+    let told = tell(
+        config,
+        &reviewing,
+        &observed,
+        &executed,
+        &decision,
+        head_applied,
+        now,
+    );
     let findings = reviewing.finding_lines();
     let head_commit = reviewing.head_commit.clone();
     // The commit in force is the base of the next review: keep its evaluation.
-    warm.reviewed = reviewing.into_base(applied.as_deref() == Some(head_sha.as_str()));
+    warm.reviewed = reviewing.into_base(head_applied);
+    let status_tip = observed.tip.map(|t| t.to_string()).unwrap_or_default();
+    crate::events::outbox::hold(store.db(), &told.events, &status_tip, &head_sha)
+        .map_err(store.db_error())?;
     let recorded = record::record(
         &config_repo,
         config,
@@ -258,12 +272,14 @@ pub fn reconcile_warm(
             findings,
         },
     )?;
-    store.promote(&executed.promote)?;
-    if let Some(sha) = &summary.applied {
-        store.set_in_force(sha)?;
-    }
-    store
-        .set_override_reviews(&serde_json::to_string(&decision.open_reviews).unwrap_or_default())?;
+    failpoint::point("status recorded");
+    store.record_outcome(&crate::store::RecordedOutcome {
+        promote: &executed.promote,
+        in_force: summary.applied.as_deref(),
+        override_reviews: &serde_json::to_string(&decision.open_reviews).unwrap_or_default(),
+        sinks: &told.declared(),
+        now,
+    })?;
     match workspace.publish(&config.status_branch) {
         Ok(retries) => exchange.push_retries = retries,
         Err(error) => {
@@ -468,8 +484,28 @@ fn own_record(store: &Store, observed: &mut Observed) -> Result<Option<String>> 
     })
 }
 
-/// A crash after a status commit and before its keys were promoted: finishes that first.
+/// A crash after a status commit and before its outcome was recorded: finishes that first.
 fn finish_interrupted(store: &Store, observed: &Observed) -> Result<()> {
+    use crate::events::outbox;
+    if let Some((tip_then, source)) = outbox::held(store.db()).map_err(store.db_error())? {
+        // Status moved on from the tip the events were held at, to a record of their
+        // commit: the reconcile that made them was recorded, and its events happened.
+        let recorded = observed.tip.map(|t| t.to_string()) != Some(tip_then)
+            && observed
+                .summary
+                .as_ref()
+                .is_some_and(|s| s.source == source);
+        if recorded {
+            let transaction = store
+                .db()
+                .unchecked_transaction()
+                .map_err(store.db_error())?;
+            outbox::release(&transaction, Utc::now()).map_err(store.db_error())?;
+            transaction.commit().map_err(store.db_error())?;
+        } else {
+            outbox::drop_held(store.db()).map_err(store.db_error())?;
+        }
+    }
     let named: Vec<(Kind, String)> = store
         .all_staged()?
         .into_iter()
@@ -734,6 +770,88 @@ fn decide_on(
         );
     }
     decision
+}
+
+/// What a reconcile tells its sinks: its events, and the sinks in force.
+struct Told {
+    events: Vec<crate::events::Event>,
+    /// Each sink in force, with what keeps it from delivering.
+    sinks: Vec<(String, crate::model::SinkSpec, Option<String>)>,
+}
+
+impl Told {
+    fn declared(&self) -> Vec<crate::events::outbox::Declared<'_>> {
+        self.sinks
+            .iter()
+            .map(|(name, spec, problem)| crate::events::outbox::Declared {
+                name,
+                spec,
+                problem: problem.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The events of this reconcile and the sinks they go to: those of the commit in force
+/// after it, each checked against the host's endpoints.
+fn tell(
+    config: &HostConfig,
+    reviewing: &Reviewing,
+    observed: &Observed,
+    executed: &Executed,
+    decision: &Decision,
+    head_applied: bool,
+    now: DateTime<Utc>,
+) -> Told {
+    let catalog = if head_applied {
+        Some(reviewing.head_catalog())
+    } else {
+        reviewing.in_force()
+    };
+    let findings = match (&reviewing.head, head_applied) {
+        (Head::New { report, .. }, true) => report.findings.as_slice(),
+        _ => &[],
+    };
+    let drafts = crate::events::derive::derive(&crate::events::derive::Facts {
+        now,
+        head: &reviewing.head_commit,
+        result: executed.result,
+        problems: &executed.problems,
+        head_applied,
+        gates: &decision.gates,
+        overrides: &decision.overrides,
+        reviews_before: &observed.reviews,
+        reviews_after: &decision.open_reviews,
+        outcomes: &executed.outcomes,
+        before: &observed.resources,
+        after: &executed.statuses,
+        findings,
+        catalog,
+        expiring_days: &config.events.expiring_days,
+    });
+    let source = crate::events::source_of(&config.repo.url);
+    let events = drafts.into_iter().map(|d| d.seal(&source, now)).collect();
+    let sinks = catalog
+        .map(|catalog| {
+            catalog
+                .of_kind(Kind::Sink)
+                .filter_map(|loaded| match &loaded.resource.spec {
+                    crate::model::Spec::Sink(spec) => {
+                        let problem =
+                            crate::sinks::check(spec, config.endpoints.get(&spec.endpoint))
+                                .err()
+                                .map(|p| p.0);
+                        if let Some(problem) = &problem {
+                            tracing::warn!(sink = loaded.name(), %problem, "sink cannot deliver");
+                        }
+                        Some((loaded.name().to_owned(), spec.clone(), problem))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Told { events, sinks }
 }
 
 /// What carrying out a decision did.

@@ -1,0 +1,526 @@
+//! The outbox: events in the state database until every sink that takes them has them.
+//!
+//! A reconcile *holds* its events before it writes its status commit and *releases* them in
+//! the transaction that records its outcome, as the issuance journal stages keys: a crash
+//! between the two finds the events held and releases them once status shows the reconcile
+//! was recorded, or drops them when it was not (the reconcile is redone, and makes them
+//! again with the same ids). Released events get a sequence number; each sink keeps a
+//! cursor, the last sequence number it has delivered or passed over, so delivery is in
+//! order and the backlog of a sink is what lies beyond its cursor. Events a receiver refused
+//! for good are dead letters, kept with its answer until an operator retries or discards
+//! them.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Event, passes_sql, rank};
+use crate::model::SinkSpec;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS held_events (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    clears INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    status_tip TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    clears INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE TABLE IF NOT EXISTS sinks (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    cursor INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    last_delivered INTEGER,
+    last_error TEXT,
+    last_error_at INTEGER,
+    problem TEXT
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    sink TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    answer TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    queued INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, seq)
+);
+";
+
+/// How long delivered events stay readable (`gitward events`) and keep their ids from being
+/// sent again.
+pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
+
+/// Holds a reconcile's events until its outcome is recorded; forgets events held before.
+pub fn hold(
+    db: &Connection,
+    events: &[Event],
+    status_tip: &str,
+    source: &str,
+) -> rusqlite::Result<()> {
+    let transaction = db.unchecked_transaction()?;
+    transaction.execute("DELETE FROM held_events", [])?;
+    {
+        let mut insert = transaction.prepare(
+            "INSERT OR IGNORE INTO held_events \
+             (id, body, kind, severity, clears, time, status_tip, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for event in events {
+            let body = serde_json::to_string(event).unwrap_or_default();
+            insert.execute(params![
+                event.id,
+                body,
+                event
+                    .type_
+                    .strip_prefix(super::TYPE_PREFIX)
+                    .unwrap_or(&event.type_),
+                rank(event.data.severity),
+                event.clears(),
+                event.time.timestamp(),
+                status_tip,
+                source,
+            ])?;
+        }
+    }
+    transaction.commit()
+}
+
+/// The status tip and the source commit of the held events, if any are held.
+pub fn held(db: &Connection) -> rusqlite::Result<Option<(String, String)>> {
+    db.query_row(
+        "SELECT status_tip, source FROM held_events LIMIT 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+}
+
+pub fn drop_held(db: &Connection) -> rusqlite::Result<()> {
+    db.execute("DELETE FROM held_events", []).map(|_| ())
+}
+
+/// Makes the held events deliverable (in the caller's transaction); an id already in the
+/// outbox is not added again. Returns how many were added.
+pub fn release(db: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let added = db.execute(
+        "INSERT OR IGNORE INTO events (id, type, severity, clears, time, body) \
+         SELECT id, kind, severity, clears, time, body FROM held_events ORDER BY rowid",
+        [],
+    )?;
+    db.execute("DELETE FROM held_events", [])?;
+    // Old events every sink is past, and that are no dead letter.
+    db.execute(
+        "DELETE FROM events WHERE time < ?1 \
+         AND seq <= COALESCE((SELECT MIN(cursor) FROM sinks), seq) \
+         AND seq NOT IN (SELECT seq FROM dead_letters)",
+        params![now.timestamp() - RETENTION_SECONDS],
+    )?;
+    Ok(added)
+}
+
+/// Adds events straight to the outbox (a `sink.test`), outside any reconcile.
+pub fn add(db: &Connection, event: &Event) -> rusqlite::Result<i64> {
+    let body = serde_json::to_string(event).unwrap_or_default();
+    db.execute(
+        "INSERT OR IGNORE INTO events (id, type, severity, clears, time, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            event.id,
+            event
+                .type_
+                .strip_prefix(super::TYPE_PREFIX)
+                .unwrap_or(&event.type_),
+            rank(event.data.severity),
+            event.clears(),
+            event.time.timestamp(),
+            body
+        ],
+    )?;
+    db.query_row(
+        "SELECT seq FROM events WHERE id = ?1",
+        params![event.id],
+        |row| row.get(0),
+    )
+}
+
+/// A sink of the commit in force, with the problem that keeps it from delivering (an
+/// endpoint the host does not define), if any.
+pub struct Declared<'a> {
+    pub name: &'a str,
+    pub spec: &'a SinkSpec,
+    pub problem: Option<String>,
+}
+
+/// Makes the sinks table the sinks in force (in the caller's transaction, before
+/// [`release`]): a new sink starts after the events already in the outbox, so it receives
+/// this reconcile's events on; a sink gone from the repository is dropped with its backlog,
+/// which is returned (name, undelivered events) to be logged.
+pub fn declare(db: &Connection, sinks: &[Declared]) -> rusqlite::Result<Vec<(String, i64)>> {
+    let last: i64 = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    for sink in sinks {
+        let spec = serde_json::to_string(sink.spec).unwrap_or_default();
+        db.execute(
+            "INSERT INTO sinks (name, spec, cursor, problem) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, problem = excluded.problem",
+            params![sink.name, spec, last, sink.problem],
+        )?;
+    }
+    let mut gone = Vec::new();
+    for state in states(db)? {
+        if !sinks.iter().any(|s| s.name == state.name) {
+            db.execute("DELETE FROM sinks WHERE name = ?1", params![state.name])?;
+            db.execute(
+                "DELETE FROM dead_letters WHERE sink = ?1",
+                params![state.name],
+            )?;
+            gone.push((state.name, state.backlog + state.dead_letters));
+        }
+    }
+    Ok(gone)
+}
+
+/// A sink as the outbox knows it.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub name: String,
+    pub spec: SinkSpec,
+    pub problem: Option<String>,
+}
+
+pub fn sink(db: &Connection, name: &str) -> rusqlite::Result<Option<Registered>> {
+    db.query_row(
+        "SELECT spec, problem FROM sinks WHERE name = ?1",
+        params![name],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+    )
+    .optional()
+    .map(|found| {
+        found.and_then(|(spec, problem)| {
+            Some(Registered {
+                name: name.to_owned(),
+                spec: serde_json::from_str(&spec).ok()?,
+                problem,
+            })
+        })
+    })
+}
+
+/// An event as stored, with its sequence number.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub seq: i64,
+    pub event: Event,
+    /// The event as JSON, as the outbox keeps it.
+    pub json: String,
+}
+
+/// What a sink sends next.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Stored>,
+    /// Dead letters an operator queued again: on success they leave the dead letters.
+    pub redelivery: bool,
+    /// The sequence number the cursor moves to once the batch is delivered (past events the
+    /// sink does not take, too).
+    pub through: i64,
+}
+
+fn stored(seq: i64, json: String) -> Option<Stored> {
+    let event = serde_json::from_str(&json).ok()?;
+    Some(Stored { seq, event, json })
+}
+
+/// The next events for a sink, at most `limit`: queued dead letters first, then what lies
+/// beyond its cursor and passes its filter.
+pub fn next_batch(db: &Connection, sink: &Registered, limit: usize) -> rusqlite::Result<Batch> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut queued = db.prepare_cached(
+        "SELECT e.seq, e.body FROM dead_letters d JOIN events e ON e.seq = d.seq \
+         WHERE d.sink = ?1 AND d.queued = 1 ORDER BY d.seq LIMIT ?2",
+    )?;
+    let events: Vec<Stored> = queued
+        .query_map(params![sink.name, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .filter_map(|row| row.ok().and_then(|(seq, json)| stored(seq, json)))
+        .collect();
+    if !events.is_empty() {
+        return Ok(Batch {
+            events,
+            redelivery: true,
+            through: 0,
+        });
+    }
+    let cursor: i64 = db.query_row(
+        "SELECT cursor FROM sinks WHERE name = ?1",
+        params![sink.name],
+        |row| row.get(0),
+    )?;
+    // Read first: events released while this batch is read are for the next one.
+    let last = last_seq(db)?;
+    let filter = passes_sql(&sink.spec);
+    let mut pending = db.prepare_cached(&format!(
+        "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2 AND {filter} \
+         ORDER BY seq LIMIT ?3"
+    ))?;
+    let events: Vec<Stored> = pending
+        .query_map(params![cursor, last, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .filter_map(|row| row.ok().and_then(|(seq, json)| stored(seq, json)))
+        .collect();
+    let through = match events.last() {
+        Some(final_one) if events.len() as i64 == limit => final_one.seq,
+        // Everything there is: the cursor moves past the events the sink does not take.
+        _ => last,
+    };
+    Ok(Batch {
+        events,
+        redelivery: false,
+        through: through.max(cursor),
+    })
+}
+
+/// The receiver has `batch`.
+pub fn delivered(
+    db: &Connection,
+    sink: &str,
+    batch: &Batch,
+    duplicates: u64,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let transaction = db.unchecked_transaction()?;
+    if batch.redelivery {
+        for stored in &batch.events {
+            transaction.execute(
+                "DELETE FROM dead_letters WHERE sink = ?1 AND seq = ?2",
+                params![sink, stored.seq],
+            )?;
+        }
+    } else {
+        transaction.execute(
+            "UPDATE sinks SET cursor = MAX(cursor, ?2) WHERE name = ?1",
+            params![sink, batch.through],
+        )?;
+    }
+    if !batch.events.is_empty() {
+        transaction.execute(
+            "UPDATE sinks SET delivered = delivered + ?2, duplicates = duplicates + ?3, \
+             last_delivered = ?4, last_error = NULL WHERE name = ?1",
+            params![
+                sink,
+                batch.events.len() as i64,
+                i64::try_from(duplicates).unwrap_or(i64::MAX),
+                now.timestamp()
+            ],
+        )?;
+    }
+    transaction.commit()
+}
+
+/// The receiver could not take the batch now; it is sent again later.
+pub fn failed(
+    db: &Connection,
+    sink: &str,
+    error: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    db.execute(
+        "UPDATE sinks SET last_error = ?2, last_error_at = ?3 WHERE name = ?1",
+        params![
+            sink,
+            crate::diag::bounded(error.to_owned(), 1024),
+            now.timestamp()
+        ],
+    )
+    .map(|_| ())
+}
+
+/// The receiver refused `events` for good: they become dead letters with its answer, and
+/// the cursor moves past them (or, for a redelivery, they stay dead letters).
+pub fn dead(
+    db: &Connection,
+    sink: &str,
+    events: &[&Stored],
+    through: Option<i64>,
+    answer: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let transaction = db.unchecked_transaction()?;
+    let answer = crate::diag::bounded(answer.to_owned(), 2048);
+    for stored in events {
+        transaction.execute(
+            "INSERT INTO dead_letters (sink, seq, answer, at, queued) VALUES (?1, ?2, ?3, ?4, 0) \
+             ON CONFLICT (sink, seq) DO UPDATE SET answer = excluded.answer, at = excluded.at, \
+             queued = 0",
+            params![sink, stored.seq, answer, now.timestamp()],
+        )?;
+    }
+    if let Some(through) = through {
+        transaction.execute(
+            "UPDATE sinks SET cursor = MAX(cursor, ?2) WHERE name = ?1",
+            params![sink, through],
+        )?;
+    }
+    transaction.execute(
+        "UPDATE sinks SET last_error = ?2, last_error_at = ?3 WHERE name = ?1",
+        params![sink, answer, now.timestamp()],
+    )?;
+    transaction.commit()
+}
+
+/// Queues a sink's dead letters again. Returns how many.
+pub fn retry(db: &Connection, sink: &str) -> rusqlite::Result<usize> {
+    db.execute(
+        "UPDATE dead_letters SET queued = 1 WHERE sink = ?1",
+        params![sink],
+    )
+}
+
+/// Forgets a sink's dead letters. Returns how many.
+pub fn discard(db: &Connection, sink: &str) -> rusqlite::Result<usize> {
+    db.execute("DELETE FROM dead_letters WHERE sink = ?1", params![sink])
+}
+
+/// The delivery state of a sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkState {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub endpoint: String,
+    /// Events the receiver has.
+    pub delivered: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    /// Events waiting to be delivered.
+    pub backlog: i64,
+    /// How long the oldest of them has waited, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_pending_seconds: Option<i64>,
+    /// Events the receiver refused for good; `gitward sinks retry|discard` decides.
+    pub dead_letters: i64,
+    /// Events sent again after their acknowledgement did not come: the receiver may hold
+    /// them twice.
+    pub possible_duplicates: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// What keeps the sink from delivering at all (its endpoint is not defined...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+fn at(seconds: Option<i64>) -> Option<DateTime<Utc>> {
+    seconds.and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
+/// The state of every sink, by name.
+pub fn states(db: &Connection) -> rusqlite::Result<Vec<SinkState>> {
+    let now = Utc::now().timestamp();
+    let mut statement = db.prepare(
+        "SELECT name, spec, cursor, delivered, duplicates, last_delivered, last_error, \
+         last_error_at, problem FROM sinks ORDER BY name",
+    )?;
+    let rows: Vec<_> = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, Option<i64>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<i64>>(7)?,
+                row.get::<_, Option<String>>(8)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut states = Vec::with_capacity(rows.len());
+    for (name, spec, cursor, delivered, duplicates, last, error, error_at, problem) in rows {
+        let spec: Option<SinkSpec> = serde_json::from_str(&spec).ok();
+        let (backlog, oldest) = match &spec {
+            Some(spec) => db.query_row(
+                &format!(
+                    "SELECT COUNT(*), MIN(time) FROM events WHERE seq > ?1 AND {}",
+                    passes_sql(spec)
+                ),
+                params![cursor],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?)),
+            )?,
+            None => (0, None),
+        };
+        let dead_letters: i64 = db.query_row(
+            "SELECT COUNT(*) FROM dead_letters WHERE sink = ?1",
+            params![name],
+            |row| row.get(0),
+        )?;
+        states.push(SinkState {
+            type_: spec
+                .as_ref()
+                .map(|s| s.type_.to_string())
+                .unwrap_or_default(),
+            endpoint: spec
+                .as_ref()
+                .map(|s| s.endpoint.to_string())
+                .unwrap_or_default(),
+            name,
+            delivered,
+            last_delivered_at: at(last),
+            backlog,
+            oldest_pending_seconds: oldest.map(|t| (now - t).max(0)),
+            dead_letters,
+            possible_duplicates: duplicates,
+            last_error: error,
+            last_error_at: at(error_at),
+            problem,
+        });
+    }
+    Ok(states)
+}
+
+/// Events in the outbox, oldest first: since `since`, of type `kind` when given, at most
+/// `limit` (the newest ones).
+pub fn list(
+    db: &Connection,
+    since: Option<DateTime<Utc>>,
+    kind: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Event>> {
+    let mut statement = db.prepare(
+        "SELECT body FROM (SELECT seq, body FROM events WHERE time >= ?1 \
+         AND (?2 IS NULL OR type = ?2) ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
+    )?;
+    let rows = statement.query_map(
+        params![
+            since.map_or(i64::MIN, |s| s.timestamp()),
+            kind,
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |row| row.get::<_, String>(0),
+    )?;
+    Ok(rows
+        .filter_map(|row| row.ok().and_then(|json| serde_json::from_str(&json).ok()))
+        .collect())
+}
+
+/// The highest sequence number in the outbox: workers wait for it to move.
+pub fn last_seq(db: &Connection) -> rusqlite::Result<i64> {
+    db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+}

@@ -1,0 +1,173 @@
+//! Receivers of events, one module per kind behind [`Sink`]: each encodes a batch, sends it
+//! and says how the receiver answered. What they share — the outbox, batching, backoff,
+//! dead letters, metrics — is the [`worker`]'s.
+
+pub mod file;
+pub mod http;
+pub mod pagerduty;
+pub mod sentinel;
+pub mod splunk_hec;
+pub mod syslog;
+pub mod webhook;
+pub mod worker;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::config::Endpoint;
+use crate::events::outbox::Stored;
+use crate::model::{SinkSpec, SinkType};
+
+/// How a receiver answered a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// It has every event of the batch; `duplicates` of them it may have twice (sent again
+    /// after an acknowledgement did not come).
+    Delivered { duplicates: u64 },
+    /// It could not take them now (network error, 408, 429, 5xx, no acknowledgement in
+    /// time): the batch is sent again after a backoff, or after `after` when the receiver
+    /// said how long to wait.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// It refused them, and sending them again cannot help (another 4xx): they become dead
+    /// letters with its answer.
+    Rejected { answer: String },
+}
+
+/// A batch being sent.
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+
+/// A receiver of events.
+pub trait Sink: Send {
+    /// Most events one call of [`Sink::send`] takes.
+    fn batch_size(&self) -> usize;
+
+    /// Sends `events`, in order, and says how the receiver answered.
+    fn send<'a>(&'a mut self, events: &'a [Stored]) -> Sending<'a>;
+}
+
+/// Why a sink cannot deliver: told in its status, it blocks nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkProblem(pub String);
+
+/// URL schemes each type of sink sends to.
+pub fn schemes(type_: SinkType) -> &'static [&'static str] {
+    match type_ {
+        SinkType::Syslog => &["udp", "tcp", "tls"],
+        SinkType::File => &["file"],
+        _ => &["https", "http"],
+    }
+}
+
+/// Whether the host's endpoints let sink `spec` deliver: its endpoint is defined, with a URL
+/// of a scheme its type sends to and the credentials its type needs. Pure: files are read
+/// when the sink is built.
+pub fn check(spec: &SinkSpec, endpoint: Option<&Endpoint>) -> Result<(), SinkProblem> {
+    let Some(endpoint) = endpoint else {
+        return Err(SinkProblem(format!(
+            "endpoint `{}` is not defined in the host config (`endpoints:`); the host pairs \
+             each endpoint name with a URL and its credentials",
+            spec.endpoint
+        )));
+    };
+    let allowed = schemes(spec.type_);
+    if !allowed.contains(&endpoint.scheme()) {
+        return Err(SinkProblem(format!(
+            "endpoint `{}` is a `{}://` URL; a {} sink sends to {}",
+            spec.endpoint,
+            endpoint.scheme(),
+            spec.type_,
+            allowed
+                .iter()
+                .map(|s| format!("`{s}://`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let needs = |what: Option<&std::path::PathBuf>, field: &str| match what {
+        Some(_) => Ok(()),
+        None => Err(SinkProblem(format!(
+            "endpoint `{}` needs `{field}` for a {} sink",
+            spec.endpoint, spec.type_
+        ))),
+    };
+    match spec.type_ {
+        SinkType::SplunkHec => needs(endpoint.token_file.as_ref(), "tokenFile"),
+        SinkType::PagerDuty => needs(endpoint.routing_key_file.as_ref(), "routingKeyFile"),
+        SinkType::Webhook => needs(endpoint.secret_file.as_ref(), "secretFile"),
+        SinkType::Sentinel => {
+            needs(endpoint.client_secret_file.as_ref(), "clientSecretFile")?;
+            match (&endpoint.tenant_id, &endpoint.client_id) {
+                (Some(_), Some(_)) => Ok(()),
+                _ => Err(SinkProblem(format!(
+                    "endpoint `{}` needs `tenantId` and `clientId` for a sentinel sink",
+                    spec.endpoint
+                ))),
+            }
+        }
+        SinkType::Syslog if endpoint.scheme() == "tls" => {
+            needs(endpoint.ca_file.as_ref(), "caFile")
+        }
+        SinkType::Jira | SinkType::ServiceNow => Err(SinkProblem(format!(
+            "{} sinks keep tickets, which this version of gitward does not open yet",
+            spec.type_
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Builds the sink `name` of type `spec` sending to `endpoint`, reading its credentials.
+pub fn build(
+    name: &str,
+    spec: &SinkSpec,
+    endpoint: Option<&Endpoint>,
+) -> Result<Box<dyn Sink>, SinkProblem> {
+    check(spec, endpoint)?;
+    let Some(endpoint) = endpoint else {
+        return Err(SinkProblem("no endpoint".to_owned()));
+    };
+    Ok(match spec.type_ {
+        SinkType::File => Box::new(file::FileSink::new(endpoint)?),
+        SinkType::Webhook => Box::new(webhook::WebhookSink::new(endpoint)?),
+        SinkType::SplunkHec => Box::new(splunk_hec::SplunkHec::new(name, spec, endpoint)?),
+        SinkType::Sentinel => Box::new(sentinel::Sentinel::new(spec, endpoint)?),
+        SinkType::Syslog => Box::new(syslog::Syslog::new(spec, endpoint)?),
+        SinkType::PagerDuty => Box::new(pagerduty::PagerDuty::new(endpoint)?),
+        SinkType::Jira | SinkType::ServiceNow => {
+            return Err(SinkProblem(format!(
+                "{} sinks are not built yet",
+                spec.type_
+            )));
+        }
+    })
+}
+
+/// The first line of a credential file: a secret never comes from the repository, and a
+/// missing or empty file is the host's problem, told without the secret.
+pub fn read_secret(path: &Path, what: &str) -> Result<String, SinkProblem> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        SinkProblem(format!(
+            "{what} ({}) cannot be read: {error}",
+            path.display()
+        ))
+    })?;
+    let secret = text.lines().next().unwrap_or_default().trim().to_owned();
+    if secret.is_empty() {
+        return Err(SinkProblem(format!("{what} ({}) is empty", path.display())));
+    }
+    Ok(secret)
+}
+
+/// How long one request may take when the endpoint does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn timeout(endpoint: &Endpoint) -> Duration {
+    endpoint
+        .timeout
+        .map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t.as_secs().max(1)))
+}

@@ -1,0 +1,379 @@
+//! One worker per sink: it takes the sink's next batch from the outbox, sends it, and
+//! records how the receiver answered — delivered (the cursor moves on), retried after a
+//! capped exponential backoff with full jitter (or the receiver's `Retry-After`), or refused
+//! for good (dead letters, after the batch is split to find the events the receiver
+//! refuses). In order per sink; the outbox survives restarts, so does the backlog.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::Connection;
+
+use super::{Answer, Sink, SinkProblem};
+use crate::config::Endpoint;
+use crate::events::outbox::{self, Batch, Registered, Stored};
+use crate::model::Name;
+use crate::store::Store;
+
+/// The first wait after a failed delivery; each next one may be twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a worker with nothing to send sleeps before it looks again unwoken.
+const IDLE: Duration = Duration::from_secs(60);
+/// Longest a whole batch may take, whatever a sink's own timeouts.
+const BATCH_DEADLINE: Duration = Duration::from_secs(600);
+
+/// What delivery reports, for metrics.
+pub trait Observer: Send + Sync {
+    fn delivered(&self, _sink: &str, _events: u64) {}
+    fn failed(&self, _sink: &str) {}
+    fn dead(&self, _sink: &str, _events: u64) {}
+}
+
+/// Nobody listening.
+pub struct Unobserved;
+impl Observer for Unobserved {}
+
+/// The state database, shared by the workers; each call runs on a blocking thread.
+#[derive(Clone)]
+pub struct Outbox(Arc<Mutex<Store>>);
+
+impl Outbox {
+    pub fn new(store: Store) -> Outbox {
+        Outbox(Arc::new(Mutex::new(store)))
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+            work(store.db()).map_err(|error| format!("state database: {error}"))
+        })
+        .await
+        .map_err(|error| format!("state database: {error}"))?
+    }
+}
+
+/// The wait before attempt `attempts + 1`: a random time up to `FIRST_BACKOFF · 2^attempts`,
+/// at most [`LONGEST_BACKOFF`] ("full jitter"), so that many senders do not retry in step.
+pub fn backoff(attempts: u32, random: f64) -> Duration {
+    let ceiling = FIRST_BACKOFF
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(LONGEST_BACKOFF);
+    ceiling.mul_f64(random.clamp(0.0, 1.0))
+}
+
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How a round of delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Round {
+    /// Nothing (more) to send.
+    Idle,
+    /// A batch went out (delivered, or refused into dead letters).
+    Sent,
+    /// The receiver could not take it: wait this long.
+    Wait(Duration),
+    /// The sink cannot deliver (its endpoint...): wait for a new config.
+    Broken(String),
+    /// The sink is gone from the repository.
+    Gone,
+}
+
+/// A sink's delivery, from one round to the next.
+pub struct Worker {
+    pub name: String,
+    outbox: Outbox,
+    observer: Arc<dyn Observer>,
+    built: Option<(String, Box<dyn Sink>)>,
+    attempts: u32,
+}
+
+impl Worker {
+    pub fn new(name: &str, outbox: Outbox, observer: Arc<dyn Observer>) -> Worker {
+        Worker {
+            name: name.to_owned(),
+            outbox,
+            observer,
+            built: None,
+            attempts: 0,
+        }
+    }
+
+    /// The sink for `registered` with the host's endpoints, built again when either changed.
+    fn sink(
+        &mut self,
+        registered: &Registered,
+        endpoints: &BTreeMap<Name, Endpoint>,
+    ) -> Result<&mut Box<dyn Sink>, SinkProblem> {
+        let endpoint = endpoints.get(&registered.spec.endpoint);
+        let identity = format!("{:?}{:?}", registered.spec, endpoint);
+        if self
+            .built
+            .as_ref()
+            .is_none_or(|(built, _)| *built != identity)
+        {
+            self.built = None;
+            let sink = super::build(&self.name, &registered.spec, endpoint)?;
+            self.built = Some((identity, sink));
+        }
+        match &mut self.built {
+            Some((_, sink)) => Ok(sink),
+            None => Err(SinkProblem("not built".to_owned())),
+        }
+    }
+
+    /// Sends the next batch, if any, and records the answer.
+    pub async fn round(&mut self, endpoints: &BTreeMap<Name, Endpoint>) -> Round {
+        let name = self.name.clone();
+        let registered = match self.outbox.with(move |db| outbox::sink(db, &name)).await {
+            Ok(Some(registered)) => registered,
+            Ok(None) => return Round::Gone,
+            Err(error) => return Round::Broken(error),
+        };
+        let problem = match &registered.problem {
+            Some(problem) => Err(SinkProblem(problem.clone())),
+            None => self.sink(&registered, endpoints).map(|_| ()),
+        };
+        if let Err(SinkProblem(problem)) = problem {
+            let name = self.name.clone();
+            let said = problem.clone();
+            let _ = self
+                .outbox
+                .with(move |db| outbox::failed(db, &name, &said, Utc::now()))
+                .await;
+            return Round::Broken(problem);
+        }
+        let limit = match self.sink(&registered, endpoints) {
+            Ok(sink) => sink.batch_size().max(1),
+            Err(SinkProblem(problem)) => return Round::Broken(problem),
+        };
+        let batch = match self
+            .outbox
+            .with(move |db| outbox::next_batch(db, &registered, limit))
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => return Round::Broken(error),
+        };
+        if batch.events.is_empty() {
+            // Past events the sink does not take.
+            let name = self.name.clone();
+            let _ = self
+                .outbox
+                .with(move |db| outbox::delivered(db, &name, &batch, 0, Utc::now()))
+                .await;
+            return Round::Idle;
+        }
+        let answer = self.send(&batch.events).await;
+        self.answered(batch, answer).await
+    }
+
+    async fn send(&mut self, events: &[Stored]) -> Answer {
+        let Some((_, sink)) = &mut self.built else {
+            return Answer::Retry {
+                error: "sink not built".to_owned(),
+                after: None,
+            };
+        };
+        match tokio::time::timeout(BATCH_DEADLINE, sink.send(events)).await {
+            Ok(answer) => answer,
+            Err(_) => Answer::Retry {
+                error: format!("no answer within {} s", BATCH_DEADLINE.as_secs()),
+                after: None,
+            },
+        }
+    }
+
+    async fn answered(&mut self, batch: Batch, answer: Answer) -> Round {
+        match answer {
+            Answer::Delivered { duplicates } => {
+                self.attempts = 0;
+                let count = batch.events.len() as u64;
+                let name = self.name.clone();
+                if let Err(error) = self
+                    .outbox
+                    .with(move |db| outbox::delivered(db, &name, &batch, duplicates, Utc::now()))
+                    .await
+                {
+                    return Round::Broken(error);
+                }
+                self.observer.delivered(&self.name, count);
+                Round::Sent
+            }
+            Answer::Retry { error, after } => {
+                self.observer.failed(&self.name);
+                tracing::warn!(sink = %self.name, %error, "delivery failed; retrying");
+                let name = self.name.clone();
+                let said = error.clone();
+                let _ = self
+                    .outbox
+                    .with(move |db| outbox::failed(db, &name, &said, Utc::now()))
+                    .await;
+                let wait = after.unwrap_or_else(|| backoff(self.attempts, random_unit()));
+                self.attempts = self.attempts.saturating_add(1);
+                Round::Wait(wait)
+            }
+            Answer::Rejected { answer } if batch.events.len() > 1 => {
+                tracing::warn!(sink = %self.name, %answer, "batch refused; sending its events one by one");
+                self.one_by_one(batch).await
+            }
+            Answer::Rejected { answer } => {
+                self.attempts = 0;
+                tracing::error!(sink = %self.name, %answer, "event refused for good: kept as a dead letter");
+                let name = self.name.clone();
+                let through = (!batch.redelivery).then_some(batch.through);
+                let count = batch.events.len() as u64;
+                let result = self
+                    .outbox
+                    .with(move |db| {
+                        let refused: Vec<&Stored> = batch.events.iter().collect();
+                        outbox::dead(db, &name, &refused, through, &answer, Utc::now())
+                    })
+                    .await;
+                if let Err(error) = result {
+                    return Round::Broken(error);
+                }
+                self.observer.dead(&self.name, count);
+                Round::Sent
+            }
+        }
+    }
+
+    /// A refused batch, sent again event by event: only the events the receiver refuses
+    /// become dead letters.
+    async fn one_by_one(&mut self, batch: Batch) -> Round {
+        let last = batch.events.len().saturating_sub(1);
+        for (i, stored) in batch.events.into_iter().enumerate() {
+            let single = Batch {
+                through: if i == last { batch.through } else { stored.seq },
+                events: vec![stored],
+                redelivery: batch.redelivery,
+            };
+            let answer = self.send(&single.events).await;
+            match Box::pin(self.answered(single, answer)).await {
+                Round::Sent => {}
+                other => return other,
+            }
+        }
+        Round::Sent
+    }
+}
+
+/// What [`drain`] did for one sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    pub sink: String,
+    /// Why it stopped before the backlog was empty.
+    pub stopped: Option<String>,
+}
+
+/// Delivers each sink's backlog until it is empty or the receiver cannot take more now (no
+/// backoff is waited out): for `reconcile --once`, which leaves the rest to the next run.
+pub async fn drain(
+    outbox: &Outbox,
+    endpoints: &BTreeMap<Name, Endpoint>,
+    observer: Arc<dyn Observer>,
+) -> Result<Vec<Drained>, String> {
+    let names = outbox
+        .with(|db| {
+            outbox::states(db).map(|states| states.into_iter().map(|s| s.name).collect::<Vec<_>>())
+        })
+        .await?;
+    let mut drained = Vec::new();
+    for name in names {
+        let mut worker = Worker::new(&name, outbox.clone(), observer.clone());
+        let stopped = loop {
+            match worker.round(endpoints).await {
+                Round::Sent => continue,
+                Round::Idle | Round::Gone => break None,
+                Round::Wait(_) => {
+                    break Some(
+                        worker
+                            .last_error()
+                            .await
+                            .unwrap_or_else(|| "retrying".to_owned()),
+                    );
+                }
+                Round::Broken(problem) => break Some(problem),
+            }
+        };
+        drained.push(Drained {
+            sink: name,
+            stopped,
+        });
+    }
+    Ok(drained)
+}
+
+impl Worker {
+    async fn last_error(&self) -> Option<String> {
+        let name = self.name.clone();
+        self.outbox
+            .with(move |db| {
+                Ok(outbox::states(db)?
+                    .into_iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.last_error))
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Delivers until `stop` is set: waits for `wake` (new events, a new config) when idle
+    /// or broken, and out its backoff when the receiver could not take a batch.
+    pub async fn run(
+        mut self,
+        endpoints: Arc<dyn Fn() -> BTreeMap<Name, Endpoint> + Send + Sync>,
+        wake: Arc<tokio::sync::Notify>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = match self.round(&endpoints()).await {
+                Round::Sent => continue,
+                Round::Gone => return,
+                Round::Idle => IDLE,
+                Round::Wait(wait) => wait,
+                Round::Broken(problem) => {
+                    tracing::warn!(sink = %self.name, %problem, "sink cannot deliver");
+                    IDLE
+                }
+            };
+            tokio::select! {
+                () = wake.notified(), if wait == IDLE => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_and_is_jittered_below_it() {
+        assert_eq!(backoff(0, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff(3, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(40, 1.0), LONGEST_BACKOFF);
+        assert_eq!(backoff(40, 0.0), Duration::ZERO);
+        assert_eq!(backoff(5, 0.5), Duration::from_secs(16));
+    }
+}
