@@ -9,7 +9,8 @@
 # logged in to with a key made by ssh-keygen from openssh-client), pebble with
 # pebble-challtestsrv (Let's Encrypt's test ACME server and its DNS stand-in), curl, xmllint
 # (JUnit XML schemas), and Python's jsonschema with ruamel.yaml as an independent check that
-# schemas/ accepts the example repository. systemd-analyze checks the unit, and a chroot
+# schemas/ accepts the example repository. rsyslog (with rsyslog-gnutls) receives syslog over
+# UDP, TCP and TLS. systemd-analyze checks the unit, and a chroot
 # with only the runtime image's libraries runs the binary as the container would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,12 +27,22 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v pebble >/dev/null || missing+=(pebble)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)
+[ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Independent checkers from PyPI, in a virtual environment of their own: a Standard Webhooks
+# verifier, an RFC 5424 parser and a CEF parser read what gitward sent to the receivers.
+if ! target/pyenv/bin/python -c 'import standardwebhooks, syslog_rfc5424_parser, pycef' 2>/dev/null; then
+  /usr/bin/python3 -m venv target/pyenv
+  target/pyenv/bin/pip install -q standardwebhooks syslog-rfc5424-parser pycef
 fi
 
 cargo test --locked --all-targets
