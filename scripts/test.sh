@@ -28,7 +28,7 @@ command -v pebble >/dev/null || missing+=(pebble)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c 'import jsonschema, ruamel.yaml' 2>/dev/null || missing+=(python3 python3-jsonschema python3-ruamel.yaml)
 [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
-[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
+ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -63,13 +63,17 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// How an HTTP answer classifies: 2xx delivered; 408, 429 and 5xx retried (after
-/// `Retry-After` when given); any other status refused for good.
+/// `Retry-After` when given), and 401 and 403 too — a credential the host fixes, not a
+/// problem of the events, which must not all turn into dead letters meanwhile; any other
+/// status refused for good.
 pub fn classify(status: reqwest::StatusCode, after: Option<Duration>, body: &str) -> Answer {
     let said = || format!("HTTP {}: {}", status.as_u16(), one_line(body));
     if status.is_success() {
         Answer::Delivered { duplicates: 0 }
     } else if status == reqwest::StatusCode::REQUEST_TIMEOUT
         || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::UNAUTHORIZED
+        || status == reqwest::StatusCode::FORBIDDEN
         || status.is_server_error()
     {
         Answer::Retry {
@@ -132,10 +136,10 @@ mod tests {
                 Answer::Retry { .. }
             )
         };
-        for code in [408, 429, 500, 502, 503, 504] {
+        for code in [401, 403, 408, 429, 500, 502, 503, 504] {
             assert!(retried(code), "{code}");
         }
-        for code in [400, 401, 403, 404, 413, 422] {
+        for code in [400, 404, 405, 413, 422] {
             assert!(!retried(code), "{code}");
         }
         assert_eq!(
