@@ -40,8 +40,8 @@ pub struct Facts<'a> {
 /// The events of a reconcile, in the order they happened.
 pub fn derive(facts: &Facts) -> Vec<Draft> {
     let mut drafts = Vec::new();
-    drafts.extend(reconcile_events(facts));
     drafts.extend(gate_events(facts));
+    drafts.extend(review_events(facts));
     drafts.extend(
         facts
             .outcomes
@@ -58,7 +58,7 @@ pub fn derive(facts: &Facts) -> Vec<Draft> {
     }
     drafts.extend(expiring_events(facts));
     drafts.extend(exception_events(facts));
-    drafts.extend(review_events(facts));
+    drafts.extend(reconcile_events(facts));
     drafts
 }
 

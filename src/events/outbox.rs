@@ -63,14 +63,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 /// sent again.
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
-/// Holds a reconcile's events until its outcome is recorded; forgets events held before.
+/// Holds a reconcile's events until its outcome is recorded (forgetting events held
+/// before), and makes the sinks table the sinks in force: they are what the status commit
+/// reports on.
 pub fn hold(
     db: &Connection,
     events: &[Event],
+    sinks: &[Declared],
     status_tip: &str,
     source: &str,
 ) -> rusqlite::Result<()> {
     let transaction = db.unchecked_transaction()?;
+    for (sink, undelivered) in declare(&transaction, sinks)? {
+        if undelivered > 0 {
+            tracing::warn!(%sink, undelivered, "sink removed from the repository with events it never delivered");
+        }
+    }
     transaction.execute("DELETE FROM held_events", [])?;
     {
         let mut insert = transaction.prepare(
@@ -164,13 +172,25 @@ pub struct Declared<'a> {
     pub problem: Option<String>,
 }
 
-/// Makes the sinks table the sinks in force (in the caller's transaction, before
-/// [`release`]): a new sink starts after the events already in the outbox, so it receives
-/// this reconcile's events on; a sink gone from the repository is dropped with its backlog,
-/// which is returned (name, undelivered events) to be logged.
-pub fn declare(db: &Connection, sinks: &[Declared]) -> rusqlite::Result<Vec<(String, i64)>> {
+/// Makes the sinks table the sinks in force (in the caller's transaction): a new sink starts
+/// after the events already in the outbox, so it receives the held events on; a sink gone
+/// from the repository is dropped with its backlog, which is returned (name, undelivered
+/// events) to be logged.
+fn declare(db: &Connection, sinks: &[Declared]) -> rusqlite::Result<Vec<(String, i64)>> {
     let last: i64 = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
     for sink in sinks {
+        let before: Option<Option<String>> = db
+            .query_row(
+                "SELECT problem FROM sinks WHERE name = ?1",
+                params![sink.name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(problem) = &sink.problem
+            && before.as_ref() != Some(&sink.problem)
+        {
+            tracing::warn!(sink = sink.name, %problem, "sink cannot deliver; its events wait");
+        }
         let spec = serde_json::to_string(sink.spec).unwrap_or_default();
         db.execute(
             "INSERT INTO sinks (name, spec, cursor, problem) VALUES (?1, ?2, ?3, ?4) \
