@@ -2,7 +2,10 @@
 //! PagerDuty runs here): it checks every request against the documented shape, answering the
 //! documented 400 otherwise, keeps alerts by `dedup_key` as PagerDuty does (a trigger opens
 //! one or lands on the open one, a resolve closes it, a resolve without an open alert is
-//! dropped), and can be told to answer 429, 500, garbage or nothing at all.
+//! dropped), and can be told to answer 429, 500, garbage or nothing at all. Library tests
+//! first, then `gitward reconcile --once` and `gitward sinks test` through the binary.
+
+mod common;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -66,6 +69,8 @@ struct PdState {
     invalid: Vec<Vec<String>>,
     alerts: Vec<Alert>,
     dropped_resolves: usize,
+    /// Change events taken: they open no alert.
+    changes: Vec<Value>,
 }
 
 struct FakePagerDuty {
@@ -88,6 +93,7 @@ impl FakePagerDuty {
         }));
         let app = axum::Router::new()
             .route("/v2/enqueue", axum::routing::post(enqueue))
+            .route("/v2/change/enqueue", axum::routing::post(change_enqueue))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v2/enqueue", listener.local_addr().unwrap());
@@ -198,6 +204,50 @@ async fn enqueue(State(state): State<Arc<Mutex<PdState>>>, body: Bytes) -> Respo
     json_answer(
         StatusCode::ACCEPTED,
         json!({"status": "success", "message": "Event processed", "dedup_key": dedup_key}),
+    )
+}
+
+/// Change events (`POST /v2/change/enqueue`): `routing_key` and a `payload` with a
+/// `summary`; context on the service's timeline, never an alert.
+async fn change_enqueue(State(state): State<Arc<Mutex<PdState>>>, body: Bytes) -> Response {
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
+        return json_answer(
+            StatusCode::BAD_REQUEST,
+            json!({"status": "Unrecognized object", "message": "Event object format is unrecognized", "errors": ["JSON parse error"]}),
+        );
+    };
+    let mut state = state.lock().unwrap();
+    let mut errors = Vec::new();
+    for key in request
+        .keys()
+        .filter(|k| !["routing_key", "payload", "links", "images"].contains(&k.as_str()))
+    {
+        errors.push(format!("'{key}' is not a known field"));
+    }
+    if request.get("routing_key").and_then(Value::as_str) != Some(state.routing_key.as_str()) {
+        errors.push("Invalid routing key".into());
+    }
+    match request.get("payload") {
+        Some(Value::Object(payload)) => {
+            const KNOWN: &[&str] = &["summary", "source", "timestamp", "custom_details"];
+            for key in payload.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+                errors.push(format!("'payload.{key}' is not a known field"));
+            }
+            let summary = payload.get("summary").and_then(Value::as_str);
+            if summary.is_none_or(|s| s.trim().is_empty() || s.chars().count() > 1024) {
+                errors.push("'payload.summary' is missing, blank or longer than 1024".into());
+            }
+        }
+        _ => errors.push("'payload' is missing or not an object".into()),
+    }
+    if !errors.is_empty() {
+        state.invalid.push(errors.clone());
+        return invalid_event(errors);
+    }
+    state.changes.push(Value::Object(request));
+    json_answer(
+        StatusCode::ACCEPTED,
+        json!({"status": "success", "message": "Change event processed"}),
     )
 }
 
@@ -885,4 +935,120 @@ async fn the_routing_key_never_appears_in_what_the_sink_says() {
         assert!(!text.contains(&other), "{text}");
         assert!(!text.contains(&key[..16]), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_sink_test_is_a_change_event_that_pages_no_one() {
+    let key = routing_key("sinktest");
+    let pd = FakePagerDuty::start(&key).await;
+    let mut setup = sink_for(&pd.url, &key, "10s");
+    let mut test = event(
+        1,
+        EventType::SinkTest,
+        "ignored",
+        "now",
+        FindingSeverity::Info,
+        None,
+    );
+    test.event.subject = "Sink/pager".into();
+    test.event.data.message = "a test event from `gitward sinks test pager`".into();
+    assert_eq!(
+        send(&mut setup.sink, std::slice::from_ref(&test)).await,
+        Answer::Delivered { duplicates: 0 }
+    );
+    let changes = pd.state.lock().unwrap().changes.clone();
+    assert_eq!(changes.len(), 1, "{:?}", pd.invalid());
+    assert_eq!(
+        changes[0]["payload"]["summary"],
+        "a test event from `gitward sinks test pager`"
+    );
+    assert_eq!(
+        changes[0]["payload"]["custom_details"]["subject"],
+        "Sink/pager"
+    );
+    assert!(pd.alerts().is_empty());
+    assert!(pd.received().is_empty(), "no alert event is sent");
+
+    // With a routing key PagerDuty does not know, the test says so.
+    let mut stranger = sink_for(&pd.url, &routing_key("stranger"), "10s");
+    let answer = send(&mut stranger.sink, &[test]).await;
+    assert!(
+        matches!(&answer, Answer::Retry { error, .. } if error.contains("Invalid routing key")),
+        "{answer:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the binary
+
+/// Runs `gitward` off the runtime's threads, which serve the stand-in meanwhile.
+async fn gitward(dir: &Path, args: &[&str]) -> common::Run {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::gitward_in(&dir, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_certificate_pages_once_and_a_sink_test_pages_no_one() {
+    use common::host::{Host, ISSUERS, certificate};
+    let key = routing_key("endtoend");
+    let pd = FakePagerDuty::start(&key).await;
+    let sink = "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: pager}\nspec:\n  type: pagerduty\n  endpoint: pd-pki\n  events: [certificate.failed]\n  minSeverity: high\n";
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "web.yaml",
+            &certificate("web", "  dnsNames: [web.example.com]\n"),
+        ),
+        ("sinks.yaml", sink),
+    ]);
+    let key_file = host.dir.path().join("pd-key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    host.config(&format!(
+        "endpoints:\n  pd-pki: {{url: \"{}\", routingKeyFile: {}}}\n",
+        pd.url,
+        key_file.display()
+    ));
+    let dir = host.dir.path();
+    let reconcile = ["reconcile", "--once", "--config", "gitward.yaml"];
+    gitward(dir, &reconcile).await.expect(0);
+    assert!(pd.received().is_empty(), "nothing to page about");
+
+    // A certificate for a target the host does not grant cannot be written.
+    let broken = certificate("broken", "  dnsNames: [broken.example.com]\n");
+    host.repo.write(
+        "broken.yaml",
+        broken.replace("target: web", "target: elsewhere"),
+    );
+    host.repo
+        .commit("A certificate for a target the host lacks");
+    gitward(dir, &reconcile).await.expect(1);
+    let dedup_key = format!("file://{}#Certificate/broken", host.repo.path().display());
+    assert_eq!(pd.actions(), [("trigger".to_owned(), dedup_key.clone())]);
+    let alerts = pd.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].open);
+    assert_eq!(alerts[0].severity, "error");
+    assert!(
+        alerts[0].summary.starts_with("Certificate broken failed"),
+        "{}",
+        alerts[0].summary
+    );
+    // The same commit again: nothing new to tell.
+    gitward(dir, &reconcile).await.expect(1);
+    assert_eq!(pd.received().len(), 1);
+
+    let test = gitward(dir, &["sinks", "test", "pager", "--config", "gitward.yaml"]).await;
+    let test = test.expect(0);
+    assert!(test.stdout.contains("delivered"), "{}", test.stdout);
+    assert_eq!(pd.state.lock().unwrap().changes.len(), 1);
+    assert_eq!(pd.received().len(), 1, "a test pages no one");
+    assert!(pd.invalid().is_empty(), "{:?}", pd.invalid());
+    let status = gitward(dir, &["sinks", "status", "--config", "gitward.yaml"]).await;
+    assert!(!status.stdout.contains(&key) && !status.stderr.contains(&key));
 }

@@ -7,7 +7,9 @@
 //! from the event's `source` (the repository) and the condition's key, so the trigger sent
 //! again after a crash lands on the alert already open, and the resolve closes the alert
 //! its trigger opened. Other events (`certificate.issued` without a problem to clear, a sink
-//! test...) are passed over: they count as delivered without a request.
+//! test...) are passed over: they count as delivered without a request. The exception is
+//! the event of `gitward sinks test`, sent as a change event (`/v2/change/enqueue`): it
+//! proves the URL and the routing key, shows on the service's timeline and pages no one.
 //!
 //! PagerDuty takes about 120 events a minute per integration key: requests are paced by a
 //! token bucket per key (two a second, bursts of four). A 429 is retried after its
@@ -27,7 +29,7 @@ use super::{Answer, Sending, Sink, SinkProblem, http};
 use crate::config::Endpoint;
 use crate::events::Event;
 use crate::events::outbox::Stored;
-use crate::model::FindingSeverity;
+use crate::model::{EventType, FindingSeverity};
 
 /// PagerDuty's limit on `payload.summary`, in characters.
 pub const SUMMARY_CHARS: usize = 1024;
@@ -50,6 +52,8 @@ const REMEMBERED: usize = 256;
 pub struct PagerDuty {
     client: reqwest::Client,
     url: String,
+    /// Where change events go: the Events API's change path on the same host.
+    change_url: String,
     routing_key: String,
     /// Which token bucket paces this sink: one per URL and key, whatever the sinks.
     bucket: [u8; 32],
@@ -72,6 +76,7 @@ impl PagerDuty {
             )));
         }
         let url = enqueue_url(&endpoint.url)?;
+        let change_url = change_url(&url)?;
         let bucket = sha2::Sha256::new()
             .chain_update(url.as_bytes())
             .chain_update([0])
@@ -81,14 +86,15 @@ impl PagerDuty {
         Ok(PagerDuty {
             client: http::client(endpoint)?,
             url,
+            change_url,
             routing_key,
             bucket,
             accepted: VecDeque::new(),
         })
     }
 
-    /// Sends one event's message and says how PagerDuty answered.
-    async fn post(&self, message: &Value) -> Answer {
+    /// Sends one event's message to `url` and says how PagerDuty answered.
+    async fn post(&self, url: &str, message: &Value) -> Answer {
         let body = match serde_json::to_vec(message) {
             Ok(body) => body,
             Err(error) => {
@@ -100,7 +106,7 @@ impl PagerDuty {
         pace(self.bucket).await;
         let request = self
             .client
-            .post(&self.url)
+            .post(url)
             .header("content-type", "application/json")
             .body(body);
         match request.send().await {
@@ -136,10 +142,15 @@ impl Sink for PagerDuty {
                 if self.accepted.contains(id) {
                     continue;
                 }
-                let Some(message) = message(&stored.event, &self.routing_key) else {
-                    continue;
+                let (url, message) = if stored.event.kind() == Some(EventType::SinkTest) {
+                    (&self.change_url, change(&stored.event, &self.routing_key))
+                } else {
+                    match message(&stored.event, &self.routing_key) {
+                        Some(message) => (&self.url, message),
+                        None => continue,
+                    }
                 };
-                match self.post(&message).await {
+                match self.post(url, &message).await {
                     Answer::Delivered { .. } => self.remember(id),
                     other => return other,
                 }
@@ -162,6 +173,32 @@ fn enqueue_url(url: &str) -> Result<String, SinkProblem> {
         parsed.set_path("/v2/enqueue");
     }
     Ok(parsed.into())
+}
+
+/// The change-events URL next to the events URL `url`: `.../v2/enqueue` becomes
+/// `.../v2/change/enqueue`; any other path is replaced by `/v2/change/enqueue`.
+fn change_url(url: &str) -> Result<String, SinkProblem> {
+    let mut parsed = reqwest::Url::parse(url)
+        .map_err(|error| SinkProblem(format!("the PagerDuty URL is not a URL: {error}")))?;
+    let path = match parsed.path().strip_suffix("/enqueue") {
+        Some(base) => format!("{base}/change/enqueue"),
+        None => "/v2/change/enqueue".to_owned(),
+    };
+    parsed.set_path(&path);
+    Ok(parsed.into())
+}
+
+/// The change event for `event` (the event of `gitward sinks test`): no alert, no page.
+pub fn change(event: &Event, routing_key: &str) -> Value {
+    json!({
+        "routing_key": routing_key,
+        "payload": {
+            "summary": summary(event),
+            "source": pd_source(event),
+            "timestamp": event.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "custom_details": custom_details(event),
+        },
+    })
 }
 
 /// The Events API message for `event`: a trigger when it opens a problem, a resolve when it
@@ -593,6 +630,24 @@ mod tests {
             classify(status(404), None, "not here", KEY),
             Answer::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn change_events_go_next_to_the_events() {
+        assert_eq!(
+            change_url("https://events.pagerduty.com/v2/enqueue").unwrap(),
+            "https://events.pagerduty.com/v2/change/enqueue"
+        );
+        assert_eq!(
+            change_url("http://127.0.0.1:9/proxy/pd?x=1").unwrap(),
+            "http://127.0.0.1:9/v2/change/enqueue?x=1"
+        );
+        let mut test = event("a test event", None);
+        test.type_ = "dev.gitward.sink.test".into();
+        let change = change(&test, KEY);
+        assert_eq!(change["routing_key"], KEY);
+        assert_eq!(change["payload"]["summary"], "a test event");
+        assert!(change.get("event_action").is_none());
     }
 
     #[test]
