@@ -509,6 +509,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// An event type named on the command line, like `certificate.issued`.
+fn event_type(text: &str) -> Result<gitward::model::EventType, String> {
+    gitward::model::EventType::ALL
+        .iter()
+        .copied()
+        .find(|t| t.as_str() == text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = gitward::model::EventType::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            format!("not an event type; one of: {}", known.join(", "))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -535,19 +550,4 @@ mod tests {
             }
         }
     }
-}
-
-/// An event type named on the command line, like `certificate.issued`.
-fn event_type(text: &str) -> Result<gitward::model::EventType, String> {
-    gitward::model::EventType::ALL
-        .iter()
-        .copied()
-        .find(|t| t.as_str() == text)
-        .ok_or_else(|| {
-            let known: Vec<&str> = gitward::model::EventType::ALL
-                .iter()
-                .map(|t| t.as_str())
-                .collect();
-            format!("not an event type; one of: {}", known.join(", "))
-        })
 }

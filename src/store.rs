@@ -436,6 +436,8 @@ impl Store {
         }
         set_record(&transaction, "overrideReviews", outcome.override_reviews)
             .map_err(self.db_error())?;
+        set_record(&transaction, "openConditions", outcome.open_conditions)
+            .map_err(self.db_error())?;
         crate::events::outbox::release(&transaction, outcome.now).map_err(self.db_error())?;
         transaction.commit().map_err(self.db_error())
     }
@@ -665,6 +667,14 @@ impl Store {
         self.set_record("overrideReviews", json)
     }
 
+    /// The problems events opened and no event cleared yet (condition keys).
+    pub fn open_conditions(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        Ok(self
+            .record("openConditions")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
     fn record(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.db
             .query_row(
@@ -721,6 +731,8 @@ pub struct RecordedOutcome<'a> {
     pub promote: &'a [(Kind, String)],
     pub in_force: Option<&'a str>,
     pub override_reviews: &'a str,
+    /// The problems open after the reconcile (a JSON list of condition keys).
+    pub open_conditions: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 

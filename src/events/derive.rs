@@ -35,6 +35,8 @@ pub struct Facts<'a> {
     /// The catalog in force after the reconcile: where resources are defined, exceptions.
     pub catalog: Option<&'a Catalog>,
     pub expiring_days: &'a [u32],
+    /// The problems open before (condition keys), as the host recorded them.
+    pub open_before: &'a std::collections::BTreeSet<String>,
 }
 
 /// The events of a reconcile, in the order they happened.
@@ -283,6 +285,10 @@ fn had_problem(facts: &Facts, status: &ResourceStatus) -> bool {
 }
 
 fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> {
+    let key = certificate_key(outcome.kind, &outcome.name);
+    // A problem is open when an earlier event opened it (a certificate that failed on its
+    // first issue has no status before), or when the status before shows it.
+    let open_before = facts.open_before.contains(&key);
     let (kind, severity) = match outcome.change {
         Change::Issued => (EventType::CertificateIssued, FindingSeverity::Low),
         Change::Renewed => (EventType::CertificateRenewed, FindingSeverity::Low),
@@ -294,7 +300,6 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
     let id = (outcome.kind, outcome.name.clone());
     let before = facts.before.get(&id);
     let after = facts.after.get(&id);
-    let key = certificate_key(outcome.kind, &outcome.name);
     let verb = match outcome.change {
         Change::Failed => "failed",
         _ => kind.as_str().trim_start_matches("certificate."),
@@ -317,12 +322,12 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
         ),
         Change::Removed => (
             before.map_or_else(|| facts.head.sha.clone(), |b| b.serial.clone()),
-            before
-                .filter(|b| had_problem(facts, b))
-                .map(|_| ConditionChange {
+            (open_before || before.is_some_and(|b| had_problem(facts, b))).then(|| {
+                ConditionChange {
                     key: key.clone(),
                     open: false,
-                }),
+                }
+            }),
         ),
         _ => (
             outcome
@@ -330,12 +335,12 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
                 .clone()
                 .or_else(|| after.map(|a| a.serial.clone()))
                 .unwrap_or_else(|| facts.head.sha.clone()),
-            before
-                .filter(|b| had_problem(facts, b))
-                .map(|_| ConditionChange {
+            (open_before || before.is_some_and(|b| had_problem(facts, b))).then(|| {
+                ConditionChange {
                     key: key.clone(),
                     open: false,
-                }),
+                }
+            }),
         ),
     };
     data.condition = condition;
@@ -504,6 +509,23 @@ fn exception_events(facts: &Facts) -> Vec<Draft> {
     drafts
 }
 
+/// The problems open after `events`: those open before, less what they clear, with what they
+/// open.
+pub fn open_after(
+    before: &std::collections::BTreeSet<String>,
+    events: &[super::Event],
+) -> std::collections::BTreeSet<String> {
+    let mut open = before.clone();
+    for condition in events.iter().filter_map(|e| e.data.condition.as_ref()) {
+        if condition.open {
+            open.insert(condition.key.clone());
+        } else {
+            open.remove(&condition.key);
+        }
+    }
+    open
+}
+
 /// The next time an expiry warning comes due, for a daemon with nothing else to do.
 pub fn next_warning(
     statuses: &Statuses,
@@ -597,6 +619,7 @@ mod tests {
         findings: Vec<Finding>,
         reviews_before: Vec<OpenReview>,
         reviews_after: Vec<OpenReview>,
+        open_before: std::collections::BTreeSet<String>,
     }
 
     impl Case {
@@ -612,6 +635,7 @@ mod tests {
                 findings: Vec::new(),
                 reviews_before: Vec::new(),
                 reviews_after: Vec::new(),
+                open_before: Default::default(),
             }
         }
 
@@ -632,6 +656,7 @@ mod tests {
                 findings: &self.findings,
                 catalog: None,
                 expiring_days: &EXPIRING_DAYS,
+                open_before: &self.open_before,
             })
         }
     }
@@ -735,6 +760,30 @@ mod tests {
                 EventType::CertificateRenewed,
                 "Certificate/web".to_owned(),
                 None
+            )]
+        );
+    }
+
+    #[test]
+    fn the_first_issue_after_a_failed_first_issue_clears_the_failure() {
+        // No status before: the problem the failure opened is known from the host's record.
+        let mut case = Case::new(at(1));
+        case.after = statuses(&[status("web", "01", at(1) + Duration::days(90))]);
+        case.outcomes = vec![ResourceOutcome {
+            kind: Kind::Certificate,
+            name: "web".into(),
+            change: Change::Issued,
+            serial: Some("01".into()),
+            message: String::new(),
+        }];
+        assert_eq!(told(&case.derive())[0].2, None);
+        case.open_before.insert("Certificate/web".to_owned());
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::CertificateIssued,
+                "Certificate/web".to_owned(),
+                Some(false)
             )]
         );
     }

@@ -246,10 +246,11 @@ pub fn reconcile_warm(
     let summary = summary_of(&head_sha, applied, &executed, &decision);
     let applied = summary.applied.clone();
     let head_applied = applied.as_deref() == Some(head_sha.as_str());
+    let open_before = store.open_conditions()?;
     let told = tell(
         config,
         &reviewing,
-        &observed,
+        (&observed, &open_before),
         &executed,
         &decision,
         head_applied,
@@ -286,6 +287,7 @@ pub fn reconcile_warm(
         promote: &executed.promote,
         in_force: summary.applied.as_deref(),
         override_reviews: &serde_json::to_string(&decision.open_reviews).unwrap_or_default(),
+        open_conditions: &serde_json::to_string(&told.open_after).unwrap_or_default(),
         now,
     })?;
     match workspace.publish(&config.status_branch) {
@@ -789,6 +791,8 @@ fn decide_on(
 /// What a reconcile tells its sinks: its events, and the sinks in force.
 struct Told {
     events: Vec<crate::events::Event>,
+    /// The problems open after the reconcile.
+    open_after: std::collections::BTreeSet<String>,
     next_warning: Option<DateTime<Utc>>,
     /// Each sink in force, with what keeps it from delivering.
     sinks: Vec<(String, crate::model::SinkSpec, Option<String>)>,
@@ -812,7 +816,7 @@ impl Told {
 fn tell(
     config: &HostConfig,
     reviewing: &Reviewing,
-    observed: &Observed,
+    (observed, open_before): (&Observed, &std::collections::BTreeSet<String>),
     executed: &Executed,
     decision: &Decision,
     head_applied: bool,
@@ -843,9 +847,12 @@ fn tell(
         findings,
         catalog,
         expiring_days: &config.events.expiring_days,
+        open_before,
     });
     let source = crate::events::source_of(&config.repo.url);
-    let events = drafts.into_iter().map(|d| d.seal(&source, now)).collect();
+    let events: Vec<crate::events::Event> =
+        drafts.into_iter().map(|d| d.seal(&source, now)).collect();
+    let open_after = crate::events::derive::open_after(open_before, &events);
     let sinks = catalog
         .map(|catalog| sinks_in_force(catalog, config))
         .unwrap_or_default();
@@ -857,6 +864,7 @@ fn tell(
     );
     Told {
         events,
+        open_after,
         next_warning,
         sinks,
     }

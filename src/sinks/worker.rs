@@ -185,7 +185,9 @@ impl Worker {
                 .await;
             return Round::Idle;
         }
+        crate::failpoint::point("sending a batch");
         let answer = self.send(&batch.events).await;
+        crate::failpoint::point("batch sent, its answer not recorded");
         self.answered(batch, answer).await
     }
 
