@@ -420,7 +420,7 @@ impl Store {
     }
 
     /// The state database, for the outbox.
-    pub(crate) fn db(&self) -> &Connection {
+    pub fn db(&self) -> &Connection {
         &self.db
     }
 
