@@ -6,6 +6,7 @@
 //! true once, then are forgotten — and it also checks each envelope is gitward's, refusing
 //! anything else, so a test that expects delivery fails on a malformed request.
 
+mod common;
 #[path = "fakes/mod.rs"]
 mod fakes;
 
@@ -881,18 +882,15 @@ async fn the_worker_keeps_order_and_dead_letters_only_the_event_splunk_refuses()
     let store = gitward::store::Store::open(&state).unwrap();
     let db = rusqlite::Connection::open(state.join("gitward.db")).unwrap();
     let spec = fakes::spec(json!({"type": "splunk-hec", "endpoint": "splunk-prod"}));
-    outbox::declare(
-        &db,
-        &[outbox::Declared {
-            name: "splunk",
-            spec: &spec,
-            problem: None,
-        }],
-    )
-    .unwrap();
-    for stored in &events {
-        outbox::add(&db, &stored.event).unwrap();
-    }
+    // As a reconcile does: the sink declared and the events held, then released.
+    let held: Vec<_> = events.iter().map(|stored| stored.event.clone()).collect();
+    let sinks = [outbox::Declared {
+        name: "splunk",
+        spec: &spec,
+        problem: None,
+    }];
+    outbox::hold(&db, &held, &sinks, "status-tip", "source-commit").unwrap();
+    outbox::release(&db, chrono::Utc::now()).unwrap();
     let endpoints = BTreeMap::from([(
         serde_json::from_value(json!("splunk-prod")).unwrap(),
         fakes::endpoint(json!({"url": server.url(), "tokenFile": file})),
@@ -1070,6 +1068,96 @@ async fn the_fake_requires_a_channel_of_an_acknowledging_token_as_splunk_does() 
     .unwrap();
     assert_eq!(said, documented);
     assert!(lock(&fake).taken_ids.is_empty());
+}
+
+/// The sinks' states as `gitward sinks status --format json` prints them.
+fn sink_state(dir: &std::path::Path, name: &str) -> Value {
+    let run = common::gitward_in(
+        dir,
+        &[
+            "sinks",
+            "status",
+            "--config",
+            "gitward.yaml",
+            "--format",
+            "json",
+        ],
+    )
+    .expect(0);
+    let states: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    states
+        .into_iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no sink {name}"))
+}
+
+#[test]
+fn reconcile_once_delivers_to_splunk_with_acknowledgement_and_sinks_test_reaches_it() {
+    use common::host::{Host, ISSUERS, certificate};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (server, fake) = runtime.block_on(collector(Collector {
+        indexes: vec!["security".to_owned()],
+        ..Collector::acknowledging()
+    }));
+    let sink = "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: splunk}\nspec:\n  \
+                type: splunk-hec\n  endpoint: splunk-prod\n  minSeverity: info\n  \
+                splunk: {index: security, ack: true}\n";
+    let web = certificate("web", "  dnsNames: [web.example.com]\n");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("web.yaml", &web),
+        ("sinks.yaml", sink),
+    ]);
+    let token = host.dir.path().join("splunk-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    host.config(&format!(
+        "endpoints:\n  splunk-prod: {{url: \"{}\", tokenFile: {}}}\n",
+        server.url(),
+        token.display()
+    ));
+    host.reconcile(&[]).expect(0);
+    {
+        let collector = lock(&fake);
+        assert_eq!(collector.refusals, Vec::<String>::new());
+        let mut kinds: Vec<String> = collector
+            .taken
+            .iter()
+            .map(|e| format!("{} {}", e["event"]["type"], e["event"]["subject"]))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                r#""dev.gitward.certificate.issued" "Certificate/web""#,
+                r#""dev.gitward.certificate.issued" "Issuer/issuing""#,
+                r#""dev.gitward.certificate.issued" "Issuer/root""#,
+            ]
+        );
+        assert!(collector.taken.iter().all(|e| e["index"] == "security"));
+        assert!(collector.polls >= 1, "delivered once acknowledged");
+    }
+    let state = sink_state(host.dir.path(), "splunk");
+    assert_eq!(
+        (
+            &state["delivered"],
+            &state["backlog"],
+            &state["deadLetters"],
+            &state["possibleDuplicates"]
+        ),
+        (&json!(3), &json!(0), &json!(0), &json!(0)),
+        "{state}"
+    );
+
+    let test = common::gitward_in(
+        host.dir.path(),
+        &["sinks", "test", "splunk", "--config", "gitward.yaml"],
+    )
+    .expect(0);
+    assert!(test.stdout.contains("delivered"), "{}", test.stdout);
+    let collector = lock(&fake);
+    let last = collector.taken.last().expect("the test event");
+    assert_eq!(last["event"]["type"], "dev.gitward.sink.test");
 }
 
 /// `cargo test --test sinks_hec -- --ignored --nocapture`: events per second to the fake

@@ -6,6 +6,7 @@
 //! records with the columns the data collection rule users paste declares
 //! (`fixtures/sentinel/gitward.dcr.json`), of their types, and nothing else.
 
+mod common;
 #[path = "fakes/mod.rs"]
 mod fakes;
 
@@ -506,18 +507,15 @@ async fn the_worker_dead_letters_only_the_oversized_event_and_keeps_order() {
     let store = gitward::store::Store::open(&state).unwrap();
     let db = rusqlite::Connection::open(state.join("gitward.db")).unwrap();
     let spec = spec();
-    outbox::declare(
-        &db,
-        &[outbox::Declared {
-            name: "sentinel",
-            spec: &spec,
-            problem: None,
-        }],
-    )
-    .unwrap();
-    for stored in &events {
-        outbox::add(&db, &stored.event).unwrap();
-    }
+    // As a reconcile does: the sink declared and the events held, then released.
+    let held: Vec<_> = events.iter().map(|stored| stored.event.clone()).collect();
+    let sinks = [outbox::Declared {
+        name: "sentinel",
+        spec: &spec,
+        problem: None,
+    }];
+    outbox::hold(&db, &held, &sinks, "status-tip", "source-commit").unwrap();
+    outbox::release(&db, chrono::Utc::now()).unwrap();
     let endpoints = BTreeMap::from([(
         serde_json::from_value(json!("sentinel-prod")).unwrap(),
         endpoint(&dir, &server.url(), SECRET),
@@ -862,5 +860,81 @@ fn the_fake_refuses_the_documented_invalid_body_and_undeclared_columns() {
             br#"[{"TimeGenerated":"yesterday","EventId":"x"}]"#
         )
         .is_err()
+    );
+}
+
+#[test]
+fn reconcile_once_delivers_to_sentinel_and_sinks_status_shows_it() {
+    use common::host::{Host, ISSUERS, certificate};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (server, fake) = runtime.block_on(azure(Azure::new()));
+    let sink = format!(
+        "apiVersion: gitward/v1\nkind: Sink\nmetadata: {{name: sentinel}}\nspec:\n  \
+         type: sentinel\n  endpoint: sentinel-prod\n  minSeverity: info\n  \
+         sentinel: {{dcrImmutableId: {DCR}, stream: {STREAM}}}\n"
+    );
+    let web = certificate("web", "  dnsNames: [web.example.com]\n");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("web.yaml", &web),
+        ("sinks.yaml", &sink),
+    ]);
+    let secret = host.dir.path().join("entra-secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let url = server.url();
+    host.config(&format!(
+        "endpoints:\n  sentinel-prod: {{url: \"{url}\", tenantId: {TENANT}, clientId: {CLIENT}, \
+         clientSecretFile: {}, tokenUrl: \"{url}/{TENANT}/oauth2/v2.0/token\"}}\n",
+        secret.display()
+    ));
+    host.reconcile(&[]).expect(0);
+    {
+        let azure = lock(&fake);
+        assert_eq!(azure.refusals, Vec::<String>::new());
+        let mut kinds: Vec<String> = azure
+            .rows
+            .iter()
+            .map(|r| format!("{} {}", r["EventType"], r["Subject"]))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                r#""certificate.issued" "Certificate/web""#,
+                r#""certificate.issued" "Issuer/issuing""#,
+                r#""certificate.issued" "Issuer/root""#,
+            ]
+        );
+    }
+    let run = common::gitward_in(
+        host.dir.path(),
+        &[
+            "sinks",
+            "status",
+            "--config",
+            "gitward.yaml",
+            "--format",
+            "json",
+        ],
+    )
+    .expect(0);
+    let states: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    let state = states
+        .iter()
+        .find(|s| s["name"] == "sentinel")
+        .expect("the sink");
+    assert_eq!(
+        (
+            &state["delivered"],
+            &state["backlog"],
+            &state["deadLetters"]
+        ),
+        (&json!(3), &json!(0), &json!(0)),
+        "{state}"
+    );
+    assert!(
+        !run.stdout.contains(SECRET),
+        "the secret stays out of the status"
     );
 }
