@@ -4,8 +4,8 @@
 
     scripts/bench-events.py BINARY REPO [--changes 20] [--backlog 100000] [--idle 60]
 
-REPO is a repository from scripts/gen-repo.py (without gates: the latency is that of a change
-that applies). It is copied, a webhook sink is added, and `gitward run` follows the copy in
+REPO is a repository from `scripts/gen-repo.py --no-gates --no-gate-policy` (the latency is
+that of a change that applies). It is copied, a webhook sink is added, and `gitward run` follows the copy in
 place (file-system notification). A receiver on loopback takes the webhook's events.
 
 1. Latency: each change adds a DNS name to one certificate and is committed; the time runs
@@ -216,7 +216,7 @@ def main():
         with open(path) as f:
             text = f.read()
         name = text.split("name: ", 1)[1].split()[0].strip(",}")
-        text = text.replace("dnsNames: [", f"dnsNames: [bench-{n}.example.com, ", 1)
+        text = text.replace("  dnsNames:\n", f"  dnsNames:\n    - bench-{n}.example.com\n", 1)
         with open(path, "w") as f:
             f.write(text)
         git(repo, "commit", "-qam", f"Change {n}")
