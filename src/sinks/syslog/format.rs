@@ -185,7 +185,9 @@ impl Encoder {
         }
     }
 
-    /// `HEADER - CEF:0|gitward|gitward|<version>|<type>|<message>|<0-10>|<extension>`.
+    /// `HEADER - CEF:0|gitward|gitward|<version>|<type>|<message>|<0-10>|<extension>`. In a
+    /// datagram the name (the message, whole in `msg`) is shortened until the header takes
+    /// at most half of it: the extension says what the event is about.
     fn cef(&self, event: &Event, limit: Option<usize>) -> String {
         let kind = short_type(event);
         let message = if event.data.message.is_empty() {
@@ -203,7 +205,7 @@ impl Encoder {
                 cef_header(&cut_chars(message, name_chars)),
                 cef_severity(event.data.severity),
             );
-            if name_chars <= 1 || limit.is_none_or(|l| head.len() + MARK.len() <= l) {
+            if name_chars <= 1 || limit.is_none_or(|l| head.len() <= l / 2) {
                 return fit(head, extension.body(true), limit);
             }
             name_chars /= 2;
@@ -941,6 +943,9 @@ mod tests {
                 pairs.iter().all(|(k, _)| known.contains(&k.as_str())),
                 "{pairs:?}"
             );
+            // The name gives way to what identifies the event.
+            assert_eq!(pairs[1], ("externalId".to_owned(), event.event.id.clone()));
+            assert_eq!(pairs[2], ("cat".to_owned(), "policy.violation".to_owned()));
         }
         let line = encoder(SyslogFormat::Cef, "^").encode(&event, Some(4096));
         let (_, pairs) = parse_cef(&line);

@@ -10,14 +10,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -192,6 +190,10 @@ pub fn frames(messages: &[String]) -> Vec<u8> {
     frames
 }
 
+/// How long a kept connection is read before a batch, to learn whether the receiver closed
+/// it.
+const IDLE_CHECK: Duration = Duration::from_millis(1);
+
 enum Connection {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -289,7 +291,10 @@ impl Transport {
     }
 
     async fn frames(&mut self, messages: &[String]) -> Result<(), String> {
-        let kept = self.connection.take().and_then(Connection::open);
+        let kept = match self.connection.take() {
+            Some(connection) => connection.open().await,
+            None => None,
+        };
         let mut connection = match kept {
             Some(connection) => connection,
             None => self.connect().await?,
@@ -365,11 +370,11 @@ impl Connection {
     }
 
     /// The connection, unless the receiver closed it (or it broke) while it was idle: a
-    /// write to it would seem to succeed and be lost. Looked at without waiting.
-    fn open(mut self) -> Option<Connection> {
+    /// write to it would seem to succeed and be lost.
+    async fn open(mut self) -> Option<Connection> {
         let closed = match &mut self {
-            Connection::Tcp(stream) => peer_closed(stream),
-            Connection::Tls(stream) => peer_closed(stream.as_mut()),
+            Connection::Tcp(stream) => peer_closed(stream).await,
+            Connection::Tls(stream) => peer_closed(stream.as_mut()).await,
         };
         (!closed).then_some(self)
     }
@@ -377,16 +382,15 @@ impl Connection {
 
 /// Reads what is already there: the end of the stream or an error means the peer is gone.
 /// Syslog receivers send nothing; what one does send is read and ignored, a bounded amount.
-fn peer_closed<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
-    let mut context = Context::from_waker(Waker::noop());
+/// The read waits a moment rather than not at all: the runtime learns that a socket was
+/// closed only when it next polls for events, which an await lets it do.
+async fn peer_closed<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
     let mut scratch = [0u8; 1024];
     for _ in 0..64 {
-        let mut buffer = ReadBuf::new(&mut scratch);
-        match Pin::new(&mut *stream).poll_read(&mut context, &mut buffer) {
-            Poll::Pending => return false,
-            Poll::Ready(Ok(())) if buffer.filled().is_empty() => return true,
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => return true,
+        match tokio::time::timeout(IDLE_CHECK, stream.read(&mut scratch)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
         }
     }
     false
