@@ -38,6 +38,45 @@ enum StateCommand {
 }
 
 #[derive(Subcommand)]
+enum SinksCommand {
+    /// The delivery state of each sink: delivered, backlog, oldest pending, dead letters,
+    /// last error.
+    Status {
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// A table for people, or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
+    },
+    /// Send a `sink.test` event through the sink's endpoint and print the receiver's answer.
+    #[command(after_help = "Exit codes: 0 delivered; 1 not delivered; 2 usage error.")]
+    Test {
+        /// The sink, by name.
+        name: String,
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Put the sink's dead letters back in its queue (after fixing what the receiver refused).
+    Retry {
+        /// The sink, by name.
+        name: String,
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Drop the sink's dead letters.
+    Discard {
+        /// The sink, by name.
+        name: String,
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Build a demo repository from the embedded example, show the plan of a change to it, and
     /// run the daemon on it until Ctrl-C.
@@ -162,6 +201,27 @@ enum Command {
         /// Print only the result and problems.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Where events go: the delivery state of each sink, test events, dead letters.
+    #[command(subcommand)]
+    Sinks(SinksCommand),
+    /// The events in the outbox, oldest first.
+    Events {
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Only events since this time (RFC 3339, like 2026-11-27T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events of this type, like `certificate.issued`.
+        #[arg(long = "type", value_name = "TYPE", value_parser = event_type)]
+        type_: Option<gitward::model::EventType>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// One line per event, or JSON lines (CloudEvents).
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
     },
     /// The state database (`stateDir/gitward.db`).
     #[command(
@@ -354,6 +414,39 @@ fn main() -> ExitCode {
             init_logs(LogFormat::Text, tracing::Level::WARN);
             commands::reconcile(&config, now, quiet, &mut out)
         }
+        Command::Sinks(command) => {
+            init_logs(LogFormat::Text, tracing::Level::WARN);
+            match command {
+                SinksCommand::Status { config, format } => {
+                    commands::sinks::status(&config, format, &mut out)
+                }
+                SinksCommand::Test { name, config } => {
+                    commands::sinks::test(&config, &name, &mut out)
+                }
+                SinksCommand::Retry { name, config } => {
+                    commands::sinks::retry(&config, &name, &mut out)
+                }
+                SinksCommand::Discard { name, config } => {
+                    commands::sinks::discard(&config, &name, &mut out)
+                }
+            }
+        }
+        Command::Events {
+            config,
+            since,
+            type_,
+            limit,
+            format,
+        } => commands::sinks::events(
+            &commands::sinks::EventsOptions {
+                config: &config,
+                since,
+                type_,
+                limit,
+                format,
+            },
+            &mut out,
+        ),
         Command::State(StateCommand::Rebuild { config }) => {
             commands::state_rebuild(&config, &mut out)
         }
@@ -414,6 +507,21 @@ fn main() -> ExitCode {
             ExitCode::from(exit::INVALID)
         }
     }
+}
+
+/// An event type named on the command line, like `certificate.issued`.
+fn event_type(text: &str) -> Result<gitward::model::EventType, String> {
+    gitward::model::EventType::ALL
+        .iter()
+        .copied()
+        .find(|t| t.as_str() == text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = gitward::model::EventType::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            format!("not an event type; one of: {}", known.join(", "))
+        })
 }
 
 #[cfg(test)]

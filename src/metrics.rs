@@ -33,6 +33,10 @@ pub struct Metrics {
     gate_decisions: Family<Labels, Counter>,
     pending_commits: Gauge,
     open_override_reviews: Family<Labels, Gauge>,
+    sink_events: Family<Labels, Counter>,
+    sink_backlog: Family<Labels, Gauge>,
+    sink_oldest_pending: Family<Labels, Gauge>,
+    sink_dead_letters: Family<Labels, Gauge>,
     /// When each certificate and CA in force expires; turned into seconds left at each scrape.
     not_after: Mutex<Vec<(Kind, String, DateTime<Utc>)>>,
 }
@@ -112,8 +116,36 @@ impl Default for Metrics {
             "Gate overrides whose review by another principal is open, by whether it is overdue",
             open_override_reviews.clone(),
         );
+        let sink_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "sink_events",
+            "Events sent to each sink, by outcome: delivered, failed (a try that is retried), dead (refused for good)",
+            sink_events.clone(),
+        );
+        let sink_backlog = Family::<Labels, Gauge>::default();
+        registry.register(
+            "sink_backlog",
+            "Events waiting to be delivered to each sink",
+            sink_backlog.clone(),
+        );
+        let sink_oldest_pending = Family::<Labels, Gauge>::default();
+        registry.register(
+            "sink_oldest_pending_seconds",
+            "How long the oldest event waiting for each sink has waited (0 without backlog)",
+            sink_oldest_pending.clone(),
+        );
+        let sink_dead_letters = Family::<Labels, Gauge>::default();
+        registry.register(
+            "sink_dead_letters",
+            "Events each sink's receiver refused for good, kept until retried or discarded",
+            sink_dead_letters.clone(),
+        );
         Metrics {
             registry,
+            sink_events,
+            sink_backlog,
+            sink_oldest_pending,
+            sink_dead_letters,
             gate_decisions,
             pending_commits,
             open_override_reviews,
@@ -212,6 +244,36 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the delivery state of the sinks, as the outbox tells it at a scrape.
+    pub fn sinks(&self, states: &[crate::events::outbox::SinkState]) {
+        for family in [
+            &self.sink_backlog,
+            &self.sink_oldest_pending,
+            &self.sink_dead_letters,
+        ] {
+            family.clear();
+        }
+        for state in states {
+            let labels = vec![("sink".to_owned(), state.name.clone())];
+            self.sink_backlog.get_or_create(&labels).set(state.backlog);
+            self.sink_oldest_pending
+                .get_or_create(&labels)
+                .set(state.oldest_pending_seconds.unwrap_or(0));
+            self.sink_dead_letters
+                .get_or_create(&labels)
+                .set(state.dead_letters);
+        }
+    }
+
+    fn sink_event(&self, sink: &str, outcome: &str, events: u64) {
+        self.sink_events
+            .get_or_create(&vec![
+                ("sink".to_owned(), sink.to_owned()),
+                ("outcome".to_owned(), outcome.to_owned()),
+            ])
+            .inc_by(events);
+    }
+
     /// The metrics in Prometheus text format, expiries as of `now`.
     pub fn render(&self, now: DateTime<Utc>) -> String {
         self.expiry.clear();
@@ -233,5 +295,19 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+impl crate::sinks::worker::Observer for Metrics {
+    fn delivered(&self, sink: &str, events: u64) {
+        self.sink_event(sink, "delivered", events);
+    }
+
+    fn failed(&self, sink: &str) {
+        self.sink_event(sink, "failed", 1);
+    }
+
+    fn dead(&self, sink: &str, events: u64) {
+        self.sink_event(sink, "dead", events);
     }
 }

@@ -228,6 +228,38 @@ pub struct Record<'a> {
     /// Each governing gate's decision, when the head was decided on; `None` keeps the
     /// decisions recorded before.
     pub gates: Option<&'a [crate::gate::GateReport]>,
+    /// The delivery state of each sink as the reconcile left it.
+    pub sinks: &'a [crate::events::outbox::SinkState],
+}
+
+/// Where the delivery state of the sinks is recorded.
+const SINKS_DIR: &str = "status/sink";
+
+fn sink_path(name: &str) -> String {
+    format!("{SINKS_DIR}/{name}.yaml")
+}
+
+/// A sink's state as repository writers read it: the host's paths and credentials, which
+/// errors may quote, left out.
+fn sink_record(state: &crate::events::outbox::SinkState) -> String {
+    let scrub = |text: &Option<String>| {
+        text.as_deref()
+            .map(|t| without_host_paths(&crate::redact::credentials(t)))
+    };
+    let mut shown = state.clone();
+    shown.last_error = scrub(&state.last_error);
+    shown.problem = scrub(&state.problem);
+    yaml(&shown)
+}
+
+/// `text` with absolute paths replaced: they are the host's.
+fn without_host_paths(text: &str) -> String {
+    static PATH: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(^|[\s(\[=\x22'])/[^\s)\]\x22',;]+").ok());
+    match &*PATH {
+        Some(path) => path.replace_all(text, "${1}<host path>").into_owned(),
+        None => String::new(),
+    }
 }
 
 fn yaml<T: Serialize>(value: &T) -> String {
@@ -260,6 +292,12 @@ fn tree_files<'a>(record: &'a Record<'a>) -> impl Iterator<Item = (String, Strin
                 .resources
                 .iter()
                 .map(|((kind, name), status)| (resource_path(*kind, name), yaml(status))),
+        )
+        .chain(
+            record
+                .sinks
+                .iter()
+                .map(|state| (sink_path(&state.name), sink_record(state))),
         )
 }
 
@@ -419,6 +457,31 @@ pub fn commit(
                         git2::FileMode::Blob,
                     );
                 }
+            }
+            let recorded = base
+                .get_path(std::path::Path::new(SINKS_DIR))
+                .ok()
+                .and_then(|e| e.to_object(git).ok())
+                .and_then(|o| o.into_tree().ok());
+            for entry in recorded.iter().flat_map(|t| t.iter()) {
+                let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
+                    continue;
+                };
+                if !name.is_empty()
+                    && !record
+                        .sinks
+                        .iter()
+                        .any(|s| format!("{}.yaml", s.name) == name)
+                {
+                    update.remove(format!("{SINKS_DIR}/{name}"));
+                }
+            }
+            for state in record.sinks {
+                update.upsert(
+                    sink_path(&state.name),
+                    blob(sink_record(state))?,
+                    git2::FileMode::Blob,
+                );
             }
             for ((kind, name), status) in resources {
                 if observed.resources.get(&(*kind, name.clone())) != Some(status) {

@@ -420,14 +420,13 @@ impl Store {
     }
 
     /// The state database, for the outbox.
-    pub(crate) fn db(&self) -> &Connection {
+    pub fn db(&self) -> &Connection {
         &self.db
     }
 
     /// Records the outcome of a reconcile whose status is written, in one transaction: the
     /// staged keys it names become the keys in force, the commit in force and the open
-    /// override reviews are what it says, the sinks are those in force, and its held events
-    /// are released to them.
+    /// override reviews are what it says, and its held events are released to the sinks.
     pub fn record_outcome(&self, outcome: &RecordedOutcome) -> Result<(), StoreError> {
         self.promote_keys(outcome.promote)?;
         let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
@@ -437,13 +436,8 @@ impl Store {
         }
         set_record(&transaction, "overrideReviews", outcome.override_reviews)
             .map_err(self.db_error())?;
-        let gone =
-            crate::events::outbox::declare(&transaction, outcome.sinks).map_err(self.db_error())?;
-        for (sink, undelivered) in gone {
-            if undelivered > 0 {
-                tracing::warn!(%sink, undelivered, "sink removed from the repository with events it never delivered");
-            }
-        }
+        set_record(&transaction, "openConditions", outcome.open_conditions)
+            .map_err(self.db_error())?;
         crate::events::outbox::release(&transaction, outcome.now).map_err(self.db_error())?;
         transaction.commit().map_err(self.db_error())
     }
@@ -673,6 +667,14 @@ impl Store {
         self.set_record("overrideReviews", json)
     }
 
+    /// The problems events opened and no event cleared yet (condition keys).
+    pub fn open_conditions(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        Ok(self
+            .record("openConditions")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
     fn record(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.db
             .query_row(
@@ -729,7 +731,8 @@ pub struct RecordedOutcome<'a> {
     pub promote: &'a [(Kind, String)],
     pub in_force: Option<&'a str>,
     pub override_reviews: &'a str,
-    pub sinks: &'a [crate::events::outbox::Declared<'a>],
+    /// The problems open after the reconcile (a JSON list of condition keys).
+    pub open_conditions: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 

@@ -9,7 +9,10 @@ mod signing;
 use common::host::{Host, ISSUERS, certificate};
 use signing::Key;
 
-const GATE: &str = "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: prod}\nspec:\n  appliesTo: {kinds: [Certificate], selector: {env: prod}}\n  require:\n    approvals: {count: 2, from: [alice@example.com, bob@example.com, carol@example.com, dave@example.com, test@example.com]}\n  override: {by: [lead@example.com], reviewWithin: 24h}\n";
+const GATE: &str = "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: prod}\nspec:\n  appliesTo: {kinds: [Certificate], selector: {env: prod}}\n  require:\n    approvals: {count: 2, from: [alice@example.com, bob@example.com, carol@example.com, dave@example.com, test@example.com]}\n  override: {by: [lead@example.com], reviewWithin: 24h, notify: [security]}\n";
+
+/// The sink the gate's overrides are told to: it asks for nothing else than failures.
+const SECURITY_SINK: &str = "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: security}\nspec: {type: file, endpoint: security, events: [certificate.failed]}\n";
 
 /// The people of these tests and their keys; all but mallory are listed, dave's key is
 /// revoked, and test@example.com is the author of every commit.
@@ -25,6 +28,7 @@ impl People {
             ("issuers.yaml", ISSUERS),
             ("a.yaml", &a),
             ("gate.yaml", GATE),
+            ("sink.yaml", SECURITY_SINK),
         ]);
         let keys_dir = host.dir.path().join("keys");
         std::fs::create_dir_all(&keys_dir).expect("keys");
@@ -42,7 +46,10 @@ impl People {
             format!("{}\n", keys["dave"].public()),
         )
         .expect("revoked");
-        host.config("signers: {allowedSignersFile: allowed_signers, revocationFile: revoked}\n");
+        host.config(&format!(
+            "signers: {{allowedSignersFile: allowed_signers, revocationFile: revoked}}\nendpoints:\n  security: {{url: \"file://{}\"}}\n",
+            host.dir.path().join("security.jsonl").display()
+        ));
         People { host, keys }
     }
 
@@ -260,6 +267,29 @@ fn an_override_counts_only_on_a_commit_signed_by_a_listed_principal_and_is_revie
     people.signed_commit("alice", &format!("Review\n\nOverride-Reviewed: {short}"));
     people.reconcile(0);
     assert_eq!(reviews(), "", "the review is closed");
+    // The sink the gate notifies heard of the override and of its review, and of nothing
+    // else: it asks only for failures.
+    let told: Vec<serde_json::Value> =
+        std::fs::read_to_string(people.host.dir.path().join("security.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+    let kinds: Vec<&str> = told.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "dev.gitward.gate.override",
+            "dev.gitward.gate.override.reviewed"
+        ],
+        "{told:?}"
+    );
+    assert_eq!(told[0]["data"]["details"]["principal"], "lead@example.com");
+    assert_eq!(
+        told[0]["data"]["details"]["reason"],
+        "the CDN certificate expires tonight"
+    );
+    assert_eq!(told[0]["data"]["details"]["commit"], overriding);
 }
 
 #[test]

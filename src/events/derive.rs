@@ -35,13 +35,15 @@ pub struct Facts<'a> {
     /// The catalog in force after the reconcile: where resources are defined, exceptions.
     pub catalog: Option<&'a Catalog>,
     pub expiring_days: &'a [u32],
+    /// The problems open before (condition keys), as the host recorded them.
+    pub open_before: &'a std::collections::BTreeSet<String>,
 }
 
 /// The events of a reconcile, in the order they happened.
 pub fn derive(facts: &Facts) -> Vec<Draft> {
     let mut drafts = Vec::new();
-    drafts.extend(reconcile_events(facts));
     drafts.extend(gate_events(facts));
+    drafts.extend(review_events(facts));
     drafts.extend(
         facts
             .outcomes
@@ -58,7 +60,7 @@ pub fn derive(facts: &Facts) -> Vec<Draft> {
     }
     drafts.extend(expiring_events(facts));
     drafts.extend(exception_events(facts));
-    drafts.extend(review_events(facts));
+    drafts.extend(reconcile_events(facts));
     drafts
 }
 
@@ -283,6 +285,10 @@ fn had_problem(facts: &Facts, status: &ResourceStatus) -> bool {
 }
 
 fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> {
+    let key = certificate_key(outcome.kind, &outcome.name);
+    // A problem is open when an earlier event opened it (a certificate that failed on its
+    // first issue has no status before), or when the status before shows it.
+    let open_before = facts.open_before.contains(&key);
     let (kind, severity) = match outcome.change {
         Change::Issued => (EventType::CertificateIssued, FindingSeverity::Low),
         Change::Renewed => (EventType::CertificateRenewed, FindingSeverity::Low),
@@ -294,7 +300,6 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
     let id = (outcome.kind, outcome.name.clone());
     let before = facts.before.get(&id);
     let after = facts.after.get(&id);
-    let key = certificate_key(outcome.kind, &outcome.name);
     let verb = match outcome.change {
         Change::Failed => "failed",
         _ => kind.as_str().trim_start_matches("certificate."),
@@ -317,12 +322,12 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
         ),
         Change::Removed => (
             before.map_or_else(|| facts.head.sha.clone(), |b| b.serial.clone()),
-            before
-                .filter(|b| had_problem(facts, b))
-                .map(|_| ConditionChange {
+            (open_before || before.is_some_and(|b| had_problem(facts, b))).then(|| {
+                ConditionChange {
                     key: key.clone(),
                     open: false,
-                }),
+                }
+            }),
         ),
         _ => (
             outcome
@@ -330,12 +335,12 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
                 .clone()
                 .or_else(|| after.map(|a| a.serial.clone()))
                 .unwrap_or_else(|| facts.head.sha.clone()),
-            before
-                .filter(|b| had_problem(facts, b))
-                .map(|_| ConditionChange {
+            (open_before || before.is_some_and(|b| had_problem(facts, b))).then(|| {
+                ConditionChange {
                     key: key.clone(),
                     open: false,
-                }),
+                }
+            }),
         ),
     };
     data.condition = condition;
@@ -504,6 +509,23 @@ fn exception_events(facts: &Facts) -> Vec<Draft> {
     drafts
 }
 
+/// The problems open after `events`: those open before, less what they clear, with what they
+/// open.
+pub fn open_after(
+    before: &std::collections::BTreeSet<String>,
+    events: &[super::Event],
+) -> std::collections::BTreeSet<String> {
+    let mut open = before.clone();
+    for condition in events.iter().filter_map(|e| e.data.condition.as_ref()) {
+        if condition.open {
+            open.insert(condition.key.clone());
+        } else {
+            open.remove(&condition.key);
+        }
+    }
+    open
+}
+
 /// The next time an expiry warning comes due, for a daemon with nothing else to do.
 pub fn next_warning(
     statuses: &Statuses,
@@ -532,4 +554,349 @@ pub fn next_warning(
         })
         .filter(|at| *at > now)
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::{Enforcement, KeyAlgorithm};
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn commit(sha: &str) -> CommitInfo {
+        CommitInfo {
+            sha: sha.to_owned(),
+            tree: git2::Oid::ZERO_SHA1,
+            author: "Alice".into(),
+            email: "alice@example.com".into(),
+            summary: "change".into(),
+            message: "change".into(),
+            signature: None,
+        }
+    }
+
+    fn status(name: &str, serial: &str, not_after: DateTime<Utc>) -> Arc<ResourceStatus> {
+        Arc::new(ResourceStatus {
+            kind: Kind::Certificate,
+            name: name.to_owned(),
+            spec_hash: "h".into(),
+            issuer: Some("issuing".into()),
+            issuer_fingerprint: None,
+            serial: serial.to_owned(),
+            fingerprint: "AA".into(),
+            not_before: not_after - Duration::days(90),
+            not_after,
+            renew_at: not_after - Duration::days(7),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            target: Some("web".into()),
+            certificate: String::new(),
+            conditions: Vec::new(),
+        })
+    }
+
+    fn statuses(list: &[Arc<ResourceStatus>]) -> Statuses {
+        list.iter()
+            .map(|s| ((s.kind, s.name.clone()), s.clone()))
+            .collect()
+    }
+
+    struct Case {
+        now: DateTime<Utc>,
+        head: CommitInfo,
+        result: Outcome,
+        head_applied: bool,
+        outcomes: Vec<ResourceOutcome>,
+        before: Statuses,
+        after: Statuses,
+        findings: Vec<Finding>,
+        reviews_before: Vec<OpenReview>,
+        reviews_after: Vec<OpenReview>,
+        open_before: std::collections::BTreeSet<String>,
+    }
+
+    impl Case {
+        fn new(now: DateTime<Utc>) -> Case {
+            Case {
+                now,
+                head: commit("c0ffee0000000000000000000000000000000000"),
+                result: Outcome::Applied,
+                head_applied: true,
+                outcomes: Vec::new(),
+                before: Statuses::new(),
+                after: Statuses::new(),
+                findings: Vec::new(),
+                reviews_before: Vec::new(),
+                reviews_after: Vec::new(),
+                open_before: Default::default(),
+            }
+        }
+
+        fn derive(&self) -> Vec<Draft> {
+            derive(&Facts {
+                now: self.now,
+                head: &self.head,
+                result: self.result,
+                problems: &[],
+                head_applied: self.head_applied,
+                gates: &[],
+                overrides: &[],
+                reviews_before: &self.reviews_before,
+                reviews_after: &self.reviews_after,
+                outcomes: &self.outcomes,
+                before: &self.before,
+                after: &self.after,
+                findings: &self.findings,
+                catalog: None,
+                expiring_days: &EXPIRING_DAYS,
+                open_before: &self.open_before,
+            })
+        }
+    }
+
+    fn told(drafts: &[Draft]) -> Vec<(EventType, String, Option<bool>)> {
+        drafts
+            .iter()
+            .map(|d| {
+                (
+                    d.kind,
+                    d.subject.clone(),
+                    d.data.condition.as_ref().map(|c| c.open),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_expiry_warning_is_told_once_per_serial_at_each_threshold_crossed() {
+        let expires = at(28) + Duration::days(30);
+        let mut case = Case::new(at(1));
+        case.after = statuses(&[status("web", "01", expires)]);
+        assert!(case.derive().is_empty(), "more than 30 days left");
+        case.now = expires - Duration::days(29);
+        let thirty = case.derive();
+        assert_eq!(
+            told(&thirty),
+            [(
+                EventType::CertificateExpiring,
+                "Certificate/web".to_owned(),
+                Some(true)
+            )]
+        );
+        assert_eq!(thirty[0].data.severity, FindingSeverity::Medium);
+        // Later, still within 30 days: the same event, the same id.
+        case.now = expires - Duration::days(20);
+        assert_eq!(case.derive()[0].id(), thirty[0].id());
+        // Crossing 7 days at once skips 14: one event, the tightest.
+        case.now = expires - Duration::days(6);
+        let seven = case.derive();
+        assert_eq!(seven.len(), 1);
+        assert_ne!(seven[0].id(), thirty[0].id());
+        assert_eq!(seven[0].data.severity, FindingSeverity::High);
+        assert_eq!(seven[0].data.details["thresholdDays"], 7);
+        case.now = expires - Duration::hours(3);
+        assert_eq!(case.derive()[0].data.severity, FindingSeverity::Critical);
+        // A renewed certificate is another serial: its warnings start again.
+        case.after = statuses(&[status("web", "02", expires)]);
+        assert_ne!(case.derive()[0].id(), seven[0].id());
+        case.now = expires + Duration::hours(1);
+        assert!(case.derive().is_empty(), "expired: no warning left to give");
+    }
+
+    #[test]
+    fn a_failing_certificate_opens_a_problem_that_its_next_issue_clears() {
+        let expires = at(1) + Duration::days(90);
+        let mut case = Case::new(at(1));
+        let mut failing = (*status("web", "01", expires)).clone();
+        failing.set_condition("Ready", false, "IssueFailed", "no".into(), at(1));
+        case.outcomes = vec![ResourceOutcome {
+            kind: Kind::Certificate,
+            name: "web".into(),
+            change: Change::Failed,
+            serial: None,
+            message: "the CA is down".into(),
+        }];
+        let failed = case.derive();
+        assert_eq!(
+            told(&failed),
+            [(
+                EventType::CertificateFailed,
+                "Certificate/web".to_owned(),
+                Some(true)
+            )]
+        );
+        assert_eq!(
+            failed[0].data.message,
+            "Certificate web failed: the CA is down"
+        );
+        assert_eq!(failed[0].data.severity, FindingSeverity::High);
+        // Failing again on the same commit: the same event.
+        assert_eq!(case.derive()[0].id(), failed[0].id());
+        case.before = statuses(&[Arc::new(failing)]);
+        case.after = statuses(&[status("web", "02", expires)]);
+        case.outcomes[0].change = Change::Renewed;
+        case.outcomes[0].serial = Some("02".into());
+        case.outcomes[0].message.clear();
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::CertificateRenewed,
+                "Certificate/web".to_owned(),
+                Some(false)
+            )]
+        );
+        // A renewal with nothing wrong before clears nothing.
+        case.before = statuses(&[status("web", "01", expires)]);
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::CertificateRenewed,
+                "Certificate/web".to_owned(),
+                None
+            )]
+        );
+    }
+
+    #[test]
+    fn the_first_issue_after_a_failed_first_issue_clears_the_failure() {
+        // No status before: the problem the failure opened is known from the host's record.
+        let mut case = Case::new(at(1));
+        case.after = statuses(&[status("web", "01", at(1) + Duration::days(90))]);
+        case.outcomes = vec![ResourceOutcome {
+            kind: Kind::Certificate,
+            name: "web".into(),
+            change: Change::Issued,
+            serial: Some("01".into()),
+            message: String::new(),
+        }];
+        assert_eq!(told(&case.derive())[0].2, None);
+        case.open_before.insert("Certificate/web".to_owned());
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::CertificateIssued,
+                "Certificate/web".to_owned(),
+                Some(false)
+            )]
+        );
+    }
+
+    fn finding(status: FindingStatus, excepted: bool) -> Finding {
+        Finding {
+            policy: "key-size".into(),
+            enforcement: Enforcement::Deny,
+            severity: FindingSeverity::High,
+            kind: Kind::Certificate,
+            name: "web".into(),
+            file: "web.yaml".into(),
+            line: 7,
+            column: 3,
+            field: Some("spec.keyAlgorithm".into()),
+            id: None,
+            message: "RSA-2048 is too weak".into(),
+            compliance: vec!["PCI-DSS-4.2.1".into()],
+            status,
+            exception: excepted.then(|| crate::policy::AppliedException {
+                reason: "migrating".into(),
+                owner: "web".into(),
+                expires: "2026-12-31".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn findings_are_told_when_they_come_into_force_and_when_they_clear() {
+        let mut case = Case::new(at(1));
+        case.findings = vec![
+            finding(FindingStatus::New, false),
+            finding(FindingStatus::New, true),
+            finding(FindingStatus::Existing, false),
+        ];
+        let new = case.derive();
+        assert_eq!(
+            told(&new),
+            [(
+                EventType::PolicyViolation,
+                "Certificate/web".to_owned(),
+                Some(true)
+            )]
+        );
+        assert_eq!(new[0].data.compliance, ["PCI-DSS-4.2.1"]);
+        assert_eq!(new[0].data.resource.as_ref().and_then(|r| r.line), Some(7));
+        case.findings = vec![finding(FindingStatus::Resolved, false)];
+        let resolved = case.derive();
+        assert_eq!(
+            told(&resolved),
+            [(
+                EventType::PolicyResolved,
+                "Certificate/web".to_owned(),
+                Some(false)
+            )]
+        );
+        // The problem the resolution clears is the one the violation opened.
+        assert_eq!(
+            resolved[0].data.condition,
+            new[0].data.condition.clone().map(|mut c| {
+                c.open = false;
+                c
+            })
+        );
+        // A head that is not applied brings no finding into force.
+        case.head_applied = false;
+        case.result = Outcome::Blocked;
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::ReconcileBlocked,
+                "commit/c0ffee000000".to_owned(),
+                None
+            )]
+        );
+    }
+
+    #[test]
+    fn an_override_review_is_told_when_it_becomes_overdue_and_when_it_is_done() {
+        let record = OverrideRecord {
+            gate: "prod".into(),
+            commit: "beef".into(),
+            principal: "alice@example.com".into(),
+            key_fingerprint: "SHA256:x".into(),
+            reason: "outage".into(),
+            at: at(1),
+            review_due: at(3),
+        };
+        let open = |overdue| OpenReview {
+            record: record.clone(),
+            overdue,
+        };
+        let mut case = Case::new(at(4));
+        case.reviews_before = vec![open(false)];
+        case.reviews_after = vec![open(true)];
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::GateOverrideOverdue,
+                "Gate/prod".to_owned(),
+                Some(true)
+            )]
+        );
+        case.reviews_before = vec![open(true)];
+        assert!(case.derive().is_empty(), "told once");
+        case.reviews_after = Vec::new();
+        assert_eq!(
+            told(&case.derive()),
+            [(
+                EventType::GateOverrideReviewed,
+                "Gate/prod".to_owned(),
+                Some(false)
+            )]
+        );
+    }
 }

@@ -63,14 +63,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 /// sent again.
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
-/// Holds a reconcile's events until its outcome is recorded; forgets events held before.
+/// Holds a reconcile's events until its outcome is recorded (forgetting events held
+/// before), and makes the sinks table the sinks in force: they are what the status commit
+/// reports on.
 pub fn hold(
     db: &Connection,
     events: &[Event],
+    sinks: &[Declared],
     status_tip: &str,
     source: &str,
 ) -> rusqlite::Result<()> {
     let transaction = db.unchecked_transaction()?;
+    for (sink, undelivered) in declare(&transaction, sinks)? {
+        if undelivered > 0 {
+            tracing::warn!(%sink, undelivered, "sink removed from the repository with events it never delivered");
+        }
+    }
     transaction.execute("DELETE FROM held_events", [])?;
     {
         let mut insert = transaction.prepare(
@@ -164,13 +172,25 @@ pub struct Declared<'a> {
     pub problem: Option<String>,
 }
 
-/// Makes the sinks table the sinks in force (in the caller's transaction, before
-/// [`release`]): a new sink starts after the events already in the outbox, so it receives
-/// this reconcile's events on; a sink gone from the repository is dropped with its backlog,
-/// which is returned (name, undelivered events) to be logged.
-pub fn declare(db: &Connection, sinks: &[Declared]) -> rusqlite::Result<Vec<(String, i64)>> {
+/// Makes the sinks table the sinks in force (in the caller's transaction): a new sink starts
+/// after the events already in the outbox, so it receives the held events on; a sink gone
+/// from the repository is dropped with its backlog, which is returned (name, undelivered
+/// events) to be logged.
+fn declare(db: &Connection, sinks: &[Declared]) -> rusqlite::Result<Vec<(String, i64)>> {
     let last: i64 = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
     for sink in sinks {
+        let before: Option<Option<String>> = db
+            .query_row(
+                "SELECT problem FROM sinks WHERE name = ?1",
+                params![sink.name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(problem) = &sink.problem
+            && before.as_ref() != Some(&sink.problem)
+        {
+            tracing::warn!(sink = sink.name, %problem, "sink cannot deliver; its events wait");
+        }
         let spec = serde_json::to_string(sink.spec).unwrap_or_default();
         db.execute(
             "INSERT INTO sinks (name, spec, cursor, problem) VALUES (?1, ?2, ?3, ?4) \
@@ -523,4 +543,273 @@ pub fn list(
 /// The highest sequence number in the outbox: workers wait for it to move.
 pub fn last_seq(db: &Connection) -> rusqlite::Result<i64> {
     db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Draft, EventData};
+    use crate::model::{EventType, FindingSeverity, Name, SinkType};
+
+    fn db() -> Connection {
+        let db = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        db.execute_batch(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+        db
+    }
+
+    fn event(kind: EventType, subject: &str, severity: FindingSeverity) -> Event {
+        Draft {
+            kind,
+            anchor: "c0ffee".into(),
+            subject: subject.into(),
+            data: EventData {
+                severity,
+                resource: None,
+                commit: None,
+                message: subject.into(),
+                details: Default::default(),
+                compliance: Vec::new(),
+                fingerprint: subject.into(),
+                condition: None,
+            },
+        }
+        .seal("file:///srv/pki", Utc::now())
+    }
+
+    fn spec(events: &[EventType], min: FindingSeverity) -> SinkSpec {
+        SinkSpec {
+            type_: SinkType::File,
+            endpoint: Name("out".into()),
+            events: events.to_vec(),
+            min_severity: min,
+            splunk: None,
+            sentinel: None,
+            syslog: None,
+            jira: None,
+            servicenow: None,
+        }
+    }
+
+    fn held_then_released(db: &Connection, events: &[Event], sinks: &[Declared]) {
+        hold(db, events, sinks, "tip", "c0ffee").unwrap_or_else(|e| panic!("{e}"));
+        release(db, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn subjects(batch: &Batch) -> Vec<&str> {
+        batch
+            .events
+            .iter()
+            .map(|s| s.event.subject.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_sink_gets_what_it_asks_for_in_order_and_once() {
+        let db = db();
+        let all = spec(EventType::ALL, FindingSeverity::Info);
+        let failures = spec(&[EventType::CertificateFailed], FindingSeverity::High);
+        let sinks = [
+            Declared {
+                name: "all",
+                spec: &all,
+                problem: None,
+            },
+            Declared {
+                name: "failures",
+                spec: &failures,
+                problem: None,
+            },
+        ];
+        let events = [
+            event(
+                EventType::CertificateIssued,
+                "Certificate/a",
+                FindingSeverity::Low,
+            ),
+            event(
+                EventType::CertificateFailed,
+                "Certificate/b",
+                FindingSeverity::High,
+            ),
+            event(
+                EventType::CertificateIssued,
+                "Certificate/c",
+                FindingSeverity::Low,
+            ),
+        ];
+        // Held events are nobody's until released.
+        hold(&db, &events, &sinks, "tip", "c0ffee").unwrap_or_else(|e| panic!("{e}"));
+        let registered = |name: &str| {
+            sink(&db, name)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        assert!(
+            next_batch(&db, &registered("all"), 10)
+                .map(|b| b.events.is_empty())
+                .unwrap_or(false)
+        );
+        release(&db, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+        // The same events again (a reconcile redone) add nothing.
+        held_then_released(&db, &events, &sinks);
+        let batch = next_batch(&db, &registered("all"), 2).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(subjects(&batch), ["Certificate/a", "Certificate/b"]);
+        delivered(&db, "all", &batch, 0, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+        let rest = next_batch(&db, &registered("all"), 2).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(subjects(&rest), ["Certificate/c"]);
+        let only = next_batch(&db, &registered("failures"), 10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(subjects(&only), ["Certificate/b"]);
+        delivered(&db, "failures", &only, 0, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+        let state = |name: &str| {
+            states(&db)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        assert_eq!((state("all").delivered, state("all").backlog), (2, 1));
+        assert_eq!(
+            (state("failures").delivered, state("failures").backlog),
+            (1, 0)
+        );
+        // Past the events it does not take, too.
+        assert!(
+            next_batch(&db, &registered("failures"), 10)
+                .map(|b| b.events.is_empty())
+                .unwrap_or(false)
+        );
+    }
+
+    #[test]
+    fn a_new_sink_starts_with_the_events_of_the_reconcile_that_adds_it() {
+        let db = db();
+        let all = spec(EventType::ALL, FindingSeverity::Info);
+        let first = [Declared {
+            name: "first",
+            spec: &all,
+            problem: None,
+        }];
+        held_then_released(
+            &db,
+            &[event(
+                EventType::CertificateIssued,
+                "Certificate/old",
+                FindingSeverity::Low,
+            )],
+            &first,
+        );
+        let both = [
+            Declared {
+                name: "first",
+                spec: &all,
+                problem: None,
+            },
+            Declared {
+                name: "second",
+                spec: &all,
+                problem: None,
+            },
+        ];
+        held_then_released(
+            &db,
+            &[event(
+                EventType::CertificateIssued,
+                "Certificate/new",
+                FindingSeverity::Low,
+            )],
+            &both,
+        );
+        let second = sink(&db, "second")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("second"));
+        let batch = next_batch(&db, &second, 10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(subjects(&batch), ["Certificate/new"]);
+        // A sink gone from the repository is gone with its backlog.
+        held_then_released(&db, &[], &both[1..]);
+        assert!(sink(&db, "first").ok().flatten().is_none());
+    }
+
+    #[test]
+    fn dead_letters_wait_for_an_operator() {
+        let db = db();
+        let all = spec(EventType::ALL, FindingSeverity::Info);
+        let sinks = [Declared {
+            name: "hook",
+            spec: &all,
+            problem: None,
+        }];
+        held_then_released(
+            &db,
+            &[
+                event(
+                    EventType::CertificateIssued,
+                    "Certificate/a",
+                    FindingSeverity::Low,
+                ),
+                event(
+                    EventType::CertificateIssued,
+                    "Certificate/b",
+                    FindingSeverity::Low,
+                ),
+            ],
+            &sinks,
+        );
+        let hook = sink(&db, "hook")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("hook"));
+        let batch = next_batch(&db, &hook, 10).unwrap_or_else(|e| panic!("{e}"));
+        let refused: Vec<&Stored> = batch.events.iter().take(1).collect();
+        dead(
+            &db,
+            "hook",
+            &refused,
+            Some(batch.events[0].seq),
+            "HTTP 400: bad",
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rest = next_batch(&db, &hook, 10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(subjects(&rest), ["Certificate/b"]);
+        assert_eq!(retry(&db, "hook").unwrap_or_default(), 1);
+        let again = next_batch(&db, &hook, 10).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.redelivery);
+        assert_eq!(subjects(&again), ["Certificate/a"]);
+        delivered(&db, "hook", &again, 0, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+        let state = &states(&db).unwrap_or_default()[0];
+        assert_eq!((state.dead_letters, state.backlog), (0, 1));
+        assert_eq!(discard(&db, "hook").unwrap_or(9), 0);
+    }
+
+    #[test]
+    fn held_events_of_a_reconcile_that_was_not_recorded_are_dropped() {
+        let db = db();
+        let all = spec(EventType::ALL, FindingSeverity::Info);
+        let sinks = [Declared {
+            name: "all",
+            spec: &all,
+            problem: None,
+        }];
+        hold(
+            &db,
+            &[event(
+                EventType::CertificateIssued,
+                "Certificate/a",
+                FindingSeverity::Low,
+            )],
+            &sinks,
+            "tip-1",
+            "c0ffee",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            held(&db).ok().flatten(),
+            Some(("tip-1".to_owned(), "c0ffee".to_owned()))
+        );
+        drop_held(&db).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(release(&db, Utc::now()).unwrap_or(9), 0);
+        assert_eq!(last_seq(&db).unwrap_or(9), 0);
+    }
 }

@@ -52,6 +52,8 @@ pub struct Report {
     pub wrote_status: bool,
     /// The earliest time a certificate or CA in force is due for renewal.
     pub next_renewal: Option<DateTime<Utc>>,
+    /// The next time an expiry warning (`certificate.expiring`, `exception.expiring`) is due.
+    pub next_warning: Option<DateTime<Utc>>,
     /// When a commit that did not apply is tried again.
     pub retry_at: Option<DateTime<Utc>>,
     /// Until when this outcome stands for a reconcile that finds nothing new: the retry, or
@@ -244,10 +246,11 @@ pub fn reconcile_warm(
     let summary = summary_of(&head_sha, applied, &executed, &decision);
     let applied = summary.applied.clone();
     let head_applied = applied.as_deref() == Some(head_sha.as_str());
+    let open_before = store.open_conditions()?;
     let told = tell(
         config,
         &reviewing,
-        &observed,
+        (&observed, &open_before),
         &executed,
         &decision,
         head_applied,
@@ -258,8 +261,14 @@ pub fn reconcile_warm(
     // The commit in force is the base of the next review: keep its evaluation.
     warm.reviewed = reviewing.into_base(head_applied);
     let status_tip = observed.tip.map(|t| t.to_string()).unwrap_or_default();
-    crate::events::outbox::hold(store.db(), &told.events, &status_tip, &head_sha)
-        .map_err(store.db_error())?;
+    crate::events::outbox::hold(
+        store.db(),
+        &told.events,
+        &told.declared(),
+        &status_tip,
+        &head_sha,
+    )
+    .map_err(store.db_error())?;
     let recorded = record::record(
         &config_repo,
         config,
@@ -270,6 +279,7 @@ pub fn reconcile_warm(
             executed: &executed,
             decision: &decision,
             findings,
+            sinks: crate::events::outbox::states(store.db()).map_err(store.db_error())?,
         },
     )?;
     failpoint::point("status recorded");
@@ -277,7 +287,7 @@ pub fn reconcile_warm(
         promote: &executed.promote,
         in_force: summary.applied.as_deref(),
         override_reviews: &serde_json::to_string(&decision.open_reviews).unwrap_or_default(),
-        sinks: &told.declared(),
+        open_conditions: &serde_json::to_string(&told.open_after).unwrap_or_default(),
         now,
     })?;
     match workspace.publish(&config.status_branch) {
@@ -307,6 +317,7 @@ pub fn reconcile_warm(
         status_commit: recorded.status_commit.to_string(),
         wrote_status: recorded.wrote_status,
         next_renewal: executed.next_renewal,
+        next_warning: told.next_warning,
         retry_at: None,
         stands_until: None,
         stood: false,
@@ -397,6 +408,11 @@ fn schedule(report: &mut Report, warm: &mut Warm, verdict: &Verdict, now: DateTi
         return;
     }
     let head = git2::Oid::from_str(&report.source).ok();
+    // An expiry warning coming due is a due time like a renewal.
+    let next_due = match (report.next_renewal, report.next_warning) {
+        (Some(renewal), Some(warning)) => Some(renewal.min(warning)),
+        (renewal, warning) => renewal.or(warning),
+    };
     // A renewal still to come is not put off by a retry (one already due is what failed, or
     // failed with the commit).
     let until = |at: DateTime<Utc>, next_renewal: Option<DateTime<Utc>>| {
@@ -407,12 +423,12 @@ fn schedule(report: &mut Report, warm: &mut Warm, verdict: &Verdict, now: DateTi
     match (report.result, verdict) {
         (Outcome::Applied, _) => {
             warm.failing = None;
-            report.stands_until = report.next_renewal;
+            report.stands_until = next_due;
         }
         (Outcome::Pending, Verdict::Pending { opens_at }) => {
             warm.failing = None;
             report.retry_at = Some(*opens_at);
-            report.stands_until = Some(until(*opens_at, report.next_renewal));
+            report.stands_until = Some(until(*opens_at, next_due));
         }
         _ => {
             let attempts = match (warm.failing, head) {
@@ -426,7 +442,7 @@ fn schedule(report: &mut Report, warm: &mut Warm, verdict: &Verdict, now: DateTi
                 + chrono::Duration::from_std(retry_after(attempts))
                     .unwrap_or(chrono::Duration::MAX);
             report.retry_at = Some(retry);
-            report.stands_until = Some(until(retry, report.next_renewal));
+            report.stands_until = Some(until(retry, next_due));
         }
     }
 }
@@ -775,6 +791,9 @@ fn decide_on(
 /// What a reconcile tells its sinks: its events, and the sinks in force.
 struct Told {
     events: Vec<crate::events::Event>,
+    /// The problems open after the reconcile.
+    open_after: std::collections::BTreeSet<String>,
+    next_warning: Option<DateTime<Utc>>,
     /// Each sink in force, with what keeps it from delivering.
     sinks: Vec<(String, crate::model::SinkSpec, Option<String>)>,
 }
@@ -797,7 +816,7 @@ impl Told {
 fn tell(
     config: &HostConfig,
     reviewing: &Reviewing,
-    observed: &Observed,
+    (observed, open_before): (&Observed, &std::collections::BTreeSet<String>),
     executed: &Executed,
     decision: &Decision,
     head_applied: bool,
@@ -828,30 +847,69 @@ fn tell(
         findings,
         catalog,
         expiring_days: &config.events.expiring_days,
+        open_before,
     });
     let source = crate::events::source_of(&config.repo.url);
-    let events = drafts.into_iter().map(|d| d.seal(&source, now)).collect();
+    let events: Vec<crate::events::Event> =
+        drafts.into_iter().map(|d| d.seal(&source, now)).collect();
+    let open_after = crate::events::derive::open_after(open_before, &events);
     let sinks = catalog
-        .map(|catalog| {
-            catalog
-                .of_kind(Kind::Sink)
-                .filter_map(|loaded| match &loaded.resource.spec {
-                    crate::model::Spec::Sink(spec) => {
-                        let problem =
-                            crate::sinks::check(spec, config.endpoints.get(&spec.endpoint))
-                                .err()
-                                .map(|p| p.0);
-                        if let Some(problem) = &problem {
-                            tracing::warn!(sink = loaded.name(), %problem, "sink cannot deliver");
-                        }
-                        Some((loaded.name().to_owned(), spec.clone(), problem))
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
+        .map(|catalog| sinks_in_force(catalog, config))
         .unwrap_or_default();
-    Told { events, sinks }
+    let next_warning = crate::events::derive::next_warning(
+        &executed.statuses,
+        catalog,
+        &config.events.expiring_days,
+        now,
+    );
+    Told {
+        events,
+        open_after,
+        next_warning,
+        sinks,
+    }
+}
+
+/// The sinks of `catalog`, each with what keeps it from delivering. A sink a gate's
+/// `override.notify` names is told about that gate's overrides and their reviews, whatever
+/// else it subscribes to.
+fn sinks_in_force(
+    catalog: &Catalog,
+    config: &HostConfig,
+) -> Vec<(String, crate::model::SinkSpec, Option<String>)> {
+    use crate::model::{EventType, Spec};
+    let notified: HashSet<&str> = catalog
+        .of_kind(Kind::Gate)
+        .filter_map(|loaded| match &loaded.resource.spec {
+            Spec::Gate(gate) => gate.override_.as_ref(),
+            _ => None,
+        })
+        .flat_map(|o| o.notify.iter().map(|n| n.as_str()))
+        .collect();
+    catalog
+        .of_kind(Kind::Sink)
+        .filter_map(|loaded| {
+            let Spec::Sink(spec) = &loaded.resource.spec else {
+                return None;
+            };
+            let mut spec = spec.clone();
+            if notified.contains(loaded.name()) {
+                for kind in [
+                    EventType::GateOverride,
+                    EventType::GateOverrideOverdue,
+                    EventType::GateOverrideReviewed,
+                ] {
+                    if !spec.events.contains(&kind) {
+                        spec.events.push(kind);
+                    }
+                }
+            }
+            let problem = crate::sinks::check(&spec, config.endpoints.get(&spec.endpoint))
+                .err()
+                .map(|p| p.0);
+            Some((loaded.name().to_owned(), spec, problem))
+        })
+        .collect()
 }
 
 /// What carrying out a decision did.

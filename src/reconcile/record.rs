@@ -21,6 +21,8 @@ pub(super) struct Outcome<'a> {
     pub decision: &'a Decision,
     /// The head's policy findings, as the note lists them.
     pub findings: Vec<String>,
+    /// The delivery state of the sinks.
+    pub sinks: Vec<crate::events::outbox::SinkState>,
 }
 
 /// Where the outcome was recorded.
@@ -59,6 +61,7 @@ pub(super) fn record(
                     resources: &executed.statuses,
                     reviews: &decision.open_reviews,
                     gates: (!decision.gates.is_empty()).then_some(decision.gates.as_slice()),
+                    sinks: &outcome.sinks,
                 },
                 &status::message(&outcome.head.sha, executed.result, &counts),
             )?;

@@ -20,8 +20,14 @@ pub struct WebhookSink {
 
 /// The key of a `whsec_<base64>` secret (the prefix is optional, as the libraries take it).
 pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // With or without padding, as the reference libraries take it.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD.decode(encoded).ok().filter(|key| !key.is_empty())
+    LENIENT.decode(encoded).ok().filter(|key| !key.is_empty())
 }
 
 /// `v1,<signature>` of `body` sent as message `id` at `timestamp`.
@@ -93,6 +99,14 @@ impl Sink for WebhookSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_reads_with_or_without_padding() {
+        assert_eq!(secret_key("whsec_dGVzdA"), Some(b"test".to_vec()));
+        assert_eq!(secret_key("whsec_dGVzdA=="), Some(b"test".to_vec()));
+        assert_eq!(secret_key("whsec_"), None);
+        assert_eq!(secret_key("whsec_!!"), None);
+    }
 
     #[test]
     fn signs_as_the_specifications_example() {

@@ -46,6 +46,11 @@ impl Outbox {
         Outbox(Arc::new(Mutex::new(store)))
     }
 
+    /// The delivery state of every sink.
+    pub async fn states(&self) -> Result<Vec<outbox::SinkState>, String> {
+        self.with(outbox::states).await
+    }
+
     async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -99,6 +104,8 @@ pub struct Worker {
     observer: Arc<dyn Observer>,
     built: Option<(String, Box<dyn Sink>)>,
     attempts: u32,
+    /// The problem last logged, so that a lasting one is logged once.
+    told: Option<String>,
 }
 
 impl Worker {
@@ -109,6 +116,7 @@ impl Worker {
             observer,
             built: None,
             attempts: 0,
+            told: None,
         }
     }
 
@@ -177,7 +185,9 @@ impl Worker {
                 .await;
             return Round::Idle;
         }
+        crate::failpoint::point("sending a batch");
         let answer = self.send(&batch.events).await;
+        crate::failpoint::point("batch sent, its answer not recorded");
         self.answered(batch, answer).await
     }
 
@@ -287,11 +297,7 @@ pub async fn drain(
     endpoints: &BTreeMap<Name, Endpoint>,
     observer: Arc<dyn Observer>,
 ) -> Result<Vec<Drained>, String> {
-    let names = outbox
-        .with(|db| {
-            outbox::states(db).map(|states| states.into_iter().map(|s| s.name).collect::<Vec<_>>())
-        })
-        .await?;
+    let names: Vec<String> = outbox.states().await?.into_iter().map(|s| s.name).collect();
     let mut drained = Vec::new();
     for name in names {
         let mut worker = Worker::new(&name, outbox.clone(), observer.clone());
@@ -346,12 +352,18 @@ impl Worker {
                 return;
             }
             let wait = match self.round(&endpoints()).await {
-                Round::Sent => continue,
+                Round::Sent => {
+                    self.told = None;
+                    continue;
+                }
                 Round::Gone => return,
                 Round::Idle => IDLE,
                 Round::Wait(wait) => wait,
                 Round::Broken(problem) => {
-                    tracing::warn!(sink = %self.name, %problem, "sink cannot deliver");
+                    if self.told.as_ref() != Some(&problem) {
+                        tracing::warn!(sink = %self.name, %problem, "sink cannot deliver; its events wait");
+                        self.told = Some(problem);
+                    }
                     IDLE
                 }
             };

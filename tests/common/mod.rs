@@ -5,6 +5,7 @@
 
 pub mod host;
 pub mod peers;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

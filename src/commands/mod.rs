@@ -25,6 +25,8 @@ use crate::status::{Change, Outcome};
 use crate::trust::commits::check_commit_now;
 use crate::trust::signers::AllowedSigners;
 
+pub mod sinks;
+
 /// Exit codes shared by the commands.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -395,6 +397,9 @@ pub fn reconcile(
     let progress = TerminalProgress::new(quiet);
     let report = reconcile_once(&config, now.unwrap_or_else(Utc::now), &progress)?;
     progress.bar.finish_and_clear();
+    // The events of this reconcile (and any backlog) go out before the process ends; what a
+    // receiver cannot take now waits in the outbox for the next run or the daemon.
+    let undelivered = sinks::undelivered_lines(&sinks::deliver(&config)?);
     let short = abbreviated(&report.source, 8);
     let mut text = format!("gitward reconcile: {short} {}\n", report.result.as_str());
     if !quiet {
@@ -447,6 +452,7 @@ pub fn reconcile(
             exchange.push_retries
         ));
     }
+    text.push_str(&undelivered);
     write_out(out, &text)?;
     // Applied but not pushed is not done: the remote does not show it yet.
     Ok(
@@ -863,7 +869,16 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
         Some(&format!("127.0.0.1:{port}")),
     )?;
     let allowed = demo_signers(&dir.join(LOCAL_HOST))?;
-    let host = format!("{host}signers: {{allowedSignersFile: {DEMO_SIGNERS}}}\n");
+    let events = std::fs::canonicalize(&dir)
+        .map_err(Error::io(&dir))?
+        .join(LOCAL_HOST)
+        .join("events.jsonl");
+    // The example's other sinks name endpoints this trial host does not define: they say so
+    // in `gitward sinks status` and hold their events, and nothing else is held up.
+    let host = format!(
+        "{host}signers: {{allowedSignersFile: {DEMO_SIGNERS}}}\nendpoints:\n  audit-log: {{url: {}}}\n",
+        serde_json::to_string(&format!("file://{}", events.display())).unwrap_or_default()
+    );
     write_file(&host_file, host.as_bytes())?;
     exclude_local_host(&repo, &dir)?;
     let config = HostConfig::load(&host_file)?;
@@ -930,6 +945,8 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
                 format!("  approvers     {} in {LOCAL_HOST}/keys/, listed in {LOCAL_HOST}/{DEMO_SIGNERS}", DEMO_PRINCIPALS.join(", ")),
                 format!("  approve       {gitward} approve HEAD --key {LOCAL_HOST}/keys/alice --as alice@example.com --no-push"),
                 format!("  explain       {gitward} explain HEAD"),
+                format!("  events        {shown}/{LOCAL_HOST}/events.jsonl    {gitward} events --config {LOCAL_HOST}/gitward.yaml"),
+                format!("  sinks         {gitward} sinks status --config {LOCAL_HOST}/gitward.yaml"),
                 format!("  metrics       http://127.0.0.1:{port}/metrics   (and /healthz, /readyz, /status)"),
                 format!("Ctrl-C stops it; `{gitward} run --config {}` starts it again.\n\n", shell_word(&host_file)),
             ]

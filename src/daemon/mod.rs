@@ -5,6 +5,8 @@
 //! One daemon per state directory (an exclusive lock on `stateDir/gitward.lock`). SIGTERM
 //! and SIGINT stop it after the reconcile in progress; it then exits 0.
 
+mod delivery;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -170,7 +172,12 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 .route("/hooks/{provider}", post(hook))
                 .with_state(daemon.clone());
             let limits = server::Limits::for_fd_limit(server::raise_fd_limit());
-            Some(tokio::spawn(server::serve(listener, app, limits, stopped)))
+            Some(tokio::spawn(server::serve(
+                listener,
+                app,
+                limits,
+                stopped.clone(),
+            )))
         }
         None => None,
     };
@@ -188,6 +195,15 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             }
         });
     }
+    let endpoints_of = daemon.clone();
+    let mut deliveries = delivery::Deliveries::new(
+        crate::sinks::worker::Outbox::new(Store::open(&daemon.config.state_dir)?),
+        Arc::new(Observed(daemon.clone())),
+        Arc::new(move || endpoints_of.current().config.endpoints.clone()),
+        stopped.clone(),
+    );
+    // A backlog left by the last run goes out before the first reconcile ends.
+    deliveries.wake().await;
     // Reconciles in a row that could not reach the remote; retried sooner than the poll
     // interval, with doubling pauses up to a minute.
     let mut remote_failures: u32 = 0;
@@ -225,6 +241,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             report
         });
         let seconds = started.elapsed().as_secs_f64();
+        deliveries.wake().await;
         let mut wait = Duration::from_secs(current.config.repo.poll_interval.as_secs().max(1));
         // The next full check is a due time like a renewal.
         wait = wait.min(
@@ -515,7 +532,39 @@ async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     }
 }
 
+/// Tells the daemon's metrics how deliveries go.
+struct Observed(Arc<Daemon>);
+
+impl crate::sinks::worker::Observer for Observed {
+    fn delivered(&self, sink: &str, events: u64) {
+        self.0.metrics.delivered(sink, events);
+    }
+
+    fn failed(&self, sink: &str) {
+        crate::sinks::worker::Observer::failed(&self.0.metrics, sink);
+    }
+
+    fn dead(&self, sink: &str, events: u64) {
+        self.0.metrics.dead(sink, events);
+    }
+}
+
+impl Daemon {
+    /// The delivery state of the sinks, from the state database.
+    fn sinks(&self) -> Vec<crate::events::outbox::SinkState> {
+        let store = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        crate::events::outbox::states(store.db()).unwrap_or_else(|error| {
+            tracing::error!(%error, "sink states not read");
+            Vec::new()
+        })
+    }
+}
+
 async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    daemon.metrics.sinks(&daemon.sinks());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -526,11 +575,14 @@ async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
 }
 
 async fn last_status(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
-    let last = daemon
+    let mut last = daemon
         .last
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    if let Some(last) = last.as_object_mut() {
+        last.insert("sinks".to_owned(), serde_json::json!(daemon.sinks()));
+    }
     axum::Json(last)
 }
 

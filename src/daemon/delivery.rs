@@ -1,0 +1,66 @@
+//! The daemon's sink workers: one per sink in force, started when a reconcile declares the
+//! sink, woken when a reconcile releases events, stopped with the daemon.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Endpoint;
+use crate::model::Name;
+use crate::sinks::worker::{Observer, Outbox, Worker};
+
+/// The host's endpoints as the config in force has them (a SIGHUP may change them).
+pub type Endpoints = Arc<dyn Fn() -> BTreeMap<Name, Endpoint> + Send + Sync>;
+
+pub struct Deliveries {
+    outbox: Outbox,
+    observer: Arc<dyn Observer>,
+    endpoints: Endpoints,
+    stop: watch::Receiver<bool>,
+    workers: HashMap<String, (Arc<Notify>, JoinHandle<()>)>,
+}
+
+impl Deliveries {
+    pub fn new(
+        outbox: Outbox,
+        observer: Arc<dyn Observer>,
+        endpoints: Endpoints,
+        stop: watch::Receiver<bool>,
+    ) -> Deliveries {
+        Deliveries {
+            outbox,
+            observer,
+            endpoints,
+            stop,
+            workers: HashMap::new(),
+        }
+    }
+
+    /// A worker for each sink the outbox has (a reconcile or a restart may have added some),
+    /// each woken to look for new events; workers of sinks gone have ended on their own.
+    pub async fn wake(&mut self) {
+        self.workers.retain(|_, (_, task)| !task.is_finished());
+        let sinks = match self.outbox.states().await {
+            Ok(states) => states,
+            Err(error) => {
+                tracing::error!(%error, "sinks not read; deliveries wait for the next reconcile");
+                return;
+            }
+        };
+        for sink in sinks {
+            let (wake, _) = self.workers.entry(sink.name.clone()).or_insert_with(|| {
+                let wake = Arc::new(Notify::new());
+                let worker = Worker::new(&sink.name, self.outbox.clone(), self.observer.clone());
+                let task = tokio::spawn(worker.run(
+                    self.endpoints.clone(),
+                    wake.clone(),
+                    self.stop.clone(),
+                ));
+                (wake, task)
+            });
+            wake.notify_one();
+        }
+    }
+}
