@@ -34,7 +34,8 @@ const SCHEMES: [&str; 3] = ["udp", "tcp", "tls"];
 /// of its own; nothing outside its directory.
 struct Rsyslog {
     dir: PathBuf,
-    ports: [u16; 3],
+    /// UDP, TCP, TLS, and TLS that wants a client certificate.
+    ports: [u16; 4],
     ca: PathBuf,
     daemon: Option<Daemon>,
 }
@@ -43,7 +44,7 @@ impl Rsyslog {
     fn start(dir: &Path) -> Rsyslog {
         std::fs::create_dir_all(dir).unwrap();
         let (ca, cert, key) = localhost_tls(dir);
-        let ports = [free_port(), free_port(), free_port()];
+        let ports = [free_port(), free_port(), free_port(), free_port()];
         let work = dir.join("work");
         std::fs::create_dir_all(&work).unwrap();
         let out = |scheme: &str| dir.join(format!("{scheme}.log")).display().to_string();
@@ -66,10 +67,13 @@ ruleset(name="tcp") {{
 ruleset(name="tls") {{
   action(type="omfile" file="{tls_out}" template="raw")
   action(type="omfile" file="{tls_out}.fields" template="fields") }}
+ruleset(name="mtls") {{ action(type="omfile" file="{mtls_out}" template="raw") }}
 input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
 input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
   streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{mtls}" ruleset="mtls"
+  streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 "#,
             work = work.display(),
             ca = ca.display(),
@@ -78,9 +82,11 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
             udp_out = out("udp"),
             tcp_out = out("tcp"),
             tls_out = out("tls"),
+            mtls_out = out("mtls"),
             udp = ports[0],
             tcp = ports[1],
             tls = ports[2],
+            mtls = ports[3],
         );
         std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
         let mut rsyslog = Rsyslog {
@@ -109,6 +115,7 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
         );
         daemon.wait_for(self.ports[1]);
         daemon.wait_for(self.ports[2]);
+        daemon.wait_for(self.ports[3]);
         // UDP has no handshake: a probe written back says the input is open.
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         daemon.wait_until("rsyslog takes UDP", || {
@@ -130,8 +137,13 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
     }
 
     fn endpoint(&self, scheme: &str) -> Endpoint {
-        let port = self.ports[SCHEMES.iter().position(|s| *s == scheme).unwrap()];
-        endpoint(&format!("{scheme}://127.0.0.1:{port}"), &self.ca)
+        let (url, port) = match scheme {
+            "udp" => ("udp", self.ports[0]),
+            "tcp" => ("tcp", self.ports[1]),
+            "tls" => ("tls", self.ports[2]),
+            _ => ("tls", self.ports[3]),
+        };
+        endpoint(&format!("{url}://127.0.0.1:{port}"), &self.ca)
     }
 
     /// Waits until rsyslog wrote `count` messages received over `scheme` (not counting
@@ -578,30 +590,11 @@ async fn a_tls_receiver_whose_certificate_the_ca_file_did_not_sign_is_retried_wi
 
     // ...127.0.0.1 is not in one the same CA made for another name (openssl serving it).
     let receiver = dir.path().join("receiver");
-    let path = |f: &str| receiver.join(f).display().to_string();
-    std::fs::write(path("other.ext"), "subjectAltName=DNS:other.example\n").unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-new", "-subj", "/CN=other.example"];
-    args.extend(ec);
-    let (key, csr, cert) = (path("other.key"), path("other.csr"), path("other.pem"));
-    args.extend(["-keyout", &key, "-out", &csr]);
-    common::tool("openssl", &args, &receiver).expect(0);
-    let (ca, ca_key, ext) = (path("tls-ca.pem"), path("tls-ca.key"), path("other.ext"));
-    common::tool(
-        "openssl",
-        &[
-            "x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-days", "2", "-extfile",
-            &ext, "-out", &cert,
-        ],
+    let (cert, key) = issue(
         &receiver,
-    )
-    .expect(0);
+        "other.example",
+        "subjectAltName=DNS:other.example",
+    );
     let port = free_port();
     let accept = format!("127.0.0.1:{port}");
     let mut server = Daemon::spawn(
@@ -623,6 +616,76 @@ async fn a_tls_receiver_whose_certificate_the_ca_file_did_not_sign_is_retried_wi
         error.contains("not trusted") && error.contains("not valid for name \"127.0.0.1\""),
         "{error}"
     );
+}
+
+/// A certificate for `name` from the CA `localhost_tls` made in `dir`; returns (cert, key).
+fn issue(dir: &Path, name: &str, ext: &str) -> (String, String) {
+    let path = |f: &str| dir.join(f).display().to_string();
+    std::fs::write(path(&format!("{name}.ext")), format!("{ext}\n")).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let subject = format!("/CN={name}");
+    let mut args = vec!["req", "-new", "-subj", &subject];
+    args.extend(ec);
+    let (key, csr, cert) = (
+        path(&format!("{name}.key")),
+        path(&format!("{name}.csr")),
+        path(&format!("{name}.pem")),
+    );
+    args.extend(["-keyout", &key, "-out", &csr]);
+    common::tool("openssl", &args, dir).expect(0);
+    let (ca, ca_key, ext) = (
+        path("tls-ca.pem"),
+        path("tls-ca.key"),
+        path(&format!("{name}.ext")),
+    );
+    common::tool(
+        "openssl",
+        &[
+            "x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-days", "2", "-extfile",
+            &ext, "-out", &cert,
+        ],
+        dir,
+    )
+    .expect(0);
+    (cert, key)
+}
+
+#[tokio::test]
+async fn a_receiver_that_wants_a_client_certificate_gets_the_one_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsyslog = Rsyslog::start(dir.path());
+    // Without one, the receiver closes the connection once the handshake is over: nothing
+    // is written to it.
+    let mut sink = Syslog::new(&spec(json!({})), &rsyslog.endpoint("mtls")).unwrap();
+    let answer = send(&mut sink, &[plain()]).await;
+    let Answer::Retry { error, after: None } = answer else {
+        panic!("{answer:?}");
+    };
+    assert!(
+        error.contains("closed the connection as soon as the TLS handshake was over")
+            && error.contains("clientCertFile"),
+        "{error}"
+    );
+
+    let (cert, key) = issue(
+        dir.path(),
+        "gitward-client",
+        "extendedKeyUsage=clientAuth,serverAuth",
+    );
+    let mut endpoint = rsyslog.endpoint("mtls");
+    endpoint.client_cert_file = Some(cert.into());
+    endpoint.client_key_file = Some(key.into());
+    let mut sink = Syslog::new(&spec(json!({"format": "leef"})), &endpoint).unwrap();
+    delivered(&mut sink, &[hostile(), plain()]).await;
+    let got = rsyslog.received("mtls", "leef", 2);
+    assert_eq!(got[0]["leef"]["attributes"]["eventId"], hostile().event.id);
+    assert_eq!(got[1]["leef"]["attributes"]["eventId"], plain().event.id);
 }
 
 #[tokio::test]
@@ -858,4 +921,92 @@ impl LineCounter {
         }
         self.lines
     }
+}
+
+/// The delivery state `gitward sinks status` shows for sink `name`.
+fn sink_state(dir: &Path, name: &str) -> Value {
+    let run = common::gitward_in(
+        dir,
+        &[
+            "sinks",
+            "status",
+            "--config",
+            "gitward.yaml",
+            "--format",
+            "json",
+        ],
+    )
+    .expect(0);
+    let states: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    states
+        .into_iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no sink {name}: {}", run.stdout))
+}
+
+#[test]
+fn reconcile_once_delivers_to_rsyslog_over_tls_and_sinks_test_reaches_it() {
+    use common::host::{Host, ISSUERS, certificate};
+
+    let sink = "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: siem}\nspec:\n  \
+                type: syslog\n  endpoint: siem-tls\n  minSeverity: info\n  \
+                syslog: {format: cef}\n";
+    let web = certificate("web", "  dnsNames: [web.example.com]\n");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("web.yaml", &web),
+        ("sinks.yaml", sink),
+    ]);
+    let rsyslog = Rsyslog::start(&host.dir.path().join("rsyslog"));
+    host.config(&format!(
+        "endpoints:\n  siem-tls: {{url: \"tls://localhost:{}\", caFile: {}}}\n",
+        rsyslog.ports[2],
+        rsyslog.ca.display()
+    ));
+    host.reconcile(&[]).expect(0);
+    let got = rsyslog.received("tls", "cef", 3);
+    let mut kinds: Vec<String> = got
+        .iter()
+        .map(|r| {
+            let ext = &r["cef"]["extension"];
+            format!(
+                "{} {} {}",
+                r["cef"]["header"][4], ext["cat"], ext["subject"]
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            r#""certificate.issued" "certificate.issued" "Certificate/web""#,
+            r#""certificate.issued" "certificate.issued" "Issuer/issuing""#,
+            r#""certificate.issued" "certificate.issued" "Issuer/root""#,
+        ]
+    );
+    for record in &got {
+        assert_eq!(record["appname"], "gitward");
+        assert_eq!(record["hostname"], record["this_host"]);
+        assert_eq!(record["msgid"], "certificate.issued");
+    }
+    let state = sink_state(host.dir.path(), "siem");
+    assert_eq!(
+        (
+            &state["delivered"],
+            &state["backlog"],
+            &state["deadLetters"]
+        ),
+        (&json!(3), &json!(0), &json!(0)),
+        "{state}"
+    );
+
+    let test = common::gitward_in(
+        host.dir.path(),
+        &["sinks", "test", "siem", "--config", "gitward.yaml"],
+    )
+    .expect(0);
+    assert!(test.stdout.contains("delivered"), "{}", test.stdout);
+    let got = rsyslog.received("tls", "cef", 4);
+    assert_eq!(got[3]["cef"]["extension"]["cat"], "sink.test");
+    assert_eq!(got[3]["cef"]["header"][4], "sink.test");
 }

@@ -193,6 +193,11 @@ pub fn frames(messages: &[String]) -> Vec<u8> {
 /// How long a kept connection is read before a batch, to learn whether the receiver closed
 /// it.
 const IDLE_CHECK: Duration = Duration::from_millis(1);
+/// How long a new connection is watched before the first batch, at least and at most: a
+/// receiver that refuses a sender after the handshake (rsyslog checking a client
+/// certificate) closes it then, and what was written would be lost unnoticed.
+const SETTLE_MIN: Duration = Duration::from_millis(200);
+const SETTLE_MAX: Duration = Duration::from_secs(2);
 
 enum Connection {
     Tcp(TcpStream),
@@ -292,7 +297,7 @@ impl Transport {
 
     async fn frames(&mut self, messages: &[String]) -> Result<(), String> {
         let kept = match self.connection.take() {
-            Some(connection) => connection.open().await,
+            Some(connection) => connection.open(IDLE_CHECK).await,
             None => None,
         };
         let mut connection = match kept {
@@ -310,11 +315,15 @@ impl Transport {
     async fn connect(&self) -> Result<Connection, String> {
         let mut failures = Vec::new();
         for peer in self.resolve().await? {
+            let started = tokio::time::Instant::now();
             match tokio::time::timeout(self.timeout, TcpStream::connect(peer)).await {
                 Ok(Ok(stream)) => {
                     // Batches are written whole; a small one need not wait for more.
                     let _ = stream.set_nodelay(true);
-                    return self.secure(stream).await;
+                    let connection = self.secure(stream).await?;
+                    // Twice the round trips it took to open it, for a refusal to come back.
+                    let settle = (started.elapsed() * 2).clamp(SETTLE_MIN, SETTLE_MAX);
+                    return self.settled(connection, settle).await;
                 }
                 Ok(Err(error)) => failures.push(format!("{peer}: {error}")),
                 Err(_) => failures.push(format!("{peer}: {}", self.late("connecting"))),
@@ -331,6 +340,19 @@ impl Transport {
             Ok(Ok(tls)) => Ok(Connection::Tls(Box::new(tls))),
             Ok(Err(error)) => Err(format!("TLS handshake: {}", describe(&error))),
             Err(_) => Err(self.late("the TLS handshake")),
+        }
+    }
+
+    async fn settled(&self, connection: Connection, wait: Duration) -> Result<Connection, String> {
+        match connection.open(wait).await {
+            Some(connection) => Ok(connection),
+            None if self.tls.is_some() => Err(
+                "the receiver closed the connection as soon as the TLS handshake was over; \
+                 one that wants a client certificate does so without one it trusts \
+                 (clientCertFile, clientKeyFile)"
+                    .to_owned(),
+            ),
+            None => Err("the receiver closed the connection as soon as it was open".to_owned()),
         }
     }
 
@@ -369,25 +391,26 @@ impl Connection {
         }
     }
 
-    /// The connection, unless the receiver closed it (or it broke) while it was idle: a
-    /// write to it would seem to succeed and be lost.
-    async fn open(mut self) -> Option<Connection> {
+    /// The connection, unless the receiver closes it (or it breaks) within `wait`: a write
+    /// to it would seem to succeed and be lost.
+    async fn open(mut self, wait: Duration) -> Option<Connection> {
         let closed = match &mut self {
-            Connection::Tcp(stream) => peer_closed(stream).await,
-            Connection::Tls(stream) => peer_closed(stream.as_mut()).await,
+            Connection::Tcp(stream) => peer_closed(stream, wait).await,
+            Connection::Tls(stream) => peer_closed(stream.as_mut(), wait).await,
         };
         (!closed).then_some(self)
     }
 }
 
-/// Reads what is already there: the end of the stream or an error means the peer is gone.
-/// Syslog receivers send nothing; what one does send is read and ignored, a bounded amount.
-/// The read waits a moment rather than not at all: the runtime learns that a socket was
-/// closed only when it next polls for events, which an await lets it do.
-async fn peer_closed<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
+/// Reads what comes within `wait`: the end of the stream or an error means the peer is
+/// gone. Syslog receivers send nothing; what one does send is read and ignored, a bounded
+/// amount. The read waits rather than looking only at what the runtime knows: it learns
+/// that a socket was closed only when it next polls for events, which an await lets it do.
+async fn peer_closed<S: AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
     let mut scratch = [0u8; 1024];
     for _ in 0..64 {
-        match tokio::time::timeout(IDLE_CHECK, stream.read(&mut scratch)).await {
+        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
             Err(_) => return false,
             Ok(Ok(0) | Err(_)) => return true,
             Ok(Ok(_)) => {}
