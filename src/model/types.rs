@@ -981,10 +981,10 @@ pub struct SyslogSettings {
     #[serde(default = "default_enterprise_id")]
     #[schemars(range(min = 1, max = 4294967295u32))]
     pub enterprise_id: u32,
-    /// LEEF 2.0 attribute delimiter: one printable character other than `|` and `=`, or a
+    /// LEEF 2.0 attribute delimiter: one punctuation character other than `|` and `=`, or a
     /// hex code like `x09` (tab).
     #[serde(default = "default_leef_delimiter")]
-    #[schemars(regex(pattern = "^([!-<>-{}~]|0?[xX][0-9a-fA-F]{2})$"))]
+    #[schemars(regex(pattern = "^([!-/:-<>-@\\[-`{}~]|0?[xX][0-9a-fA-F]{1,4})$"))]
     pub delimiter: String,
     /// Longest datagram over UDP, in bytes; a longer message is cut and ends in `...`.
     #[serde(default = "default_udp_max_bytes")]
