@@ -18,6 +18,11 @@
 #    change approved; idle CPU and RSS (scripts/bench-daemon.py).
 # 6. Gates: `plan` of the 10-file change with the example's gates against the same
 #    repository without them (both without the gate-coverage policy).
+# 7. Events: recording a cold reconcile's 10,000 events against that reconcile; delivering
+#    them from the outbox to a Splunk HEC stand-in (against a bare loop posting the same
+#    batches with the same client) and to rsyslog over TLS (benches/events.rs); a one-file
+#    change from commit to its event at a webhook receiver, and a 100,000-event backlog with
+#    the receiver down: RSS and idle CPU (scripts/bench-events.py).
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +35,8 @@ command -v bc >/dev/null || missing+=(bc)
 command -v pebble >/dev/null || missing+=(pebble)
 command -v certbot >/dev/null || missing+=(certbot)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -120,4 +127,19 @@ g, u = times["gates"], times["ungated"]
 print(f"plan with gates        median {g['median']:.3f} s (mean {g['mean']:.3f} ± {g['stddev']:.3f})")
 print(f"plan without gates     median {u['median']:.3f} s (mean {u['mean']:.3f} ± {u['stddev']:.3f})")
 print(f"with / without         {g['median'] / u['median']:.3f}×   (target: ≤ 1.05×)")
+PY
+
+echo
+echo "== 7. events: recording and delivering a cold reconcile's events; the daemon's deliveries"
+# Without gates or the policy that every prod certificate is gated: the cold reconcile
+# applies and tells 10,000 certificate.issued events.
+python3 scripts/gen-repo.py "$work/told" --certificates "$count" --algorithm ECDSA-P256 --no-acme --no-gates --no-gate-policy
+GITWARD_BENCH_REPO="$work/told" cargo bench --quiet --bench events 2>/dev/null
+python3 scripts/gen-repo.py "$work/events" --certificates 100 --algorithm ECDSA-P256 --no-acme --no-gates --no-gate-policy
+python3 scripts/bench-events.py "$bin" "$work/events" --changes 30 --backlog 100000 --idle 60 > "$work/events.json"
+python3 - "$work/events.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"commit → event at a webhook receiver  p50 {r['latency_ms_p50']:.0f} ms  p95 {r['latency_ms_p95']:.0f} ms   (target: status commit → receiver p50 ≤ 100 ms)")
+print(f"{r['backlog_events']} events backlogged, receiver down: RSS {r['backlog_rss_mib']:.0f} MiB against {r['baseline_rss_mib']:.0f} MiB without ({r['backlog_rss_growth_mib']:+.1f} MiB; target ≤ 20 MiB), idle CPU {r['backlog_cpu_s_per_min']:.3f} s/min (target ≤ 0.1)")
 PY

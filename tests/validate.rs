@@ -6,7 +6,7 @@ use common::{TestRepo, gitward_in, project_dir, tool};
 use serde_json::Value;
 
 const SUMMARY: &str =
-    "valid: 4 issuers, 11 certificates, 11 policies, 2 gates, 6 sinks in 40 files\n";
+    "valid: 4 issuers, 11 certificates, 11 policies, 2 gates, 7 sinks in 41 files\n";
 
 #[test]
 fn the_example_repository_is_valid_as_a_commit_and_as_a_working_tree() {
@@ -93,7 +93,7 @@ fn a_working_tree_is_read_as_the_commit_made_of_it() {
     repo.write("local/scratch.yaml", "not: [a resource\n");
 
     let expected = "vendor/ca-bundle:1:1: warning: submodule not read; gitward loads only this repository's files\n\
-                    valid: 4 issuers, 12 certificates, 11 policies, 2 gates, 6 sinks in 41 files (1 warning)\n";
+                    valid: 4 issuers, 12 certificates, 11 policies, 2 gates, 7 sinks in 42 files (1 warning)\n";
     assert_eq!(
         repo.gitward(&["validate", "--rev", "HEAD"])
             .expect(0)
