@@ -203,9 +203,15 @@ enum Command {
         quiet: bool,
     },
     /// Where events go: the delivery state of each sink, test events, dead letters.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Exit codes: 0 done; 1 a test event not delivered; 2 no such sink, host config error or another usage error."
+    )]
     Sinks(SinksCommand),
     /// The events in the outbox, oldest first.
+    #[command(
+        after_help = "Exit codes: 0 listed; 2 unknown event type, host config error or another usage error."
+    )]
     Events {
         /// The host config.
         #[arg(long, default_value = gitward::config::DEFAULT_PATH)]

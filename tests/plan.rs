@@ -64,7 +64,7 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
             "  ~ Sink/pagerduty-oncall           none     sinks/tickets.yaml:32",
             "        spec.minSeverity: critical → high",
             "",
-            "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 30 unchanged.",
+            "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 31 unchanged.",
             "",
             "Gates:",
             "  prod-changes: pass  gates/prod-changes.yaml:4",
@@ -517,7 +517,7 @@ fn a_configuration_in_a_subdirectory_plans_on_its_own() {
     let root = repo.git(&["commit-tree", "-m", "empty", &repo.git(&["mktree"])]);
     let run = common::gitward_in(&sub, &["plan", "--base", &root, "--head", &first]).expect(0);
     assert!(
-        run.stdout.contains("Resources: 34 created"),
+        run.stdout.contains("Resources: 35 created"),
         "{}",
         run.stdout
     );

@@ -52,7 +52,8 @@ pub struct Report {
     pub wrote_status: bool,
     /// The earliest time a certificate or CA in force is due for renewal.
     pub next_renewal: Option<DateTime<Utc>>,
-    /// The next time an expiry warning (`certificate.expiring`, `exception.expiring`) is due.
+    /// The next time an expiry warning (`certificate.expiring`, `exception.expiring`) or an
+    /// override review (`gate.override.overdue`) falls due.
     pub next_warning: Option<DateTime<Utc>>,
     /// When a commit that did not apply is tried again.
     pub retry_at: Option<DateTime<Utc>>,
@@ -856,12 +857,23 @@ fn tell(
     let sinks = catalog
         .map(|catalog| sinks_in_force(catalog, config))
         .unwrap_or_default();
+    // An override review falling due is told when it does, like an expiry warning.
     let next_warning = crate::events::derive::next_warning(
         &executed.statuses,
         catalog,
         &config.events.expiring_days,
         now,
-    );
+    )
+    .into_iter()
+    .chain(
+        decision
+            .open_reviews
+            .iter()
+            .filter(|r| !r.overdue)
+            .map(|r| r.record.review_due + chrono::Duration::seconds(1)),
+    )
+    .filter(|at| *at > now)
+    .min();
     Told {
         events,
         open_after,
