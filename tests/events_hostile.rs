@@ -1370,3 +1370,98 @@ fn deliveries_and_reconciles_at_the_same_time_both_succeed() {
         .collect();
     assert!(locked.is_empty(), "{locked:#?}");
 }
+
+/// Every problem an event opens is closed by an event when it goes, however it goes: the
+/// policy that found it deleted, or the resource it was about. Otherwise receivers keep
+/// the incident open for ever, and the host's set of open problems only grows.
+#[test]
+fn a_violation_closes_when_its_policy_or_its_resource_goes() {
+    let audit = sink("audit", "file", "audit", "  minSeverity: info\n");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        (
+            "web.yaml",
+            &certificate("web", "  dnsNames: [legacy.example.com]\n"),
+        ),
+        (
+            "api.yaml",
+            &certificate("api", "  dnsNames: [legacy-api.example.com]\n"),
+        ),
+        ("policy.yaml", LEGACY_POLICY),
+        ("legacy.rego", LEGACY_REGO),
+        ("sinks.yaml", &audit),
+    ]);
+    host.config(&format!(
+        "endpoints:\n{}",
+        file_endpoint(&host, "audit", "audit.jsonl")
+    ));
+    host.reconcile(&[]).expect(0);
+    host.repo.remove("api.yaml");
+    host.repo.commit("The API certificate goes");
+    host.reconcile(&[]).expect(0);
+    host.repo.remove("policy.yaml");
+    host.repo.remove("legacy.rego");
+    host.repo.commit("The policy goes");
+    host.reconcile(&[]).expect(0);
+    let mut open = std::collections::BTreeMap::new();
+    for event in written(&host, "audit.jsonl") {
+        if let Some(key) = event["data"]["condition"]["key"].as_str() {
+            open.insert(
+                key.to_owned(),
+                (
+                    event["subject"].clone(),
+                    event["data"]["condition"]["open"] == true,
+                ),
+            );
+        }
+    }
+    assert_eq!(open.len(), 2, "{open:?}");
+    let still: Vec<_> = open.iter().filter(|(_, (_, open))| *open).collect();
+    assert!(still.is_empty(), "problems never closed: {still:?}");
+}
+
+const MANY_POLICY: &str = "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: many}\nspec:\n  module: many.rego\n  rule: data.many.warn\n  appliesTo: {kinds: [Certificate]}\n  enforcement: warn\n  severity: critical\n";
+const MANY_REGO: &str = "package many\n\nimport rego.v1\n\nwarn contains sprintf(\"finding %d\", [i]) if {\n\tsome i in numbers.range(1, 100)\n}\n";
+
+/// `reconcile --once` (a cron job) delivers "before it exits and leaves what a receiver
+/// cannot take now for the next run". PagerDuty is paced at 2 events a second: a commit with
+/// many findings (the repository writes the policies) must not keep the run going for as
+/// long as the pace needs (500 findings: over 4 minutes; 20,000: close to 3 hours).
+#[test]
+#[ignore = "finding: reconcile --once drains every backlog to the end, however long the receiver's pace makes it (243 events in 120 s)"]
+fn reconcile_once_does_not_wait_out_a_paced_backlog() {
+    let receiver = Hostile::start(|_, _| {
+        answer(
+            202,
+            &[("content-type", "application/json")],
+            "{\"status\":\"success\",\"message\":\"Event processed\"}",
+        )
+    });
+    let certificates: Vec<String> = (0..5)
+        .map(|i| {
+            certificate(
+                &format!("c{i}"),
+                &format!("  dnsNames: [c{i}.example.com]\n"),
+            )
+        })
+        .collect();
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("certificates.yaml", &certificates.join("---\n")),
+        ("policy.yaml", MANY_POLICY),
+        ("many.rego", MANY_REGO),
+        ("sinks.yaml", &sink("pager", "pagerduty", "pd", "")),
+    ]);
+    std::fs::write(host.dir.path().join("pd-key"), ROUTING_KEY).expect("key");
+    host.config(&format!(
+        "endpoints:\n  pd: {{url: \"{}\", routingKeyFile: pd-key}}\n",
+        receiver.url
+    ));
+    let run = reconcile_within(&host, HANG_GUARD);
+    let sent = receiver.count();
+    let run = run.unwrap_or_else(|| panic!("reconcile --once still pacing after {sent} events"));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let pager = state(&host, "pager");
+    let told = pager["delivered"].as_i64().unwrap_or(0) + pager["backlog"].as_i64().unwrap_or(0);
+    assert!(told >= 500, "{pager}");
+}
