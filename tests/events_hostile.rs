@@ -1465,3 +1465,120 @@ fn reconcile_once_does_not_wait_out_a_paced_backlog() {
     let told = pager["delivered"].as_i64().unwrap_or(0) + pager["backlog"].as_i64().unwrap_or(0);
     assert!(told >= 500, "{pager}");
 }
+
+/// A SIEM that is down holds its backlog; a repository writer who takes the sink out and
+/// puts it back (two commits) must not make what it missed meanwhile vanish, or any event
+/// can be kept from the SIEM by timing.
+#[test]
+#[ignore = "finding: a sink out of the repository for one commit loses its backlog and dead letters for good"]
+fn a_sink_taken_out_and_put_back_still_gets_what_it_missed() {
+    let receiver = Hostile::start(|_, before| {
+        if before < 3 {
+            answer(503, &[], "down")
+        } else {
+            answer(204, &[], "")
+        }
+    });
+    let siem = sink("siem", "webhook", "hook", "  minSeverity: info\n");
+    let host = host_with(&siem);
+    std::fs::write(host.dir.path().join("hook-secret"), SECRET).expect("secret");
+    host.config(&format!(
+        "endpoints:\n  hook: {{url: \"{}\", secretFile: hook-secret}}\n",
+        receiver.url
+    ));
+    // While the SIEM is down: a violation.
+    host.repo.write("policy.yaml", LEGACY_POLICY);
+    host.repo.write("legacy.rego", LEGACY_REGO);
+    host.repo.write(
+        "legacy.yaml",
+        certificate("legacy", "  dnsNames: [legacy.example.com]\n"),
+    );
+    host.repo.commit("A legacy name");
+    host.reconcile(&[]).expect(0);
+    host.reconcile(&[]).expect(0);
+    assert!(state(&host, "siem")["backlog"].as_i64() > Some(0));
+    host.repo.remove("sinks.yaml");
+    host.repo.commit("No SIEM for a moment");
+    host.reconcile(&[]).expect(0);
+    host.repo.write("sinks.yaml", &siem);
+    host.repo.commit("The SIEM is back");
+    host.reconcile(&[]).expect(0);
+    host.reconcile(&[]).expect(0);
+    let told: Vec<String> = receiver
+        .requests()
+        .iter()
+        .skip(3)
+        .filter_map(|r| r.json()["type"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        told.iter().any(|t| t == "dev.gitward.policy.violation"),
+        "the SIEM never got the violation: {told:?}"
+    );
+}
+
+/// One endpoint, two sinks of different types: each credential goes only with the requests
+/// of the type that needs it.
+#[test]
+fn an_endpoint_shared_by_two_types_of_sink_sends_each_credential_with_its_type_only() {
+    let receiver = Hostile::start(|_, _| answer(202, &[], "{\"status\":\"success\"}"));
+    let broken = certificate("broken", "  dnsNames: [broken.example.com]\n")
+        .replace("target: web", "target: elsewhere");
+    let sinks = [
+        sink("hook", "webhook", "shared", "  minSeverity: info\n"),
+        sink("pager", "pagerduty", "shared", ""),
+    ]
+    .join("---\n");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("broken.yaml", &broken),
+        ("sinks.yaml", &sinks),
+    ]);
+    std::fs::write(host.dir.path().join("hook-secret"), SECRET).expect("secret");
+    std::fs::write(host.dir.path().join("pd-key"), ROUTING_KEY).expect("key");
+    host.config(&format!(
+        "endpoints:\n  shared: {{url: \"{}\", secretFile: hook-secret, routingKeyFile: pd-key}}\n",
+        receiver.url
+    ));
+    host.reconcile(&[]).expect(1);
+    let requests = receiver.requests();
+    let (signed, keyed): (Vec<&Request>, Vec<&Request>) = requests
+        .iter()
+        .partition(|r| r.header("webhook-signature").is_some());
+    assert!(!signed.is_empty() && !keyed.is_empty(), "{requests:?}");
+    for request in &signed {
+        assert!(
+            !String::from_utf8_lossy(&request.body).contains(ROUTING_KEY),
+            "{request:?}"
+        );
+    }
+    for request in &keyed {
+        assert_eq!(request.json()["routing_key"], ROUTING_KEY);
+        assert!(request.header("webhook-id").is_none(), "{request:?}");
+    }
+}
+
+/// A refusal that quotes the routing key is still a refusal of the event: hiding the key
+/// must not make it read as PagerDuty refusing the key, retried for ever.
+#[test]
+#[ignore = "finding: the key's mask, \"[routing key]\", reads as PagerDuty refusing the key: the refused event is retried for ever"]
+fn a_refusal_quoting_the_routing_key_becomes_a_dead_letter() {
+    let refusal = format!(
+        "{{\"status\":\"invalid event\",\"message\":\"Event object is invalid\",\"errors\":[\"{ROUTING_KEY}: payload.summary is too long\"]}}"
+    );
+    let receiver = Hostile::start(move |_, _| answer(400, &[], &refusal));
+    let broken = certificate("broken", "  dnsNames: [broken.example.com]\n")
+        .replace("target: web", "target: elsewhere");
+    let host = Host::new(&[
+        ("issuers.yaml", ISSUERS),
+        ("broken.yaml", &broken),
+        ("sinks.yaml", &sink("pager", "pagerduty", "pd", "")),
+    ]);
+    std::fs::write(host.dir.path().join("pd-key"), ROUTING_KEY).expect("key");
+    host.config(&format!(
+        "endpoints:\n  pd: {{url: \"{}\", routingKeyFile: pd-key}}\n",
+        receiver.url
+    ));
+    host.reconcile(&[]).expect(1);
+    let pager = state(&host, "pager");
+    assert_eq!(pager["deadLetters"], 1, "{pager}");
+}
