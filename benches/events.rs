@@ -23,7 +23,7 @@ use gitward::events::derive::{EXPIRING_DAYS, Facts, derive};
 use gitward::events::outbox::{self, Declared};
 use gitward::git::CommitInfo;
 use gitward::model::{KeyAlgorithm, Kind, SinkSpec};
-use gitward::sinks::worker::{Outbox, Unobserved, drain};
+use gitward::sinks::worker::{DRAIN_BUDGET, Outbox, Unobserved, drain};
 use gitward::status::{Change, Outcome, ResourceOutcome, ResourceStatus, Statuses};
 use gitward::store::Store;
 
@@ -169,7 +169,7 @@ fn record(count: usize, dir: &Path, sinks: &[(&str, SinkSpec)]) -> f64 {
         .collect();
         assert_eq!(events.len(), count);
         outbox::hold(store.db(), &events, &declared, "tip", &head.sha).expect("hold");
-        let transaction = store.db().unchecked_transaction().expect("transaction");
+        let transaction = gitward::store::write_transaction(store.db()).expect("transaction");
         outbox::release(&transaction, now).expect("release");
         transaction.commit().expect("commit");
     })
@@ -231,8 +231,14 @@ fn hec(runtime: &tokio::runtime::Runtime, scratch: &Path, count: usize) -> (f64,
     );
     let endpoints = endpoints(&url, &format!(", tokenFile: {}", token.display()));
     let outbox = backlog(&scratch.join("hec-state"), count, &spec);
-    let (sink_seconds, drained) =
-        timed(|| runtime.block_on(drain(&outbox, &endpoints, Arc::new(Unobserved))));
+    let (sink_seconds, drained) = timed(|| {
+        runtime.block_on(drain(
+            &outbox,
+            &endpoints,
+            Arc::new(Unobserved),
+            DRAIN_BUDGET,
+        ))
+    });
     let drained = drained.expect("drained");
     assert!(drained.iter().all(|d| d.stopped.is_none()), "{drained:?}");
     assert_eq!(taken.envelopes.swap(0, Ordering::SeqCst), count);
@@ -371,7 +377,12 @@ fn syslog(runtime: &tokio::runtime::Runtime, scratch: &Path, count: usize, round
     let outbox = backlog(&scratch.join("syslog-state"), count, &spec);
     let (seconds, ()) = timed(|| {
         let drained = runtime
-            .block_on(drain(&outbox, &endpoints, Arc::new(Unobserved)))
+            .block_on(drain(
+                &outbox,
+                &endpoints,
+                Arc::new(Unobserved),
+                DRAIN_BUDGET,
+            ))
             .expect("drained");
         assert!(drained.iter().all(|d| d.stopped.is_none()), "{drained:?}");
         let deadline = Instant::now() + Duration::from_secs(300);

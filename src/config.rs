@@ -257,6 +257,22 @@ impl Endpoint {
         self.url.split_once("://").map_or("", |(scheme, _)| scheme)
     }
 
+    /// The files it names (credentials, CA and client certificates).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        [
+            &self.token_file,
+            &self.secret_file,
+            &self.routing_key_file,
+            &self.client_secret_file,
+            &self.ca_file,
+            &self.client_cert_file,
+            &self.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+    }
+
     /// The credential files it names.
     fn files_mut(&mut self) -> [&mut Option<PathBuf>; 7] {
         [

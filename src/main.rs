@@ -41,6 +41,7 @@ enum StateCommand {
 enum SinksCommand {
     /// The delivery state of each sink: delivered, backlog, oldest pending, dead letters,
     /// last error.
+    #[command(after_help = "Exit codes: 0 shown; 2 host config error or another usage error.")]
     Status {
         /// The host config.
         #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
@@ -59,6 +60,7 @@ enum SinksCommand {
         config: PathBuf,
     },
     /// Put the sink's dead letters back in its queue (after fixing what the receiver refused).
+    #[command(after_help = "Exit codes: 0 queued again; 2 no such sink, or another usage error.")]
     Retry {
         /// The sink, by name.
         name: String,
@@ -67,6 +69,7 @@ enum SinksCommand {
         config: PathBuf,
     },
     /// Drop the sink's dead letters.
+    #[command(after_help = "Exit codes: 0 dropped; 2 no such sink, or another usage error.")]
     Discard {
         /// The sink, by name.
         name: String,

@@ -255,7 +255,7 @@ fn sink_record(state: &crate::events::outbox::SinkState) -> String {
 /// `text` with absolute paths replaced: they are the host's.
 fn without_host_paths(text: &str) -> String {
     static PATH: std::sync::LazyLock<Option<regex::Regex>> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"(^|[\s(\[=\x22'])/[^\s)\]\x22',;]+").ok());
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(^|[\s(\[=\x22'])/[^\n:)\]\x22',;]+").ok());
     match &*PATH {
         Some(path) => path.replace_all(text, "${1}<host path>").into_owned(),
         None => String::new(),

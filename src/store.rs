@@ -357,7 +357,7 @@ impl Store {
             sync_dir(dir)?;
         }
         failpoint::point("keys staged");
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        let transaction = write_transaction(&self.db).map_err(self.db_error())?;
         for (kind, name, staged) in batch {
             transaction
                 .execute(
@@ -429,7 +429,7 @@ impl Store {
     /// override reviews are what it says, and its held events are released to the sinks.
     pub fn record_outcome(&self, outcome: &RecordedOutcome) -> Result<(), StoreError> {
         self.promote_keys(outcome.promote)?;
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        let transaction = write_transaction(&self.db).map_err(self.db_error())?;
         self.promote_rows(&transaction, outcome.promote)?;
         if let Some(sha) = outcome.in_force {
             set_record(&transaction, "inForce", sha).map_err(self.db_error())?;
@@ -445,7 +445,7 @@ impl Store {
     /// Makes the staged keys the keys in force: status now names their certificates.
     pub fn promote(&self, items: &[(Kind, String)]) -> Result<(), StoreError> {
         self.promote_keys(items)?;
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        let transaction = write_transaction(&self.db).map_err(self.db_error())?;
         self.promote_rows(&transaction, items)?;
         transaction.commit().map_err(self.db_error())
     }
@@ -539,7 +539,7 @@ impl Store {
         if digests.is_empty() {
             return Ok(());
         }
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        let transaction = write_transaction(&self.db).map_err(self.db_error())?;
         for (kind, name, digest) in digests {
             transaction
                 .execute(
@@ -573,7 +573,7 @@ impl Store {
         for dir in &dirs {
             sync_dir(dir)?;
         }
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        let transaction = write_transaction(&self.db).map_err(self.db_error())?;
         for order in orders {
             transaction
                 .execute(
@@ -692,7 +692,7 @@ impl Store {
 
     /// Forgets a resource: its keys and anything staged or ordered for it.
     pub fn forget(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
-        let transaction = self.db.unchecked_transaction().map_err(self.db_error())?;
+        let transaction = write_transaction(&self.db).map_err(self.db_error())?;
         transaction
             .execute(
                 "DELETE FROM staged WHERE kind = ?1 AND name = ?2",
@@ -715,6 +715,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A transaction that takes the write lock when it starts: one that begins as a read and then
+/// writes fails at once ("database is locked") when another connection wrote in between, as
+/// the sink workers do while a reconcile records.
+pub fn write_transaction(db: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(db, rusqlite::TransactionBehavior::Immediate)
 }
 
 fn set_record(db: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {

@@ -899,6 +899,7 @@ async fn the_worker_keeps_order_and_dead_letters_only_the_event_splunk_refuses()
         &Outbox::new(store),
         &endpoints,
         Arc::new(Unobserved),
+        worker::DRAIN_BUDGET,
     ))
     .await
     .unwrap();

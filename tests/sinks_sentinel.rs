@@ -524,6 +524,7 @@ async fn the_worker_dead_letters_only_the_oversized_event_and_keeps_order() {
         &Outbox::new(store),
         &endpoints,
         Arc::new(Unobserved),
+        worker::DRAIN_BUDGET,
     ))
     .await
     .unwrap();

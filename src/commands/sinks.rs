@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::events::outbox::{self, SinkState, Stored};
 use crate::events::{Draft, EventData};
 use crate::model::{EventType, FindingSeverity};
-use crate::sinks::worker::{Drained, Outbox, Unobserved, drain};
+use crate::sinks::worker::{DRAIN_BUDGET, Drained, Outbox, Unobserved, drain};
 use crate::sinks::{Answer, build};
 use crate::store::Store;
 
@@ -30,7 +30,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn deliver(config: &HostConfig) -> Result<Vec<Drained>> {
     let outbox = Outbox::new(Store::open(&config.state_dir)?);
     runtime()?
-        .block_on(drain(&outbox, &config.endpoints, Arc::new(Unobserved)))
+        .block_on(drain(
+            &outbox,
+            &config.endpoints,
+            Arc::new(Unobserved),
+            DRAIN_BUDGET,
+        ))
         .map_err(Error::Usage)
 }
 

@@ -295,6 +295,15 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
         Change::Reissued => (EventType::CertificateReissued, FindingSeverity::Low),
         Change::Removed => (EventType::CertificateRemoved, FindingSeverity::Low),
         Change::Failed => (EventType::CertificateFailed, FindingSeverity::High),
+        // Written again (or elsewhere) after its writing failed: the certificate is in place,
+        // and the problem its failure opened clears.
+        Change::Rewritten | Change::Moved
+            if facts
+                .open_before
+                .contains(&certificate_key(outcome.kind, &outcome.name)) =>
+        {
+            (EventType::CertificateIssued, FindingSeverity::Low)
+        }
         Change::Rewritten | Change::Moved | Change::Unchanged => return None,
     };
     let id = (outcome.kind, outcome.name.clone());
@@ -302,6 +311,7 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
     let after = facts.after.get(&id);
     let verb = match outcome.change {
         Change::Failed => "failed",
+        Change::Rewritten | Change::Moved => "written in place again",
         _ => kind.as_str().trim_start_matches("certificate."),
     };
     let mut message = format!("{} {} {verb}", outcome.kind, outcome.name);
@@ -509,6 +519,32 @@ fn exception_events(facts: &Facts) -> Vec<Draft> {
     drafts
 }
 
+/// `drafts` with the occurrence of the problem each opens or clears in its anchor: a problem
+/// that comes back after it cleared (a finding on a commit seen before, a certificate failing
+/// again) is another occurrence, and its events get ids of their own, where the same ids
+/// would be taken for events already told. `openings` counts the events that opened each key.
+pub fn occurrences(
+    drafts: Vec<Draft>,
+    open_before: &std::collections::BTreeSet<String>,
+    openings: &std::collections::HashMap<String, i64>,
+) -> Vec<Draft> {
+    drafts
+        .into_iter()
+        .map(|mut draft| {
+            if let Some(condition) = &draft.data.condition {
+                let told = openings.get(&condition.key).copied().unwrap_or(0);
+                let occurrence = if condition.open && !open_before.contains(&condition.key) {
+                    told + 1
+                } else {
+                    told
+                };
+                draft.anchor = format!("{}#{occurrence}", draft.anchor);
+            }
+            draft
+        })
+        .collect()
+}
+
 /// The problems open after `events`: those open before, less what they clear, with what they
 /// open.
 pub fn open_after(
@@ -693,19 +729,28 @@ mod tests {
         assert_eq!(thirty[0].data.severity, FindingSeverity::Medium);
         // Later, still within 30 days: the same event, the same id.
         case.now = expires - Duration::days(20);
-        assert_eq!(case.derive()[0].id(), thirty[0].id());
+        assert_eq!(
+            case.derive()[0].id("file:///srv/pki"),
+            thirty[0].id("file:///srv/pki")
+        );
         // Crossing 7 days at once skips 14: one event, the tightest.
         case.now = expires - Duration::days(6);
         let seven = case.derive();
         assert_eq!(seven.len(), 1);
-        assert_ne!(seven[0].id(), thirty[0].id());
+        assert_ne!(
+            seven[0].id("file:///srv/pki"),
+            thirty[0].id("file:///srv/pki")
+        );
         assert_eq!(seven[0].data.severity, FindingSeverity::High);
         assert_eq!(seven[0].data.details["thresholdDays"], 7);
         case.now = expires - Duration::hours(3);
         assert_eq!(case.derive()[0].data.severity, FindingSeverity::Critical);
         // A renewed certificate is another serial: its warnings start again.
         case.after = statuses(&[status("web", "02", expires)]);
-        assert_ne!(case.derive()[0].id(), seven[0].id());
+        assert_ne!(
+            case.derive()[0].id("file:///srv/pki"),
+            seven[0].id("file:///srv/pki")
+        );
         case.now = expires + Duration::hours(1);
         assert!(case.derive().is_empty(), "expired: no warning left to give");
     }
@@ -738,7 +783,10 @@ mod tests {
         );
         assert_eq!(failed[0].data.severity, FindingSeverity::High);
         // Failing again on the same commit: the same event.
-        assert_eq!(case.derive()[0].id(), failed[0].id());
+        assert_eq!(
+            case.derive()[0].id("file:///srv/pki"),
+            failed[0].id("file:///srv/pki")
+        );
         case.before = statuses(&[Arc::new(failing)]);
         case.after = statuses(&[status("web", "02", expires)]);
         case.outcomes[0].change = Change::Renewed;

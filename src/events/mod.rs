@@ -171,10 +171,12 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// The event's id: the same for the same anchor, subject, type and fingerprint.
-    pub fn id(&self) -> String {
+    /// The event's id: the same for the same source, anchor, subject, type and fingerprint —
+    /// and another for another repository, whose commits may be the same.
+    pub fn id(&self, source: &str) -> String {
         let mut digest = sha2::Sha256::new();
         for part in [
+            source,
             self.anchor.as_str(),
             self.subject.as_str(),
             self.kind.as_str(),
@@ -190,7 +192,7 @@ impl Draft {
     pub fn seal(self, source: &str, time: DateTime<Utc>) -> Event {
         Event {
             specversion: "1.0".to_owned(),
-            id: self.id(),
+            id: self.id(source),
             source: source.to_owned(),
             type_: format!("{TYPE_PREFIX}{}", self.kind.as_str()),
             subject: self.subject,

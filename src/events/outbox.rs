@@ -21,6 +21,7 @@ pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS held_events (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL,
+    opens TEXT,
     kind TEXT NOT NULL,
     severity INTEGER NOT NULL,
     clears INTEGER NOT NULL,
@@ -35,9 +36,11 @@ CREATE TABLE IF NOT EXISTS events (
     severity INTEGER NOT NULL,
     clears INTEGER NOT NULL,
     time INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    opens TEXT
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_opens ON events (opens);
 CREATE TABLE IF NOT EXISTS sinks (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -47,7 +50,9 @@ CREATE TABLE IF NOT EXISTS sinks (
     last_delivered INTEGER,
     last_error TEXT,
     last_error_at INTEGER,
-    problem TEXT
+    problem TEXT,
+    retired INTEGER NOT NULL DEFAULT 0,
+    until_seq INTEGER
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     sink TEXT NOT NULL,
@@ -73,18 +78,16 @@ pub fn hold(
     status_tip: &str,
     source: &str,
 ) -> rusqlite::Result<()> {
-    let transaction = db.unchecked_transaction()?;
+    let transaction = crate::store::write_transaction(db)?;
     for (sink, undelivered) in declare(&transaction, sinks)? {
-        if undelivered > 0 {
-            tracing::warn!(%sink, undelivered, "sink removed from the repository with events it never delivered");
-        }
+        tracing::info!(%sink, undelivered, "sink removed from the repository: it delivers what it owes, then goes");
     }
     transaction.execute("DELETE FROM held_events", [])?;
     {
         let mut insert = transaction.prepare(
             "INSERT OR IGNORE INTO held_events \
-             (id, body, kind, severity, clears, time, status_tip, source) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, body, kind, severity, clears, time, status_tip, source, opens) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for event in events {
             let body = serde_json::to_string(event).unwrap_or_default();
@@ -100,10 +103,38 @@ pub fn hold(
                 event.time.timestamp(),
                 status_tip,
                 source,
+                opened(event),
             ])?;
         }
     }
     transaction.commit()
+}
+
+/// The problem `event` opens, if it opens one.
+fn opened(event: &Event) -> Option<&str> {
+    event
+        .data
+        .condition
+        .as_ref()
+        .filter(|c| c.open)
+        .map(|c| c.key.as_str())
+}
+
+/// How many events in the outbox opened each of `keys`: the occurrence of a problem that
+/// comes back after it cleared is the next one, and its events get ids of their own.
+pub fn openings(
+    db: &Connection,
+    keys: &[&str],
+) -> rusqlite::Result<std::collections::HashMap<String, i64>> {
+    let mut counts = std::collections::HashMap::new();
+    let mut statement = db.prepare_cached("SELECT COUNT(*) FROM events WHERE opens = ?1")?;
+    for key in keys {
+        if !counts.contains_key(*key) {
+            let count: i64 = statement.query_row(params![key], |row| row.get(0))?;
+            counts.insert((*key).to_owned(), count);
+        }
+    }
+    Ok(counts)
 }
 
 /// The status tip and the source commit of the held events, if any are held.
@@ -124,15 +155,21 @@ pub fn drop_held(db: &Connection) -> rusqlite::Result<()> {
 /// outbox is not added again. Returns how many were added.
 pub fn release(db: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let added = db.execute(
-        "INSERT OR IGNORE INTO events (id, type, severity, clears, time, body) \
-         SELECT id, kind, severity, clears, time, body FROM held_events ORDER BY rowid",
+        "INSERT OR IGNORE INTO events (id, type, severity, clears, time, body, opens) \
+         SELECT id, kind, severity, clears, time, body, opens FROM held_events ORDER BY rowid",
         [],
     )?;
     db.execute("DELETE FROM held_events", [])?;
-    // Old events every sink is past, and that are no dead letter.
+    db.execute(
+        "UPDATE sinks SET until_seq = (SELECT COALESCE(MAX(seq), 0) FROM events) \
+         WHERE retired = 1 AND until_seq IS NULL",
+        [],
+    )?;
+    // Old events every sink that can deliver is past, and that are no dead letter: a sink
+    // that cannot (its endpoint is not defined) does not keep them for ever.
     db.execute(
         "DELETE FROM events WHERE time < ?1 \
-         AND seq <= COALESCE((SELECT MIN(cursor) FROM sinks), seq) \
+         AND seq <= COALESCE((SELECT MIN(cursor) FROM sinks WHERE problem IS NULL), seq) \
          AND seq NOT IN (SELECT seq FROM dead_letters)",
         params![now.timestamp() - RETENTION_SECONDS],
     )?;
@@ -194,16 +231,23 @@ fn declare(db: &Connection, sinks: &[Declared]) -> rusqlite::Result<Vec<(String,
         let spec = serde_json::to_string(sink.spec).unwrap_or_default();
         db.execute(
             "INSERT INTO sinks (name, spec, cursor, problem) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, problem = excluded.problem",
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, problem = excluded.problem, \
+             retired = 0, until_seq = NULL",
             params![sink.name, spec, last, sink.problem],
         )?;
     }
     let mut gone = Vec::new();
     for state in states(db)? {
-        if !sinks.iter().any(|s| s.name == state.name) {
+        if sinks.iter().any(|s| s.name == state.name) {
+            continue;
+        }
+        if state.retired && state.backlog == 0 && state.dead_letters == 0 {
             db.execute("DELETE FROM sinks WHERE name = ?1", params![state.name])?;
+        } else if !state.retired {
+            // Gone from the repository: it still gets what it was owed, up to the events of
+            // the reconcile that removes it, and goes once it has them.
             db.execute(
-                "DELETE FROM dead_letters WHERE sink = ?1",
+                "UPDATE sinks SET retired = 1, until_seq = NULL WHERE name = ?1",
                 params![state.name],
             )?;
             gone.push((state.name, state.backlog + state.dead_letters));
@@ -284,13 +328,18 @@ pub fn next_batch(db: &Connection, sink: &Registered, limit: usize) -> rusqlite:
             through: 0,
         });
     }
-    let cursor: i64 = db.query_row(
-        "SELECT cursor FROM sinks WHERE name = ?1",
+    let (cursor, until): (i64, Option<i64>) = db.query_row(
+        "SELECT cursor, CASE WHEN retired = 1 THEN COALESCE(until_seq, -1) END \
+         FROM sinks WHERE name = ?1",
         params![sink.name],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    // Read first: events released while this batch is read are for the next one.
-    let last = last_seq(db)?;
+    // Read first: events released while this batch is read are for the next one. A sink
+    // removed from the repository gets no event released after its removal.
+    let last = match until {
+        Some(until) => until.max(cursor),
+        None => last_seq(db)?,
+    };
     let filter = passes_sql(&sink.spec);
     let mut pending = db.prepare_cached(&format!(
         "SELECT seq, body FROM events WHERE seq > ?1 AND seq <= ?2 AND {filter} \
@@ -322,7 +371,7 @@ pub fn delivered(
     duplicates: u64,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    let transaction = db.unchecked_transaction()?;
+    let transaction = crate::store::write_transaction(db)?;
     if batch.redelivery {
         for stored in &batch.events {
             transaction.execute(
@@ -379,7 +428,7 @@ pub fn dead(
     answer: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    let transaction = db.unchecked_transaction()?;
+    let transaction = crate::store::write_transaction(db)?;
     let answer = crate::diag::bounded(answer.to_owned(), 2048);
     for stored in events {
         transaction.execute(
@@ -444,10 +493,28 @@ pub struct SinkState {
     /// What keeps the sink from delivering at all (its endpoint is not defined...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Removed from the repository: it delivers what it owes, then goes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 fn at(seconds: Option<i64>) -> Option<DateTime<Utc>> {
     seconds.and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
+/// A row of the sinks table.
+struct SinkRow {
+    name: String,
+    spec: String,
+    cursor: i64,
+    delivered: i64,
+    duplicates: i64,
+    last_delivered: Option<i64>,
+    last_error: Option<String>,
+    last_error_at: Option<i64>,
+    problem: Option<String>,
+    /// For a sink removed from the repository: the last event it is owed (-1 until known).
+    until: Option<i64>,
 }
 
 /// The state of every sink, by name.
@@ -455,42 +522,48 @@ pub fn states(db: &Connection) -> rusqlite::Result<Vec<SinkState>> {
     let now = Utc::now().timestamp();
     let mut statement = db.prepare(
         "SELECT name, spec, cursor, delivered, duplicates, last_delivered, last_error, \
-         last_error_at, problem FROM sinks ORDER BY name",
+         last_error_at, problem, CASE WHEN retired = 1 THEN COALESCE(until_seq, -1) END \
+         FROM sinks ORDER BY name",
     )?;
-    let rows: Vec<_> = statement
+    let rows: Vec<SinkRow> = statement
         .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-                row.get::<_, Option<i64>>(7)?,
-                row.get::<_, Option<String>>(8)?,
-            ))
+            Ok(SinkRow {
+                name: row.get(0)?,
+                spec: row.get(1)?,
+                cursor: row.get(2)?,
+                delivered: row.get(3)?,
+                duplicates: row.get(4)?,
+                last_delivered: row.get(5)?,
+                last_error: row.get(6)?,
+                last_error_at: row.get(7)?,
+                problem: row.get(8)?,
+                until: row.get(9)?,
+            })
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut states = Vec::with_capacity(rows.len());
-    for (name, spec, cursor, delivered, duplicates, last, error, error_at, problem) in rows {
-        let spec: Option<SinkSpec> = serde_json::from_str(&spec).ok();
-        let (backlog, oldest) = match &spec {
-            Some(spec) => db.query_row(
-                &format!(
-                    "SELECT COUNT(*), MIN(time) FROM events WHERE seq > ?1 AND {}",
-                    passes_sql(spec)
-                ),
-                params![cursor],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?)),
-            )?,
-            None => (0, None),
-        };
+    for row in rows {
+        let spec: Option<SinkSpec> = serde_json::from_str(&row.spec).ok();
+        // A row that does not read (tampered with) still shows what waits, unfiltered.
+        let filter = spec.as_ref().map_or_else(|| "1".to_owned(), passes_sql);
+        let (backlog, oldest) = db.query_row(
+            &format!(
+                "SELECT COUNT(*), MIN(time) FROM events WHERE seq > ?1 AND seq <= ?2 AND {filter}"
+            ),
+            params![row.cursor, row.until.unwrap_or(i64::MAX)],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
         let dead_letters: i64 = db.query_row(
             "SELECT COUNT(*) FROM dead_letters WHERE sink = ?1",
-            params![name],
-            |row| row.get(0),
+            params![row.name],
+            |r| r.get(0),
         )?;
+        let problem = match &spec {
+            Some(_) => row.problem,
+            None => Some(
+                "its recorded spec does not read; the next reconcile records it again".to_owned(),
+            ),
+        };
         states.push(SinkState {
             type_: spec
                 .as_ref()
@@ -500,16 +573,17 @@ pub fn states(db: &Connection) -> rusqlite::Result<Vec<SinkState>> {
                 .as_ref()
                 .map(|s| s.endpoint.to_string())
                 .unwrap_or_default(),
-            name,
-            delivered,
-            last_delivered_at: at(last),
+            name: row.name,
+            delivered: row.delivered,
+            last_delivered_at: at(row.last_delivered),
             backlog,
             oldest_pending_seconds: oldest.map(|t| (now - t).max(0)),
             dead_letters,
-            possible_duplicates: duplicates,
-            last_error: error,
-            last_error_at: at(error_at),
+            possible_duplicates: row.duplicates,
+            last_error: row.last_error,
+            last_error_at: at(row.last_error_at),
             problem,
+            retired: row.until.is_some(),
         });
     }
     Ok(states)
@@ -726,7 +800,42 @@ mod tests {
             .unwrap_or_else(|| panic!("second"));
         let batch = next_batch(&db, &second, 10).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(subjects(&batch), ["Certificate/new"]);
-        // A sink gone from the repository is gone with its backlog.
+        // A sink gone from the repository still gets what it is owed, then goes.
+        held_then_released(
+            &db,
+            &[event(
+                EventType::CertificateIssued,
+                "Certificate/last",
+                FindingSeverity::Low,
+            )],
+            &both[1..],
+        );
+        let first = sink(&db, "first")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("first"));
+        let owed = next_batch(&db, &first, 10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            subjects(&owed),
+            ["Certificate/old", "Certificate/new", "Certificate/last"]
+        );
+        held_then_released(
+            &db,
+            &[event(
+                EventType::CertificateIssued,
+                "Certificate/later",
+                FindingSeverity::Low,
+            )],
+            &both[1..],
+        );
+        let owed = next_batch(&db, &first, 10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            subjects(&owed).len(),
+            3,
+            "nothing released after its removal"
+        );
+        assert!(states(&db).unwrap_or_default()[0].retired);
+        delivered(&db, "first", &owed, 0, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
         held_then_released(&db, &[], &both[1..]);
         assert!(sink(&db, "first").ok().flatten().is_none());
     }

@@ -227,8 +227,20 @@ impl Catalog {
     }
 }
 
+/// Most sinks a repository may declare: each is a worker, a connection and a copy of every
+/// event it takes, and its state is counted at every reconcile and scrape.
+pub const MAX_SINKS: usize = 100;
+
 fn cross_check(catalog: &Catalog, invalid: &HashSet<(Kind, String)>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    if let Some(extra) = catalog.of_kind(Kind::Sink).nth(MAX_SINKS) {
+        out.push(extra.error(
+            &["metadata", "name"],
+            format!(
+                "more than {MAX_SINKS} sinks: each sink is a worker and a copy of every event it takes; send to fewer receivers, or let one receiver fan out"
+            ),
+        ));
+    }
     let names = |kind: Kind| -> Vec<&str> { catalog.of_kind(kind).map(Loaded::name).collect() };
     let issuer_names = names(Kind::Issuer);
     let sink_names = names(Kind::Sink);

@@ -249,14 +249,14 @@ pub fn reconcile_warm(
     let head_applied = applied.as_deref() == Some(head_sha.as_str());
     let open_before = store.open_conditions()?;
     let told = tell(
-        config,
+        (config, &store),
         &reviewing,
         (&observed, &open_before),
         &executed,
         &decision,
         head_applied,
         now,
-    );
+    )?;
     let findings = reviewing.finding_lines();
     let head_commit = reviewing.head_commit.clone();
     // The commit in force is the base of the next review: keep its evaluation.
@@ -513,10 +513,8 @@ fn finish_interrupted(store: &Store, observed: &Observed) -> Result<()> {
                 .as_ref()
                 .is_some_and(|s| s.source == source);
         if recorded {
-            let transaction = store
-                .db()
-                .unchecked_transaction()
-                .map_err(store.db_error())?;
+            let transaction =
+                crate::store::write_transaction(store.db()).map_err(store.db_error())?;
             outbox::release(&transaction, Utc::now()).map_err(store.db_error())?;
             transaction.commit().map_err(store.db_error())?;
         } else {
@@ -815,14 +813,14 @@ impl Told {
 /// The events of this reconcile and the sinks they go to: those of the commit in force
 /// after it, each checked against the host's endpoints.
 fn tell(
-    config: &HostConfig,
+    (config, store): (&HostConfig, &Store),
     reviewing: &Reviewing,
     (observed, open_before): (&Observed, &std::collections::BTreeSet<String>),
     executed: &Executed,
     decision: &Decision,
     head_applied: bool,
     now: DateTime<Utc>,
-) -> Told {
+) -> Result<Told> {
     let catalog = if head_applied {
         Some(reviewing.head_catalog())
     } else {
@@ -850,12 +848,20 @@ fn tell(
         expiring_days: &config.events.expiring_days,
         open_before,
     });
+    let keys: Vec<&str> = drafts
+        .iter()
+        .filter_map(|d| d.data.condition.as_ref().map(|c| c.key.as_str()))
+        .collect();
+    let openings = crate::events::outbox::openings(store.db(), &keys).map_err(store.db_error())?;
+    let drafts = crate::events::derive::occurrences(drafts, open_before, &openings);
     let source = crate::events::source_of(&config.repo.url);
     let events: Vec<crate::events::Event> =
         drafts.into_iter().map(|d| d.seal(&source, now)).collect();
     let open_after = crate::events::derive::open_after(open_before, &events);
+    // A change that uses an override is told to the sinks the gates in force notify, even
+    // when it changes those gates.
     let sinks = catalog
-        .map(|catalog| sinks_in_force(catalog, config))
+        .map(|catalog| sinks_in_force(catalog, reviewing.in_force(), config))
         .unwrap_or_default();
     // An override review falling due is told when it does, like an expiry warning.
     let next_warning = crate::events::derive::next_warning(
@@ -874,24 +880,26 @@ fn tell(
     )
     .filter(|at| *at > now)
     .min();
-    Told {
+    Ok(Told {
         events,
         open_after,
         next_warning,
         sinks,
-    }
+    })
 }
 
 /// The sinks of `catalog`, each with what keeps it from delivering. A sink a gate's
-/// `override.notify` names is told about that gate's overrides and their reviews, whatever
-/// else it subscribes to.
+/// `override.notify` names — in `catalog` or in the catalog in force `before` it — is told
+/// about overrides and their reviews, whatever else it subscribes to.
 fn sinks_in_force(
     catalog: &Catalog,
+    before: Option<&Catalog>,
     config: &HostConfig,
 ) -> Vec<(String, crate::model::SinkSpec, Option<String>)> {
     use crate::model::{EventType, Spec};
-    let notified: HashSet<&str> = catalog
-        .of_kind(Kind::Gate)
+    let notified: HashSet<&str> = std::iter::once(catalog)
+        .chain(before)
+        .flat_map(|c| c.of_kind(Kind::Gate))
         .filter_map(|loaded| match &loaded.resource.spec {
             Spec::Gate(gate) => gate.override_.as_ref(),
             _ => None,

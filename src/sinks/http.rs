@@ -21,9 +21,7 @@ pub fn client(endpoint: &Endpoint) -> Result<reqwest::Client, SinkProblem> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("gitward/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &endpoint.ca_file {
-        let pem = std::fs::read(ca).map_err(|error| {
-            SinkProblem(format!("caFile ({}) cannot be read: {error}", ca.display()))
-        })?;
+        let pem = super::read_host_file(ca, "caFile")?;
         let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
             SinkProblem(format!(
                 "caFile ({}) holds no PEM certificate: {error}",

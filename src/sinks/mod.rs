@@ -147,15 +147,43 @@ pub fn build(
     })
 }
 
+/// Most bytes of a file the host names for a sink (a credential, certificates).
+const MAX_HOST_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A file the host names for a sink (`what` is its field), read whole: a regular file of at
+/// most 1 MiB, so that a FIFO or `/dev/zero` named by mistake neither hangs a worker nor fills
+/// its memory.
+pub fn read_host_file(path: &Path, what: &str) -> Result<Vec<u8>, SinkProblem> {
+    use std::io::Read;
+    let problem = |why: String| SinkProblem(format!("{what} ({}) {why}", path.display()));
+    let metadata = std::fs::metadata(path).map_err(|e| problem(format!("cannot be read: {e}")))?;
+    if !metadata.is_file() {
+        return Err(problem("is not a regular file".to_owned()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_HOST_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| problem(format!("cannot be read: {e}")))?;
+    if bytes.len() as u64 > MAX_HOST_FILE_BYTES {
+        return Err(problem("is larger than 1 MiB".to_owned()));
+    }
+    Ok(bytes)
+}
+
+/// This host's name as the kernel has it (what gethostname(2) returns), if it has one.
+pub fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty() && name.len() <= 255)
+}
+
 /// The first line of a credential file: a secret never comes from the repository, and a
 /// missing or empty file is the host's problem, told without the secret.
 pub fn read_secret(path: &Path, what: &str) -> Result<String, SinkProblem> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        SinkProblem(format!(
-            "{what} ({}) cannot be read: {error}",
-            path.display()
-        ))
-    })?;
+    let text = String::from_utf8(read_host_file(path, what)?)
+        .map_err(|_| SinkProblem(format!("{what} ({}) is not UTF-8 text", path.display())))?;
     let secret = text.lines().next().unwrap_or_default().trim().to_owned();
     if secret.is_empty() {
         return Err(SinkProblem(format!("{what} ({}) is empty", path.display())));

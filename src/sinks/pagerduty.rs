@@ -340,8 +340,12 @@ pub fn classify(
     body: &str,
     routing_key: &str,
 ) -> Answer {
+    let explained = explained(body);
+    // Judged on what PagerDuty said, before the key is hidden: the mask's own words must not
+    // read as a complaint about the key.
+    let about_key = refuses_key(&explained.replace(routing_key, ""));
     // Hidden before the text is cut, so that no part of the key is left either.
-    let said = explained(body).replace(routing_key, "[routing key]");
+    let said = explained.replace(routing_key, "[routing key]");
     let answer = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         Answer::Retry {
             error: format!(
@@ -354,7 +358,7 @@ pub fn classify(
             ),
             after: Some(after.unwrap_or(PAUSE_AFTER_429)),
         }
-    } else if status == reqwest::StatusCode::BAD_REQUEST && refuses_key(&said) {
+    } else if status == reqwest::StatusCode::BAD_REQUEST && about_key {
         Answer::Retry {
             error: format!(
                 "HTTP 400: {} (PagerDuty refuses the routing key: check the endpoint's \

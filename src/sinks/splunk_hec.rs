@@ -153,13 +153,7 @@ pub fn epoch(time: DateTime<Utc>) -> String {
 
 /// This host's name, the envelope's `host`.
 fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|path| std::fs::read_to_string(path).ok())
-        .chain(std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .find(|name| !name.is_empty() && name.len() <= 255)
-        .unwrap_or_else(|| "localhost".to_owned())
+    super::host_name().unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl SplunkHec {

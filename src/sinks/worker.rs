@@ -127,7 +127,20 @@ impl Worker {
         endpoints: &BTreeMap<Name, Endpoint>,
     ) -> Result<&mut Box<dyn Sink>, SinkProblem> {
         let endpoint = endpoints.get(&registered.spec.endpoint);
-        let identity = format!("{:?}{:?}", registered.spec, endpoint);
+        // A credential file the host replaced (a fixed token) is read again: the sink is built
+        // again when a file it was built from changed.
+        let stamps: Vec<String> = endpoint
+            .into_iter()
+            .flat_map(|e| e.files())
+            .map(|file| {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(file).map_or_else(
+                    |error| error.to_string(),
+                    |m| format!("{}:{}:{}:{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec()),
+                )
+            })
+            .collect();
+        let identity = format!("{:?}{:?}{stamps:?}", registered.spec, endpoint);
         if self
             .built
             .as_ref()
@@ -232,7 +245,10 @@ impl Worker {
                     .outbox
                     .with(move |db| outbox::failed(db, &name, &said, Utc::now()))
                     .await;
-                let wait = after.unwrap_or_else(|| backoff(self.attempts, random_unit()));
+                // The receiver's `Retry-After`, but never less than the backoff: a receiver
+                // saying `0` must not make the worker spin.
+                let backoff = backoff(self.attempts, random_unit());
+                let wait = after.map_or(backoff, |after| after.max(backoff));
                 self.attempts = self.attempts.saturating_add(1);
                 Round::Wait(wait)
             }
@@ -290,55 +306,83 @@ pub struct Drained {
     pub stopped: Option<String>,
 }
 
-/// Delivers each sink's backlog until it is empty or the receiver cannot take more now (no
-/// backoff is waited out): for `reconcile --once`, which leaves the rest to the next run.
+/// How long [`drain`] delivers before it leaves the rest for the next run.
+pub const DRAIN_BUDGET: Duration = Duration::from_secs(60);
+
+/// Delivers each sink's backlog, all sinks at once, until it is empty, the receiver cannot
+/// take more now (no backoff is waited out) or `budget` is spent: for `reconcile --once`,
+/// which leaves the rest to the next run. A receiver that hangs, or one paced to a few events
+/// a second, holds up no other sink and the run no longer than the budget.
 pub async fn drain(
     outbox: &Outbox,
     endpoints: &BTreeMap<Name, Endpoint>,
     observer: Arc<dyn Observer>,
+    budget: Duration,
 ) -> Result<Vec<Drained>, String> {
     let names: Vec<String> = outbox.states().await?.into_iter().map(|s| s.name).collect();
-    let mut drained = Vec::new();
+    let deadline = tokio::time::Instant::now() + budget;
+    let endpoints = Arc::new(endpoints.clone());
+    let mut tasks = tokio::task::JoinSet::new();
     for name in names {
         let mut worker = Worker::new(&name, outbox.clone(), observer.clone());
-        let stopped = loop {
-            match worker.round(endpoints).await {
-                Round::Sent => continue,
-                Round::Idle | Round::Gone => break None,
-                Round::Wait(_) => {
-                    break Some(
-                        worker
-                            .last_error()
-                            .await
-                            .unwrap_or_else(|| "retrying".to_owned()),
-                    );
+        let (endpoints, outbox) = (endpoints.clone(), outbox.clone());
+        tasks.spawn(async move {
+            let out_of_time = || {
+                Some(format!(
+                    "not all delivered within {} s; the rest goes with the next run",
+                    budget.as_secs()
+                ))
+            };
+            let stopped = loop {
+                match tokio::time::timeout_at(deadline, worker.round(&endpoints)).await {
+                    Err(_) => break out_of_time(),
+                    Ok(Round::Sent) if tokio::time::Instant::now() >= deadline => {
+                        break out_of_time();
+                    }
+                    Ok(Round::Sent) => continue,
+                    Ok(Round::Idle | Round::Gone) => break None,
+                    Ok(Round::Wait(_)) => {
+                        break Some(
+                            outbox
+                                .last_error(&name)
+                                .await
+                                .unwrap_or_else(|| "retrying".to_owned()),
+                        );
+                    }
+                    Ok(Round::Broken(problem)) => break Some(problem),
                 }
-                Round::Broken(problem) => break Some(problem),
+            };
+            Drained {
+                sink: name,
+                stopped,
             }
-        };
-        drained.push(Drained {
-            sink: name,
-            stopped,
         });
     }
+    let mut drained = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        drained.push(done.map_err(|error| format!("delivery stopped: {error}"))?);
+    }
+    drained.sort_by(|a, b| a.sink.cmp(&b.sink));
     Ok(drained)
 }
 
-impl Worker {
-    async fn last_error(&self) -> Option<String> {
-        let name = self.name.clone();
-        self.outbox
-            .with(move |db| {
-                Ok(outbox::states(db)?
-                    .into_iter()
-                    .find(|s| s.name == name)
-                    .and_then(|s| s.last_error))
-            })
-            .await
-            .ok()
-            .flatten()
+impl Outbox {
+    /// The last error sink `name` met.
+    async fn last_error(&self, name: &str) -> Option<String> {
+        let name = name.to_owned();
+        self.with(move |db| {
+            Ok(outbox::states(db)?
+                .into_iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.last_error))
+        })
+        .await
+        .ok()
+        .flatten()
     }
+}
 
+impl Worker {
     /// Delivers until `stop` is set: waits for `wake` (new events, a new config) when idle
     /// or broken, and out its backoff when the receiver could not take a batch.
     pub async fn run(

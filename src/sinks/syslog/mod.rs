@@ -55,12 +55,7 @@ impl Syslog {
 
 /// This host's name as the kernel has it (what gethostname(2) returns); empty when unknown.
 fn this_host() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|path| std::fs::read_to_string(path).ok())
-        .map(|name| name.trim().to_owned())
-        .find(|name| !name.is_empty())
-        .unwrap_or_default()
+    super::host_name().unwrap_or_default()
 }
 
 impl Sink for Syslog {

@@ -142,7 +142,8 @@ pub fn tls_config(endpoint: &Endpoint) -> Result<Arc<ClientConfig>, SinkProblem>
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let chain = certificates(cert, "clientCertFile")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
+            let pem = crate::sinks::read_host_file(key, "clientKeyFile")?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
                 SinkProblem(format!(
                     "clientKeyFile ({}) holds no PEM private key: {error}",
                     key.display()
@@ -168,8 +169,8 @@ fn certificates(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>
     let problem = |error: &dyn std::fmt::Display| {
         SinkProblem(format!("{field} ({}): {error}", path.display()))
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| problem(&e))?
+    let pem = crate::sinks::read_host_file(path, field)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| problem(&e))?;
     if certs.is_empty() {
