@@ -305,6 +305,38 @@ fn status_ref(branch: &str) -> String {
     format!("refs/heads/{branch}")
 }
 
+/// Makes `dir` of the status tree hold `<name>.yaml` for each of `files` and nothing else
+/// gitward could have written there (other names are not its own and stay).
+fn replace_dir<'a>(
+    update: &mut git2::build::TreeUpdateBuilder,
+    git: &git2::Repository,
+    base: &git2::Tree<'_>,
+    dir: &str,
+    files: impl Iterator<Item = (&'a str, String)>,
+) -> Result<()> {
+    let files: Vec<(&str, String)> = files.collect();
+    let recorded = base
+        .get_path(std::path::Path::new(dir))
+        .ok()
+        .and_then(|e| e.to_object(git).ok())
+        .and_then(|o| o.into_tree().ok());
+    for entry in recorded.iter().flat_map(|t| t.iter()) {
+        let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
+            continue;
+        };
+        if !name.is_empty() && !files.iter().any(|(n, _)| format!("{n}.yaml") == name) {
+            update.remove(format!("{dir}/{name}"));
+        }
+    }
+    for (name, text) in files {
+        let blob = git
+            .blob(text.as_bytes())
+            .map_err(Error::git("writing a blob"))?;
+        update.upsert(format!("{dir}/{name}.yaml"), blob, git2::FileMode::Blob);
+    }
+    Ok(())
+}
+
 /// Reads the status branch's tip.
 pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
     let git = repo.inner();
@@ -435,54 +467,24 @@ pub fn commit(
                 );
             }
             if let Some(gates) = record.gates {
-                let recorded = base
-                    .get_path(std::path::Path::new(GATES_DIR))
-                    .ok()
-                    .and_then(|e| e.to_object(git).ok())
-                    .and_then(|o| o.into_tree().ok());
-                // Only names gitward could have written are removed; others are not its own.
-                for entry in recorded.iter().flat_map(|t| t.iter()) {
-                    let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
-                        continue;
-                    };
-                    if !name.is_empty() && !gates.iter().any(|g| format!("{}.yaml", g.name) == name)
-                    {
-                        update.remove(format!("{GATES_DIR}/{name}"));
-                    }
-                }
-                for gate in gates {
-                    update.upsert(
-                        gate_path(&gate.name),
-                        blob(yaml(gate))?,
-                        git2::FileMode::Blob,
-                    );
-                }
+                replace_dir(
+                    &mut update,
+                    git,
+                    base,
+                    GATES_DIR,
+                    gates.iter().map(|g| (g.name.as_str(), yaml(g))),
+                )?;
             }
-            let recorded = base
-                .get_path(std::path::Path::new(SINKS_DIR))
-                .ok()
-                .and_then(|e| e.to_object(git).ok())
-                .and_then(|o| o.into_tree().ok());
-            for entry in recorded.iter().flat_map(|t| t.iter()) {
-                let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
-                    continue;
-                };
-                if !name.is_empty()
-                    && !record
-                        .sinks
-                        .iter()
-                        .any(|s| format!("{}.yaml", s.name) == name)
-                {
-                    update.remove(format!("{SINKS_DIR}/{name}"));
-                }
-            }
-            for state in record.sinks {
-                update.upsert(
-                    sink_path(&state.name),
-                    blob(sink_record(state))?,
-                    git2::FileMode::Blob,
-                );
-            }
+            replace_dir(
+                &mut update,
+                git,
+                base,
+                SINKS_DIR,
+                record
+                    .sinks
+                    .iter()
+                    .map(|s| (s.name.as_str(), sink_record(s))),
+            )?;
             for ((kind, name), status) in resources {
                 if observed.resources.get(&(*kind, name.clone())) != Some(status) {
                     update.upsert(

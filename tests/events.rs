@@ -7,9 +7,9 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::gitward_in;
 use common::host::{Host, ISSUERS, certificate};
 use common::receiver::Receiver;
+use common::{gitward_in, sink_state};
 use serde_json::Value;
 
 fn sink(name: &str, type_: &str, endpoint: &str, extra: &str) -> String {
@@ -74,29 +74,6 @@ const ISSUED: [&str; 4] = [
     "dev.gitward.certificate.issued Issuer/root",
 ];
 
-fn sinks_status(host: &Host) -> Vec<Value> {
-    let run = gitward_in(
-        host.dir.path(),
-        &[
-            "sinks",
-            "status",
-            "--config",
-            "gitward.yaml",
-            "--format",
-            "json",
-        ],
-    )
-    .expect(0);
-    serde_json::from_str(&run.stdout).expect("JSON")
-}
-
-fn state(host: &Host, name: &str) -> Value {
-    sinks_status(host)
-        .into_iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no sink {name}"))
-}
-
 #[test]
 fn a_reconcile_tells_its_sinks_what_it_issued_once() {
     let host = host_with(&sink("audit", "file", "audit-log", "  minSeverity: info\n"));
@@ -130,7 +107,7 @@ fn a_reconcile_tells_its_sinks_what_it_issued_once() {
     // Nothing new: nothing more to tell.
     host.reconcile(&[]).expect(0);
     assert_eq!(written(&host, "events.jsonl").len(), 4);
-    let audit = state(&host, "audit");
+    let audit = sink_state(host.dir.path(), "audit");
     assert_eq!(audit["delivered"], 4);
     assert_eq!(audit["backlog"], 0);
     assert_eq!(audit["deadLetters"], 0);
@@ -191,7 +168,7 @@ fn a_sink_without_its_endpoint_waits_and_holds_nothing_else_up() {
         run.stdout
     );
     assert_eq!(kinds(&written(&host, "events.jsonl")), ISSUED);
-    let later = state(&host, "later");
+    let later = sink_state(host.dir.path(), "later");
     assert_eq!(later["backlog"], 4);
     assert_eq!(later["delivered"], 0);
     assert!(
@@ -245,7 +222,7 @@ fn a_sink_without_its_endpoint_waits_and_holds_nothing_else_up() {
     assert_eq!(later.len(), 5, "{later:?}");
     assert_eq!(later[4]["subject"], "Certificate/more");
     assert_eq!(written(&host, "events.jsonl").len(), 5);
-    assert_eq!(state(&host, "later")["backlog"], 0);
+    assert_eq!(sink_state(host.dir.path(), "later")["backlog"], 0);
 }
 
 #[test]
@@ -314,7 +291,7 @@ fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
         ),
     );
     host.reconcile(&[]).expect(0);
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(hook["deadLetters"], 4, "{hook}");
     assert_eq!(hook["backlog"], 0);
     assert!(
@@ -337,7 +314,7 @@ fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
     );
     host.reconcile(&[]).expect(0);
     assert_eq!(receiver.ids().len(), 4);
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(hook["deadLetters"], 0);
     assert_eq!(hook["delivered"], 4);
 
@@ -349,13 +326,13 @@ fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
     );
     host.repo.commit("One more certificate");
     host.reconcile(&[]).expect(0);
-    assert_eq!(state(&host, "hook")["deadLetters"], 1);
+    assert_eq!(sink_state(host.dir.path(), "hook")["deadLetters"], 1);
     gitward_in(
         host.dir.path(),
         &["sinks", "discard", "hook", "--config", "gitward.yaml"],
     )
     .expect(0);
-    assert_eq!(state(&host, "hook")["deadLetters"], 0);
+    assert_eq!(sink_state(host.dir.path(), "hook")["deadLetters"], 0);
     let unknown = gitward_in(
         host.dir.path(),
         &["sinks", "retry", "nonesuch", "--config", "gitward.yaml"],
@@ -394,7 +371,7 @@ fn a_receiver_that_cannot_take_events_now_gets_them_later_in_order() {
         "{}",
         run.stdout
     );
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(hook["backlog"], 4);
     assert_eq!(hook["deadLetters"], 0);
     assert!(hook["oldestPendingSeconds"].as_i64().is_some(), "{hook}");
@@ -439,7 +416,7 @@ fn a_receiver_that_cannot_take_events_now_gets_them_later_in_order() {
         .collect();
     let delivered: Vec<String> = delivered.iter().map(|e| e["id"].to_string()).collect();
     assert_eq!(delivered, listed);
-    assert_eq!(state(&host, "hook")["backlog"], 0);
+    assert_eq!(sink_state(host.dir.path(), "hook")["backlog"], 0);
 }
 
 /// A crash anywhere in a reconcile or its delivery (as `kill -9`): run again, every event

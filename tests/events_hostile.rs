@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::host::{Host, ISSUERS, certificate};
 use common::peers::{Daemon, free_port, http};
-use common::{Run, gitward_in};
+use common::{Run, gitward_in, sink_state, sink_states};
 use serde_json::Value;
 
 /// Longest a run of gitward may take before the test counts it as hung.
@@ -257,18 +257,6 @@ fn gitward(host: &Host, args: &[&str]) -> Run {
     gitward_in(host.dir.path(), &all)
 }
 
-fn sinks_status(host: &Host) -> Vec<Value> {
-    let run = gitward(host, &["sinks", "status", "--format", "json"]).expect(0);
-    serde_json::from_str(&run.stdout).expect("JSON")
-}
-
-fn state(host: &Host, name: &str) -> Value {
-    sinks_status(host)
-        .into_iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no sink {name}"))
-}
-
 /// `gitward args` in `dir`, killed if it is still running after `guard`: `None` then.
 fn within(dir: &Path, args: &[&str], guard: Duration) -> Option<Run> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gitward"))
@@ -337,7 +325,7 @@ fn a_redirect_is_not_followed_so_nothing_reaches_a_host_the_host_config_did_not_
     host.reconcile(&[]).expect(0);
     assert!(redirector.count() >= 1);
     assert_eq!(elsewhere.count(), 0, "a redirect was followed");
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(hook["delivered"], 0, "{hook}");
 
     // The same for PagerDuty, whose routing key travels in the body.
@@ -374,14 +362,14 @@ fn an_endless_answer_is_read_no_further_than_needed() {
     let run =
         reconcile_within(&host, HANG_GUARD).expect("reconcile --once hangs on an endless 200");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(state(&host, "hook")["delivered"], 3);
+    assert_eq!(sink_state(host.dir.path(), "hook")["delivered"], 3);
 
     let refusing = Hostile::start(endless(400));
     let host = hooked(&refusing.url, "");
     let run =
         reconcile_within(&host, HANG_GUARD).expect("reconcile --once hangs on an endless 400");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(hook["deadLetters"], 3, "{hook}");
     let error = hook["lastError"].as_str().unwrap_or_default();
     assert!(error.starts_with("HTTP 400: xxx"), "{error}");
@@ -409,14 +397,14 @@ fn a_receiver_that_never_answers_holds_nothing_up_and_gets_the_events_later() {
         "{}",
         run.stdout
     );
-    assert_eq!(state(&host, "hook")["backlog"], 3);
+    assert_eq!(sink_state(host.dir.path(), "hook")["backlog"], 3);
     // Two more hanging tries, then the receiver is back.
     for _ in 0..2 {
         reconcile_within(&host, HANG_GUARD).expect("reconcile --once hangs");
     }
     let run = reconcile_within(&host, HANG_GUARD).expect("reconcile --once hangs");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(
         (hook["delivered"].as_i64(), hook["backlog"].as_i64()),
         (Some(3), Some(0)),
@@ -849,7 +837,7 @@ fn sinks_sharing_a_hanging_endpoint_do_not_each_wait_for_it() {
     ));
     let run = reconcile_within(&host, HANG_GUARD).expect("reconcile --once hangs");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(sinks_status(&host).len(), 30);
+    assert_eq!(sink_states(host.dir.path()).len(), 30);
     assert_eq!(
         run.stdout.matches("events kept for later").count(),
         30,
@@ -909,12 +897,12 @@ fn a_sink_whose_spec_does_not_read_still_shows_its_backlog() {
     let receiver = Hostile::start(|_, _| answer(503, &[], "down"));
     let host = hooked(&receiver.url, "");
     host.reconcile(&[]).expect(0);
-    assert_eq!(state(&host, "hook")["backlog"], 3);
+    assert_eq!(sink_state(host.dir.path(), "hook")["backlog"], 3);
     let db = rusqlite::Connection::open(host.dir.path().join("state/gitward.db")).expect("db");
     db.execute("UPDATE sinks SET spec = '{\"type\": 7}'", [])
         .expect("tampered");
     drop(db);
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert!(
         hook["backlog"] == 3 || hook["problem"].is_string(),
         "the backlog is gone from view and nothing says why: {hook}"
@@ -1100,7 +1088,7 @@ fn a_host_path_with_a_space_stays_off_the_status_branch() {
     ));
     host.reconcile(&[]).expect(0);
     assert!(
-        state(&host, "audit")["lastError"]
+        sink_state(host.dir.path(), "audit")["lastError"]
             .as_str()
             .is_some_and(|e| e.contains("audit events.jsonl")),
         "the host sees the path in full"
@@ -1175,7 +1163,7 @@ fn a_webhook_receiver_gets_the_event_and_its_signature_only() {
             "the id receivers deduplicate on"
         );
     }
-    assert_eq!(state(&host, "hook")["delivered"], 3);
+    assert_eq!(sink_state(host.dir.path(), "hook")["delivered"], 3);
 }
 
 #[test]
@@ -1194,10 +1182,10 @@ fn a_receiver_closing_mid_answer_or_answering_garbage_gets_the_event_again() {
             "{}",
             run.stdout
         );
-        assert_eq!(state(&host, "hook")["deadLetters"], 0);
+        assert_eq!(sink_state(host.dir.path(), "hook")["deadLetters"], 0);
     }
     host.reconcile(&[]).expect(0);
-    let hook = state(&host, "hook");
+    let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(
         (hook["delivered"].as_i64(), hook["backlog"].as_i64()),
         (Some(3), Some(0)),
@@ -1452,7 +1440,7 @@ fn reconcile_once_does_not_wait_out_a_paced_backlog() {
     let sent = receiver.count();
     let run = run.unwrap_or_else(|| panic!("reconcile --once still pacing after {sent} events"));
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let pager = state(&host, "pager");
+    let pager = sink_state(host.dir.path(), "pager");
     let told = pager["delivered"].as_i64().unwrap_or(0) + pager["backlog"].as_i64().unwrap_or(0);
     assert!(told >= 500, "{pager}");
 }
@@ -1486,7 +1474,7 @@ fn a_sink_taken_out_and_put_back_still_gets_what_it_missed() {
     host.repo.commit("A legacy name");
     host.reconcile(&[]).expect(0);
     host.reconcile(&[]).expect(0);
-    assert!(state(&host, "siem")["backlog"].as_i64() > Some(0));
+    assert!(sink_state(host.dir.path(), "siem")["backlog"].as_i64() > Some(0));
     host.repo.remove("sinks.yaml");
     host.repo.commit("No SIEM for a moment");
     host.reconcile(&[]).expect(0);
@@ -1568,6 +1556,6 @@ fn a_refusal_quoting_the_routing_key_becomes_a_dead_letter() {
         receiver.url
     ));
     host.reconcile(&[]).expect(1);
-    let pager = state(&host, "pager");
+    let pager = sink_state(host.dir.path(), "pager");
     assert_eq!(pager["deadLetters"], 1, "{pager}");
 }

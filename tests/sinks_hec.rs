@@ -1072,26 +1072,6 @@ async fn the_fake_requires_a_channel_of_an_acknowledging_token_as_splunk_does() 
 }
 
 /// The sinks' states as `gitward sinks status --format json` prints them.
-fn sink_state(dir: &std::path::Path, name: &str) -> Value {
-    let run = common::gitward_in(
-        dir,
-        &[
-            "sinks",
-            "status",
-            "--config",
-            "gitward.yaml",
-            "--format",
-            "json",
-        ],
-    )
-    .expect(0);
-    let states: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
-    states
-        .into_iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no sink {name}"))
-}
-
 #[test]
 fn reconcile_once_delivers_to_splunk_with_acknowledgement_and_sinks_test_reaches_it() {
     use common::host::{Host, ISSUERS, certificate};
@@ -1138,7 +1118,7 @@ fn reconcile_once_delivers_to_splunk_with_acknowledgement_and_sinks_test_reaches
         assert!(collector.taken.iter().all(|e| e["index"] == "security"));
         assert!(collector.polls >= 1, "delivered once acknowledged");
     }
-    let state = sink_state(host.dir.path(), "splunk");
+    let state = common::sink_state(host.dir.path(), "splunk");
     assert_eq!(
         (
             &state["delivered"],

@@ -908,23 +908,7 @@ fn reconcile_once_delivers_to_sentinel_and_sinks_status_shows_it() {
             ]
         );
     }
-    let run = common::gitward_in(
-        host.dir.path(),
-        &[
-            "sinks",
-            "status",
-            "--config",
-            "gitward.yaml",
-            "--format",
-            "json",
-        ],
-    )
-    .expect(0);
-    let states: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
-    let state = states
-        .iter()
-        .find(|s| s["name"] == "sentinel")
-        .expect("the sink");
+    let state = &common::sink_state(host.dir.path(), "sentinel");
     assert_eq!(
         (
             &state["delivered"],
@@ -935,7 +919,7 @@ fn reconcile_once_delivers_to_sentinel_and_sinks_status_shows_it() {
         "{state}"
     );
     assert!(
-        !run.stdout.contains(SECRET),
+        !state.to_string().contains(SECRET),
         "the secret stays out of the status"
     );
 }

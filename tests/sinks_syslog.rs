@@ -835,27 +835,6 @@ fn settings_a_receiver_cannot_use_are_refused_when_the_sink_is_built() {
     );
 }
 
-/// The delivery state `gitward sinks status` shows for sink `name`.
-fn sink_state(dir: &Path, name: &str) -> Value {
-    let run = common::gitward_in(
-        dir,
-        &[
-            "sinks",
-            "status",
-            "--config",
-            "gitward.yaml",
-            "--format",
-            "json",
-        ],
-    )
-    .expect(0);
-    let states: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
-    states
-        .into_iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no sink {name}: {}", run.stdout))
-}
-
 #[test]
 fn reconcile_once_delivers_to_rsyslog_over_tls_and_sinks_test_reaches_it() {
     use common::host::{Host, ISSUERS, certificate};
@@ -901,7 +880,7 @@ fn reconcile_once_delivers_to_rsyslog_over_tls_and_sinks_test_reaches_it() {
         assert_eq!(record["hostname"], record["this_host"]);
         assert_eq!(record["msgid"], "certificate.issued");
     }
-    let state = sink_state(host.dir.path(), "siem");
+    let state = common::sink_state(host.dir.path(), "siem");
     assert_eq!(
         (
             &state["delivered"],

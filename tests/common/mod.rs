@@ -231,3 +231,29 @@ pub fn gate_approvals(plan: &serde_json::Value) -> Vec<(String, Option<String>)>
         })
         .collect()
 }
+
+/// Each sink's delivery state as `gitward sinks status --format json` shows it, for the host
+/// config `gitward.yaml` in `dir`.
+pub fn sink_states(dir: &Path) -> Vec<serde_json::Value> {
+    let run = gitward_in(
+        dir,
+        &[
+            "sinks",
+            "status",
+            "--config",
+            "gitward.yaml",
+            "--format",
+            "json",
+        ],
+    )
+    .expect(0);
+    serde_json::from_str(&run.stdout).expect("JSON")
+}
+
+/// The delivery state of sink `name`, as [`sink_states`].
+pub fn sink_state(dir: &Path, name: &str) -> serde_json::Value {
+    sink_states(dir)
+        .into_iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no sink {name}"))
+}
