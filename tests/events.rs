@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use common::host::{Host, ISSUERS, certificate};
@@ -447,4 +448,42 @@ fn a_crash_at_any_point_loses_no_event() {
     }
     assert!(point > 5, "the run passes through {point} crash points");
     assert_eq!(twice.len(), 1, "a batch sent twice at points {twice:?}");
+}
+
+#[test]
+fn the_file_sink_rotates_by_size_and_keeps_as_many_files_as_asked() {
+    let host = host_with(&sink("audit", "file", "audit-log", "  minSeverity: info\n"));
+    let file = host.dir.path().join("events.jsonl");
+    endpoints(
+        &host,
+        &format!(
+            "  audit-log: {{url: \"file://{}\", rotateBytes: 3000, keep: 2}}\n",
+            file.display()
+        ),
+    );
+    host.reconcile(&[]).expect(0);
+    for n in 0..6 {
+        host.repo.write(
+            &format!("more-{n}.yaml"),
+            certificate(
+                &format!("more-{n}"),
+                &format!("  dnsNames: [more-{n}.example.com]\n"),
+            ),
+        );
+        host.repo.commit(&format!("Certificate {n}"));
+        host.reconcile(&[]).expect(0);
+    }
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", file.display()));
+    assert!(rotated(1).exists() && rotated(2).exists());
+    assert!(!rotated(3).exists(), "two rotated files are kept");
+    for path in [file.clone(), rotated(1), rotated(2)] {
+        let size = std::fs::metadata(&path).expect("file").len();
+        assert!(size <= 3000, "{} is {size} bytes", path.display());
+    }
+    // The newest events are in the current file, whole lines of JSON.
+    let newest = written(&host, "events.jsonl");
+    assert_eq!(
+        newest.last().map(|e| e["subject"].clone()),
+        Some(Value::from("Certificate/more-5"))
+    );
 }

@@ -57,24 +57,36 @@ impl FileSink {
         std::fs::rename(&self.path, self.rotated(1))
     }
 
+    /// Appends a line per event, rotating before a line that would take the file past its
+    /// size (a line longer than that goes alone into a file of its own).
     fn append(&self, events: &[Stored]) -> std::io::Result<()> {
-        let mut lines = Vec::with_capacity(events.iter().map(|e| e.json.len() + 1).sum());
-        for stored in events {
-            lines.extend_from_slice(stored.json.as_bytes());
-            lines.push(b'\n');
-        }
-        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        if size > 0 && size + lines.len() as u64 > self.rotate_bytes {
-            self.rotate()?;
-        }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&self.path)?;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .open(&self.path)
+        };
+        let mut size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let mut file = open()?;
+        let mut lines = Vec::new();
+        for stored in events {
+            let line = stored.json.len() as u64 + 1;
+            if size > 0 && size + line > self.rotate_bytes {
+                file.write_all(&lines)?;
+                file.sync_data()?;
+                lines.clear();
+                self.rotate()?;
+                file = open()?;
+                size = 0;
+            }
+            lines.extend_from_slice(stored.json.as_bytes());
+            lines.push(b'\n');
+            size += line;
+        }
         file.write_all(&lines)?;
         file.sync_data()
     }
