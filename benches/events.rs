@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as Days, Utc};
-use common::{median, timed};
+use common::{fresh_host, median, reconcile, run, timed};
 use gitward::config::Endpoint;
 use gitward::events::derive::{EXPIRING_DAYS, Facts, derive};
 use gitward::events::outbox::{self, Declared};
@@ -32,48 +32,6 @@ const EVENTS: usize = 10_000;
 
 fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
     serde_yaml::from_str(text).expect("YAML")
-}
-
-fn run(program: &str, args: &[&str], dir: &Path) {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A cold reconcile of `repo` by the binary, on a host with nothing applied yet.
-fn cold_reconcile(repo: &Path, work: &Path) -> f64 {
-    for reference in ["refs/heads/gitward/status", "refs/notes/gitward"] {
-        let _ = Command::new("git")
-            .args(["update-ref", "-d", reference])
-            .current_dir(repo)
-            .status();
-    }
-    let _ = std::fs::remove_dir_all(work);
-    std::fs::create_dir_all(work).expect("work dir");
-    std::fs::write(
-        work.join("gitward.yaml"),
-        format!(
-            "repo: {{url: {}, branch: main}}\nstateDir: state\ntargets:\n  web-tls: {{dir: out/web}}\n  internal-tls: {{dir: out/internal}}\n  mtls-clients: {{dir: out/mtls}}\n",
-            repo.display()
-        ),
-    )
-    .expect("host config");
-    timed(|| {
-        run(
-            env!("CARGO_BIN_EXE_gitward"),
-            &["reconcile", "--once", "--quiet", "--config", "gitward.yaml"],
-            work,
-        )
-    })
-    .0
 }
 
 /// What a cold reconcile of `count` certificates tells: each one issued.
@@ -412,7 +370,7 @@ fn main() {
     let (mut colds, mut records, mut shares, mut hecs, mut floors, mut ratios, mut syslogs) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for round in 0..ROUNDS {
-        let cold = cold_reconcile(&repo, &scratch.path().join("host"));
+        let cold = reconcile(&fresh_host(&repo, &scratch.path().join("host")));
         let recording = record(
             EVENTS,
             &scratch.path().join("recording"),

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::median;
+use common::{fresh_host, median, reconcile, run};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,54 +73,6 @@ fn floor(count: usize, out: &Path) -> f64 {
             };
             outputs::write(&target, &name, &files).expect("files");
         }
-    })
-}
-
-fn run(program: &str, args: &[&str], dir: &Path) {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A host with nothing applied yet: a fresh state directory and outputs, and no status in
-/// the repository.
-fn fresh_host(repo: &Path, work: &Path) -> PathBuf {
-    for reference in ["refs/heads/gitward/status", "refs/notes/gitward"] {
-        let _ = Command::new("git")
-            .args(["update-ref", "-d", reference])
-            .current_dir(repo)
-            .status();
-    }
-    let _ = std::fs::remove_dir_all(work);
-    std::fs::create_dir_all(work).expect("work dir");
-    let config = work.join("gitward.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "repo: {{url: {}, branch: main}}\nstateDir: state\ntargets:\n  web-tls: {{dir: out/web}}\n  internal-tls: {{dir: out/internal}}\n  mtls-clients: {{dir: out/mtls}}\n",
-            repo.display()
-        ),
-    )
-    .expect("host config");
-    config
-}
-
-fn reconcile(config: &Path) -> f64 {
-    let dir = config.parent().expect("config dir");
-    seconds(|| {
-        run(
-            env!("CARGO_BIN_EXE_gitward"),
-            &["reconcile", "--once", "--quiet", "--config", "gitward.yaml"],
-            dir,
-        )
     })
 }
 
