@@ -214,23 +214,28 @@ pub fn source_of(url: &str) -> String {
     }
 }
 
+/// A file sink taking `events` from `min` severity up, for tests of filters and the outbox.
+#[cfg(test)]
+pub(crate) fn test_sink(events: &[EventType], min: FindingSeverity) -> SinkSpec {
+    SinkSpec {
+        type_: crate::model::SinkType::File,
+        endpoint: crate::model::Name("out".into()),
+        events: events.to_vec(),
+        min_severity: min,
+        splunk: None,
+        sentinel: None,
+        syslog: None,
+        jira: None,
+        servicenow: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Name, SinkType};
 
     fn sink(events: &[EventType], min: FindingSeverity) -> SinkSpec {
-        SinkSpec {
-            type_: SinkType::File,
-            endpoint: Name("out".into()),
-            events: events.to_vec(),
-            min_severity: min,
-            splunk: None,
-            sentinel: None,
-            syslog: None,
-            jira: None,
-            servicenow: None,
-        }
+        test_sink(events, min)
     }
 
     #[test]

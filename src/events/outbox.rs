@@ -623,7 +623,7 @@ pub fn last_seq(db: &Connection) -> rusqlite::Result<i64> {
 mod tests {
     use super::*;
     use crate::events::{Draft, EventData};
-    use crate::model::{EventType, FindingSeverity, Name, SinkType};
+    use crate::model::{EventType, FindingSeverity};
 
     fn db() -> Connection {
         let db = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
@@ -650,19 +650,7 @@ mod tests {
         .seal("file:///srv/pki", Utc::now())
     }
 
-    fn spec(events: &[EventType], min: FindingSeverity) -> SinkSpec {
-        SinkSpec {
-            type_: SinkType::File,
-            endpoint: Name("out".into()),
-            events: events.to_vec(),
-            min_severity: min,
-            splunk: None,
-            sentinel: None,
-            syslog: None,
-            jira: None,
-            servicenow: None,
-        }
-    }
+    use crate::events::test_sink as spec;
 
     fn held_then_released(db: &Connection, events: &[Event], sinks: &[Declared]) {
         hold(db, events, sinks, "tip", "c0ffee").unwrap_or_else(|e| panic!("{e}"));
