@@ -274,10 +274,8 @@ fn a_sink_takes_the_types_and_severities_it_asks_for() {
     assert_eq!(written(&host, "failures.jsonl").len(), 2);
 }
 
-#[test]
-fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
-    let receiver = Receiver::start();
-    receiver.status.store(422, Ordering::SeqCst);
+/// A host with one webhook sink, `hook`, signing for `receiver`.
+fn hooked(receiver: &Receiver) -> Host {
     let host = host_with(&sink("hook", "webhook", "hook", "  minSeverity: info\n"));
     std::fs::write(
         host.dir.path().join("hook-secret"),
@@ -291,6 +289,14 @@ fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
             receiver.url
         ),
     );
+    host
+}
+
+#[test]
+fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
+    let receiver = Receiver::start();
+    receiver.status.store(422, Ordering::SeqCst);
+    let host = hooked(&receiver);
     host.reconcile(&[]).expect(0);
     let hook = sink_state(host.dir.path(), "hook");
     assert_eq!(hook["deadLetters"], 4, "{hook}");
@@ -352,19 +358,7 @@ fn what_a_receiver_refuses_is_kept_until_an_operator_retries_or_discards_it() {
 fn a_receiver_that_cannot_take_events_now_gets_them_later_in_order() {
     let receiver = Receiver::start();
     receiver.status.store(503, Ordering::SeqCst);
-    let host = host_with(&sink("hook", "webhook", "hook", "  minSeverity: info\n"));
-    std::fs::write(
-        host.dir.path().join("hook-secret"),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
-    )
-    .expect("secret");
-    endpoints(
-        &host,
-        &format!(
-            "  hook: {{url: \"{}\", secretFile: hook-secret}}\n",
-            receiver.url
-        ),
-    );
+    let host = hooked(&receiver);
     let run = host.reconcile(&[]).expect(0);
     assert!(
         run.stdout
