@@ -34,5 +34,6 @@ pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod tickets;
 pub mod trust;
 pub mod webhook;

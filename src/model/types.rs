@@ -874,6 +874,7 @@ string_enum!(
         GateOverrideReviewed = "gate.override.reviewed",
         ReconcileFailed = "reconcile.failed",
         ReconcileBlocked = "reconcile.blocked",
+        TicketSlaBreached = "ticket.sla_breached",
         SinkTest = "sink.test",
     }
 );
@@ -900,6 +901,7 @@ fn default_min_severity() -> FindingSeverity {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(extend("allOf" = [
     {"if": {"properties": {"type": {"const": "jira"}}}, "then": {"required": ["jira"], "errorMessage": "a jira sink needs a `jira` block with at least `project`"}},
+    {"if": {"properties": {"type": {"const": "servicenow"}}}, "then": {"required": ["servicenow"], "errorMessage": "a servicenow sink needs a `servicenow` block (`{}` takes the defaults)"}},
     {"if": {"properties": {"type": {"const": "sentinel"}}}, "then": {"required": ["sentinel"], "errorMessage": "a sentinel sink needs a `sentinel` block with `dcrImmutableId` and `stream`"}},
     {"if": {"required": ["splunk"]}, "then": {"properties": {"type": {"const": "splunk-hec", "errorField": "splunk", "errorMessage": "the `splunk` block belongs to sinks of type splunk-hec"}}}},
     {"if": {"required": ["sentinel"]}, "then": {"properties": {"type": {"const": "sentinel", "errorField": "sentinel", "errorMessage": "the `sentinel` block belongs to sinks of type sentinel"}}}},
@@ -1020,7 +1022,58 @@ impl Default for SyslogSettings {
     }
 }
 
-/// Jira issue fields for tickets.
+/// A value for each severity; severities left out take the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BySeverity<T> {
+    pub critical: Option<T>,
+    pub high: Option<T>,
+    pub medium: Option<T>,
+    pub low: Option<T>,
+    pub info: Option<T>,
+}
+
+impl<T: Clone> BySeverity<T> {
+    /// The value for `severity`, or `default`'s.
+    pub fn get(&self, severity: FindingSeverity, default: &BySeverity<T>) -> Option<T> {
+        let pick = |map: &BySeverity<T>| match severity {
+            FindingSeverity::Critical => map.critical.clone(),
+            FindingSeverity::High => map.high.clone(),
+            FindingSeverity::Medium => map.medium.clone(),
+            FindingSeverity::Low => map.low.clone(),
+            FindingSeverity::Info => map.info.clone(),
+        };
+        pick(self).or_else(|| pick(default))
+    }
+}
+
+string_enum!(
+    /// What a ticket sink does when a problem comes back after its ticket was resolved:
+    /// reopen it, with a comment naming the commit, or open a new one.
+    OnReturn {
+        Reopen = "reopen",
+        New = "new",
+    }
+);
+
+fn default_on_return() -> OnReturn {
+    OnReturn::Reopen
+}
+
+string_enum!(
+    /// Which Jira a sink files issues in: Cloud (REST API v3, descriptions in Atlassian
+    /// Document Format) or Data Center / Server (REST API v2, wiki text).
+    JiraApi {
+        Cloud = "cloud",
+        DataCenter = "dataCenter",
+    }
+);
+
+fn default_jira_api() -> JiraApi {
+    JiraApi::Cloud
+}
+
+/// Jira issue fields and workflow for tickets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JiraSettings {
@@ -1029,23 +1082,80 @@ pub struct JiraSettings {
     pub project: String,
     /// Issue type name (default `Bug`).
     pub issue_type: Option<String>,
-    /// Labels added to every ticket.
+    /// Labels added to every ticket (no spaces), besides `gitward` and the problem's own.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = "^[^\\s]{1,255}$")))]
     pub labels: Vec<String>,
-    /// Further fields sent as they are, like `{priority: {name: High}}`.
+    /// Priority name by severity (default Highest, High, Medium, Low, Lowest), sent when the
+    /// project's create screen has a priority.
+    #[serde(default)]
+    pub priority: BySeverity<String>,
+    /// Days from opening to the due date, by severity (default 7, 30, 90, 120 for critical,
+    /// high, medium, low; none for info).
+    #[serde(default)]
+    pub sla: BySeverity<u32>,
+    /// Further fields of new issues, like `{customfield_10010: "{{resource.name}}"}`: strings
+    /// may name parts of the event in `{{...}}`.
     #[serde(default)]
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// When a problem comes back after its ticket was resolved: `reopen` (default) or `new`.
+    #[serde(default = "default_on_return")]
+    pub on_return: OnReturn,
+    /// Names of the workflow transitions that resolve and reopen an issue; by default the
+    /// first of the issue's transitions into a done status, and out of one.
+    pub transitions: Option<JiraTransitions>,
+    /// Resolutions a person sets to say "won't fix": such an issue is never reopened
+    /// (default `Won't Fix`, `Won't Do`, `Declined`).
+    #[serde(default)]
+    pub accepted_resolutions: Vec<String>,
+    /// `cloud` (REST API v3, default) or `dataCenter` (REST API v2).
+    #[serde(default = "default_jira_api")]
+    pub api: JiraApi,
+}
+
+/// Jira workflow transitions, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JiraTransitions {
+    pub resolve: Option<String>,
+    pub reopen: Option<String>,
 }
 
 /// ServiceNow record settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceNowSettings {
     /// Table records go to (default `incident`).
-    #[schemars(regex(pattern = "^[a-z0-9_]+$"))]
+    #[schemars(regex(pattern = "^[a-z0-9_]{1,80}$"))]
     pub table: Option<String>,
-    /// Assignment group of new records.
+    /// Assignment group of new records (its sys_id or name).
     pub assignment_group: Option<String>,
+    /// Caller of new records (a user's sys_id or user name).
+    pub caller: Option<String>,
+    /// `impact` by severity (default 1 for critical and high, 2 medium, 3 low and info).
+    #[serde(default)]
+    pub impact: BySeverity<String>,
+    /// `urgency` by severity (default 1 critical, 2 high and medium, 3 low and info).
+    #[serde(default)]
+    pub urgency: BySeverity<String>,
+    /// Days from opening to the due date, by severity (default 7, 30, 90, 120).
+    #[serde(default)]
+    pub sla: BySeverity<u32>,
+    /// Close code of records resolved when their problem clears; it must be one of the
+    /// instance's choices for `close_code` (by default the first of them).
+    pub close_code: Option<String>,
+    /// Close codes a person sets to say "won't fix": such a record is never reopened
+    /// (default `Not Solved (Too Costly)`, `Not Solved (Not Reproducible)`; a canceled
+    /// record counts too).
+    #[serde(default)]
+    pub accepted_close_codes: Vec<String>,
+    /// Further fields of new records, like `{u_source: "{{source}}"}`: strings may name parts
+    /// of the event in `{{...}}`.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// When a problem comes back after its record was resolved: `reopen` (default) or `new`.
+    #[serde(default = "default_on_return")]
+    pub on_return: OnReturn,
 }
 
 /// A resource's spec, by kind.

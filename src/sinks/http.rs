@@ -1,6 +1,8 @@
 //! What the HTTP sinks share: the client and how an answer is classified.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{Answer, SinkProblem};
 use crate::config::Endpoint;
@@ -109,6 +111,91 @@ pub fn one_line(text: &str) -> String {
     crate::diag::bounded(flat.trim().to_owned(), 500)
 }
 
+/// A pace of requests: `rate` a second sustained, `burst` at once after a quiet time.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Takes a token at `now` and says how long to wait before using it: tokens taken ahead
+    /// of time are owed, so that callers waiting together go one after the other.
+    pub fn reserve(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        self.at = self.at.max(now);
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+/// One bucket per receiver and credential in the process (the caller's digest of them):
+/// two sinks sending to the same account share its limit, and a sink built again keeps its
+/// pace.
+static BUCKETS: LazyLock<Mutex<HashMap<[u8; 32], Bucket>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Waits for a turn to send to the receiver that `bucket` names, at `rate` a second with
+/// bursts of `burst`.
+pub async fn pace(bucket: [u8; 32], rate: f64, burst: f64) {
+    let wait = {
+        let now = Instant::now();
+        let mut buckets = BUCKETS.lock().unwrap_or_else(PoisonError::into_inner);
+        buckets
+            .entry(bucket)
+            .or_insert_with(|| Bucket::new(rate, burst, now))
+            .reserve(now)
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The digest naming a receiver and its credential for [`pace`], from their parts.
+pub fn bucket_of(parts: &[&str]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize().into()
+}
+
+/// The `Authorization` header value for an endpoint with a `tokenFile`: Basic
+/// `user:token` when it names a `user` (Jira Cloud's e-mail and API token, a ServiceNow
+/// account), a Bearer token otherwise (Jira Data Center personal access tokens, OAuth).
+pub fn authorization(endpoint: &Endpoint) -> Result<String, SinkProblem> {
+    use base64::Engine;
+    let file = endpoint
+        .token_file
+        .as_deref()
+        .ok_or_else(|| SinkProblem("the endpoint needs `tokenFile`".to_owned()))?;
+    let token = super::read_secret(file, "tokenFile")?;
+    Ok(match &endpoint.user {
+        Some(user) => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
+        ),
+        None => format!("Bearer {token}"),
+    })
+}
+
 /// Sends `request` and classifies the answer.
 pub async fn exchange(request: reqwest::RequestBuilder) -> Answer {
     match request.send().await {
@@ -144,6 +231,23 @@ mod tests {
             classify(reqwest::StatusCode::NO_CONTENT, None, ""),
             Answer::Delivered { duplicates: 0 }
         );
+    }
+
+    #[test]
+    fn the_bucket_lets_a_burst_through_then_paces() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(2.0, 4.0, start);
+        for _ in 0..4 {
+            assert_eq!(bucket.reserve(start), Duration::ZERO);
+        }
+        assert_eq!(bucket.reserve(start), Duration::from_millis(500));
+        assert_eq!(bucket.reserve(start), Duration::from_millis(1000));
+        // Once the owed tokens are paid, a quiet time refills the burst and no more.
+        let later = start + Duration::from_secs(60);
+        for _ in 0..4 {
+            assert_eq!(bucket.reserve(later), Duration::ZERO);
+        }
+        assert_eq!(bucket.reserve(later), Duration::from_millis(500));
     }
 
     #[test]

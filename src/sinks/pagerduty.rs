@@ -17,9 +17,8 @@
 //! to wait tens of seconds. A 400 is PagerDuty refusing the event, with its `errors` as the
 //! answer, unless it refuses the routing key: that the host fixes, so it is retried.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
@@ -77,12 +76,7 @@ impl PagerDuty {
         }
         let url = enqueue_url(&endpoint.url)?;
         let change_url = change_url(&url)?;
-        let bucket = sha2::Sha256::new()
-            .chain_update(url.as_bytes())
-            .chain_update([0])
-            .chain_update(routing_key.as_bytes())
-            .finalize()
-            .into();
+        let bucket = http::bucket_of(&[&url, &routing_key]);
         Ok(PagerDuty {
             client: http::client(endpoint)?,
             url,
@@ -103,7 +97,7 @@ impl PagerDuty {
                 };
             }
         };
-        pace(self.bucket).await;
+        http::pace(self.bucket, RATE_PER_SECOND, BURST).await;
         let request = self
             .client
             .post(url)
@@ -421,54 +415,6 @@ fn hide_key(answer: Answer, routing_key: &str) -> Answer {
     }
 }
 
-/// Requests to one integration key: [`RATE_PER_SECOND`] sustained, [`BURST`] at once.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    pub fn new(now: Instant) -> Bucket {
-        Bucket {
-            tokens: BURST,
-            at: now,
-        }
-    }
-
-    /// Takes a token at `now` and says how long to wait before using it: tokens taken ahead
-    /// of time are owed, so that callers waiting together go one after the other.
-    pub fn reserve(&mut self, now: Instant) -> Duration {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(BURST) - 1.0;
-        self.at = self.at.max(now);
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / RATE_PER_SECOND)
-        }
-    }
-}
-
-/// One bucket per URL and routing key in the process: two sinks sending to the same
-/// integration share PagerDuty's limit, and a sink built again keeps its pace.
-static BUCKETS: LazyLock<Mutex<HashMap<[u8; 32], Bucket>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-async fn pace(bucket: [u8; 32]) {
-    let wait = {
-        let now = Instant::now();
-        let mut buckets = BUCKETS.lock().unwrap_or_else(PoisonError::into_inner);
-        buckets
-            .entry(bucket)
-            .or_insert_with(|| Bucket::new(now))
-            .reserve(now)
-    };
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,23 +521,6 @@ mod tests {
         assert!(trigger.to_string().len() < PAYLOAD_BYTES);
         assert_eq!(trigger["payload"]["custom_details"]["eventId"], "e1");
         assert_eq!(trigger["payload"]["summary"], "web failed");
-    }
-
-    #[test]
-    fn the_bucket_lets_a_burst_through_then_two_a_second() {
-        let start = Instant::now();
-        let mut bucket = Bucket::new(start);
-        for _ in 0..4 {
-            assert_eq!(bucket.reserve(start), Duration::ZERO);
-        }
-        assert_eq!(bucket.reserve(start), Duration::from_millis(500));
-        assert_eq!(bucket.reserve(start), Duration::from_millis(1000));
-        // Once the owed tokens are paid, a quiet time refills the burst and no more.
-        let later = start + Duration::from_secs(60);
-        for _ in 0..4 {
-            assert_eq!(bucket.reserve(later), Duration::ZERO);
-        }
-        assert_eq!(bucket.reserve(later), Duration::from_millis(500));
     }
 
     #[test]

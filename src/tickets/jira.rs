@@ -1,0 +1,1 @@
+//! `jira`: tickets as Jira issues.

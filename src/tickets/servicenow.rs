@@ -1,0 +1,1 @@
+//! `servicenow`: tickets as ServiceNow records.
