@@ -76,6 +76,9 @@ pub struct HostConfig {
     /// When time-driven events are sent.
     #[serde(default)]
     pub events: EventsConfig,
+    /// How tickets are kept in step with Jira and ServiceNow.
+    #[serde(default)]
+    pub tickets: TicketsConfig,
     /// The allowed signers as last read from `signers`, shared by the copies of this config.
     #[serde(skip)]
     #[schemars(skip)]
@@ -124,6 +127,29 @@ impl Default for EventsConfig {
     fn default() -> EventsConfig {
         EventsConfig {
             expiring_days: default_expiring_days(),
+        }
+    }
+}
+
+/// How the daemon keeps ticket sinks' tickets in step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TicketsConfig {
+    /// How often the tickets gitward owns are read back, to learn what people did with them
+    /// (won't-fix, reassignment, a manual close), and open ones checked against their due
+    /// date (default 5m).
+    #[serde(default = "default_ticket_poll")]
+    pub poll_interval: crate::model::Duration,
+}
+
+fn default_ticket_poll() -> crate::model::Duration {
+    crate::model::Duration::from_secs(300)
+}
+
+impl Default for TicketsConfig {
+    fn default() -> TicketsConfig {
+        TicketsConfig {
+            poll_interval: default_ticket_poll(),
         }
     }
 }

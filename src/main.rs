@@ -232,6 +232,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ValidateFormat,
     },
+    /// The problems the ticket sinks (Jira, ServiceNow) track, with their tickets and SLA.
+    #[command(after_help = "Exit codes: 0 listed; 2 host config error or another usage error.")]
+    Tickets {
+        /// The host config.
+        #[arg(long, default_value = gitward::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// A table, or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
+    },
     /// The state database (`stateDir/gitward.db`).
     #[command(
         subcommand,
@@ -456,6 +466,9 @@ fn main() -> ExitCode {
             },
             &mut out,
         ),
+        Command::Tickets { config, format } => {
+            commands::tickets::tickets(&config, format, &mut out)
+        }
         Command::State(StateCommand::Rebuild { config }) => {
             commands::state_rebuild(&config, &mut out)
         }

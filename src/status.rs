@@ -230,6 +230,82 @@ pub struct Record<'a> {
     pub gates: Option<&'a [crate::gate::GateReport]>,
     /// The delivery state of each sink as the reconcile left it.
     pub sinks: &'a [crate::events::outbox::SinkState],
+    /// The problems of the ticket sinks and their tickets.
+    pub tickets: &'a [crate::tickets::store::Record],
+}
+
+/// Where each ticket sink's problems and tickets are recorded.
+const TICKETS_DIR: &str = "status/tickets";
+
+/// A problem's ticket as the status tree records it, for `gitward status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TicketShown {
+    pub sink: String,
+    pub key: String,
+    pub state: String,
+    pub problem_open: bool,
+    pub severity: String,
+    pub ticket: Option<TicketKey>,
+    pub title: String,
+    pub due: Option<String>,
+    pub breached: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct TicketKey {
+    pub key: String,
+    pub url: String,
+}
+
+/// Most tickets `gitward status` reads from a status tree.
+const MOST_TICKETS_SHOWN: usize = 1000;
+
+/// The tickets recorded in the status tree of `status_commit`: what it says, unchecked (the
+/// status branch is anyone's who can push it), bounded.
+pub fn tickets_at(repo: &Repo, status_commit: &str) -> Vec<TicketShown> {
+    let git = repo.inner();
+    let tree = Oid::from_str(status_commit)
+        .ok()
+        .and_then(|oid| git.find_commit(oid).ok())
+        .and_then(|commit| commit.tree().ok())
+        .and_then(|tree| tree.get_path(std::path::Path::new(TICKETS_DIR)).ok())
+        .and_then(|entry| entry.to_object(git).ok())
+        .and_then(|object| object.into_tree().ok());
+    let mut shown = Vec::new();
+    for entry in tree.iter().flat_map(|t| t.iter()) {
+        let Some(blob) = entry
+            .to_object(git)
+            .ok()
+            .and_then(|o| o.into_blob().ok())
+            .filter(|b| b.size() <= 4 << 20)
+        else {
+            continue;
+        };
+        let records: Vec<TicketShown> = serde_yaml::from_slice(blob.content()).unwrap_or_default();
+        shown.extend(records);
+        if shown.len() >= MOST_TICKETS_SHOWN {
+            shown.truncate(MOST_TICKETS_SHOWN);
+            break;
+        }
+    }
+    shown
+}
+
+/// The ticket files of the status tree: one per ticket sink with problems or open tickets.
+fn ticket_files(records: &[crate::tickets::store::Record]) -> Vec<(&str, String)> {
+    let mut by_sink: BTreeMap<&str, Vec<&crate::tickets::store::Record>> = BTreeMap::new();
+    for record in records {
+        by_sink
+            .entry(record.sink.as_str())
+            .or_default()
+            .push(record);
+    }
+    by_sink
+        .into_iter()
+        .map(|(sink, records)| (sink, yaml(&records)))
+        .collect()
 }
 
 /// Where the delivery state of the sinks is recorded.
@@ -298,6 +374,11 @@ fn tree_files<'a>(record: &'a Record<'a>) -> impl Iterator<Item = (String, Strin
                 .sinks
                 .iter()
                 .map(|state| (sink_path(&state.name), sink_record(state))),
+        )
+        .chain(
+            ticket_files(record.tickets)
+                .into_iter()
+                .map(|(sink, text)| (format!("{TICKETS_DIR}/{sink}.yaml"), text)),
         )
 }
 
@@ -475,6 +556,13 @@ pub fn commit(
                     gates.iter().map(|g| (g.name.as_str(), yaml(g))),
                 )?;
             }
+            replace_dir(
+                &mut update,
+                git,
+                base,
+                TICKETS_DIR,
+                ticket_files(record.tickets).into_iter(),
+            )?;
             replace_dir(
                 &mut update,
                 git,

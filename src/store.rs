@@ -217,6 +217,7 @@ impl Store {
             })
             .and_then(|()| db.execute_batch(SCHEMA))
             .and_then(|()| db.execute_batch(crate::events::outbox::SCHEMA))
+            .and_then(|()| db.execute_batch(crate::tickets::store::SCHEMA))
             .map_err(database)?;
         Ok(Store {
             root: state_dir.to_path_buf(),

@@ -26,6 +26,7 @@ use crate::trust::commits::check_commit_now;
 use crate::trust::signers::AllowedSigners;
 
 pub mod sinks;
+pub mod tickets;
 
 /// Exit codes shared by the commands.
 pub mod exit {
@@ -511,6 +512,29 @@ pub fn status(repo: &Path, rev: &str, format: ValidateFormat, out: &mut dyn Writ
             }
             for gate in &note.gates {
                 text.push_str(&format!("  gate {}\n", escaped(&gate.line())));
+            }
+            for shown in crate::status::tickets_at(&repo, &note.status_commit)
+                .iter()
+                .filter(|t| t.problem_open || t.state == "open")
+            {
+                let ticket = shown.ticket.clone().unwrap_or_default();
+                text.push_str(&format!(
+                    "  ticket {} {} {}{}{}: {}\n",
+                    escaped(&shown.sink),
+                    escaped(if ticket.key.is_empty() {
+                        "-"
+                    } else {
+                        &ticket.key
+                    }),
+                    escaped(&shown.state),
+                    shown
+                        .due
+                        .as_deref()
+                        .map(|d| format!(" due {}", escaped(d)))
+                        .unwrap_or_default(),
+                    if shown.breached { " (breached)" } else { "" },
+                    escaped(&shown.title)
+                ));
             }
             shown_bounded(&text)
         }

@@ -145,10 +145,12 @@ pub fn test(config: &Path, name: &str, out: &mut dyn Write) -> Result<u8> {
     let config = HostConfig::load(config)?;
     let store = Store::open(&config.state_dir)?;
     let registered = known_sink(&store, name)?;
+    let outbox = crate::sinks::worker::Outbox::new(store);
     let mut sink = match build(
         name,
         &registered.spec,
         config.endpoints.get(&registered.spec.endpoint),
+        &outbox,
     ) {
         Ok(sink) => sink,
         Err(problem) => {

@@ -8,18 +8,25 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Endpoint;
-use crate::model::Name;
+use crate::model::{Name, SinkType};
 use crate::sinks::worker::{Observer, Outbox, Worker};
+use crate::tickets::sync::Follow;
 
 /// The host's endpoints as the config in force has them (a SIGHUP may change them).
 pub type Endpoints = Arc<dyn Fn() -> BTreeMap<Name, Endpoint> + Send + Sync>;
+
+/// The repository's event source and the ticket poll interval, as the config in force says.
+pub type TicketSettings = Arc<dyn Fn() -> (String, std::time::Duration) + Send + Sync>;
 
 pub struct Deliveries {
     outbox: Outbox,
     observer: Arc<dyn Observer>,
     endpoints: Endpoints,
+    tickets: TicketSettings,
     stop: watch::Receiver<bool>,
     workers: HashMap<String, (Arc<Notify>, JoinHandle<()>)>,
+    /// What keeps each ticket sink's tickets in step.
+    follows: HashMap<String, JoinHandle<()>>,
 }
 
 impl Deliveries {
@@ -27,14 +34,17 @@ impl Deliveries {
         outbox: Outbox,
         observer: Arc<dyn Observer>,
         endpoints: Endpoints,
+        tickets: TicketSettings,
         stop: watch::Receiver<bool>,
     ) -> Deliveries {
         Deliveries {
             outbox,
             observer,
             endpoints,
+            tickets,
             stop,
             workers: HashMap::new(),
+            follows: HashMap::new(),
         }
     }
 
@@ -42,6 +52,7 @@ impl Deliveries {
     /// each woken to look for new events; workers of sinks gone have ended on their own.
     pub async fn wake(&mut self) {
         self.workers.retain(|_, (_, task)| !task.is_finished());
+        self.follows.retain(|_, task| !task.is_finished());
         let sinks = match self.outbox.states().await {
             Ok(states) => states,
             Err(error) => {
@@ -50,6 +61,20 @@ impl Deliveries {
             }
         };
         for sink in sinks {
+            let keeps_tickets = sink.type_ == SinkType::Jira.as_str()
+                || sink.type_ == SinkType::ServiceNow.as_str();
+            if keeps_tickets && !self.follows.contains_key(&sink.name) {
+                let follow = Follow {
+                    name: sink.name.clone(),
+                    outbox: self.outbox.clone(),
+                    settings: self.tickets.clone(),
+                    endpoints: self.endpoints.clone(),
+                };
+                self.follows.insert(
+                    sink.name.clone(),
+                    tokio::spawn(follow.run(self.stop.clone())),
+                );
+            }
             let (wake, _) = self.workers.entry(sink.name.clone()).or_insert_with(|| {
                 let wake = Arc::new(Notify::new());
                 let worker = Worker::new(&sink.name, self.outbox.clone(), self.observer.clone());

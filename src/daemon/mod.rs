@@ -5,7 +5,7 @@
 //! One daemon per state directory (an exclusive lock on `stateDir/gitward.lock`). SIGTERM
 //! and SIGINT stop it after the reconcile in progress; it then exits 0.
 
-mod delivery;
+pub mod delivery;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,10 +196,18 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         });
     }
     let endpoints_of = daemon.clone();
+    let tickets_of = daemon.clone();
     let mut deliveries = delivery::Deliveries::new(
         crate::sinks::worker::Outbox::new(Store::open(&daemon.config.state_dir)?),
         Arc::new(Observed(daemon.clone())),
         Arc::new(move || endpoints_of.current().config.endpoints.clone()),
+        Arc::new(move || {
+            let config = &tickets_of.current().config;
+            (
+                crate::events::source_of(&config.repo.url),
+                Duration::from_secs(config.tickets.poll_interval.as_secs()),
+            )
+        }),
         stopped.clone(),
     );
     // A backlog left by the last run goes out before the first reconcile ends.

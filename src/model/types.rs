@@ -928,10 +928,11 @@ pub struct SinkSpec {
     pub sentinel: Option<SentinelSettings>,
     /// Syslog settings.
     pub syslog: Option<SyslogSettings>,
-    /// Jira settings.
-    pub jira: Option<JiraSettings>,
+    /// Jira settings (boxed: few sinks have them, and every resource is the size of the
+    /// largest spec).
+    pub jira: Option<Box<JiraSettings>>,
     /// ServiceNow settings.
-    pub servicenow: Option<ServiceNowSettings>,
+    pub servicenow: Option<Box<ServiceNowSettings>>,
 }
 
 /// Splunk HEC envelope fields.

@@ -281,6 +281,7 @@ pub fn reconcile_warm(
             decision: &decision,
             findings,
             sinks: crate::events::outbox::states(store.db()).map_err(store.db_error())?,
+            tickets: crate::tickets::store::current(store.db(), None).map_err(store.db_error())?,
         },
     )?;
     failpoint::point("status recorded");

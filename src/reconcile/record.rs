@@ -23,6 +23,8 @@ pub(super) struct Outcome<'a> {
     pub findings: Vec<String>,
     /// The delivery state of the sinks.
     pub sinks: Vec<crate::events::outbox::SinkState>,
+    /// The problems of the ticket sinks and their tickets.
+    pub tickets: Vec<crate::tickets::store::Record>,
 }
 
 /// Where the outcome was recorded.
@@ -62,6 +64,7 @@ pub(super) fn record(
                     reviews: &decision.open_reviews,
                     gates: (!decision.gates.is_empty()).then_some(decision.gates.as_slice()),
                     sinks: &outcome.sinks,
+                    tickets: &outcome.tickets,
                 },
                 &status::message(&outcome.head.sha, executed.result, &counts),
             )?;

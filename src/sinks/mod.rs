@@ -113,10 +113,7 @@ pub fn check(spec: &SinkSpec, endpoint: Option<&Endpoint>) -> Result<(), SinkPro
         SinkType::Syslog if endpoint.scheme() == "tls" => {
             needs(endpoint.ca_file.as_ref(), "caFile")
         }
-        SinkType::Jira | SinkType::ServiceNow => Err(SinkProblem(format!(
-            "{} sinks keep tickets, which this version of gitward does not open yet",
-            spec.type_
-        ))),
+        SinkType::Jira | SinkType::ServiceNow => needs(endpoint.token_file.as_ref(), "tokenFile"),
         _ => Ok(()),
     }
 }
@@ -126,6 +123,7 @@ pub fn build(
     name: &str,
     spec: &SinkSpec,
     endpoint: Option<&Endpoint>,
+    outbox: &worker::Outbox,
 ) -> Result<Box<dyn Sink>, SinkProblem> {
     check(spec, endpoint)?;
     let Some(endpoint) = endpoint else {
@@ -138,12 +136,12 @@ pub fn build(
         SinkType::Sentinel => Box::new(sentinel::Sentinel::new(spec, endpoint)?),
         SinkType::Syslog => Box::new(syslog::Syslog::new(spec, endpoint)?),
         SinkType::PagerDuty => Box::new(pagerduty::PagerDuty::new(endpoint)?),
-        SinkType::Jira | SinkType::ServiceNow => {
-            return Err(SinkProblem(format!(
-                "{} sinks are not built yet",
-                spec.type_
-            )));
-        }
+        SinkType::Jira | SinkType::ServiceNow => Box::new(crate::tickets::sink::TicketSink::new(
+            name,
+            spec,
+            crate::tickets::system(spec, endpoint)?,
+            outbox.clone(),
+        )),
     })
 }
 

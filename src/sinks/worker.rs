@@ -51,7 +51,8 @@ impl Outbox {
         self.with(outbox::states).await
     }
 
-    async fn with<T: Send + 'static>(
+    /// Runs `work` on the database, on a blocking thread.
+    pub async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, String> {
@@ -147,7 +148,7 @@ impl Worker {
             .is_none_or(|(built, _)| *built != identity)
         {
             self.built = None;
-            let sink = super::build(&self.name, &registered.spec, endpoint)?;
+            let sink = super::build(&self.name, &registered.spec, endpoint, &self.outbox)?;
             self.built = Some((identity, sink));
         }
         match &mut self.built {

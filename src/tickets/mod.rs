@@ -175,6 +175,32 @@ pub trait TicketSystem: Send + Sync {
     fn requests(&self) -> u64;
 }
 
+/// The ticket system a sink of type jira or servicenow files in.
+pub fn system(
+    spec: &crate::model::SinkSpec,
+    endpoint: &crate::config::Endpoint,
+) -> Result<Box<dyn TicketSystem>, crate::sinks::SinkProblem> {
+    use crate::model::SinkType;
+    use crate::sinks::SinkProblem;
+    let missing =
+        |block: &str| SinkProblem(format!("a {} sink needs a `{block}` block", spec.type_));
+    Ok(match spec.type_ {
+        SinkType::Jira => Box::new(jira::Jira::new(
+            spec.jira.as_ref().ok_or_else(|| missing("jira"))?,
+            endpoint,
+        )?),
+        SinkType::ServiceNow => Box::new(servicenow::ServiceNow::new(
+            spec.servicenow
+                .as_ref()
+                .ok_or_else(|| missing("servicenow"))?,
+            endpoint,
+        )?),
+        other => {
+            return Err(SinkProblem(format!("a {other} sink keeps no tickets")));
+        }
+    })
+}
+
 /// Days from a ticket's opening to its due date, by default.
 pub fn default_sla() -> BySeverity<u32> {
     BySeverity {
