@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::NaiveDate;
 
-use super::types::{CertificateSpec, GateSpec, PolicySpec, Resource, Spec};
+use super::types::{CertificateSpec, GateSpec, PolicySpec, Resource, SinkSpec, Spec};
 use super::yaml::Node;
 use crate::diag::{Problem, did_you_mean};
 
@@ -21,9 +21,41 @@ pub fn check(resource: &Resource, root: &Node) -> Vec<Problem> {
         Spec::Certificate(spec) => certificate(spec, &mut report),
         Spec::Gate(spec) => gate(spec, &mut report),
         Spec::Policy(spec) => policy(spec, &mut report),
-        Spec::Issuer(_) | Spec::Sink(_) => {}
+        Spec::Sink(spec) => sink(spec, &mut report),
+        Spec::Issuer(_) => {}
     }
     problems
+}
+
+/// Templated ticket fields name parts of the event that exist, and none that gitward sets.
+fn sink(spec: &SinkSpec, report: &mut impl FnMut(&[&str], String)) {
+    let (block, fields, own) = match (&spec.jira, &spec.servicenow) {
+        (Some(jira), _) => ("jira", &jira.fields, crate::tickets::JIRA_OWN_FIELDS),
+        (_, Some(now)) => (
+            "servicenow",
+            &now.fields,
+            crate::tickets::SERVICENOW_OWN_FIELDS,
+        ),
+        _ => return,
+    };
+    for (name, value) in fields {
+        if own.contains(&name.as_str()) {
+            report(
+                &[block, "fields", name],
+                format!("gitward sets `{name}` itself; it cannot be mapped"),
+            );
+        }
+        for unknown in crate::tickets::template::unknown_in(value) {
+            report(
+                &[block, "fields", name],
+                format!(
+                    "`{{{{{unknown}}}}}` names nothing of an event; templates may use {} and \
+                     details.<key>",
+                    crate::tickets::template::NAMES.join(", ")
+                ),
+            );
+        }
+    }
 }
 
 fn certificate(spec: &CertificateSpec, report: &mut impl FnMut(&[&str], String)) {
