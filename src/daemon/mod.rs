@@ -569,6 +569,18 @@ impl Daemon {
             Vec::new()
         })
     }
+
+    /// The problems of the ticket sinks and their tickets.
+    fn tickets(&self) -> Vec<crate::tickets::store::Record> {
+        let store = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        crate::tickets::store::current(store.db(), None).unwrap_or_else(|error| {
+            tracing::error!(%error, "tickets not read");
+            Vec::new()
+        })
+    }
 }
 
 async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
@@ -590,6 +602,7 @@ async fn last_status(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
         .clone();
     if let Some(last) = last.as_object_mut() {
         last.insert("sinks".to_owned(), serde_json::json!(daemon.sinks()));
+        last.insert("tickets".to_owned(), serde_json::json!(daemon.tickets()));
     }
     axum::Json(last)
 }
