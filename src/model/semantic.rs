@@ -34,7 +34,7 @@ fn sink(spec: &SinkSpec, report: &mut impl FnMut(&[&str], String)) {
         (_, Some(now)) => (
             "servicenow",
             &now.fields,
-            crate::tickets::SERVICENOW_OWN_FIELDS,
+            crate::tickets::servicenow::OWN_FIELDS,
         ),
         _ => return,
     };

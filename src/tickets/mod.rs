@@ -28,18 +28,6 @@ use crate::model::{BySeverity, FindingSeverity};
 /// Jira fields gitward sets itself, which a sink's `fields` cannot map.
 pub const JIRA_OWN_FIELDS: &[&str] = &["project", "issuetype", "summary", "description", "labels"];
 
-/// ServiceNow fields gitward sets itself, which a sink's `fields` cannot map.
-pub const SERVICENOW_OWN_FIELDS: &[&str] = &[
-    "short_description",
-    "description",
-    "correlation_id",
-    "correlation_display",
-    "state",
-    "close_code",
-    "close_notes",
-    "work_notes",
-];
-
 /// Most tickets one observing request asks about (Jira's and ServiceNow's page size).
 pub const OBSERVE_BATCH: usize = 100;
 

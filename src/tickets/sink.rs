@@ -250,7 +250,16 @@ impl TicketSink {
             return self.create(stored, problem, now).await;
         };
         let note = reopen_note(&stored.event, record.problem_open);
-        let ticket = self.system.reopen(ticket, problem, &note).await?;
+        let ticket = match self.system.reopen(ticket, problem, &note).await {
+            Ok(ticket) => ticket,
+            // The system will not reopen it (a closed ServiceNow record is read-only; the
+            // workflow has no way back): the problem gets a new ticket.
+            Err(Failure::Refused { answer }) => {
+                tracing::info!(sink = %self.name, ticket = %ticket.key, %answer, "ticket cannot be reopened; opening a new one");
+                return self.create(stored, problem, now).await;
+            }
+            Err(retry) => return Err(retry),
+        };
         // A problem that came back is timed afresh; one a person closed while it lasted
         // keeps its due date.
         let (opened_at, due, breached) = if record.problem_open {
