@@ -58,6 +58,7 @@ pub fn derive(facts: &Facts) -> Vec<Draft> {
                 .filter_map(|f| finding_event(facts, f)),
         );
     }
+    drafts.extend(vanished_events(facts));
     drafts.extend(expiring_events(facts));
     drafts.extend(exception_events(facts));
     drafts.extend(reconcile_events(facts));
@@ -367,6 +368,48 @@ fn certificate_event(facts: &Facts, outcome: &ResourceOutcome) -> Option<Draft> 
         subject: key,
         data,
     })
+}
+
+/// A problem of a certificate or issuer that left the repository before it had a status (it
+/// failed on its first issue): nothing removes it, and its problem clears with it.
+fn vanished_events(facts: &Facts) -> Vec<Draft> {
+    let Some(catalog) = facts.catalog.filter(|_| facts.head_applied) else {
+        return Vec::new();
+    };
+    facts
+        .open_before
+        .iter()
+        .filter_map(|key| {
+            let (kind, name) = key.split_once('/')?;
+            let kind =
+                Kind::parse(kind).filter(|k| matches!(k, Kind::Certificate | Kind::Issuer))?;
+            let gone = catalog.get(kind, name).is_none()
+                && !facts.before.contains_key(&(kind, name.to_owned()))
+                && !facts
+                    .outcomes
+                    .iter()
+                    .any(|o| o.kind == kind && o.name == name);
+            if !gone {
+                return None;
+            }
+            let mut data = data(
+                facts,
+                FindingSeverity::Low,
+                format!("{kind} {name} removed from the repository"),
+                key.clone(),
+            );
+            data.condition = Some(ConditionChange {
+                key: key.clone(),
+                open: false,
+            });
+            Some(Draft {
+                kind: EventType::CertificateRemoved,
+                anchor: facts.head.sha.clone(),
+                subject: key.clone(),
+                data,
+            })
+        })
+        .collect()
 }
 
 /// The tightest warning threshold that `until` is within, if any.
