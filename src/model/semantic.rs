@@ -30,7 +30,7 @@ pub fn check(resource: &Resource, root: &Node) -> Vec<Problem> {
 /// Templated ticket fields name parts of the event that exist, and none that gitward sets.
 fn sink(spec: &SinkSpec, report: &mut impl FnMut(&[&str], String)) {
     let (block, fields, own) = match (&spec.jira, &spec.servicenow) {
-        (Some(jira), _) => ("jira", &jira.fields, crate::tickets::JIRA_OWN_FIELDS),
+        (Some(jira), _) => ("jira", &jira.fields, crate::tickets::jira::OWN_FIELDS),
         (_, Some(now)) => (
             "servicenow",
             &now.fields,

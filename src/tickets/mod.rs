@@ -25,9 +25,6 @@ use serde::{Deserialize, Serialize};
 use crate::events::Event;
 use crate::model::{BySeverity, FindingSeverity};
 
-/// Jira fields gitward sets itself, which a sink's `fields` cannot map.
-pub const JIRA_OWN_FIELDS: &[&str] = &["project", "issuetype", "summary", "description", "labels"];
-
 /// Most tickets one observing request asks about (Jira's and ServiceNow's page size).
 pub const OBSERVE_BATCH: usize = 100;
 
