@@ -26,6 +26,8 @@ struct Tracker {
     calls: Vec<String>,
     /// The next create makes the ticket but its answer is lost.
     lose_next_create: bool,
+    /// How long the search takes to show a new ticket.
+    settle: std::time::Duration,
 }
 
 #[derive(Clone, Default)]
@@ -191,6 +193,10 @@ impl TicketSystem for Memory {
 
     fn requests(&self) -> u64 {
         self.0.lock().unwrap().calls.len() as u64
+    }
+
+    fn settle(&self) -> std::time::Duration {
+        self.0.lock().unwrap().settle
     }
 }
 
@@ -541,4 +547,29 @@ async fn an_open_ticket_past_its_due_date_is_told_once_as_breached() {
     assert_eq!(events[0].data.details["ticket"], "SEC-1");
     assert!(events[0].data.message.contains("past its due date"));
     assert!(bench.record("finding/f1").await.unwrap().breached);
+}
+
+#[tokio::test]
+async fn a_lost_create_is_looked_up_only_once_the_search_can_show_it() {
+    let mut bench = Bench::new();
+    {
+        let mut tracker = bench.memory.0.lock().unwrap();
+        tracker.lose_next_create = true;
+        tracker.settle = std::time::Duration::from_secs(60);
+    }
+    let opened = bench.event("finding/f1", true, A, "m", FindingSeverity::High);
+    bench.send(std::slice::from_ref(&opened)).await;
+    let answer = bench.send(&[opened]).await;
+    let Answer::Retry {
+        after: Some(after), ..
+    } = answer
+    else {
+        panic!("{answer:?}");
+    };
+    assert!(after > std::time::Duration::from_secs(50), "{after:?}");
+    assert_eq!(
+        bench.memory.calls(),
+        ["prepare", "create SEC-1"],
+        "no lookup yet"
+    );
 }

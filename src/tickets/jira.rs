@@ -33,6 +33,9 @@ use crate::config::Endpoint;
 use crate::model::{BySeverity, FindingSeverity, JiraApi, JiraSettings};
 use crate::sinks::{SinkProblem, http};
 
+/// How long Jira Cloud's search may take to show an issue just made.
+const CLOUD_SEARCH_SETTLES: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Requests a second to one Jira site and account, sustained...
 ///
 /// Jira Cloud limits API-token traffic by bursts per site, endpoint and method, and writes
@@ -829,6 +832,15 @@ impl TicketSystem for Jira {
 
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Jira Cloud's search is eventually consistent: an issue just made may not be found
+    /// for a few seconds. Data Center searches its own index at once.
+    fn settle(&self) -> std::time::Duration {
+        match self.api {
+            JiraApi::Cloud => CLOUD_SEARCH_SETTLES,
+            JiraApi::DataCenter => std::time::Duration::ZERO,
+        }
     }
 }
 

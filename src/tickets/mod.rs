@@ -173,6 +173,12 @@ pub trait TicketSystem: Send + Sync {
 
     /// Requests made so far, for the benchmark of API calls.
     fn requests(&self) -> u64;
+
+    /// How long after a write its search shows it: a create whose outcome is unknown is
+    /// looked up no sooner, lest the lookup miss it and a second ticket be made.
+    fn settle(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The ticket system a sink of type jira or servicenow files in.

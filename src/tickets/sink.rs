@@ -114,6 +114,22 @@ impl TicketSink {
             self.rules.on_return,
         );
         let now = Utc::now();
+        if let (Step::FindThenCreate | Step::FindThenResolve, Some(record)) = (step, &recorded) {
+            let waited = (now - record.updated_at).to_std().unwrap_or_default();
+            if let Some(left) = self
+                .system
+                .settle()
+                .checked_sub(waited)
+                .filter(|l| !l.is_zero())
+            {
+                return Err(Failure::Retry {
+                    error: "a create's answer was lost; the ticket is looked up once the \
+                            system's search shows it"
+                        .to_owned(),
+                    after: Some(left),
+                });
+            }
+        }
         let problem = problem(event, &condition.key, &self.rules, now);
         match (step, recorded) {
             (Step::Skip, _) => Ok(()),
