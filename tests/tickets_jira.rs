@@ -157,6 +157,15 @@ fn problem(n: usize, severity: FindingSeverity) -> Problem {
         },
         due: Some(NaiveDate::from_ymd_opt(2026, 2, 1).expect("a date")),
         event: stored.event,
+        previous: None,
+    }
+}
+
+/// `problem(n, severity)` as an update sends it: the ticket had severity `previous`.
+fn changed(n: usize, severity: FindingSeverity, previous: FindingSeverity) -> Problem {
+    Problem {
+        previous: Some(previous),
+        ..problem(n, severity)
     }
 }
 
@@ -624,17 +633,19 @@ async fn an_update_is_one_request_with_the_comment_and_a_changed_priority() {
         .unwrap();
     let from = site.count();
     let still = note("Still open in commit 0123456789ab.");
-    guard(
-        site.jira
-            .update(&ticket, &problem(1, FindingSeverity::High), &still),
-    )
+    guard(site.jira.update(
+        &ticket,
+        &changed(1, FindingSeverity::High, FindingSeverity::High),
+        &still,
+    ))
     .await
     .expect("updated");
     let rose = note("Severity rose from high to critical.");
-    guard(
-        site.jira
-            .update(&ticket, &problem(1, FindingSeverity::Critical), &rose),
-    )
+    guard(site.jira.update(
+        &ticket,
+        &changed(1, FindingSeverity::Critical, FindingSeverity::High),
+        &rose,
+    ))
     .await
     .expect("updated");
     let sent = site.since(from);
@@ -1169,7 +1180,11 @@ async fn data_center_takes_v2_shapes_and_wiki_text() {
     assert_eq!(sent[0].body["maxResults"], 2);
 
     let from = site.count();
-    guard(site.jira.update(&found, &p, &note("Still open.")))
+    let same = Problem {
+        previous: Some(p.severity),
+        ..p.clone()
+    };
+    guard(site.jira.update(&found, &same, &note("Still open.")))
         .await
         .expect("updated");
     let resolved = guard(site.jira.resolve(&found, &note("Resolved.")))

@@ -64,13 +64,16 @@ impl TicketSink {
     /// wait, and the sink's status says why.
     async fn prepare(&mut self) -> Result<(), Failure> {
         if !self.prepared {
-            self.system.prepare().await.map_err(|failure| match failure {
-                Failure::Refused { answer } => Failure::Retry {
-                    error: answer,
-                    after: None,
-                },
-                retry => retry,
-            })?;
+            self.system
+                .prepare()
+                .await
+                .map_err(|failure| match failure {
+                    Failure::Refused { answer } => Failure::Retry {
+                        error: answer,
+                        after: None,
+                    },
+                    retry => retry,
+                })?;
             self.prepared = true;
         }
         Ok(())
@@ -234,7 +237,11 @@ impl TicketSink {
             return self.create(stored, problem, now).await;
         };
         let note = update_note(&record.standing(), &stored.event);
-        self.system.update(ticket, problem, &note).await?;
+        let problem = Problem {
+            previous: Some(record.severity),
+            ..problem.clone()
+        };
+        self.system.update(ticket, &problem, &note).await?;
         self.put(Record {
             problem_open: true,
             severity: stored.event.data.severity,
@@ -486,6 +493,7 @@ pub fn problem(event: &Event, key: &str, rules: &Rules, now: DateTime<Utc>) -> P
         },
         due,
         event: event.clone(),
+        previous: None,
     }
 }
 
