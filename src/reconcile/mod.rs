@@ -333,6 +333,11 @@ pub fn reconcile_warm(
         exchange,
     };
     schedule(&mut report, warm, &decision.verdict, now);
+    poll_again(
+        &mut report,
+        std::time::Duration::from_secs(config.repo.poll_interval.as_secs().max(1)),
+        now,
+    );
     if report.exchange.healthy() {
         // Without its resources: a reconcile that stands for it changes none.
         let resources = std::mem::take(&mut report.resources);
@@ -447,6 +452,33 @@ fn schedule(report: &mut Report, warm: &mut Warm, verdict: &Verdict, now: DateTi
             report.stands_until = Some(until(retry, next_due));
         }
     }
+}
+
+/// A head blocked on a change request is decided again at the next poll, not after the
+/// backoff: the change request may be approved meanwhile, which no new commit tells.
+fn poll_again(report: &mut Report, poll: std::time::Duration, now: DateTime<Utc>) {
+    let on_change_request = |g: &GateReport| {
+        g.outcome == gate::GateOutcome::Fail
+            && g.requirements.iter().any(|r| {
+                r.met != gate::Met::Yes
+                    && matches!(r.evidence, gate::RequirementEvidence::Change { .. })
+            })
+    };
+    if !report.exchange.healthy()
+        || report.result != Outcome::Blocked
+        || !report.gates.iter().any(on_change_request)
+    {
+        return;
+    }
+    let Some(next_poll) = chrono::Duration::from_std(poll)
+        .ok()
+        .and_then(|poll| now.checked_add_signed(poll))
+    else {
+        return;
+    };
+    let sooner = |at: Option<DateTime<Utc>>| Some(at.map_or(next_poll, |at| at.min(next_poll)));
+    report.retry_at = sooner(report.retry_at);
+    report.stands_until = sooner(report.stands_until);
 }
 
 /// Reads the head and the status tip side by side: both are thousands of blobs.
@@ -743,6 +775,9 @@ fn decide_on(
     let head = reviewing.head_catalog();
     let governing = in_force.unwrap_or(head);
     let head_id = git2::Oid::from_str(&reviewing.head_commit.sha).unwrap_or(git2::Oid::ZERO_SHA1);
+    let changes = gate::change::Online {
+        endpoints: &config.endpoints,
+    };
     let evidence = match reviewing.report() {
         // Nothing to judge: the head is in force. Reviews of overrides may still close.
         None => Evidence::default(),
@@ -752,6 +787,7 @@ fn decide_on(
                 root: config_repo.prefix(),
                 signers,
                 trust_trailers: config.trust_trailers(),
+                changes: &changes,
             },
             &gather::Change {
                 in_force: reviewing
@@ -1135,4 +1171,99 @@ fn count_line(resources: &[ResourceOutcome]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{GateOutcome, Governing, Met, RequirementEvidence, RequirementReport};
+    use crate::model::ChangeSystem;
+
+    fn report(result: Outcome, gate: GateOutcome, evidence: RequirementEvidence) -> Report {
+        Report {
+            source: "1".repeat(40),
+            result,
+            problems: Vec::new(),
+            resources: Vec::new(),
+            status_commit: String::new(),
+            wrote_status: false,
+            next_renewal: None,
+            next_warning: None,
+            retry_at: None,
+            stands_until: None,
+            stood: false,
+            expiries: Vec::new(),
+            gates: vec![GateReport {
+                name: "g".into(),
+                file: "g.yaml".into(),
+                line: 1,
+                governing: Governing::InForce,
+                outcome: gate,
+                affected: Vec::new(),
+                affected_total: 1,
+                requirements: vec![RequirementReport {
+                    met: Met::No,
+                    summary: String::new(),
+                    evidence,
+                }],
+                opens_at: None,
+                override_: None,
+            }],
+            open_reviews: Vec::new(),
+            exchange: Exchange::default(),
+        }
+    }
+
+    fn change() -> RequirementEvidence {
+        RequirementEvidence::Change {
+            system: ChangeSystem::ServiceNow,
+            number: Some("CHG0012345".into()),
+            state: None,
+            approval: None,
+            approvers: Vec::new(),
+            start: None,
+            end: None,
+            url: None,
+            problem: Some("HTTP 500".into()),
+        }
+    }
+
+    #[test]
+    fn a_head_blocked_on_a_change_request_is_decided_again_at_the_next_poll() {
+        let now = Utc::now();
+        // Sooner than the first retry of a commit that did not apply (10 s).
+        let poll = std::time::Duration::from_secs(5);
+        let backoff = now + chrono::Duration::minutes(15);
+        let mut warm = Warm::default();
+        let mut blocked = report(Outcome::Blocked, GateOutcome::Fail, change());
+        schedule(&mut blocked, &mut warm, &Verdict::Blocked, now);
+        poll_again(&mut blocked, poll, now);
+        let next_poll = now + chrono::Duration::seconds(5);
+        assert_eq!(blocked.retry_at, Some(next_poll));
+        assert_eq!(blocked.stands_until, Some(next_poll));
+        // A sooner retry stays sooner.
+        let mut soon = report(Outcome::Blocked, GateOutcome::Fail, change());
+        soon.retry_at = Some(now + chrono::Duration::seconds(2));
+        soon.stands_until = soon.retry_at;
+        poll_again(&mut soon, poll, now);
+        assert_eq!(soon.retry_at, Some(now + chrono::Duration::seconds(2)));
+        // Blocked on anything else, the backoff stands.
+        let window = RequirementEvidence::Window {
+            timezone: "UTC".into(),
+            open: false,
+            reason: None,
+            opens_at: None,
+            opens_local: None,
+        };
+        for mut other in [
+            report(Outcome::Blocked, GateOutcome::Fail, window),
+            report(Outcome::Failed, GateOutcome::Fail, change()),
+            report(Outcome::Blocked, GateOutcome::NotApplicable, change()),
+        ] {
+            other.retry_at = Some(backoff);
+            other.stands_until = Some(backoff);
+            poll_again(&mut other, poll, now);
+            assert_eq!(other.stands_until, Some(backoff));
+        }
+    }
 }
