@@ -661,6 +661,11 @@ pub struct GateSpec {
     /// How a named person can let a change through anyway.
     #[serde(rename = "override")]
     pub override_: Option<GateOverride>,
+    /// How long the gate may block the branch before that is a problem of its own: a
+    /// `gate.blocked` event that opens it (ticket sinks file a ticket, PagerDuty pages), and
+    /// a `gate.unblocked` event when the gate lets the branch through again. Unset: a
+    /// blocked gate is told, never opened as a problem.
+    pub open_after: Option<Duration>,
 }
 
 /// Requirements of a gate; all that are set must be met.
@@ -927,6 +932,7 @@ string_enum!(
         GateOverride = "gate.override",
         GateOverrideOverdue = "gate.override.overdue",
         GateOverrideReviewed = "gate.override.reviewed",
+        GateUnblocked = "gate.unblocked",
         ReconcileFailed = "reconcile.failed",
         ReconcileBlocked = "reconcile.blocked",
         TicketSlaBreached = "ticket.sla_breached",

@@ -290,6 +290,7 @@ pub fn reconcile_warm(
         in_force: summary.applied.as_deref(),
         override_reviews: &serde_json::to_string(&decision.open_reviews).unwrap_or_default(),
         open_conditions: &serde_json::to_string(&told.open_after).unwrap_or_default(),
+        gates_blocked_since: &serde_json::to_string(&told.blocked_since).unwrap_or_default(),
         now,
     })?;
     match workspace.publish(&config.status_branch) {
@@ -829,6 +830,8 @@ struct Told {
     events: Vec<crate::events::Event>,
     /// The problems open after the reconcile.
     open_after: std::collections::BTreeSet<String>,
+    /// Since when each gate failing now has blocked the branch.
+    blocked_since: std::collections::BTreeMap<String, DateTime<Utc>>,
     next_warning: Option<DateTime<Utc>>,
     /// Each sink in force, with what keeps it from delivering.
     sinks: Vec<(String, crate::model::SinkSpec, Option<String>)>,
@@ -867,6 +870,9 @@ fn tell(
         (Head::New { report, .. }, true) => report.findings.as_slice(),
         _ => &[],
     };
+    let blocked_since =
+        crate::events::derive::blocked_since(&store.gates_blocked_since()?, &decision.gates, now);
+    let open_after = gates_open_after(reviewing.in_force().unwrap_or(reviewing.head_catalog()));
     let drafts = crate::events::derive::derive(&crate::events::derive::Facts {
         now,
         head: &reviewing.head_commit,
@@ -884,6 +890,8 @@ fn tell(
         catalog,
         expiring_days: &config.events.expiring_days,
         open_before,
+        blocked_since: &blocked_since,
+        open_after: &open_after,
     });
     let keys: Vec<&str> = drafts
         .iter()
@@ -894,7 +902,7 @@ fn tell(
     let source = crate::events::source_of(&config.repo.url);
     let events: Vec<crate::events::Event> =
         drafts.into_iter().map(|d| d.seal(&source, now)).collect();
-    let open_after = crate::events::derive::open_after(open_before, &events);
+    let open_problems = crate::events::derive::open_after(open_before, &events);
     // A change that uses an override is told to the sinks the gates in force notify, even
     // when it changes those gates.
     let sinks = catalog
@@ -915,14 +923,35 @@ fn tell(
             .filter(|r| !r.overdue)
             .map(|r| r.record.review_due + chrono::Duration::seconds(1)),
     )
+    // A gate blocking long enough to be a problem is told when it has.
+    .chain(crate::events::derive::next_blocked_problem(
+        &blocked_since,
+        &open_after,
+        now,
+    ))
     .filter(|at| *at > now)
     .min();
     Ok(Told {
         events,
-        open_after,
+        open_after: open_problems,
+        blocked_since,
         next_warning,
         sinks,
     })
+}
+
+/// Each gate's `openAfter` in `catalog`.
+fn gates_open_after(catalog: &Catalog) -> std::collections::BTreeMap<String, chrono::Duration> {
+    catalog
+        .of_kind(crate::model::Kind::Gate)
+        .filter_map(|loaded| match &loaded.resource.spec {
+            crate::model::Spec::Gate(gate) => Some((
+                loaded.name().to_owned(),
+                chrono::Duration::seconds(i64::try_from(gate.open_after?.as_secs()).ok()?),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The sinks of `catalog`, each with what keeps it from delivering. A sink a gate's
