@@ -115,6 +115,25 @@ async fn a_failed_certificate_opens_an_incident_and_its_removal_resolves_it() {
         incident["description"]
     );
     let number = incident["number"].clone();
+    // Events carry the resource's environment, for receivers that rank by it.
+    let events = gitward(
+        dir,
+        &[
+            "events",
+            "--config",
+            "gitward.yaml",
+            "--format",
+            "json",
+            "--type",
+            "certificate.failed",
+        ],
+        &[],
+    )
+    .await
+    .expect(0);
+    let failed: serde_json::Value =
+        serde_json::from_str(events.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(failed["data"]["details"]["env"], "prod", "{failed}");
 
     // `gitward tickets` lists it with its SLA; the same commit again files nothing new.
     let tickets = gitward(dir, &["tickets", "--config", "gitward.yaml"], &[])

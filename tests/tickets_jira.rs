@@ -499,6 +499,36 @@ async fn priority_and_due_date_go_only_where_the_screen_has_them() {
 }
 
 #[tokio::test]
+async fn the_priority_follows_the_resources_environment_where_the_sink_says() {
+    let site = Site::cloud(json!({
+        "priority": {"high": "High"},
+        "priorityByEnv": {"prod": {"high": "Highest"}},
+    }))
+    .await;
+    let mut prod = problem(1, FindingSeverity::High);
+    prod.event.data.details.insert("env".into(), json!("prod"));
+    let mut staging = problem(2, FindingSeverity::High);
+    staging
+        .event
+        .data
+        .details
+        .insert("env".into(), json!("staging"));
+    for (p, priority) in [
+        (prod, "Highest"),
+        (staging, "High"),
+        (problem(3, FindingSeverity::High), "High"),
+    ] {
+        let from = site.count();
+        guard(site.jira.create(&p)).await.expect("created");
+        assert_eq!(
+            site.since(from)[0].body["fields"]["priority"],
+            json!({"name": priority})
+        );
+    }
+    site.check();
+}
+
+#[tokio::test]
 async fn a_create_jira_refuses_says_why_on_one_line() {
     let site = Site::cloud(json!({})).await;
     // The project's admin made a field required since the screen was read.

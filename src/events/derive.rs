@@ -69,7 +69,29 @@ pub fn derive(facts: &Facts) -> Vec<Draft> {
     drafts.extend(expiring_events(facts));
     drafts.extend(exception_events(facts));
     drafts.extend(reconcile_events(facts));
+    for draft in &mut drafts {
+        with_env(facts, &mut draft.data);
+    }
     drafts
+}
+
+/// The `env` label of the resource an event is about, in its details: receivers route and
+/// rank by it (a ticket's priority by environment).
+fn with_env(facts: &Facts, data: &mut EventData) {
+    let env = data.resource.as_ref().and_then(|r| {
+        let kind = Kind::parse(&r.kind)?;
+        let loaded = facts.catalog?.get(kind, &r.name)?;
+        loaded
+            .resource
+            .metadata
+            .labels
+            .0
+            .get("env")
+            .map(str::to_owned)
+    });
+    if let Some(env) = env {
+        data.details.entry("env").or_insert(Value::String(env));
+    }
 }
 
 fn commit_ref(commit: &CommitInfo) -> Option<CommitRef> {

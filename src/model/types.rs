@@ -1152,6 +1152,10 @@ pub struct JiraSettings {
     /// project's create screen has a priority.
     #[serde(default)]
     pub priority: BySeverity<String>,
+    /// Priority names by the resource's `env` label, before `priority`: `{prod: {high:
+    /// Highest}}`.
+    #[serde(default)]
+    pub priority_by_env: std::collections::BTreeMap<String, BySeverity<String>>,
     /// Days from opening to the due date, by severity (default 7, 30, 90, 120 for critical,
     /// high, medium, low; none for info).
     #[serde(default)]

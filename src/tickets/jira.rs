@@ -523,7 +523,7 @@ impl Jira {
         }
         fields.insert("labels".into(), json!(labels));
         // Without a screen read (no prepare), both are sent: Jira says if it has no place.
-        if let Some(priority) = self.priority_of(problem.severity)
+        if let Some(priority) = self.priority_of(problem, problem.severity)
             && self.screen.as_ref().is_none_or(|s| s.priority)
         {
             fields.insert("priority".into(), json!({"name": priority}));
@@ -540,8 +540,18 @@ impl Jira {
         fields
     }
 
-    fn priority_of(&self, severity: FindingSeverity) -> Option<String> {
-        self.settings.priority.get(severity, &default_priority())
+    /// The priority of `severity` for a problem of `problem`'s environment: the sink's
+    /// `priorityByEnv` for the resource's `env` label first, then `priority`.
+    fn priority_of(&self, problem: &Problem, severity: FindingSeverity) -> Option<String> {
+        problem
+            .event
+            .data
+            .details
+            .get("env")
+            .and_then(|env| env.as_str())
+            .and_then(|env| self.settings.priority_by_env.get(env))
+            .and_then(|by_env| by_env.get(severity, &BySeverity::default()))
+            .or_else(|| self.settings.priority.get(severity, &default_priority()))
     }
 
     /// The priority an update sets: the severity's, unless the severity the issue had maps
@@ -552,8 +562,8 @@ impl Jira {
         {
             return None;
         }
-        let wanted = self.priority_of(problem.severity)?;
-        let had = problem.previous.and_then(|p| self.priority_of(p));
+        let wanted = self.priority_of(problem, problem.severity)?;
+        let had = problem.previous.and_then(|p| self.priority_of(problem, p));
         (had.as_ref() != Some(&wanted)).then_some(wanted)
     }
 
