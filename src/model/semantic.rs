@@ -30,31 +30,69 @@ pub fn check(resource: &Resource, root: &Node) -> Vec<Problem> {
     problems
 }
 
-/// Templated ticket fields name parts of the event that exist, and none that gitward sets.
+/// Ticket settings as the sink checks them: templated fields name parts of the event that
+/// exist, and none that gitward sets; then the system's own checks (labels, tables, levels).
 fn sink(spec: &SinkSpec, report: &mut impl FnMut(&[&str], String)) {
-    let (block, fields, own) = match (&spec.jira, &spec.servicenow) {
-        (Some(jira), _) => ("jira", &jira.fields, crate::tickets::jira::OWN_FIELDS),
+    let (block, fields, own, checked) = match (&spec.jira, &spec.servicenow) {
+        (Some(jira), _) => (
+            "jira",
+            &jira.fields,
+            crate::tickets::jira::OWN_FIELDS,
+            crate::tickets::jira::check_settings(jira),
+        ),
         (_, Some(now)) => (
             "servicenow",
             &now.fields,
             crate::tickets::servicenow::OWN_FIELDS,
+            crate::tickets::servicenow::check_settings(now),
         ),
         _ => return,
     };
+    let mut told = false;
     for (name, value) in fields {
         if own.contains(&name.as_str()) {
+            told = true;
             report(
                 &[block, "fields", name],
                 format!("gitward sets `{name}` itself; it cannot be mapped"),
             );
         }
         for unknown in crate::tickets::template::unknown_in(value) {
+            told = true;
             report(
                 &[block, "fields", name],
                 format!(
                     "`{{{{{unknown}}}}}` names nothing of an event; templates may use {} and \
                      details.<key>",
                     crate::tickets::template::NAMES.join(", ")
+                ),
+            );
+        }
+    }
+    if let (false, Err(problem)) = (told, checked) {
+        report(&[block], problem.0);
+    }
+    for (severity, days) in [
+        &spec.jira.as_ref().map(|j| &j.sla),
+        &spec.servicenow.as_ref().map(|n| &n.sla),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|sla| {
+        [
+            ("critical", sla.critical),
+            ("high", sla.high),
+            ("medium", sla.medium),
+            ("low", sla.low),
+            ("info", sla.info),
+        ]
+    }) {
+        if days.is_some_and(|d| d > crate::tickets::MOST_SLA_DAYS) {
+            report(
+                &[block, "sla", severity],
+                format!(
+                    "at most {} days: a due date further off is no commitment",
+                    crate::tickets::MOST_SLA_DAYS
                 ),
             );
         }

@@ -1118,7 +1118,8 @@ fn retry(error: String) -> Failure {
 // ---------------------------------------------------------------------------------------
 // Checks
 
-fn check_settings(settings: &JiraSettings) -> Result<(), SinkProblem> {
+/// Checks a sink's settings as `gitward validate` and the sink do.
+pub fn check_settings(settings: &JiraSettings) -> Result<(), SinkProblem> {
     if !is_project_key(&settings.project) {
         return Err(SinkProblem(format!(
             "jira project `{}` is not a project key (like `SEC`: a capital letter, then capitals, \
@@ -1133,6 +1134,14 @@ fn check_settings(settings: &JiraSettings) -> Result<(), SinkProblem> {
                 clip(label, 40)
             ))
         })?;
+        // A problem's own label finds its issue again: a sink may not put one on its issues.
+        if label.to_ascii_lowercase().starts_with("gitward-") {
+            return Err(SinkProblem(format!(
+                "jira label `{}` starts with `gitward-`, which gitward keeps for the labels \
+                 that find each problem's issue",
+                clip(label, 40)
+            )));
+        }
     }
     for (key, value) in &settings.fields {
         if OWN_FIELDS.contains(&key.as_str()) {

@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::events::Event;
 use crate::model::{BySeverity, FindingSeverity};
 
+/// Most days from a ticket's opening to its due date.
+pub const MOST_SLA_DAYS: u32 = 3650;
+
 /// Most tickets one observing request asks about (Jira's and ServiceNow's page size).
 pub const OBSERVE_BATCH: usize = 100;
 

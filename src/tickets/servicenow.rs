@@ -126,20 +126,12 @@ impl ServiceNow {
         endpoint: &Endpoint,
     ) -> Result<ServiceNow, SinkProblem> {
         let base = instance_url(&endpoint.url)?;
+        check_settings(settings)?;
         let table = settings
             .table
             .as_deref()
             .unwrap_or(DEFAULT_TABLE)
             .to_owned();
-        if !is_field_name(&table) {
-            return Err(SinkProblem(format!(
-                "servicenow table `{}` is not a table name: lowercase letters, digits and `_`",
-                crate::diag::escaped(&table)
-            )));
-        }
-        check_fields(&settings.fields)?;
-        check_levels("impact", &settings.impact)?;
-        check_levels("urgency", &settings.urgency)?;
         let authorization = http::authorization(endpoint)?;
         let secrets = secrets_of(&authorization);
         let bucket = match &endpoint.user {
@@ -304,6 +296,21 @@ impl ServiceNow {
                 error: format!("ServiceNow's answer to the {what} does not show a readable record"),
                 after: None,
             })
+    }
+
+    /// The ticket an answer about `ticket` shows, if it is that record and not another.
+    fn same_record(&self, answer: &Value, ticket: &Ticket, what: &str) -> Result<Ticket, Failure> {
+        let shown = self.ticket_in(answer, what)?;
+        if shown.id != ticket.id {
+            return Err(Failure::Retry {
+                error: format!(
+                    "ServiceNow's answer to the {what} of {} shows another record",
+                    ticket.key
+                ),
+                after: None,
+            });
+        }
+        Ok(shown)
     }
 
     /// The ticket `row` shows, if it is a readable record.
@@ -650,7 +657,7 @@ impl TicketSystem for ServiceNow {
                 fields.insert("close_code".to_owned(), Value::String(code.clone()));
             }
             let answer = self.patch(&ticket.id, fields).await?;
-            let resolved = self.ticket_in(&answer, "resolve")?;
+            let resolved = self.same_record(&answer, ticket, "resolve")?;
             if !resolved.done {
                 return Err(kept(&resolved, "resolve"));
             }
@@ -688,7 +695,7 @@ impl TicketSystem for ServiceNow {
                     }
                     other => other,
                 })?;
-            let reopened = self.ticket_in(&answer, "reopen")?;
+            let reopened = self.same_record(&answer, ticket, "reopen")?;
             if reopened.done {
                 return Err(kept(&reopened, "reopen"));
             }
@@ -782,6 +789,28 @@ fn is_field_name(name: &str) -> bool {
 
 /// Checks a sink's further `fields`: field names, none gitward sets itself, known template
 /// names only.
+/// Checks a sink's settings as `gitward validate` and the sink do: the table, the fields,
+/// the levels. A ticket sink files problems; it never writes where approvals live (a change
+/// request, an approval record), lest a repository approve its own changes.
+pub fn check_settings(settings: &ServiceNowSettings) -> Result<(), SinkProblem> {
+    let table = settings.table.as_deref().unwrap_or(DEFAULT_TABLE);
+    if !is_field_name(table) {
+        return Err(SinkProblem(format!(
+            "servicenow table `{}` is not a table name: lowercase letters, digits and `_`",
+            crate::diag::escaped(table)
+        )));
+    }
+    if table.starts_with("change_") || table.contains("approval") || table.starts_with("sys_") {
+        return Err(SinkProblem(format!(
+            "servicenow table `{table}` is not one tickets go to: gitward files problems (an \
+             incident, a problem, a task), never change requests or approvals"
+        )));
+    }
+    check_fields(&settings.fields)?;
+    check_levels("impact", &settings.impact)?;
+    check_levels("urgency", &settings.urgency)
+}
+
 fn check_fields(fields: &Map<String, Value>) -> Result<(), SinkProblem> {
     for (name, value) in fields {
         let shown = crate::diag::escaped(name);
@@ -790,7 +819,10 @@ fn check_fields(fields: &Map<String, Value>) -> Result<(), SinkProblem> {
                 "servicenow field `{shown}` is not a field name: lowercase letters, digits and `_`"
             )));
         }
-        if OWN_FIELDS.contains(&name.as_str()) || name.starts_with("sys_") {
+        if OWN_FIELDS.contains(&name.as_str())
+            || name.starts_with("sys_")
+            || name.starts_with("approval")
+        {
             return Err(SinkProblem(format!(
                 "servicenow field `{shown}` is set by gitward itself; use the sink's own \
                  settings (assignmentGroup, caller, impact, urgency, sla) instead"

@@ -146,7 +146,12 @@ impl TicketSink {
                 });
             }
         }
-        let problem = problem(event, &condition.key, &self.rules, now);
+        // A problem keeps the tag its ticket was filed with (a sink renamed since...).
+        let tag = recorded.as_ref().map_or_else(
+            || tag(&event.source, &self.name, &condition.key),
+            |r| r.tag.clone(),
+        );
+        let problem = problem(event, &condition.key, &tag, &self.rules, now);
         match (step, recorded) {
             (Step::Skip, _) => Ok(()),
             (Step::Create | Step::Replace, _) | (_, None) => {
@@ -263,7 +268,7 @@ impl TicketSink {
             return self.forget(&record.key).await;
         };
         let note = resolve_note(&stored.event);
-        let ticket = self.system.resolve(ticket, &note).await?;
+        let ticket = same_ticket(ticket, self.system.resolve(ticket, &note).await?);
         self.put(Record {
             state: TicketState::Resolved,
             problem_open: false,
@@ -287,7 +292,7 @@ impl TicketSink {
         };
         let note = reopen_note(&stored.event, record.problem_open);
         let ticket = match self.system.reopen(ticket, problem, &note).await {
-            Ok(ticket) => ticket,
+            Ok(answered) => same_ticket(ticket, answered),
             // The system will not reopen it (a closed ServiceNow record is read-only; the
             // workflow has no way back): the problem gets a new ticket.
             Err(Failure::Refused { answer }) => {
@@ -317,6 +322,17 @@ impl TicketSink {
             ..record
         })
         .await
+    }
+}
+
+/// `answered` as the ticket `recorded` is: its id, key and link stay as recorded when it was
+/// made, whatever an answer about it says.
+fn same_ticket(recorded: &Ticket, answered: Ticket) -> Ticket {
+    Ticket {
+        id: recorded.id.clone(),
+        key: recorded.key.clone(),
+        url: recorded.url.clone(),
+        ..answered
     }
 }
 
@@ -375,12 +391,15 @@ fn commit_of(event: &Event) -> Option<String> {
     event.data.commit.as_ref().map(|c| c.sha.clone())
 }
 
-/// The tag of problem `key` of the repository `source`: a Jira label and a ServiceNow
-/// correlation id (letters, digits and `-`, no spaces), the same whatever the problem's text.
-pub fn tag(source: &str, key: &str) -> String {
+/// The tag of problem `key` of the repository `source` as sink `sink` files it: a Jira label
+/// and a ServiceNow correlation id (letters, digits and `-`, no spaces), the same whatever the
+/// problem's text, another for another repository or another sink filing in the same place.
+pub fn tag(source: &str, sink: &str, key: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::new()
         .chain_update(source.as_bytes())
+        .chain_update([0])
+        .chain_update(sink.as_bytes())
         .chain_update([0])
         .chain_update(key.as_bytes())
         .finalize();
@@ -448,7 +467,7 @@ fn commit_link(event: &Event) -> Option<String> {
 }
 
 /// What a new ticket says about the problem `key` that `event` opens.
-pub fn problem(event: &Event, key: &str, rules: &Rules, now: DateTime<Utc>) -> Problem {
+pub fn problem(event: &Event, key: &str, tag: &str, rules: &Rules, now: DateTime<Utc>) -> Problem {
     let data = &event.data;
     let place = data.resource.as_ref().and_then(|resource| {
         let file = resource.file.as_ref()?;
@@ -469,12 +488,13 @@ pub fn problem(event: &Event, key: &str, rules: &Rules, now: DateTime<Utc>) -> P
         .sla
         .get(data.severity, &super::default_sla())
         .and_then(|days| {
+            let days = days.min(super::MOST_SLA_DAYS);
             now.date_naive()
                 .checked_add_days(Days::new(u64::from(days)))
         });
     Problem {
         key: key.to_owned(),
-        tag: tag(&event.source, key),
+        tag: tag.to_owned(),
         severity: data.severity,
         title: line(
             &format!("[{}] {}: {}", data.severity, event.subject, data.message),
@@ -641,9 +661,19 @@ mod tests {
 
     #[test]
     fn the_tag_names_the_problem_not_its_text() {
-        let one = tag("https://github.com/ops/pki", "finding/abc");
-        assert_eq!(one, tag("https://github.com/ops/pki", "finding/abc"));
-        assert_ne!(one, tag("https://github.com/ops/other", "finding/abc"));
+        let one = tag("https://github.com/ops/pki", "jira", "finding/abc");
+        assert_eq!(
+            one,
+            tag("https://github.com/ops/pki", "jira", "finding/abc")
+        );
+        assert_ne!(
+            one,
+            tag("https://github.com/ops/other", "jira", "finding/abc")
+        );
+        assert_ne!(
+            one,
+            tag("https://github.com/ops/pki", "other-jira", "finding/abc")
+        );
         assert!(one.starts_with("gitward-") && one.len() == 28, "{one}");
         assert!(one.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     }

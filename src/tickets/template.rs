@@ -56,7 +56,16 @@ fn value_of(event: &Event, name: &str) -> String {
     let commit = data.commit.as_ref();
     match name {
         "id" => event.id.clone(),
-        "source" => event.source.clone(),
+        // A local repository's source is a host path, which stays on the host: its name only.
+        "source" => match event.source.strip_prefix("file://") {
+            Some(path) => path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            None => event.source.clone(),
+        },
         "type" => event.type_.clone(),
         "subject" => event.subject.clone(),
         "severity" => data.severity.to_string(),
@@ -83,9 +92,32 @@ fn value_of(event: &Event, name: &str) -> String {
     }
 }
 
+/// Most bytes all the strings of one rendered value hold together: a ticket's fields stay a
+/// request of reasonable size whatever the templates.
+const RENDERED_BYTES: usize = 64 * 1024;
+
 /// `text` with each placeholder replaced by the event's value (unknown names by nothing),
 /// at most [`RENDERED_CHARS`] characters.
 pub fn render_text(text: &str, event: &Event) -> String {
+    render_within(text, event, &mut RENDERED_BYTES.clone())
+}
+
+/// [`render_text`], taking at most `budget` bytes and what it took off the budget.
+fn render_within(text: &str, event: &Event, budget: &mut usize) -> String {
+    let rendered = expand(text, event);
+    let mut out = String::new();
+    for c in rendered.chars().take(RENDERED_CHARS) {
+        if c.len_utf8() > *budget {
+            break;
+        }
+        *budget -= c.len_utf8();
+        out.push(c);
+    }
+    out
+}
+
+/// `text` with its placeholders replaced, each value cut to [`RENDERED_CHARS`].
+fn expand(text: &str, event: &Event) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -95,22 +127,35 @@ pub fn render_text(text: &str, event: &Event) -> String {
         out.push_str(&rest[..start]);
         let name = rest[start + 2..start + 2 + len].trim();
         if known(name) {
-            out.push_str(&value_of(event, name));
+            out.extend(value_of(event, name).chars().take(RENDERED_CHARS));
+        }
+        if out.len() > RENDERED_CHARS * 4 {
+            return out;
         }
         rest = &rest[start + 2 + len + 2..];
     }
     out.push_str(rest);
-    out.chars().take(RENDERED_CHARS).collect()
+    out
 }
 
-/// `value` with every string in it rendered for `event`; other values as they are.
+/// `value` with every string in it rendered for `event`, [`RENDERED_BYTES`] at most in all;
+/// other values as they are.
 pub fn render(value: &Value, event: &Event) -> Value {
+    render_value(value, event, &mut RENDERED_BYTES.clone())
+}
+
+fn render_value(value: &Value, event: &Event, budget: &mut usize) -> Value {
     match value {
-        Value::String(text) => Value::String(render_text(text, event)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| render(v, event)).collect()),
+        Value::String(text) => Value::String(render_within(text, event, budget)),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, event, budget))
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), render(v, event)))
+                .map(|(k, v)| (k.clone(), render_value(v, event, budget)))
                 .collect(),
         ),
         other => other.clone(),
@@ -181,6 +226,22 @@ mod tests {
             })
         );
         assert_eq!(unknown_in(&fields), vec!["nope".to_owned()]);
+    }
+
+    #[test]
+    fn all_the_strings_of_a_value_are_bounded_together() {
+        let mut long = event();
+        long.data.message = "x".repeat(3000);
+        let many = Value::Array(vec![json!("{{message}}"); 100]);
+        let rendered = render(&many, &long).to_string();
+        assert!(rendered.len() < RENDERED_BYTES + 1000, "{}", rendered.len());
+    }
+
+    #[test]
+    fn a_local_repository_is_named_not_located() {
+        let mut local = event();
+        local.source = "file:///srv/repos/pki".into();
+        assert_eq!(render_text("{{source}}", &local), "pki");
     }
 
     #[test]
