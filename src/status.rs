@@ -283,7 +283,10 @@ pub fn tickets_at(repo: &Repo, status_commit: &str) -> Vec<TicketShown> {
         else {
             continue;
         };
-        let records: Vec<TicketShown> = serde_yaml::from_slice(blob.content()).unwrap_or_default();
+        let records: Vec<TicketShown> = std::str::from_utf8(blob.content())
+            .ok()
+            .and_then(parse_record)
+            .unwrap_or_default();
         shown.extend(records);
         if shown.len() >= MOST_TICKETS_SHOWN {
             shown.truncate(MOST_TICKETS_SHOWN);
@@ -434,9 +437,9 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
         let entry = tree.get_path(std::path::Path::new(path)).ok()?;
         String::from_utf8(bounded_blob(git, entry.id())?).ok()
     };
-    let summary = blob("summary.yaml").and_then(|text| serde_yaml::from_str(&text).ok());
+    let summary = blob("summary.yaml").and_then(|text| parse_record(&text));
     let reviews = blob(REVIEWS_FILE)
-        .and_then(|text| serde_yaml::from_str(&text).ok())
+        .and_then(|text| parse_record(&text))
         .unwrap_or_default();
     let mut texts = Vec::new();
     if let Ok(status_dir) = tree.get_path(std::path::Path::new("status")) {
@@ -444,11 +447,13 @@ pub fn read(repo: &Repo, branch: &str) -> Result<Observed> {
             .to_object(git)
             .ok()
             .and_then(|o| o.into_tree().ok());
-        // Gate decisions are records of their own, not resource statuses.
-        let resource_dirs = dir
-            .iter()
-            .flat_map(|d| d.iter())
-            .filter(|e| e.name_bytes() != b"gate");
+        // Only the directories of resource kinds hold resource statuses (gate decisions,
+        // sinks and tickets are records of their own).
+        let resource_dirs = dir.iter().flat_map(|d| d.iter()).filter(|e| {
+            Kind::ALL
+                .iter()
+                .any(|kind| kind.schema_stem().as_bytes() == e.name_bytes())
+        });
         for kind_entry in resource_dirs {
             let Some(kind_tree) = kind_entry
                 .to_object(git)
@@ -488,7 +493,7 @@ fn parse_statuses(texts: &[String]) -> Statuses {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .filter_map(|t| serde_yaml::from_str::<ResourceStatus>(t).ok())
+                        .filter_map(|t| parse_record::<ResourceStatus>(t))
                         .collect::<Vec<_>>()
                 })
             })
@@ -652,7 +657,36 @@ pub fn write_note(repo: &Repo, source: Oid, note: &Note) -> Result<()> {
 /// The note on a commit, if it has one.
 pub fn read_note(repo: &Repo, commit: Oid) -> Option<Note> {
     let text = note_text(repo.inner(), commit)?;
-    serde_yaml::from_str(&text).ok()
+    parse_record(&text)
+}
+
+/// A record of the status branch or a note, unless it is not one gitward could have written.
+/// Anyone who can push those refs writes them: a YAML alias, which gitward never writes, is
+/// refused before it is expanded (a few kilobytes of aliases expand to gigabytes).
+pub fn parse_record<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    if text.contains(['&', '*']) && has_anchors(text) {
+        return None;
+    }
+    serde_yaml::from_str(text).ok()
+}
+
+/// Whether YAML `text` has an anchor or an alias (or is not YAML at all).
+fn has_anchors(text: &str) -> bool {
+    use saphyr_parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    while let Some(event) = parser.next_event() {
+        match event {
+            Err(_) | Ok((Event::Alias(_), _)) => return true,
+            Ok((
+                Event::Scalar(_, _, anchor, _)
+                | Event::SequenceStart(anchor, _)
+                | Event::MappingStart(anchor, _),
+                _,
+            )) if anchor > 0 => return true,
+            Ok(_) => {}
+        }
+    }
+    false
 }
 
 /// Most a note or a status file may hold: anyone who can push these refs writes them, and

@@ -171,12 +171,27 @@ fn pos_of(span: Span) -> Pos {
     Pos::new(span.start.line(), span.start.col() + 1)
 }
 
+/// What a node costs against the budget: one per node, and one per [`BYTES_PER_NODE`] bytes
+/// of text, so that an alias repeating a long string costs what it expands to.
 fn node_count(node: &Node) -> usize {
     match &node.value {
         NodeValue::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
-        NodeValue::Map(entries) => 1 + entries.iter().map(|e| node_count(&e.value)).sum::<usize>(),
+        NodeValue::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|e| text_cost(&e.key) + node_count(&e.value))
+                .sum::<usize>()
+        }
+        NodeValue::Str(text) => 1 + text_cost(text),
         _ => 1,
     }
+}
+
+/// Bytes of text that cost as much as a node.
+const BYTES_PER_NODE: usize = 64;
+
+fn text_cost(text: &str) -> usize {
+    text.len() / BYTES_PER_NODE
 }
 
 fn tag_name(tag: &Tag) -> String {
@@ -237,7 +252,8 @@ impl<'input> Builder<'input> {
             return Err(Problem::error(
                 pos,
                 format!(
-                    "file expands to more than {} YAML nodes (counting alias expansions); refusing to load it",
+                    "file expands to more than {} YAML nodes (counting alias expansions, and \
+                     every {BYTES_PER_NODE} bytes of text as one); refusing to load it",
                     self.limits.max_nodes
                 ),
             ));
@@ -249,7 +265,7 @@ impl<'input> Builder<'input> {
         let pos = pos_of(span);
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
-                self.count(pos, 1)?;
+                self.count(pos, 1 + text_cost(&text))?;
                 (
                     Node {
                         pos,
