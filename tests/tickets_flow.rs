@@ -301,7 +301,7 @@ impl Bench {
     async fn record(&self, key: &str) -> Option<store::Record> {
         let key = key.to_owned();
         self.outbox
-            .with(move |db| store::get(db, "security-jira", &key))
+            .with(move |db| store::get(db, "jira:jira-cloud:SEC", &key))
             .await
             .unwrap()
     }

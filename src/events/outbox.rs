@@ -82,6 +82,7 @@ pub fn hold(
     for (sink, undelivered) in declare(&transaction, sinks)? {
         tracing::info!(%sink, undelivered, "sink removed from the repository: it delivers what it owes, then goes");
     }
+    crate::tickets::store::forget_unfiled(&transaction)?;
     transaction.execute("DELETE FROM held_events", [])?;
     {
         let mut insert = transaction.prepare(

@@ -187,6 +187,20 @@ pub trait TicketSystem: Send + Sync {
     }
 }
 
+/// Where a ticket sink files: its ticket system, endpoint and project or table. Sinks that
+/// file in the same place keep one ticket per problem between them.
+pub fn place_of(spec: &crate::model::SinkSpec) -> String {
+    let within = match (&spec.jira, &spec.servicenow) {
+        (Some(jira), _) => jira.project.clone(),
+        (_, Some(now)) => now
+            .table
+            .clone()
+            .unwrap_or_else(|| servicenow::DEFAULT_TABLE.to_owned()),
+        _ => String::new(),
+    };
+    format!("{}:{}:{within}", spec.type_, spec.endpoint)
+}
+
 /// The ticket system a sink of type jira or servicenow files in.
 pub fn system(
     spec: &crate::model::SinkSpec,

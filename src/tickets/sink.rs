@@ -37,6 +37,8 @@ impl Rules {
 
 pub struct TicketSink {
     name: String,
+    /// Where it files ([`super::place_of`]): what its records are kept under.
+    place: String,
     system: Box<dyn TicketSystem>,
     prepared: bool,
     rules: Rules,
@@ -52,6 +54,7 @@ impl TicketSink {
     ) -> TicketSink {
         TicketSink {
             name: name.to_owned(),
+            place: super::place_of(spec),
             system,
             prepared: false,
             rules: Rules::of(spec),
@@ -79,15 +82,20 @@ impl TicketSink {
         Ok(())
     }
 
-    async fn record(&self, sink: &str, key: &str) -> Result<Option<Record>, Failure> {
-        let (sink, key) = (sink.to_owned(), key.to_owned());
+    async fn record(&self, key: &str) -> Result<Option<Record>, Failure> {
+        let (place, key) = (self.place.clone(), key.to_owned());
         self.outbox
-            .with(move |db| store::get(db, &sink, &key))
+            .with(move |db| store::get(db, &place, &key))
             .await
             .map_err(database)
     }
 
+    /// Writes `record` as this sink's: it acted on it last.
     async fn put(&self, record: Record) -> Result<(), Failure> {
+        let record = Record {
+            sink: self.name.clone(),
+            ..record
+        };
         self.outbox
             .with(move |db| store::put(db, &record))
             .await
@@ -95,12 +103,12 @@ impl TicketSink {
     }
 
     async fn forget(&self, key: &str) -> Result<(), Failure> {
-        let (sink, key) = (self.name.clone(), key.to_owned());
+        let (place, key) = (self.place.clone(), key.to_owned());
         self.outbox
             .with(move |db| {
                 db.execute(
-                    "DELETE FROM tickets WHERE sink = ?1 AND key = ?2",
-                    rusqlite::params![sink, key],
+                    "DELETE FROM tickets WHERE place = ?1 AND key = ?2",
+                    rusqlite::params![place, key],
                 )
                 .map(|_| ())
             })
@@ -115,7 +123,7 @@ impl TicketSink {
         let Some(condition) = &event.data.condition else {
             return Ok(());
         };
-        let recorded = self.record(&self.name, &condition.key).await?;
+        let recorded = self.record(&condition.key).await?;
         let change = Change {
             open: condition.open,
             severity: event.data.severity,
@@ -148,7 +156,7 @@ impl TicketSink {
         }
         // A problem keeps the tag its ticket was filed with (a sink renamed since...).
         let tag = recorded.as_ref().map_or_else(
-            || tag(&event.source, &self.name, &condition.key),
+            || tag(&event.source, &self.place, &condition.key),
             |r| r.tag.clone(),
         );
         let problem = problem(event, &condition.key, &tag, &self.rules, now);
@@ -196,7 +204,7 @@ impl TicketSink {
         problem: &Problem,
         now: DateTime<Utc>,
     ) -> Result<(), Failure> {
-        let creating = new_record(&self.name, stored, problem, now);
+        let creating = new_record(&self.place, &self.name, stored, problem, now);
         self.put(creating.clone()).await?;
         crate::failpoint::point("creating a ticket");
         match self.system.create(problem).await {
@@ -347,6 +355,9 @@ impl Sink for TicketSink {
 
     fn send<'a>(&'a mut self, events: &'a [Stored]) -> Sending<'a> {
         Box::pin(async move {
+            // Sinks filing in one place share its records: one at a time decides and calls.
+            let place = place_lock(&self.place);
+            let _turn = place.lock().await;
             for stored in events {
                 let applied = if stored.event.kind() == Some(EventType::SinkTest) {
                     // Preparing proves the credential and the project; a test files nothing.
@@ -365,9 +376,30 @@ impl Sink for TicketSink {
     }
 }
 
+/// The lock of `place`, shared by the sinks of the process that file there.
+fn place_lock(place: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+    static PLACES: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    PLACES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(place.to_owned())
+        .or_default()
+        .clone()
+}
+
 /// The record of a problem whose ticket is being created.
-fn new_record(sink: &str, stored: &Stored, problem: &Problem, now: DateTime<Utc>) -> Record {
+fn new_record(
+    place: &str,
+    sink: &str,
+    stored: &Stored,
+    problem: &Problem,
+    now: DateTime<Utc>,
+) -> Record {
     Record {
+        place: place.to_owned(),
         sink: sink.to_owned(),
         key: problem.key.clone(),
         tag: problem.tag.clone(),
@@ -391,15 +423,15 @@ fn commit_of(event: &Event) -> Option<String> {
     event.data.commit.as_ref().map(|c| c.sha.clone())
 }
 
-/// The tag of problem `key` of the repository `source` as sink `sink` files it: a Jira label
-/// and a ServiceNow correlation id (letters, digits and `-`, no spaces), the same whatever the
-/// problem's text, another for another repository or another sink filing in the same place.
-pub fn tag(source: &str, sink: &str, key: &str) -> String {
+/// The tag of problem `key` of the repository `source` filed in `place`: a Jira label and a
+/// ServiceNow correlation id (letters, digits and `-`, no spaces), the same whatever the
+/// problem's text or the sink's name, another for another repository or place.
+pub fn tag(source: &str, place: &str, key: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::new()
         .chain_update(source.as_bytes())
         .chain_update([0])
-        .chain_update(sink.as_bytes())
+        .chain_update(place.as_bytes())
         .chain_update([0])
         .chain_update(key.as_bytes())
         .finalize();

@@ -11,6 +11,7 @@ use crate::model::FindingSeverity;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tickets (
+    place TEXT NOT NULL,
     sink TEXT NOT NULL,
     key TEXT NOT NULL,
     tag TEXT NOT NULL,
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     breached INTEGER NOT NULL DEFAULT 0,
     synced_at INTEGER,
     updated_at INTEGER NOT NULL,
-    PRIMARY KEY (sink, key)
+    PRIMARY KEY (place, key)
 );
 ";
 
@@ -35,6 +36,11 @@ CREATE TABLE IF NOT EXISTS tickets (
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
+    /// Where its ticket is filed: the ticket system, the endpoint and the project or table.
+    /// Sinks filing in the same place share one ticket per problem, and a sink renamed keeps
+    /// its tickets.
+    pub place: String,
+    /// The sink that last acted on it.
     pub sink: String,
     /// The problem's condition key.
     pub key: String,
@@ -78,19 +84,20 @@ impl Record {
     }
 }
 
-const COLUMNS: &str = "sink, key, tag, state, problem_open, severity, last_seq, ticket, \
-                       subject, title, commit_sha, opened_at, due, breached, synced_at, updated_at";
+const COLUMNS: &str = "place, sink, key, tag, state, problem_open, severity, last_seq, \
+                       ticket, subject, title, commit_sha, opened_at, due, breached, synced_at, \
+                       updated_at";
 
 fn time(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
 fn record(row: &rusqlite::Row) -> rusqlite::Result<Option<Record>> {
-    let state: String = row.get(3)?;
-    let severity: String = row.get(5)?;
-    let ticket: Option<String> = row.get(7)?;
-    let due: Option<String> = row.get(12)?;
-    let synced: Option<i64> = row.get(14)?;
+    let state: String = row.get(4)?;
+    let severity: String = row.get(6)?;
+    let ticket: Option<String> = row.get(8)?;
+    let due: Option<String> = row.get(13)?;
+    let synced: Option<i64> = row.get(15)?;
     let (Some(state), Ok(severity)) = (
         TicketState::parse(&state),
         serde_json::from_value(serde_json::Value::String(severity)),
@@ -98,22 +105,23 @@ fn record(row: &rusqlite::Row) -> rusqlite::Result<Option<Record>> {
         return Ok(None);
     };
     Ok(Some(Record {
-        sink: row.get(0)?,
-        key: row.get(1)?,
-        tag: row.get(2)?,
+        place: row.get(0)?,
+        sink: row.get(1)?,
+        key: row.get(2)?,
+        tag: row.get(3)?,
         state,
-        problem_open: row.get(4)?,
+        problem_open: row.get(5)?,
         severity,
-        last_seq: row.get(6)?,
+        last_seq: row.get(7)?,
         ticket: ticket.and_then(|t| serde_json::from_str(&t).ok()),
-        subject: row.get(8)?,
-        title: row.get(9)?,
-        commit: row.get(10)?,
-        opened_at: time(row.get(11)?),
+        subject: row.get(9)?,
+        title: row.get(10)?,
+        commit: row.get(11)?,
+        opened_at: time(row.get(12)?),
         due: due.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
-        breached: row.get(13)?,
+        breached: row.get(14)?,
         synced_at: synced.map(time),
-        updated_at: time(row.get(15)?),
+        updated_at: time(row.get(16)?),
     }))
 }
 
@@ -133,11 +141,11 @@ fn select(
     Ok(records)
 }
 
-/// The record of problem `key` of sink `sink`.
-pub fn get(db: &Connection, sink: &str, key: &str) -> rusqlite::Result<Option<Record>> {
+/// The record of problem `key` filed in `place`.
+pub fn get(db: &Connection, place: &str, key: &str) -> rusqlite::Result<Option<Record>> {
     db.query_row(
-        &format!("SELECT {COLUMNS} FROM tickets WHERE sink = ?1 AND key = ?2"),
-        params![sink, key],
+        &format!("SELECT {COLUMNS} FROM tickets WHERE place = ?1 AND key = ?2"),
+        params![place, key],
         record,
     )
     .optional()
@@ -149,9 +157,10 @@ pub fn put(db: &Connection, record: &Record) -> rusqlite::Result<()> {
     db.execute(
         &format!(
             "INSERT OR REPLACE INTO tickets ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ),
         params![
+            record.place,
             record.sink,
             record.key,
             record.tag,
@@ -213,17 +222,27 @@ pub fn breaching(db: &Connection, today: NaiveDate) -> rusqlite::Result<Vec<Reco
     )
 }
 
-/// Forgets the records of sinks no longer declared.
-pub fn forget_sinks(db: &Connection, kept: &[&str]) -> rusqlite::Result<usize> {
-    let mut gone = 0;
-    let sinks: Vec<String> = {
-        let mut statement = db.prepare("SELECT DISTINCT sink FROM tickets")?;
+/// Forgets the records of places no sink of the sinks table files in any more (a sink removed
+/// from the repository stays there until it delivered what it owes): their tickets are
+/// nobody's to follow.
+pub fn forget_unfiled(db: &Connection) -> rusqlite::Result<usize> {
+    let places: Vec<String> = {
+        let mut statement = db.prepare("SELECT spec FROM sinks")?;
+        statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .filter_map(|spec| serde_json::from_str(&spec.ok()?).ok())
+            .map(|spec: crate::model::SinkSpec| super::place_of(&spec))
+            .collect()
+    };
+    let held: Vec<String> = {
+        let mut statement = db.prepare("SELECT DISTINCT place FROM tickets")?;
         statement
             .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?
     };
-    for sink in sinks.iter().filter(|s| !kept.contains(&s.as_str())) {
-        gone += db.execute("DELETE FROM tickets WHERE sink = ?1", params![sink])?;
+    let mut gone = 0;
+    for place in held.iter().filter(|p| !places.contains(p)) {
+        gone += db.execute("DELETE FROM tickets WHERE place = ?1", params![place])?;
     }
     Ok(gone)
 }

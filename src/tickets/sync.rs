@@ -177,7 +177,7 @@ pub async fn observe(
                 let transaction = crate::store::write_transaction(db)?;
                 for record in &updated {
                     // Only if no event changed it meanwhile: the event's change wins.
-                    let current = store::get(&transaction, &record.sink, &record.key)?;
+                    let current = store::get(&transaction, &record.place, &record.key)?;
                     if current.is_some_and(|c| c.last_seq == record.last_seq) {
                         store::put(&transaction, record)?;
                     }
