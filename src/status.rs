@@ -296,6 +296,29 @@ pub fn tickets_at(repo: &Repo, status_commit: &str) -> Vec<TicketShown> {
     shown
 }
 
+/// Whether the status tree of `tip` records exactly `records` as its tickets.
+pub fn tickets_recorded(repo: &Repo, tip: Oid, records: &[crate::tickets::store::Record]) -> bool {
+    let git = repo.inner();
+    let Some(tree) = git.find_commit(tip).ok().and_then(|c| c.tree().ok()) else {
+        return false;
+    };
+    let files = ticket_files(records);
+    let recorded = tree
+        .get_path(std::path::Path::new(TICKETS_DIR))
+        .ok()
+        .and_then(|e| e.to_object(git).ok())
+        .and_then(|o| o.into_tree().ok());
+    let count = recorded.as_ref().map_or(0, git2::Tree::len);
+    count == files.len()
+        && files.iter().all(|(sink, text)| {
+            let wanted = Oid::hash_object(ObjectType::Blob, text.as_bytes()).ok();
+            recorded
+                .as_ref()
+                .and_then(|t| t.get_name(&format!("{sink}.yaml")).map(|e| e.id()))
+                == wanted
+        })
+}
+
 /// The ticket files of the status tree: one per ticket sink with problems or open tickets.
 fn ticket_files(records: &[crate::tickets::store::Record]) -> Vec<(&str, String)> {
     let mut by_sink: BTreeMap<&str, Vec<&crate::tickets::store::Record>> = BTreeMap::new();

@@ -23,6 +23,8 @@ pub struct Deliveries {
     observer: Arc<dyn Observer>,
     endpoints: Endpoints,
     tickets: TicketSettings,
+    /// Called when what is recorded of tickets changed: the status branch is written again.
+    tickets_changed: Arc<dyn Fn() + Send + Sync>,
     stop: watch::Receiver<bool>,
     workers: HashMap<String, (Arc<Notify>, JoinHandle<()>)>,
     /// What keeps each ticket sink's tickets in step.
@@ -35,6 +37,7 @@ impl Deliveries {
         observer: Arc<dyn Observer>,
         endpoints: Endpoints,
         tickets: TicketSettings,
+        tickets_changed: Arc<dyn Fn() + Send + Sync>,
         stop: watch::Receiver<bool>,
     ) -> Deliveries {
         Deliveries {
@@ -42,6 +45,7 @@ impl Deliveries {
             observer,
             endpoints,
             tickets,
+            tickets_changed,
             stop,
             workers: HashMap::new(),
             follows: HashMap::new(),
@@ -69,6 +73,7 @@ impl Deliveries {
                     outbox: self.outbox.clone(),
                     settings: self.tickets.clone(),
                     endpoints: self.endpoints.clone(),
+                    changed: self.tickets_changed.clone(),
                 };
                 self.follows.insert(
                     sink.name.clone(),

@@ -64,6 +64,8 @@ struct Daemon {
     metrics: Metrics,
     trigger: Notify,
     ready: AtomicBool,
+    /// What is recorded of tickets changed since the last reconcile (a delivery, a poll).
+    tickets_changed: AtomicBool,
     last: Mutex<serde_json::Value>,
     /// The last failure to reach the remote and since when it lasts; `None` while it answers.
     remote_trouble: Mutex<Option<(String, chrono::DateTime<Utc>)>>,
@@ -144,6 +146,7 @@ pub fn run(config_path: &Path) -> Result<u8> {
         metrics: Metrics::default(),
         trigger: Notify::new(),
         ready: AtomicBool::new(false),
+        tickets_changed: AtomicBool::new(false),
         last: Mutex::new(serde_json::Value::Null),
         remote_trouble: Mutex::default(),
         deliveries,
@@ -197,6 +200,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     }
     let endpoints_of = daemon.clone();
     let tickets_of = daemon.clone();
+    let status_of = daemon.clone();
     let mut deliveries = delivery::Deliveries::new(
         crate::sinks::worker::Outbox::new(Store::open(&daemon.config.state_dir)?),
         Arc::new(Observed(daemon.clone())),
@@ -207,6 +211,10 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
                 crate::events::source_of(&config.repo.url),
                 Duration::from_secs(config.tickets.poll_interval.as_secs()),
             )
+        }),
+        Arc::new(move || {
+            status_of.tickets_changed.store(true, Ordering::SeqCst);
+            status_of.trigger.notify_one();
         }),
         stopped.clone(),
     );
@@ -230,6 +238,9 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         let config = current.config.clone();
         let started = std::time::Instant::now();
         // The reconcile in progress always finishes: signals are looked at between reconciles.
+        if daemon.tickets_changed.swap(false, Ordering::SeqCst) {
+            warm.tickets_changed();
+        }
         let mut kept = std::mem::take(&mut warm);
         let report = tokio::task::spawn_blocking(move || {
             // On a thread that ends with the reconcile: the allocator gives back the free
@@ -546,6 +557,16 @@ struct Observed(Arc<Daemon>);
 impl crate::sinks::worker::Observer for Observed {
     fn delivered(&self, sink: &str, events: u64) {
         self.0.metrics.delivered(sink, events);
+        // What a ticket sink did goes on the status branch: a reconcile writes it.
+        let keeps_tickets = self.0.sinks().iter().any(|s| {
+            s.name == sink
+                && (s.type_ == crate::model::SinkType::Jira.as_str()
+                    || s.type_ == crate::model::SinkType::ServiceNow.as_str())
+        });
+        if keeps_tickets && events > 0 {
+            self.0.tickets_changed.store(true, Ordering::SeqCst);
+            self.0.trigger.notify_one();
+        }
     }
 
     fn failed(&self, sink: &str) {

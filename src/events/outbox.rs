@@ -263,21 +263,30 @@ pub struct Registered {
     pub name: String,
     pub spec: SinkSpec,
     pub problem: Option<String>,
+    /// Gone from the repository: it delivers what it owes, then goes.
+    pub retired: bool,
 }
 
 pub fn sink(db: &Connection, name: &str) -> rusqlite::Result<Option<Registered>> {
     db.query_row(
-        "SELECT spec, problem FROM sinks WHERE name = ?1",
+        "SELECT spec, problem, retired FROM sinks WHERE name = ?1",
         params![name],
-        |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+        |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
+        },
     )
     .optional()
     .map(|found| {
-        found.and_then(|(spec, problem)| {
+        found.and_then(|(spec, problem, retired)| {
             Some(Registered {
                 name: name.to_owned(),
                 spec: serde_json::from_str(&spec).ok()?,
                 problem,
+                retired,
             })
         })
     })

@@ -176,6 +176,14 @@ pub enum Scope {
     Changes,
 }
 
+impl Warm {
+    /// Makes the next reconcile decide again, though nothing it reads changed: what is
+    /// recorded of tickets did, and the status branch shows it.
+    pub fn tickets_changed(&mut self) {
+        self.last = None;
+    }
+}
+
 /// Reconciles the head of the tracked branch, reusing what `warm` kept from the last time and
 /// keeping what the next time can reuse.
 pub fn reconcile_warm(

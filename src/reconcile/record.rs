@@ -49,7 +49,10 @@ pub(super) fn record(
     let unchanged = observed.summary.as_ref() == Some(outcome.summary)
         && observed.resources == executed.statuses
         && observed.reviews == decision.open_reviews
-        && decision.gates.is_empty();
+        && decision.gates.is_empty()
+        && observed
+            .tip
+            .is_some_and(|tip| status::tickets_recorded(repo, tip, &outcome.tickets));
     let (status_commit, wrote_status) = match observed.tip {
         // Nothing observed changed: the tip already records it, no need to render it again.
         Some(tip) if unchanged => (status::record(repo, tip), false),

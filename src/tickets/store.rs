@@ -198,14 +198,25 @@ pub fn current(db: &Connection, sink: Option<&str>) -> rusqlite::Result<Vec<Reco
     }
 }
 
-/// The tickets of sink `sink` that a person may still change: open ones, and closed ones of
-/// problems still open. Those synchronized longest ago first, at most `limit`.
-pub fn watched(db: &Connection, sink: &str, limit: usize) -> rusqlite::Result<Vec<Record>> {
+/// How long a ticket gitward resolved is still read back: a person may reopen it.
+pub const RESOLVED_WATCHED_SECONDS: i64 = 14 * 24 * 3600;
+
+/// The tickets of sink `sink` that a person may still change: open ones, closed ones of
+/// problems still open, and ones gitward resolved lately (as of `now`). Those synchronized
+/// longest ago first, at most `limit`.
+pub fn watched(
+    db: &Connection,
+    sink: &str,
+    limit: usize,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<Record>> {
+    let since = now.timestamp() - RESOLVED_WATCHED_SECONDS;
     let mut records = select(
         db,
         "sink = ?1 AND ticket IS NOT NULL \
-         AND (state = 'open' OR (problem_open = 1 AND state IN ('accepted', 'closed')))",
-        &[&sink],
+         AND (state = 'open' OR (problem_open = 1 AND state IN ('accepted', 'closed')) \
+              OR (state = 'resolved' AND updated_at > ?2))",
+        &[&sink, &since],
     )?;
     records.sort_by_key(|r| r.synced_at.map_or(i64::MIN, |t| t.timestamp()));
     records.truncate(limit);

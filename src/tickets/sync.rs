@@ -115,7 +115,7 @@ pub async fn observe(
 ) -> Result<Synced, Failure> {
     let sink = name.to_owned();
     let watched = outbox
-        .with(move |db| store::watched(db, &sink, MOST_WATCHED))
+        .with(move |db| store::watched(db, &sink, MOST_WATCHED, now))
         .await
         .map_err(|error| Failure::Retry { error, after: None })?;
     let mut synced = Synced::default();
@@ -197,6 +197,9 @@ pub struct Follow {
     /// The repository's event source and the poll interval, as the config in force says.
     pub settings: std::sync::Arc<dyn Fn() -> (String, Duration) + Send + Sync>,
     pub endpoints: crate::daemon::delivery::Endpoints,
+    /// Called when a synchronization changed what is recorded of tickets: the status branch
+    /// is written again.
+    pub changed: std::sync::Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Follow {
@@ -208,15 +211,19 @@ impl Follow {
                 return;
             }
             let (source, interval) = (self.settings)();
+            let mut wait = interval.max(Duration::from_secs(1));
             match self.round(&source).await {
                 Ok(None) => return,
                 Ok(Some(synced)) => {
                     told = None;
                     if !synced.changed.is_empty() || synced.breached > 0 {
                         tracing::info!(sink = %self.name, changed = ?synced.changed, breached = synced.breached, "tickets synchronized");
+                        (self.changed)();
                     }
                 }
-                Err(problem) => {
+                Err((problem, after)) => {
+                    // The system said how long to leave it alone: never sooner.
+                    wait = wait.max(after.unwrap_or_default());
                     if told.as_ref() != Some(&problem) {
                         tracing::warn!(sink = %self.name, %problem, "tickets not synchronized");
                         told = Some(problem);
@@ -224,36 +231,50 @@ impl Follow {
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(interval.max(Duration::from_secs(1))) => {}
+                () = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => return,
             }
         }
     }
 
-    /// One synchronization; `None` when the sink is gone or keeps no tickets.
-    async fn round(&self, source: &str) -> Result<Option<Synced>, String> {
+    /// One synchronization; `None` when the sink is gone from the repository or keeps no
+    /// tickets. Why it failed, and how long the system asked to be left alone.
+    async fn round(&self, source: &str) -> Result<Option<Synced>, (String, Option<Duration>)> {
         let name = self.name.clone();
-        let Some(registered) = self.outbox.with(move |db| outbox::sink(db, &name)).await? else {
+        let gone = |error: String| (error, None);
+        let Some(registered) = self
+            .outbox
+            .with(move |db| outbox::sink(db, &name))
+            .await
+            .map_err(gone)?
+        else {
             return Ok(None);
         };
-        if !matches!(
-            registered.spec.type_,
-            crate::model::SinkType::Jira | crate::model::SinkType::ServiceNow
-        ) {
+        if registered.retired
+            || !matches!(
+                registered.spec.type_,
+                crate::model::SinkType::Jira | crate::model::SinkType::ServiceNow
+            )
+        {
             return Ok(None);
         }
         let now = Utc::now();
-        let breached = breaches(&self.outbox, &self.name, source, now).await?;
+        let breached = breaches(&self.outbox, &self.name, source, now)
+            .await
+            .map_err(gone)?;
         let endpoints = (self.endpoints)();
-        let endpoint = endpoints
-            .get(&registered.spec.endpoint)
-            .ok_or_else(|| format!("endpoint `{}` is not defined", registered.spec.endpoint))?;
-        let system = super::system(&registered.spec, endpoint).map_err(|p| p.0)?;
+        let endpoint = endpoints.get(&registered.spec.endpoint).ok_or_else(|| {
+            gone(format!(
+                "endpoint `{}` is not defined",
+                registered.spec.endpoint
+            ))
+        })?;
+        let system = super::system(&registered.spec, endpoint).map_err(|p| gone(p.0))?;
         let mut synced = observe(&self.outbox, &self.name, system.as_ref(), now)
             .await
             .map_err(|failure| match failure {
-                Failure::Retry { error, .. } => error,
-                Failure::Refused { answer } => answer,
+                Failure::Retry { error, after } => (error, after),
+                Failure::Refused { answer } => (answer, None),
             })?;
         synced.breached = breached;
         Ok(Some(synced))
