@@ -121,6 +121,8 @@ fn record(count: usize, dir: &Path, sinks: &[(&str, SinkSpec)]) -> f64 {
             catalog: None,
             expiring_days: &EXPIRING_DAYS,
             open_before: &open,
+            blocked_since: &Default::default(),
+            open_after: &Default::default(),
         })
         .into_iter()
         .map(|d| d.seal("file:///srv/pki", now))

@@ -125,8 +125,9 @@ fn verdict(note: &Note) -> String {
                 .map(|at| format!(", at {}", at.format("%Y-%m-%d %H:%M UTC")))
                 .unwrap_or_default();
             format!(
-                "Pending: every requirement but a change window was met. It is applied without \
-                 a new commit when the window opens{opens}, unless a newer commit supersedes it.\n"
+                "Pending: every requirement but a change window (or a change request's planned \
+                 start) was met. It is applied without a new commit when the window opens{opens}, \
+                 unless a newer commit supersedes it.\n"
             )
         }
         Outcome::Failed => "Failed: it is not a valid configuration, or applying it failed; \

@@ -147,6 +147,10 @@ enum Command {
         /// Count `Approved-by:` trailers (unverified), as a host with gates.trustTrailers does.
         #[arg(long)]
         trust_trailers: bool,
+        /// Read the change requests gates ask about through this host config's endpoints.
+        /// Without it, a gate that requires a change request fails.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Accept a base and a head without resources (refused by default: most often a wrong
         /// --repo or revision).
         #[arg(long)]
@@ -400,6 +404,7 @@ fn main() -> ExitCode {
             allowed_signers,
             revoked_keys,
             trust_trailers,
+            config,
             allow_empty,
         } => commands::plan(
             &PlanOptions {
@@ -416,6 +421,7 @@ fn main() -> ExitCode {
                     revocations: revoked_keys,
                     trust_trailers,
                 },
+                host_config: config,
             },
             &mut out,
             &mut io::stderr(),

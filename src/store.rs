@@ -439,6 +439,12 @@ impl Store {
             .map_err(self.db_error())?;
         set_record(&transaction, "openConditions", outcome.open_conditions)
             .map_err(self.db_error())?;
+        set_record(
+            &transaction,
+            "gatesBlockedSince",
+            outcome.gates_blocked_since,
+        )
+        .map_err(self.db_error())?;
         crate::events::outbox::release(&transaction, outcome.now).map_err(self.db_error())?;
         transaction.commit().map_err(self.db_error())
     }
@@ -676,6 +682,16 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// Since when each gate blocking the branch has, as the last reconcile recorded.
+    pub fn gates_blocked_since(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(self
+            .record("gatesBlockedSince")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
     fn record(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.db
             .query_row(
@@ -741,6 +757,8 @@ pub struct RecordedOutcome<'a> {
     pub override_reviews: &'a str,
     /// The problems open after the reconcile (a JSON list of condition keys).
     pub open_conditions: &'a str,
+    /// Since when each gate blocking the branch has (a JSON map of gate to time).
+    pub gates_blocked_since: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 

@@ -61,7 +61,7 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
             "        why: removed from the repository: gitward stops managing it; its files stay unless the target prunes",
             "  + Certificate/status-example-com  issue    certificates/prod/status.yaml:1",
             "        why: new certificate",
-            "  ~ Sink/pagerduty-oncall           none     sinks/tickets.yaml:32",
+            "  ~ Sink/pagerduty-oncall           none     sinks/tickets.yaml:38",
             "        spec.minSeverity: critical → high",
             "",
             "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 31 unchanged.",

@@ -115,6 +115,25 @@ async fn a_failed_certificate_opens_an_incident_and_its_removal_resolves_it() {
         incident["description"]
     );
     let number = incident["number"].clone();
+    // Events carry the resource's environment, for receivers that rank by it.
+    let events = gitward(
+        dir,
+        &[
+            "events",
+            "--config",
+            "gitward.yaml",
+            "--format",
+            "json",
+            "--type",
+            "certificate.failed",
+        ],
+        &[],
+    )
+    .await
+    .expect(0);
+    let failed: serde_json::Value =
+        serde_json::from_str(events.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(failed["data"]["details"]["env"], "prod", "{failed}");
 
     // `gitward tickets` lists it with its SLA; the same commit again files nothing new.
     let tickets = gitward(dir, &["tickets", "--config", "gitward.yaml"], &[])
@@ -217,5 +236,77 @@ async fn a_crash_between_a_create_and_its_record_makes_no_second_ticket() {
     assert_eq!(
         listed[0]["ticket"]["key"],
         fake.records("incident")[0]["number"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_blocking_longer_than_its_open_after_gets_a_ticket_until_it_lets_through() {
+    let fake = FakeServiceNow::start(&basic()).await;
+    let host = servicenow_host(&fake);
+    host.repo.write(
+        "sinks.yaml",
+        "apiVersion: gitward/v1\nkind: Sink\nmetadata: {name: incidents}\nspec:\n  type: servicenow\n  endpoint: snow\n  events: [gate.blocked]\n  servicenow: {}\n",
+    );
+    host.repo.write(
+        "gate.yaml",
+        "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: signed-only}\nspec:\n  appliesTo: {kinds: [Certificate], selector: {owner: payments}}\n  require:\n    signedBy: [alice@example.com]\n  openAfter: 4h\n",
+    );
+    host.repo.commit(
+        "Payments certificates only from signed commits; a ticket when that blocks 4 hours",
+    );
+    let dir = host.dir.path();
+    let start = chrono::Utc::now();
+    let reconcile_at = |hours: i64| {
+        let at = (start + chrono::Duration::hours(hours)).to_rfc3339();
+        async move {
+            gitward(
+                dir,
+                &[
+                    "reconcile",
+                    "--once",
+                    "--config",
+                    "gitward.yaml",
+                    "--now",
+                    &at,
+                ],
+                &[],
+            )
+            .await
+        }
+    };
+    reconcile_at(0).await.expect(0);
+    let payments = certificate("pay", "  dnsNames: [pay.example.com]\n")
+        .replace("owner: web", "owner: payments");
+    host.repo.write("pay.yaml", payments);
+    host.repo.commit("A payments certificate, unsigned");
+    reconcile_at(1).await.expect(1);
+    reconcile_at(2).await.expect(1);
+    assert!(
+        fake.records("incident").is_empty(),
+        "blocked, not for long yet"
+    );
+    reconcile_at(6).await.expect(1);
+    let records = fake.records("incident");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(
+        records[0]["short_description"].contains("gate signed-only has blocked the branch since"),
+        "{:?}",
+        records[0]
+    );
+    // Still blocked an hour later: the same problem, no second ticket and no comment.
+    reconcile_at(7).await.expect(1);
+    assert_eq!(fake.records("incident").len(), 1);
+    assert!(fake.journal(&records[0]["sys_id"]).is_empty());
+
+    host.repo.remove("pay.yaml");
+    host.repo.commit("No payments certificate after all");
+    reconcile_at(8).await.expect(0);
+    let records = fake.records("incident");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["state"], "6", "{:?}", records[0]);
+    assert!(
+        records[0]["close_notes"].contains("no longer blocks"),
+        "{:?}",
+        records[0]
     );
 }

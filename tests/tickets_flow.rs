@@ -518,7 +518,11 @@ async fn events_that_open_or_clear_no_problem_make_no_call() {
     let mut plain = bench.event("finding/f1", true, A, "m", FindingSeverity::High);
     plain.event.data.condition = None;
     bench.send(&[plain]).await;
-    assert_eq!(bench.memory.calls(), ["prepare"]);
+    assert!(
+        bench.memory.calls().is_empty(),
+        "{:?}",
+        bench.memory.calls()
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,15 @@ fn problem(n: usize, severity: FindingSeverity) -> Problem {
         },
         due: Some(NaiveDate::from_ymd_opt(2026, 2, 1).expect("a date")),
         event: stored.event,
+        previous: None,
+    }
+}
+
+/// `problem(n, severity)` as an update sends it: the ticket had severity `previous`.
+fn changed(n: usize, severity: FindingSeverity, previous: FindingSeverity) -> Problem {
+    Problem {
+        previous: Some(previous),
+        ..problem(n, severity)
     }
 }
 
@@ -490,6 +499,36 @@ async fn priority_and_due_date_go_only_where_the_screen_has_them() {
 }
 
 #[tokio::test]
+async fn the_priority_follows_the_resources_environment_where_the_sink_says() {
+    let site = Site::cloud(json!({
+        "priority": {"high": "High"},
+        "priorityByEnv": {"prod": {"high": "Highest"}},
+    }))
+    .await;
+    let mut prod = problem(1, FindingSeverity::High);
+    prod.event.data.details.insert("env".into(), json!("prod"));
+    let mut staging = problem(2, FindingSeverity::High);
+    staging
+        .event
+        .data
+        .details
+        .insert("env".into(), json!("staging"));
+    for (p, priority) in [
+        (prod, "Highest"),
+        (staging, "High"),
+        (problem(3, FindingSeverity::High), "High"),
+    ] {
+        let from = site.count();
+        guard(site.jira.create(&p)).await.expect("created");
+        assert_eq!(
+            site.since(from)[0].body["fields"]["priority"],
+            json!({"name": priority})
+        );
+    }
+    site.check();
+}
+
+#[tokio::test]
 async fn a_create_jira_refuses_says_why_on_one_line() {
     let site = Site::cloud(json!({})).await;
     // The project's admin made a field required since the screen was read.
@@ -624,17 +663,19 @@ async fn an_update_is_one_request_with_the_comment_and_a_changed_priority() {
         .unwrap();
     let from = site.count();
     let still = note("Still open in commit 0123456789ab.");
-    guard(
-        site.jira
-            .update(&ticket, &problem(1, FindingSeverity::High), &still),
-    )
+    guard(site.jira.update(
+        &ticket,
+        &changed(1, FindingSeverity::High, FindingSeverity::High),
+        &still,
+    ))
     .await
     .expect("updated");
     let rose = note("Severity rose from high to critical.");
-    guard(
-        site.jira
-            .update(&ticket, &problem(1, FindingSeverity::Critical), &rose),
-    )
+    guard(site.jira.update(
+        &ticket,
+        &changed(1, FindingSeverity::Critical, FindingSeverity::High),
+        &rose,
+    ))
     .await
     .expect("updated");
     let sent = site.since(from);
@@ -1169,7 +1210,11 @@ async fn data_center_takes_v2_shapes_and_wiki_text() {
     assert_eq!(sent[0].body["maxResults"], 2);
 
     let from = site.count();
-    guard(site.jira.update(&found, &p, &note("Still open.")))
+    let same = Problem {
+        previous: Some(p.severity),
+        ..p.clone()
+    };
+    guard(site.jira.update(&found, &same, &note("Still open.")))
         .await
         .expect("updated");
     let resolved = guard(site.jira.resolve(&found, &note("Resolved.")))

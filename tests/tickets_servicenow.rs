@@ -112,6 +112,7 @@ fn problem(n: usize, severity: FindingSeverity) -> Problem {
         },
         due: Some(NaiveDate::from_ymd_opt(2026, 2, 1).expect("a date")),
         event,
+        previous: None,
     }
 }
 

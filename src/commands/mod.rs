@@ -193,6 +193,8 @@ pub struct PlanOptions {
     pub allow_empty: bool,
     /// What signatures are checked against, as the daemon's host config says.
     pub trust: Trust,
+    /// The host config whose endpoints change requests are read through.
+    pub host_config: Option<PathBuf>,
 }
 
 /// What a host trusts: the keys that sign for principals, and whether trailers approve.
@@ -221,6 +223,25 @@ pub fn plan_report(
     base: &str,
     head: &str,
     judging: &Judging<'_>,
+    allow_empty: bool,
+) -> Result<PlanReport> {
+    plan_report_reading(
+        repo,
+        base,
+        head,
+        judging,
+        &crate::gate::change::NoEndpoints,
+        allow_empty,
+    )
+}
+
+/// [`plan_report`] reading the change requests gates ask about through `changes`.
+pub fn plan_report_reading(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    judging: &Judging<'_>,
+    changes: &dyn crate::gate::change::ChangeRequests,
     allow_empty: bool,
 ) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
@@ -267,6 +288,7 @@ pub fn plan_report(
             root: config.prefix(),
             signers: judging.signers,
             trust_trailers: judging.trust_trailers,
+            changes,
         },
         &gather::Change {
             in_force: git2::Oid::from_str(&base_commit.sha).ok(),
@@ -298,7 +320,19 @@ pub fn plan_report(
 pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     let now = options.now.unwrap_or_else(Utc::now);
     let signers = options.trust.signers()?;
-    let report = plan_report(
+    let host = options
+        .host_config
+        .as_deref()
+        .map(HostConfig::load)
+        .transpose()?;
+    let online = host.as_ref().map(|host| crate::gate::change::Online {
+        endpoints: &host.endpoints,
+    });
+    let changes: &dyn crate::gate::change::ChangeRequests = match &online {
+        Some(online) => online,
+        None => &crate::gate::change::NoEndpoints,
+    };
+    let report = plan_report_reading(
         &options.repo,
         &options.base,
         &options.head,
@@ -308,6 +342,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             signers: signers.as_ref(),
             trust_trailers: options.trust.trust_trailers,
         },
+        changes,
         options.allow_empty,
     )?;
     let rendered = report.render(options.format);

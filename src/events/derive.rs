@@ -1,6 +1,8 @@
 //! The events of one reconcile, from what it decided and did: pure, so that `plan`-like
 //! tests and a redone reconcile after a crash agree on them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
@@ -37,12 +39,17 @@ pub struct Facts<'a> {
     pub expiring_days: &'a [u32],
     /// The problems open before (condition keys), as the host recorded them.
     pub open_before: &'a std::collections::BTreeSet<String>,
+    /// Since when each gate failing now has blocked the branch ([`blocked_since`]).
+    pub blocked_since: &'a BTreeMap<String, DateTime<Utc>>,
+    /// How long each governing gate may block before that is a problem (`openAfter`).
+    pub open_after: &'a BTreeMap<String, Duration>,
 }
 
 /// The events of a reconcile, in the order they happened.
 pub fn derive(facts: &Facts) -> Vec<Draft> {
     let mut drafts = Vec::new();
     drafts.extend(gate_events(facts));
+    drafts.extend(blocked_gate_events(facts));
     drafts.extend(review_events(facts));
     drafts.extend(
         facts
@@ -62,7 +69,29 @@ pub fn derive(facts: &Facts) -> Vec<Draft> {
     drafts.extend(expiring_events(facts));
     drafts.extend(exception_events(facts));
     drafts.extend(reconcile_events(facts));
+    for draft in &mut drafts {
+        with_env(facts, &mut draft.data);
+    }
     drafts
+}
+
+/// The `env` label of the resource an event is about, in its details: receivers route and
+/// rank by it (a ticket's priority by environment).
+fn with_env(facts: &Facts, data: &mut EventData) {
+    let env = data.resource.as_ref().and_then(|r| {
+        let kind = Kind::parse(&r.kind)?;
+        let loaded = facts.catalog?.get(kind, &r.name)?;
+        loaded
+            .resource
+            .metadata
+            .labels
+            .0
+            .get("env")
+            .map(str::to_owned)
+    });
+    if let Some(env) = env {
+        data.details.entry("env").or_insert(Value::String(env));
+    }
 }
 
 fn commit_ref(commit: &CommitInfo) -> Option<CommitRef> {
@@ -193,6 +222,102 @@ fn gate_events(facts: &Facts) -> Vec<Draft> {
         }
     }));
     drafts
+}
+
+/// Since when each gate failing in `gates` has blocked the branch: as recorded `before`, or
+/// `now` for one that starts to.
+pub fn blocked_since(
+    before: &BTreeMap<String, DateTime<Utc>>,
+    gates: &[GateReport],
+    now: DateTime<Utc>,
+) -> BTreeMap<String, DateTime<Utc>> {
+    gates
+        .iter()
+        .filter(|g| g.outcome == GateOutcome::Fail)
+        .map(|g| (g.name.clone(), before.get(&g.name).copied().unwrap_or(now)))
+        .collect()
+}
+
+fn blocked_key(gate: &str) -> String {
+    format!("gate-blocked/{gate}")
+}
+
+/// A gate blocking the branch longer than its `openAfter` opens a problem; the problem
+/// clears when the gate no longer blocks.
+fn blocked_gate_events(facts: &Facts) -> Vec<Draft> {
+    let mut drafts = Vec::new();
+    for gate in facts
+        .gates
+        .iter()
+        .filter(|g| g.outcome == GateOutcome::Fail)
+    {
+        let (Some(after), Some(since)) = (
+            facts.open_after.get(&gate.name),
+            facts.blocked_since.get(&gate.name),
+        ) else {
+            continue;
+        };
+        if facts.now - *since < *after {
+            continue;
+        }
+        let key = blocked_key(&gate.name);
+        let message = format!(
+            "gate {} has blocked the branch since {}: {}",
+            gate.name,
+            since.format("%Y-%m-%d %H:%M UTC"),
+            gate.line()
+        );
+        let mut data = data(facts, FindingSeverity::High, message, key.clone());
+        data.resource = Some(ResourceRef {
+            kind: Kind::Gate.to_string(),
+            name: gate.name.clone(),
+            file: Some(gate.file.clone()),
+            line: Some(gate.line),
+        });
+        data.details = details(json!({"blockedSince": since, "requirements": gate.requirements}));
+        data.condition = Some(ConditionChange { key, open: true });
+        drafts.push(Draft {
+            kind: EventType::GateBlocked,
+            // The same problem while it lasts, whatever the commits.
+            anchor: since.to_rfc3339(),
+            subject: format!("Gate/{}", gate.name),
+            data,
+        });
+    }
+    for name in facts
+        .open_before
+        .iter()
+        .filter_map(|key| key.strip_prefix("gate-blocked/"))
+        .filter(|name| !facts.blocked_since.contains_key(*name))
+    {
+        let key = blocked_key(name);
+        let message = format!(
+            "gate {name} no longer blocks the branch ({})",
+            short(&facts.head.sha)
+        );
+        let mut data = data(facts, FindingSeverity::Low, message, key.clone());
+        data.condition = Some(ConditionChange { key, open: false });
+        drafts.push(Draft {
+            kind: EventType::GateUnblocked,
+            anchor: facts.head.sha.clone(),
+            subject: format!("Gate/{name}"),
+            data,
+        });
+    }
+    drafts
+}
+
+/// When a gate blocking now has blocked for its `openAfter`, if that is still to come.
+pub fn next_blocked_problem(
+    blocked_since: &BTreeMap<String, DateTime<Utc>>,
+    open_after: &BTreeMap<String, Duration>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    blocked_since
+        .iter()
+        .filter_map(|(gate, since)| Some(*since + *open_after.get(gate)?))
+        .filter(|at| *at > now)
+        .min()
 }
 
 fn review_key(review: &OverrideRecord) -> String {
@@ -699,6 +824,9 @@ mod tests {
         reviews_before: Vec<OpenReview>,
         reviews_after: Vec<OpenReview>,
         open_before: std::collections::BTreeSet<String>,
+        blocked_since: BTreeMap<String, DateTime<Utc>>,
+        open_after: BTreeMap<String, Duration>,
+        gates: Vec<GateReport>,
     }
 
     impl Case {
@@ -715,6 +843,9 @@ mod tests {
                 reviews_before: Vec::new(),
                 reviews_after: Vec::new(),
                 open_before: Default::default(),
+                blocked_since: BTreeMap::new(),
+                open_after: BTreeMap::new(),
+                gates: Vec::new(),
             }
         }
 
@@ -725,7 +856,7 @@ mod tests {
                 result: self.result,
                 problems: &[],
                 head_applied: self.head_applied,
-                gates: &[],
+                gates: &self.gates,
                 overrides: &[],
                 reviews_before: &self.reviews_before,
                 reviews_after: &self.reviews_after,
@@ -736,6 +867,8 @@ mod tests {
                 catalog: None,
                 expiring_days: &EXPIRING_DAYS,
                 open_before: &self.open_before,
+                blocked_since: &self.blocked_since,
+                open_after: &self.open_after,
             })
         }
     }
@@ -988,6 +1121,73 @@ mod tests {
                 "Gate/prod".to_owned(),
                 Some(false)
             )]
+        );
+    }
+
+    fn failing(name: &str) -> GateReport {
+        GateReport {
+            name: name.into(),
+            file: "gates/prod.yaml".into(),
+            line: 4,
+            governing: crate::gate::Governing::InForce,
+            outcome: GateOutcome::Fail,
+            affected: vec!["Certificate/web".into()],
+            affected_total: 1,
+            requirements: Vec::new(),
+            opens_at: None,
+            override_: None,
+        }
+    }
+
+    #[test]
+    fn a_gate_blocking_longer_than_open_after_is_a_problem_until_it_lets_through() {
+        let mut case = Case::new(at(10));
+        case.result = Outcome::Blocked;
+        case.head_applied = false;
+        case.gates = vec![failing("prod")];
+        case.open_after = BTreeMap::from([("prod".to_owned(), Duration::hours(4))]);
+        // Blocking for an hour: told as blocked, not a problem yet; due in three hours.
+        let before = BTreeMap::from([("prod".to_owned(), at(10) - Duration::hours(1))]);
+        case.blocked_since = blocked_since(&before, &case.gates, case.now);
+        let blocked = |kind, open| (kind, "Gate/prod".to_owned(), open);
+        let reconcile = (
+            EventType::ReconcileBlocked,
+            "commit/c0ffee000000".to_owned(),
+            None,
+        );
+        assert_eq!(
+            told(&case.derive()),
+            [blocked(EventType::GateBlocked, None), reconcile.clone()]
+        );
+        assert_eq!(
+            next_blocked_problem(&case.blocked_since, &case.open_after, case.now),
+            Some(at(10) + Duration::hours(3))
+        );
+        // Five hours: the problem opens, anchored to when the blocking began, so that each
+        // reconcile while it lasts makes the same event.
+        case.now = at(10) + Duration::hours(4);
+        let drafts = case.derive();
+        assert_eq!(
+            told(&drafts),
+            [
+                blocked(EventType::GateBlocked, None),
+                blocked(EventType::GateBlocked, Some(true)),
+                reconcile,
+            ]
+        );
+        assert_eq!(
+            drafts[1].data.condition.as_ref().unwrap().key,
+            "gate-blocked/prod"
+        );
+        // The gate passes: the problem clears.
+        case.gates.clear();
+        case.blocked_since = blocked_since(&case.blocked_since, &case.gates, case.now);
+        case.open_before = ["gate-blocked/prod".to_owned()].into();
+        case.result = Outcome::Applied;
+        case.head_applied = true;
+        assert_eq!(
+            told(&case.derive()),
+            [blocked(EventType::GateUnblocked, Some(false))]
         );
     }
 }

@@ -120,6 +120,7 @@ fn opened_by(kind: EventType) -> &'static [EventType] {
         | E::CertificateRemoved => &[E::CertificateFailed, E::CertificateExpiring],
         E::PolicyResolved => &[E::PolicyViolation],
         E::GateOverrideReviewed => &[E::GateOverrideOverdue],
+        E::GateUnblocked => &[E::GateBlocked],
         _ => &[],
     }
 }

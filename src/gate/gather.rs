@@ -1,14 +1,16 @@
-//! Gathering the evidence gates judge on, from Git: the commits of the change with their
-//! signatures and trailers, the approvals of the tree to apply, the SARIF reports. Reads
-//! only; what counts is decided elsewhere.
+//! Gathering the evidence gates judge on: from Git, the commits of the change with their
+//! signatures and trailers, the approvals of the tree to apply, the SARIF reports; from the
+//! systems that keep them, the change requests the applied commit names. Reads only; what
+//! counts is decided elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use git2::{Oid, Repository};
 
-use super::{CommitFacts, Evidence, scans};
+use super::change::{Ask, ChangeRequests};
+use super::{CommitFacts, Evidence, change, scans};
 use crate::model::{Catalog, Kind, Spec};
 use crate::trust::approvals::approvals_of;
 use crate::trust::commits::check_commit_now;
@@ -26,6 +28,8 @@ pub struct Sources<'a> {
     pub root: &'a str,
     pub signers: Option<&'a AllowedSigners>,
     pub trust_trailers: bool,
+    /// Where change requests are read (the host's endpoints).
+    pub changes: &'a dyn ChangeRequests,
 }
 
 /// The change to gather evidence for.
@@ -77,6 +81,15 @@ pub fn gather(sources: &Sources<'_>, change: &Change<'_>, now: DateTime<Utc>) ->
         scanned.insert((*name).to_owned(), (head, base));
     }
     evidence.scans = scanned;
+    // One lookup per change request, however many gates ask about it.
+    let asks: BTreeSet<Ask> = gates
+        .iter()
+        .filter_map(|(_, gate)| gate.require.change.as_ref())
+        .filter_map(|requirement| change::ask_of(requirement, evidence.head()).ok())
+        .collect();
+    let asks: Vec<Ask> = asks.into_iter().collect();
+    let answers = sources.changes.read(&asks);
+    evidence.changes = asks.into_iter().zip(answers).collect();
     evidence
 }
 

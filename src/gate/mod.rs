@@ -2,6 +2,7 @@
 //! pure function of the gate (as in force), the change, the evidence gathered for it and the
 //! time; `plan` and the daemon share it.
 
+pub mod change;
 pub mod gather;
 mod holds;
 mod overrides;
@@ -13,7 +14,8 @@ pub use holds::{Renewal, RenewalHold, renewal, renewal_holds};
 use overrides::override_of;
 pub use overrides::{OpenReview, reviews_after};
 use requirements::{
-    approvals_requirement, scans_requirement, signed_by, violations, window_requirement,
+    approvals_requirement, change_requirement, scans_requirement, signed_by, violations,
+    window_requirement,
 };
 
 use std::collections::{BTreeSet, HashMap};
@@ -23,7 +25,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Catalog, GateSpec, Kind, Labels, Loaded, Spec};
+use crate::model::{Catalog, ChangeSystem, GateSpec, Kind, Labels, Loaded, Spec};
 use crate::plan::ResourcePlan;
 use crate::policy::compile::is_test_module;
 use crate::policy::evaluate::Finding;
@@ -74,6 +76,8 @@ pub struct Evidence {
     pub scans: HashMap<String, (Arc<scans::Collected>, Arc<scans::Collected>)>,
     /// Whether `Approved-by:` trailers count (host config `gates.trustTrailers`).
     pub trust_trailers: bool,
+    /// The change requests the applied commit names, as read from their systems.
+    pub changes: HashMap<change::Ask, change::Answer>,
 }
 
 impl Evidence {
@@ -267,11 +271,38 @@ pub enum RequirementEvidence {
         #[serde(skip_serializing_if = "Option::is_none")]
         opens_local: Option<String>,
     },
+    /// The change request the applied commit names, as its system has it.
+    Change {
+        system: ChangeSystem,
+        /// Its number (ServiceNow) or key (Jira); a value that is not one is shown escaped.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        number: Option<String>,
+        /// Its state (ServiceNow) or status (Jira).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+        /// ServiceNow's `approval`, like `approved` or `requested`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        approval: Option<String>,
+        /// Who approved it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<String>,
+        /// Its planned start and end.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        end: Option<DateTime<Utc>>,
+        /// Where people see it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// Why it could not be read or named.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        problem: Option<String>,
+    },
 }
 
 impl RequirementEvidence {
     /// The requirement's field name in a gate: `violations`, `scans`, `approvals`,
-    /// `signedBy` or `window`.
+    /// `signedBy`, `window` or `change`.
     pub fn name(&self) -> &'static str {
         match self {
             RequirementEvidence::Violations { .. } => "violations",
@@ -279,6 +310,7 @@ impl RequirementEvidence {
             RequirementEvidence::Approvals { .. } => "approvals",
             RequirementEvidence::SignedBy { .. } => "signedBy",
             RequirementEvidence::Window { .. } => "window",
+            RequirementEvidence::Change { .. } => "change",
         }
     }
 }
@@ -433,6 +465,12 @@ pub fn judge(
         let (requirement, opens_at) = window_requirement(window, now);
         report.requirements.push(requirement);
         report.opens_at = opens_at;
+    }
+    if let Some(change) = &require.change {
+        let (requirement, opens_at) = change_requirement(change, evidence, now);
+        report.requirements.push(requirement);
+        // Waiting for both a window and a change request's start: the later of the two.
+        report.opens_at = report.opens_at.max(opens_at);
     }
     report.override_ = spec
         .override_

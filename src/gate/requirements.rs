@@ -1,15 +1,16 @@
 //! Each requirement of a gate judged on its evidence: findings within limits, clean scans,
 //! verified approvals by people who did not write the change, the applied commit's signer,
-//! the change window.
+//! the change window, the change request the commit names.
 
 use chrono::{DateTime, Utc};
 
 use super::{
-    APPROVED_BY, Affected, Evidence, Limit, Met, RequirementEvidence, RequirementReport, scans,
-    window,
+    APPROVED_BY, Affected, Evidence, Limit, Met, RequirementEvidence, RequirementReport, change,
+    scans, window,
 };
 use crate::model::{
-    ApprovalRequirement, ApprovalSource, ChangeWindow, Enforcement, Kind, ViolationLimits,
+    ApprovalRequirement, ApprovalSource, ChangeRequirement, ChangeWindow, Enforcement, Kind,
+    ViolationLimits,
 };
 use crate::policy::evaluate::{Finding, FindingStatus};
 use crate::trust::Approval;
@@ -291,6 +292,76 @@ pub(super) fn window_requirement(
                 reason: state.reason,
                 opens_at,
                 opens_local,
+            },
+        },
+        opens_at,
+    )
+}
+
+/// The change request the applied commit names, judged on what its system answered when
+/// the evidence was gathered. Anything not read is not met: it never passes by default.
+pub(super) fn change_requirement(
+    requirement: &ChangeRequirement,
+    evidence: &Evidence,
+    now: DateTime<Utc>,
+) -> (RequirementReport, Option<DateTime<Utc>>) {
+    let empty = |number: Option<String>, problem: String| RequirementEvidence::Change {
+        system: requirement.system,
+        number,
+        state: None,
+        approval: None,
+        approvers: Vec::new(),
+        start: None,
+        end: None,
+        url: None,
+        problem: Some(problem),
+    };
+    let not_met = |summary: String, evidence: RequirementEvidence| {
+        (
+            RequirementReport {
+                met: Met::No,
+                summary,
+                evidence,
+            },
+            None,
+        )
+    };
+    let ask = match change::ask_of(requirement, evidence.head()) {
+        Ok(ask) => ask,
+        Err(refusal) => return not_met(refusal.why.clone(), empty(refusal.value, refusal.why)),
+    };
+    let number = ask.number.clone();
+    let record = match evidence.changes.get(&ask) {
+        Some(Ok(record)) => record,
+        Some(Err(problem)) => {
+            return not_met(
+                format!("{number} could not be read: {problem}"),
+                empty(Some(number), problem.clone()),
+            );
+        }
+        None => {
+            let problem = "it was not read".to_owned();
+            return not_met(
+                format!("{number} could not be read: {problem}"),
+                empty(Some(number), problem),
+            );
+        }
+    };
+    let (met, summary, opens_at) = change::judge(requirement, &number, record, now);
+    (
+        RequirementReport {
+            met,
+            summary,
+            evidence: RequirementEvidence::Change {
+                system: requirement.system,
+                number: Some(number),
+                state: Some(record.state.clone()),
+                approval: record.approval.clone(),
+                approvers: record.approvers.clone(),
+                start: record.start,
+                end: record.end,
+                url: record.url.clone(),
+                problem: None,
             },
         },
         opens_at,

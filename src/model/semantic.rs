@@ -7,7 +7,10 @@ use std::str::FromStr;
 
 use chrono::NaiveDate;
 
-use super::types::{CertificateSpec, GateSpec, PolicySpec, Resource, SinkSpec, Spec};
+use super::types::{
+    CertificateSpec, ChangeRequirement, ChangeSystem, GateSpec, PolicySpec, Resource, SinkSpec,
+    Spec,
+};
 use super::yaml::Node;
 use crate::diag::{Problem, did_you_mean};
 
@@ -114,6 +117,9 @@ fn gate(spec: &GateSpec, report: &mut impl FnMut(&[&str], String)) {
             }
         }
     }
+    if let Some(change) = &require.change {
+        change_requirement(change, report);
+    }
     let Some(window) = &require.window else {
         return;
     };
@@ -160,6 +166,25 @@ fn gate(spec: &GateSpec, report: &mut impl FnMut(&[&str], String)) {
     }
 }
 
+fn change_requirement(change: &ChangeRequirement, report: &mut impl FnMut(&[&str], String)) {
+    if change.system == ChangeSystem::ServiceNow && change.window.is_some() {
+        report(
+            &["require", "change", "window"],
+            "`window` is for Jira: a ServiceNow change request's planned start and end are its \
+             `start_date` and `end_date`"
+                .to_owned(),
+        );
+    }
+    for (i, state) in change.states.iter().enumerate() {
+        if state.trim().is_empty() || state.chars().any(char::is_control) {
+            report(
+                &["require", "change", "states", &i.to_string()],
+                "a state is a name, not blank and on one line".to_owned(),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::parse::{Role, parse_file};
@@ -181,6 +206,20 @@ mod tests {
                 "9:3: renewBefore (30d) must be shorter than duration (30d)",
             ]
         );
+    }
+
+    #[test]
+    fn a_change_requirement_names_states_and_gives_window_fields_to_jira_only() {
+        let text = "apiVersion: gitward/v1\nkind: Gate\nmetadata: {name: g}\nspec:\n  appliesTo: {kinds: [Certificate]}\n  require:\n    change:\n      system: servicenow\n      endpoint: snow\n      states: [Scheduled, ' ']\n      window: {start: start_date, end: end_date}\n";
+        assert_eq!(
+            messages(text),
+            [
+                "11:7: `window` is for Jira: a ServiceNow change request's planned start and end are its `start_date` and `end_date`",
+                "10:27: a state is a name, not blank and on one line",
+            ]
+        );
+        let jira = text.replace("servicenow", "jira").replace(", ' '", "");
+        assert!(messages(&jira).is_empty(), "{:?}", messages(&jira));
     }
 
     #[test]

@@ -661,6 +661,11 @@ pub struct GateSpec {
     /// How a named person can let a change through anyway.
     #[serde(rename = "override")]
     pub override_: Option<GateOverride>,
+    /// How long the gate may block the branch before that is a problem of its own: a
+    /// `gate.blocked` event that opens it (ticket sinks file a ticket, PagerDuty pages), and
+    /// a `gate.unblocked` event when the gate lets the branch through again. Unset: a
+    /// blocked gate is told, never opened as a problem.
+    pub open_after: Option<Duration>,
 }
 
 /// Requirements of a gate; all that are set must be met.
@@ -673,8 +678,9 @@ pub struct GateSpec {
         {"required": ["approvals"]},
         {"required": ["signedBy"]},
         {"required": ["window"]},
+        {"required": ["change"]},
     ],
-    "errorMessage" = "a gate requires at least one of `violations`, `scans`, `approvals`, `signedBy` or `window`"
+    "errorMessage" = "a gate requires at least one of `violations`, `scans`, `approvals`, `signedBy`, `window` or `change`"
 ))]
 pub struct GateRequirements {
     /// Most policy findings allowed on the affected resources, by enforcement.
@@ -692,6 +698,9 @@ pub struct GateRequirements {
     pub signed_by: Vec<String>,
     /// When changes may be applied.
     pub window: Option<ChangeWindow>,
+    /// A change request the applied commit names (`Change-Request: CHG0012345`), approved and
+    /// scheduled in ServiceNow, or in one of the given statuses in Jira.
+    pub change: Option<ChangeRequirement>,
     /// `anytime`: renewals go on outside the window; `followWindow`: they wait for it, unless
     /// the certificate is within `expiryMargin` of its expiry.
     #[serde(default = "default_renewal_rule")]
@@ -699,6 +708,57 @@ pub struct GateRequirements {
     /// How close to expiry a renewal goes ahead whatever the window says.
     #[serde(default = "default_expiry_margin")]
     pub expiry_margin: Duration,
+}
+
+string_enum!(
+    /// Where change requests are kept.
+    ChangeSystem {
+        ServiceNow = "servicenow",
+        Jira = "jira",
+    }
+);
+
+/// A change request the applied commit must name, read from the system that keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangeRequirement {
+    /// `servicenow` (a `change_request`, by number like `CHG0012345`) or `jira` (an issue, by
+    /// key like `OPS-123`).
+    pub system: ChangeSystem,
+    /// Name of an endpoint in the host config: the instance's URL and the credential that
+    /// reads change requests.
+    pub endpoint: Name,
+    /// States that let the change through, compared without case: ServiceNow's
+    /// `change_request` state as shown (like `Scheduled`, `Implement`), Jira status names.
+    #[schemars(
+        length(min = 1),
+        inner(length(min = 1, max = 100)),
+        extend("uniqueItems" = true)
+    )]
+    pub states: Vec<String>,
+    /// The trailer of the applied commit that names the change request.
+    #[serde(default = "default_change_trailer")]
+    #[schemars(regex(pattern = patterns::TRAILER))]
+    pub trailer: String,
+    /// Jira only: the fields that hold the planned start and end (Jira has none of its own);
+    /// without them only the status is checked. ServiceNow's are `start_date` and `end_date`.
+    pub window: Option<ChangeWindowFields>,
+}
+
+fn default_change_trailer() -> String {
+    "Change-Request".to_owned()
+}
+
+/// The fields of a Jira issue that hold the planned start and end of a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangeWindowFields {
+    /// Field id of the planned start, like `customfield_10050` (a date-time or date field).
+    #[schemars(regex(pattern = "^[A-Za-z][A-Za-z0-9_]{0,63}$"))]
+    pub start: String,
+    /// Field id of the planned end.
+    #[schemars(regex(pattern = "^[A-Za-z][A-Za-z0-9_]{0,63}$"))]
+    pub end: String,
 }
 
 fn default_renewal_rule() -> RenewalRule {
@@ -872,6 +932,7 @@ string_enum!(
         GateOverride = "gate.override",
         GateOverrideOverdue = "gate.override.overdue",
         GateOverrideReviewed = "gate.override.reviewed",
+        GateUnblocked = "gate.unblocked",
         ReconcileFailed = "reconcile.failed",
         ReconcileBlocked = "reconcile.blocked",
         TicketSlaBreached = "ticket.sla_breached",
@@ -1091,6 +1152,10 @@ pub struct JiraSettings {
     /// project's create screen has a priority.
     #[serde(default)]
     pub priority: BySeverity<String>,
+    /// Priority names by the resource's `env` label, before `priority`: `{prod: {high:
+    /// Highest}}`.
+    #[serde(default)]
+    pub priority_by_env: std::collections::BTreeMap<String, BySeverity<String>>,
     /// Days from opening to the due date, by severity (default 7, 30, 90, 120 for critical,
     /// high, medium, low; none for info).
     #[serde(default)]

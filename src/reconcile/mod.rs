@@ -290,6 +290,7 @@ pub fn reconcile_warm(
         in_force: summary.applied.as_deref(),
         override_reviews: &serde_json::to_string(&decision.open_reviews).unwrap_or_default(),
         open_conditions: &serde_json::to_string(&told.open_after).unwrap_or_default(),
+        gates_blocked_since: &serde_json::to_string(&told.blocked_since).unwrap_or_default(),
         now,
     })?;
     match workspace.publish(&config.status_branch) {
@@ -333,6 +334,11 @@ pub fn reconcile_warm(
         exchange,
     };
     schedule(&mut report, warm, &decision.verdict, now);
+    poll_again(
+        &mut report,
+        std::time::Duration::from_secs(config.repo.poll_interval.as_secs().max(1)),
+        now,
+    );
     if report.exchange.healthy() {
         // Without its resources: a reconcile that stands for it changes none.
         let resources = std::mem::take(&mut report.resources);
@@ -447,6 +453,33 @@ fn schedule(report: &mut Report, warm: &mut Warm, verdict: &Verdict, now: DateTi
             report.stands_until = Some(until(retry, next_due));
         }
     }
+}
+
+/// A head blocked on a change request is decided again at the next poll, not after the
+/// backoff: the change request may be approved meanwhile, which no new commit tells.
+fn poll_again(report: &mut Report, poll: std::time::Duration, now: DateTime<Utc>) {
+    let on_change_request = |g: &GateReport| {
+        g.outcome == gate::GateOutcome::Fail
+            && g.requirements.iter().any(|r| {
+                r.met != gate::Met::Yes
+                    && matches!(r.evidence, gate::RequirementEvidence::Change { .. })
+            })
+    };
+    if !report.exchange.healthy()
+        || report.result != Outcome::Blocked
+        || !report.gates.iter().any(on_change_request)
+    {
+        return;
+    }
+    let Some(next_poll) = chrono::Duration::from_std(poll)
+        .ok()
+        .and_then(|poll| now.checked_add_signed(poll))
+    else {
+        return;
+    };
+    let sooner = |at: Option<DateTime<Utc>>| Some(at.map_or(next_poll, |at| at.min(next_poll)));
+    report.retry_at = sooner(report.retry_at);
+    report.stands_until = sooner(report.stands_until);
 }
 
 /// Reads the head and the status tip side by side: both are thousands of blobs.
@@ -743,6 +776,9 @@ fn decide_on(
     let head = reviewing.head_catalog();
     let governing = in_force.unwrap_or(head);
     let head_id = git2::Oid::from_str(&reviewing.head_commit.sha).unwrap_or(git2::Oid::ZERO_SHA1);
+    let changes = gate::change::Online {
+        endpoints: &config.endpoints,
+    };
     let evidence = match reviewing.report() {
         // Nothing to judge: the head is in force. Reviews of overrides may still close.
         None => Evidence::default(),
@@ -752,6 +788,7 @@ fn decide_on(
                 root: config_repo.prefix(),
                 signers,
                 trust_trailers: config.trust_trailers(),
+                changes: &changes,
             },
             &gather::Change {
                 in_force: reviewing
@@ -793,6 +830,8 @@ struct Told {
     events: Vec<crate::events::Event>,
     /// The problems open after the reconcile.
     open_after: std::collections::BTreeSet<String>,
+    /// Since when each gate failing now has blocked the branch.
+    blocked_since: std::collections::BTreeMap<String, DateTime<Utc>>,
     next_warning: Option<DateTime<Utc>>,
     /// Each sink in force, with what keeps it from delivering.
     sinks: Vec<(String, crate::model::SinkSpec, Option<String>)>,
@@ -831,6 +870,9 @@ fn tell(
         (Head::New { report, .. }, true) => report.findings.as_slice(),
         _ => &[],
     };
+    let blocked_since =
+        crate::events::derive::blocked_since(&store.gates_blocked_since()?, &decision.gates, now);
+    let open_after = gates_open_after(reviewing.in_force().unwrap_or(reviewing.head_catalog()));
     let drafts = crate::events::derive::derive(&crate::events::derive::Facts {
         now,
         head: &reviewing.head_commit,
@@ -848,6 +890,8 @@ fn tell(
         catalog,
         expiring_days: &config.events.expiring_days,
         open_before,
+        blocked_since: &blocked_since,
+        open_after: &open_after,
     });
     let keys: Vec<&str> = drafts
         .iter()
@@ -858,7 +902,7 @@ fn tell(
     let source = crate::events::source_of(&config.repo.url);
     let events: Vec<crate::events::Event> =
         drafts.into_iter().map(|d| d.seal(&source, now)).collect();
-    let open_after = crate::events::derive::open_after(open_before, &events);
+    let open_problems = crate::events::derive::open_after(open_before, &events);
     // A change that uses an override is told to the sinks the gates in force notify, even
     // when it changes those gates.
     let sinks = catalog
@@ -879,14 +923,35 @@ fn tell(
             .filter(|r| !r.overdue)
             .map(|r| r.record.review_due + chrono::Duration::seconds(1)),
     )
+    // A gate blocking long enough to be a problem is told when it has.
+    .chain(crate::events::derive::next_blocked_problem(
+        &blocked_since,
+        &open_after,
+        now,
+    ))
     .filter(|at| *at > now)
     .min();
     Ok(Told {
         events,
-        open_after,
+        open_after: open_problems,
+        blocked_since,
         next_warning,
         sinks,
     })
+}
+
+/// Each gate's `openAfter` in `catalog`.
+fn gates_open_after(catalog: &Catalog) -> std::collections::BTreeMap<String, chrono::Duration> {
+    catalog
+        .of_kind(crate::model::Kind::Gate)
+        .filter_map(|loaded| match &loaded.resource.spec {
+            crate::model::Spec::Gate(gate) => Some((
+                loaded.name().to_owned(),
+                chrono::Duration::seconds(i64::try_from(gate.open_after?.as_secs()).ok()?),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The sinks of `catalog`, each with what keeps it from delivering. A sink a gate's
@@ -1135,4 +1200,99 @@ fn count_line(resources: &[ResourceOutcome]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{GateOutcome, Governing, Met, RequirementEvidence, RequirementReport};
+    use crate::model::ChangeSystem;
+
+    fn report(result: Outcome, gate: GateOutcome, evidence: RequirementEvidence) -> Report {
+        Report {
+            source: "1".repeat(40),
+            result,
+            problems: Vec::new(),
+            resources: Vec::new(),
+            status_commit: String::new(),
+            wrote_status: false,
+            next_renewal: None,
+            next_warning: None,
+            retry_at: None,
+            stands_until: None,
+            stood: false,
+            expiries: Vec::new(),
+            gates: vec![GateReport {
+                name: "g".into(),
+                file: "g.yaml".into(),
+                line: 1,
+                governing: Governing::InForce,
+                outcome: gate,
+                affected: Vec::new(),
+                affected_total: 1,
+                requirements: vec![RequirementReport {
+                    met: Met::No,
+                    summary: String::new(),
+                    evidence,
+                }],
+                opens_at: None,
+                override_: None,
+            }],
+            open_reviews: Vec::new(),
+            exchange: Exchange::default(),
+        }
+    }
+
+    fn change() -> RequirementEvidence {
+        RequirementEvidence::Change {
+            system: ChangeSystem::ServiceNow,
+            number: Some("CHG0012345".into()),
+            state: None,
+            approval: None,
+            approvers: Vec::new(),
+            start: None,
+            end: None,
+            url: None,
+            problem: Some("HTTP 500".into()),
+        }
+    }
+
+    #[test]
+    fn a_head_blocked_on_a_change_request_is_decided_again_at_the_next_poll() {
+        let now = Utc::now();
+        // Sooner than the first retry of a commit that did not apply (10 s).
+        let poll = std::time::Duration::from_secs(5);
+        let backoff = now + chrono::Duration::minutes(15);
+        let mut warm = Warm::default();
+        let mut blocked = report(Outcome::Blocked, GateOutcome::Fail, change());
+        schedule(&mut blocked, &mut warm, &Verdict::Blocked, now);
+        poll_again(&mut blocked, poll, now);
+        let next_poll = now + chrono::Duration::seconds(5);
+        assert_eq!(blocked.retry_at, Some(next_poll));
+        assert_eq!(blocked.stands_until, Some(next_poll));
+        // A sooner retry stays sooner.
+        let mut soon = report(Outcome::Blocked, GateOutcome::Fail, change());
+        soon.retry_at = Some(now + chrono::Duration::seconds(2));
+        soon.stands_until = soon.retry_at;
+        poll_again(&mut soon, poll, now);
+        assert_eq!(soon.retry_at, Some(now + chrono::Duration::seconds(2)));
+        // Blocked on anything else, the backoff stands.
+        let window = RequirementEvidence::Window {
+            timezone: "UTC".into(),
+            open: false,
+            reason: None,
+            opens_at: None,
+            opens_local: None,
+        };
+        for mut other in [
+            report(Outcome::Blocked, GateOutcome::Fail, window),
+            report(Outcome::Failed, GateOutcome::Fail, change()),
+            report(Outcome::Blocked, GateOutcome::NotApplicable, change()),
+        ] {
+            other.retry_at = Some(backoff);
+            other.stands_until = Some(backoff);
+            poll_again(&mut other, poll, now);
+            assert_eq!(other.stands_until, Some(backoff));
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::text::{approval_standing, counted, pending_until};
+use super::text::{approval_standing, change_lines, counted, pending_until};
 use super::{Compared, PlanReport, describe_change, findings_in_order};
 use crate::diag::escaped;
 use crate::gate::NOT_APPLICABLE;
@@ -362,6 +362,19 @@ fn evidence_details(out: &mut String, evidence: &RequirementEvidence) {
                     .map(|key| format!("; the commit is signed with {}", code(key)))
                     .unwrap_or_default()
             );
+        }
+        RequirementEvidence::Change { url, .. } => {
+            let mut lines: Vec<String> = change_lines(evidence).iter().map(|l| cell(l)).collect();
+            // The link is the host's endpoint with a checked id: shown as code, not followed.
+            if let Some(url) = url
+                && let Some(last) = lines.last_mut()
+                && *last == cell(url)
+            {
+                *last = code(url);
+            }
+            if !lines.is_empty() {
+                let _ = writeln!(out, "{}\n", lines.join("<br>"));
+            }
         }
         RequirementEvidence::Window {
             timezone,

@@ -202,9 +202,57 @@ fn evidence_lines(out: &mut String, evidence: &RequirementEvidence) {
                 let _ = writeln!(out, "{INDENT}key {}", Escaped(key));
             }
         }
+        RequirementEvidence::Change { .. } => {
+            for line in change_lines(evidence) {
+                let _ = writeln!(out, "{INDENT}{}", Escaped(&line));
+            }
+        }
         // Their summaries say it all: the counts against the limits, the next opening.
         RequirementEvidence::Violations { .. } | RequirementEvidence::Window { .. } => {}
     }
+}
+
+/// What was read of a change request, a line each: its state and approval, its approvers,
+/// its planned window, its link. Unescaped: each format escapes them its own way.
+pub(super) fn change_lines(evidence: &RequirementEvidence) -> Vec<String> {
+    let RequirementEvidence::Change {
+        system,
+        number: Some(number),
+        state: Some(state),
+        approval,
+        approvers,
+        start,
+        end,
+        url,
+        ..
+    } = evidence
+    else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!(
+        "{number} in {}: {state}{}",
+        match system {
+            crate::model::ChangeSystem::ServiceNow => "ServiceNow",
+            crate::model::ChangeSystem::Jira => "Jira",
+        },
+        approval
+            .as_deref()
+            .map(|a| format!(", approval {a}"))
+            .unwrap_or_default()
+    )];
+    if !approvers.is_empty() {
+        lines.push(format!("approved by {}", approvers.join(", ")));
+    }
+    let at = |t: &Option<DateTime<Utc>>| {
+        t.map_or("(not set)".to_owned(), |t| {
+            t.format("%Y-%m-%d %H:%M UTC").to_string()
+        })
+    };
+    if start.is_some() || end.is_some() {
+        lines.push(format!("planned {} to {}", at(start), at(end)));
+    }
+    lines.extend(url.clone());
+    lines
 }
 
 /// A gate as the text report shows it: its outcome, then a line per requirement with its

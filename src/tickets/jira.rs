@@ -18,7 +18,7 @@
 //! before it goes into a link (built from the endpoint's URL, never from Jira's `self`), and
 //! what Jira's text says is cut to size. Requests are paced per site and account.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -65,8 +65,6 @@ const SUMMARY_CHARS: usize = 255;
 const LONG_TEXT_CHARS: usize = 32_000;
 /// Statuses whose transitions are remembered.
 const CACHED_STATUSES: usize = 32;
-/// Issues whose last priority set by gitward is remembered.
-const REMEMBERED_PRIORITIES: usize = 10_000;
 /// Fields gitward sets on every issue: the sink's `fields` may not name them.
 pub const OWN_FIELDS: &[&str] = &["project", "issuetype", "summary", "description", "labels"];
 /// Fields a project may require without a mapping: gitward sets them, or Jira does.
@@ -130,9 +128,6 @@ pub struct Jira {
     screen: Option<Screen>,
     /// The transitions out of recently seen statuses (lowercased names), oldest first.
     transitions: Mutex<VecDeque<(String, Vec<Transition>)>>,
-    /// The priority gitward last gave each issue, so that an update sends one only when it
-    /// changes.
-    priorities: Mutex<HashMap<String, String>>,
     requests: AtomicU64,
 }
 
@@ -170,7 +165,6 @@ impl Jira {
             settings: settings.clone(),
             screen: None,
             transitions: Mutex::new(VecDeque::new()),
-            priorities: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
         })
     }
@@ -529,7 +523,7 @@ impl Jira {
         }
         fields.insert("labels".into(), json!(labels));
         // Without a screen read (no prepare), both are sent: Jira says if it has no place.
-        if let Some(priority) = self.priority_of(problem.severity)
+        if let Some(priority) = self.priority_of(problem, problem.severity)
             && self.screen.as_ref().is_none_or(|s| s.priority)
         {
             fields.insert("priority".into(), json!({"name": priority}));
@@ -546,35 +540,31 @@ impl Jira {
         fields
     }
 
-    fn priority_of(&self, severity: FindingSeverity) -> Option<String> {
-        self.settings.priority.get(severity, &default_priority())
+    /// The priority of `severity` for a problem of `problem`'s environment: the sink's
+    /// `priorityByEnv` for the resource's `env` label first, then `priority`.
+    fn priority_of(&self, problem: &Problem, severity: FindingSeverity) -> Option<String> {
+        problem
+            .event
+            .data
+            .details
+            .get("env")
+            .and_then(|env| env.as_str())
+            .and_then(|env| self.settings.priority_by_env.get(env))
+            .and_then(|by_env| by_env.get(severity, &BySeverity::default()))
+            .or_else(|| self.settings.priority.get(severity, &default_priority()))
     }
 
-    /// The priority an update of issue `id` sets, when the severity's priority is not the
-    /// one gitward last gave it (or that is not known: after a restart).
-    fn priority_change(&self, id: &str, severity: FindingSeverity) -> Option<String> {
+    /// The priority an update sets: the severity's, unless the severity the issue had maps
+    /// to the same one (a person's choice then stands).
+    fn priority_change(&self, problem: &Problem) -> Option<String> {
         if self.screen.as_ref().is_some_and(|s| !s.priority)
             || self.settings.fields.contains_key("priority")
         {
             return None;
         }
-        let wanted = self.priority_of(severity)?;
-        let given = self
-            .priorities
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (given.get(id) != Some(&wanted)).then_some(wanted)
-    }
-
-    fn remember_priority(&self, id: &str, priority: String) {
-        let mut given = self
-            .priorities
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if given.len() >= REMEMBERED_PRIORITIES {
-            given.clear();
-        }
-        given.insert(id.to_owned(), priority);
+        let wanted = self.priority_of(problem, problem.severity)?;
+        let had = problem.previous.and_then(|p| self.priority_of(problem, p));
+        (had.as_ref() != Some(&wanted)).then_some(wanted)
     }
 
     async fn open(&self, problem: &Problem) -> Result<Ticket, Failure> {
@@ -590,9 +580,6 @@ impl Jira {
                 clip(&created.id, 40),
                 clip(&created.key, KEY_CHARS)
             )));
-        }
-        if let Some(priority) = body["fields"]["priority"]["name"].as_str() {
-            self.remember_priority(&created.id, priority.to_owned());
         }
         Ok(Ticket {
             url: self.browse(&created.key),
@@ -630,7 +617,7 @@ impl Jira {
     ) -> Result<(), Failure> {
         let id = checked_id(&ticket.id)?;
         let mut body = json!({"update": {"comment": [{"add": {"body": self.note_body(note)}}]}});
-        let priority = self.priority_change(id, problem.severity);
+        let priority = self.priority_change(problem);
         if let Some(name) = &priority {
             body["fields"] = json!({"priority": {"name": name}});
         }
@@ -639,9 +626,6 @@ impl Jira {
         let _answer = self
             .call(Method::PUT, &format!("issue/{id}"), &[], Some(&body), &what)
             .await?;
-        if let Some(name) = priority {
-            self.remember_priority(id, name);
-        }
         Ok(())
     }
 

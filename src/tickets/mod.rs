@@ -45,6 +45,9 @@ pub struct Problem {
     pub due: Option<NaiveDate>,
     /// The event that opened (or last changed) the problem: templated fields read it.
     pub event: Event,
+    /// On an update, the severity the ticket had: its priority (impact, urgency) is set again
+    /// only when the severity's differs, so that a person's change of it stands otherwise.
+    pub previous: Option<FindingSeverity>,
 }
 
 /// Longest ticket title (Jira's `summary` and ServiceNow's `short_description` take 255).

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use super::{Call, Description, Failure, Note, OBSERVE_BATCH, Problem, TITLE_CHARS, Ticket};
 use super::{TicketSystem, template};
 use crate::config::Endpoint;
-use crate::model::{BySeverity, ServiceNowSettings};
+use crate::model::{BySeverity, FindingSeverity, ServiceNowSettings};
 use crate::sinks::{SinkProblem, http};
 
 /// Requests a second one instance and user are sent, sustained...
@@ -460,7 +460,7 @@ impl ServiceNow {
         put("description", description(&problem.description, tag));
         put("correlation_id", tag.to_owned());
         put("correlation_display", CORRELATION_DISPLAY.to_owned());
-        let (impact, urgency) = self.levels(problem);
+        let (impact, urgency) = self.levels(problem.severity);
         put("impact", impact);
         put("urgency", urgency);
         if let Some(group) = &self.settings.assignment_group {
@@ -593,16 +593,16 @@ impl ServiceNow {
     }
 
     /// `impact` and `urgency` of `problem`'s severity.
-    fn levels(&self, problem: &Problem) -> (String, String) {
+    fn levels(&self, severity: FindingSeverity) -> (String, String) {
         let impact = self
             .settings
             .impact
-            .get(problem.severity, &default_impact())
+            .get(severity, &default_impact())
             .unwrap_or_else(|| "3".to_owned());
         let urgency = self
             .settings
             .urgency
-            .get(problem.severity, &default_urgency())
+            .get(severity, &default_urgency())
             .unwrap_or_else(|| "3".to_owned());
         (impact, urgency)
     }
@@ -628,12 +628,14 @@ impl TicketSystem for ServiceNow {
         note: &'a Note,
     ) -> Call<'a, ()> {
         Box::pin(async move {
-            let (impact, urgency) = self.levels(problem);
-            let fields = Map::from_iter([
-                ("work_notes".to_owned(), Value::String(note_text(note))),
-                ("impact".to_owned(), Value::String(impact)),
-                ("urgency".to_owned(), Value::String(urgency)),
-            ]);
+            let mut fields =
+                Map::from_iter([("work_notes".to_owned(), Value::String(note_text(note)))]);
+            // Impact and urgency change only with the severity's: a person's choice stands.
+            let (impact, urgency) = self.levels(problem.severity);
+            if problem.previous.map(|p| self.levels(p)) != Some((impact.clone(), urgency.clone())) {
+                fields.insert("impact".to_owned(), Value::String(impact));
+                fields.insert("urgency".to_owned(), Value::String(urgency));
+            }
             self.patch(&ticket.id, fields).await.map(|_| ())
         })
     }
@@ -663,7 +665,7 @@ impl TicketSystem for ServiceNow {
         note: &'a Note,
     ) -> Call<'a, Ticket> {
         Box::pin(async move {
-            let (impact, urgency) = self.levels(problem);
+            let (impact, urgency) = self.levels(problem.severity);
             let fields = Map::from_iter([
                 ("state".to_owned(), Value::from(STATE_IN_PROGRESS)),
                 ("work_notes".to_owned(), Value::String(note_text(note))),

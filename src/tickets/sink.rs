@@ -59,9 +59,21 @@ impl TicketSink {
         }
     }
 
+    /// Prepares the system before its first call. What it refuses then (a required field
+    /// not mapped, a close code it does not have) is the sink's to fix, not the events': they
+    /// wait, and the sink's status says why.
     async fn prepare(&mut self) -> Result<(), Failure> {
         if !self.prepared {
-            self.system.prepare().await?;
+            self.system
+                .prepare()
+                .await
+                .map_err(|failure| match failure {
+                    Failure::Refused { answer } => Failure::Retry {
+                        error: answer,
+                        after: None,
+                    },
+                    retry => retry,
+                })?;
             self.prepared = true;
         }
         Ok(())
@@ -96,8 +108,9 @@ impl TicketSink {
             .map_err(database)
     }
 
-    /// Applies one event.
-    async fn apply(&self, stored: &Stored) -> Result<(), Failure> {
+    /// Applies one event; the system is prepared before the first event that needs a call,
+    /// so that a batch with nothing for tickets makes none.
+    async fn apply(&mut self, stored: &Stored) -> Result<(), Failure> {
         let event = &stored.event;
         let Some(condition) = &event.data.condition else {
             return Ok(());
@@ -113,6 +126,9 @@ impl TicketSink {
             &change,
             self.rules.on_return,
         );
+        if !matches!(step, Step::Skip | Step::Record) {
+            self.prepare().await?;
+        }
         let now = Utc::now();
         if let (Step::FindThenCreate | Step::FindThenResolve, Some(record)) = (step, &recorded) {
             let waited = (now - record.updated_at).to_std().unwrap_or_default();
@@ -221,7 +237,11 @@ impl TicketSink {
             return self.create(stored, problem, now).await;
         };
         let note = update_note(&record.standing(), &stored.event);
-        self.system.update(ticket, problem, &note).await?;
+        let problem = Problem {
+            previous: Some(record.severity),
+            ..problem.clone()
+        };
+        self.system.update(ticket, &problem, &note).await?;
         self.put(Record {
             problem_open: true,
             severity: stored.event.data.severity,
@@ -311,23 +331,14 @@ impl Sink for TicketSink {
 
     fn send<'a>(&'a mut self, events: &'a [Stored]) -> Sending<'a> {
         Box::pin(async move {
-            if let Err(failure) = self.prepare().await {
-                // What the system refuses before any ticket (a required field not mapped, a
-                // close code it does not have) is the sink's to fix, not the events': they wait.
-                return match failure {
-                    Failure::Retry { error, after } => Answer::Retry { error, after },
-                    Failure::Refused { answer } => Answer::Retry {
-                        error: answer,
-                        after: None,
-                    },
-                };
-            }
             for stored in events {
-                if stored.event.kind() == Some(EventType::SinkTest) {
-                    // Preparing proved the credential and the project; a test files nothing.
-                    continue;
-                }
-                match self.apply(stored).await {
+                let applied = if stored.event.kind() == Some(EventType::SinkTest) {
+                    // Preparing proves the credential and the project; a test files nothing.
+                    self.prepare().await
+                } else {
+                    self.apply(stored).await
+                };
+                match applied {
                     Ok(()) => {}
                     Err(Failure::Retry { error, after }) => return Answer::Retry { error, after },
                     Err(Failure::Refused { answer }) => return Answer::Rejected { answer },
@@ -482,6 +493,7 @@ pub fn problem(event: &Event, key: &str, rules: &Rules, now: DateTime<Utc>) -> P
         },
         due,
         event: event.clone(),
+        previous: None,
     }
 }
 
