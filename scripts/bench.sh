@@ -23,6 +23,10 @@
 #    batches with the same client) and to rsyslog over TLS (benches/events.rs); a one-file
 #    change from commit to its event at a webhook receiver, and a 100,000-event backlog with
 #    the receiver down: RSS and idle CPU (scripts/bench-events.py).
+# 8. Tickets: the API calls of 1,000 new problems against their 1,000 creates, in stand-ins
+#    of Jira and ServiceNow (paced: ~3.5 minutes), lost create answers looked up once each,
+#    the ticket calls of `gitward reconcile --once` when nothing a ticket is about changed,
+#    and reading back 1,000 open tickets (benches/tickets.rs).
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -143,3 +147,7 @@ r = json.load(open(sys.argv[1]))
 print(f"commit → event at a webhook receiver  p50 {r['latency_ms_p50']:.0f} ms  p95 {r['latency_ms_p95']:.0f} ms   (target: status commit → receiver p50 ≤ 100 ms)")
 print(f"{r['backlog_events']} events backlogged, receiver down: RSS {r['backlog_rss_mib']:.0f} MiB against {r['baseline_rss_mib']:.0f} MiB without ({r['backlog_rss_growth_mib']:+.1f} MiB; target ≤ 20 MiB), idle CPU {r['backlog_cpu_s_per_min']:.3f} s/min (target ≤ 0.1)")
 PY
+
+echo
+echo "== 8. tickets: API calls of 1,000 new problems, a quiet reconcile, reading tickets back"
+cargo bench --locked --quiet --bench tickets 2>/dev/null
