@@ -151,6 +151,13 @@ async fn a_failed_certificate_opens_an_incident_and_its_removal_resolves_it() {
     host.repo
         .commit("Another change, the certificate still broken");
     gitward(dir, &RECONCILE, &[]).await.expect(1);
+    let sys_id = fake.records("incident")[0]["sys_id"].clone();
+    let noted = fake.journal(&sys_id).len();
+    assert_eq!(noted, 1, "a new commit that still fails: one work note");
+    // Retries of the same commit tell nothing new: no second note.
+    gitward(dir, &RECONCILE, &[]).await.expect(1);
+    gitward(dir, &RECONCILE, &[]).await.expect(1);
+    assert_eq!(fake.journal(&sys_id).len(), noted);
     let recorded = status_file(&host, "status/tickets/incidents.yaml");
     assert!(recorded.contains(&number), "{recorded}");
     assert!(recorded.contains("state: open"), "{recorded}");

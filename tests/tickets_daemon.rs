@@ -515,7 +515,6 @@ fn a_reassignment_and_a_manual_close_are_followed_and_the_problem_reopens_its_is
 /// problem cleared, theirs to close), and when the problem comes back it comments on the
 /// open issue instead of moving it through a reopening transition.
 #[test]
-#[ignore = "finding: tickets::store::watched leaves out resolved tickets, so a person's reopening is never learned (decide::observed's Resolved arm is dead)"]
 fn a_person_reopening_a_resolved_issue_is_followed() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeJira::cloud(&basic(JIRA_USER, JIRA_TOKEN)));
@@ -846,7 +845,6 @@ fn two_sites() -> TwoSites {
 /// A 429 with `Retry-After` on a poll holds that site's polls for as long as it says: while
 /// another Jira site is polled three times, the one that asked to wait an hour hears nothing.
 #[test]
-#[ignore = "finding: ticket polling drops Retry-After (tickets/sync.rs Follow::round/run) and polls again after pollInterval"]
 fn a_poll_answered_429_waits_as_long_as_retry_after_says() {
     let sites = two_sites();
     let (daemon, limited, other) = (&sites.daemon, &sites.first, &sites.second);
@@ -1100,7 +1098,6 @@ fn an_issue_gone_from_jira_is_replaced_on_the_next_commit() {
 /// its number is there without another commit, and the status of the commit that fixed the
 /// problem does not list its ticket as open.
 #[test]
-#[ignore = "finding: status/tickets on the status branch is written only by a reconcile that changed something else, before its own tickets are filed (reconcile/record.rs)"]
 fn the_status_branch_follows_the_tickets() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeServiceNow::start(&basic(SNOW_USER, SNOW_PASSWORD)));
@@ -1185,7 +1182,9 @@ fn a_sink_taken_out_stops_polling_its_tickets() {
     let sites = two_sites();
     let (daemon, host) = (&sites.daemon, &sites.host);
     take_the_first_sink_out(&sites);
-    assert_eq!(sink_state(sites.port, "security-jira")["retired"], true);
+    // Retired, or already gone: a reconcile that writes the tickets' status may follow at once.
+    let state = sink_state(sites.port, "security-jira");
+    assert!(state.is_null() || state["retired"] == true, "{state}");
     let next = unrelated_commit(host, 1);
     daemon.wait_until("the retired sink is gone", || {
         reconciled(host, &next) && sink_state(sites.port, "security-jira").is_null()
@@ -1197,7 +1196,6 @@ fn a_sink_taken_out_stops_polling_its_tickets() {
 /// Once the commit that takes a sink out is applied, its problems are no longer listed
 /// (`gitward tickets`, `/status`) and its tickets are no longer read back.
 #[test]
-#[ignore = "finding: tickets::store::forget_sinks is never called: a removed sink's problems stay listed, and its tickets are polled until a later reconcile deletes the retired sink"]
 fn a_sink_taken_out_forgets_its_problems_at_once() {
     let sites = two_sites();
     take_the_first_sink_out(&sites);

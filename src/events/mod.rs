@@ -34,6 +34,10 @@ pub struct Event {
     pub time: DateTime<Utc>,
     pub datacontenttype: String,
     pub data: EventData,
+    /// Whether it opens a problem that was not open (not only tells that it lasts): such
+    /// events count the occurrences of a problem. Known to the reconcile that makes it.
+    #[serde(skip)]
+    pub starts: bool,
 }
 
 /// What an event says.
@@ -200,6 +204,7 @@ impl Draft {
             time,
             datacontenttype: "application/json".to_owned(),
             data: self.data,
+            starts: false,
         }
     }
 }

@@ -111,13 +111,14 @@ pub fn hold(
     transaction.commit()
 }
 
-/// The problem `event` opens, if it opens one.
+/// The problem `event` opens, if it starts one (an event that tells a problem lasts does
+/// not count as another occurrence).
 fn opened(event: &Event) -> Option<&str> {
     event
         .data
         .condition
         .as_ref()
-        .filter(|c| c.open)
+        .filter(|c| c.open && event.starts)
         .map(|c| c.key.as_str())
 }
 
@@ -637,7 +638,9 @@ mod tests {
 
     fn db() -> Connection {
         let db = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
-        db.execute_batch(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+        db.execute_batch(SCHEMA)
+            .and_then(|()| db.execute_batch(crate::tickets::store::SCHEMA))
+            .unwrap_or_else(|e| panic!("{e}"));
         db
     }
 

@@ -908,8 +908,20 @@ fn tell(
     let openings = crate::events::outbox::openings(store.db(), &keys).map_err(store.db_error())?;
     let drafts = crate::events::derive::occurrences(drafts, open_before, &openings);
     let source = crate::events::source_of(&config.repo.url);
-    let events: Vec<crate::events::Event> =
-        drafts.into_iter().map(|d| d.seal(&source, now)).collect();
+    let events: Vec<crate::events::Event> = drafts
+        .into_iter()
+        .map(|d| {
+            let starts = d
+                .data
+                .condition
+                .as_ref()
+                .is_some_and(|c| c.open && !open_before.contains(&c.key));
+            crate::events::Event {
+                starts,
+                ..d.seal(&source, now)
+            }
+        })
+        .collect();
     let open_problems = crate::events::derive::open_after(open_before, &events);
     // A change that uses an override is told to the sinks the gates in force notify, even
     // when it changes those gates.

@@ -444,6 +444,7 @@ mod tests {
                     open,
                 }),
             },
+            starts: false,
         }
     }
 
