@@ -981,16 +981,8 @@ async fn a_sink_test_is_a_change_event_that_pages_no_one() {
 // ---------------------------------------------------------------------------------------
 // Through the binary
 
-/// Runs `gitward` off the runtime's threads, which serve the stand-in meanwhile.
 async fn gitward(dir: &Path, args: &[&str]) -> common::Run {
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::gitward_in(&dir, &args)
-    })
-    .await
-    .unwrap()
+    common::gitward_beside(dir, args, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,24 +30,8 @@ fn basic() -> String {
     )
 }
 
-/// Runs `gitward` off the runtime's threads, which serve the stand-ins meanwhile.
 async fn gitward(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> common::Run {
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &Path)> = env
-            .iter()
-            .map(|(k, v)| (k.as_str(), Path::new(v.as_str())))
-            .collect();
-        common::gitward_in_env(&dir, &args, &env)
-    })
-    .await
-    .unwrap()
+    common::gitward_beside(dir, args, env).await
 }
 
 const RECONCILE: [&str; 4] = ["reconcile", "--once", "--config", "gitward.yaml"];

@@ -498,27 +498,7 @@ impl ServiceNow {
     async fn find_now(&self, tag: &str) -> Result<Option<Ticket>, Failure> {
         let tag = query_value("the problem's tag", tag)?;
         let query = format!("correlation_id={tag}^active=true^ORDERBYsys_created_on");
-        let answer = self
-            .call(
-                reqwest::Method::GET,
-                &self.table_url(&self.table),
-                &[
-                    ("sysparm_query", query.as_str()),
-                    ("sysparm_limit", "1"),
-                    ("sysparm_fields", FIELDS),
-                    ("sysparm_display_value", "all"),
-                    ("sysparm_exclude_reference_link", "true"),
-                ],
-                None,
-            )
-            .await?;
-        let rows = answer
-            .get("result")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Failure::Retry {
-                error: "ServiceNow's answer to the search holds no `result` list".to_owned(),
-                after: None,
-            })?;
+        let rows = self.rows(&query, 1, "the search").await?;
         let Some(row) = rows.first().and_then(Value::as_object) else {
             return Ok(None);
         };
@@ -538,6 +518,33 @@ impl ServiceNow {
         })
     }
 
+    /// The rows of the table that `query` finds, at most `limit`, as ServiceNow answers them
+    /// about `what`.
+    async fn rows(&self, query: &str, limit: usize, what: &str) -> Result<Vec<Value>, Failure> {
+        let limit = limit.to_string();
+        let mut answer = self
+            .call(
+                reqwest::Method::GET,
+                &self.table_url(&self.table),
+                &[
+                    ("sysparm_query", query),
+                    ("sysparm_limit", limit.as_str()),
+                    ("sysparm_fields", FIELDS),
+                    ("sysparm_display_value", "all"),
+                    ("sysparm_exclude_reference_link", "true"),
+                ],
+                None,
+            )
+            .await?;
+        match answer.get_mut("result").map(Value::take) {
+            Some(Value::Array(rows)) => Ok(rows),
+            _ => Err(Failure::Retry {
+                error: format!("ServiceNow's answer about {what} holds no `result` list"),
+                after: None,
+            }),
+        }
+    }
+
     async fn observe_now(&self, ids: &[String]) -> Result<Vec<Ticket>, Failure> {
         let mut tickets = Vec::new();
         for chunk in ids.chunks(OBSERVE_BATCH) {
@@ -553,28 +560,7 @@ impl ServiceNow {
             .map(|id| record_id(id))
             .collect::<Result<_, _>>()?;
         let query = format!("sys_idIN{}", ids.join(","));
-        let limit = ids.len().to_string();
-        let answer = self
-            .call(
-                reqwest::Method::GET,
-                &self.table_url(&self.table),
-                &[
-                    ("sysparm_query", query.as_str()),
-                    ("sysparm_limit", limit.as_str()),
-                    ("sysparm_fields", FIELDS),
-                    ("sysparm_display_value", "all"),
-                    ("sysparm_exclude_reference_link", "true"),
-                ],
-                None,
-            )
-            .await?;
-        let rows = answer
-            .get("result")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Failure::Retry {
-                error: "ServiceNow's answer about records holds no `result` list".to_owned(),
-                after: None,
-            })?;
+        let rows = self.rows(&query, ids.len(), "the records").await?;
         let mut tickets: Vec<Ticket> = Vec::new();
         for row in rows.iter().filter_map(Value::as_object) {
             let ticket = self.ticket_of(row).ok_or_else(|| Failure::Retry {

@@ -28,6 +28,27 @@ impl Run {
     }
 }
 
+/// Runs `gitward` in `dir` with `env` off the async runtime's threads, which meanwhile serve
+/// the stand-ins the run talks to.
+pub async fn gitward_beside(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &Path)> = env
+            .iter()
+            .map(|(k, v)| (k.as_str(), Path::new(v.as_str())))
+            .collect();
+        gitward_in_env(&dir, &args, &env)
+    })
+    .await
+    .expect("the run ends")
+}
+
 pub fn gitward_in(dir: &Path, args: &[&str]) -> Run {
     gitward_in_env(dir, args, &[])
 }
