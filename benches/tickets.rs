@@ -641,6 +641,11 @@ fn report_quiet(what: &str, (snow, jira): &(Kinds, Kinds), target: bool) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benches too: this one takes minutes at the systems' pace.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        eprintln!("run it with `cargo bench --bench tickets`");
+        return;
+    }
     let count: usize = std::env::var("GITWARD_BENCH_TICKETS")
         .ok()
         .and_then(|n| n.parse().ok())
