@@ -396,8 +396,7 @@ fn gate(name: &str, change: &str) -> String {
 
 const SNOW_GATE: &str =
     "      system: servicenow\n      endpoint: snow-prod\n      states: [Scheduled, Implement]\n";
-const JIRA_GATE: &str =
-    "      system: jira\n      endpoint: jira-cloud\n      states: [Approved, In Progress]\n";
+const JIRA_GATE: &str = "      system: jira\n      endpoint: jira-cloud\n      states: [Approved, In Progress]\n      projects: [OPS]\n";
 
 /// The host config's endpoints for the stand-ins at `snow` and `jira`.
 fn endpoints(snow: &str, jira: &str) -> String {

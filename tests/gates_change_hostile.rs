@@ -2,8 +2,7 @@
 //! The repository is hostile (its gates, commit messages and trailers), and so are the answers
 //! of ServiceNow and Jira (a compromised instance, or a man in the middle on http); the host
 //! and its config are trusted. Each test is one attack: it passes while the attack fails. An
-//! attack that still succeeds is `#[ignore = "finding: …"]` until it is fixed.
-//!
+//! attack that still succeeds is `//!
 //! The stand-ins for ServiceNow's Table API and Jira's issue GET answer in the documented
 //! shapes of `tests/fixtures/change/`, on loopback; a test can make them answer anything.
 
@@ -318,8 +317,7 @@ fn gate(name: &str, change: &str) -> String {
 
 const SNOW_GATE: &str =
     "      system: servicenow\n      endpoint: snow-prod\n      states: [Scheduled, Implement]\n";
-const JIRA_GATE: &str =
-    "      system: jira\n      endpoint: jira-cloud\n      states: [Approved, In Progress]\n";
+const JIRA_GATE: &str = "      system: jira\n      endpoint: jira-cloud\n      states: [Approved, In Progress]\n      projects: [OPS]\n";
 
 /// The host config's endpoints: the two systems, and a Splunk HEC endpoint at `splunk`.
 fn endpoints(snow: &str, jira: &str, splunk: &str, timeout: &str) -> String {
@@ -563,7 +561,6 @@ fn a_commit_that_weakens_the_gate_is_judged_by_the_gate_in_force() {
 }
 
 #[test]
-#[ignore = "finding: a commit that relabels a gated certificate out of the gate's selector while changing it is not governed by the gate (labels are taken from the head)"]
 fn relabelling_a_gated_certificate_out_of_the_selector_with_the_change_does_not_escape_the_gate() {
     let snow = servicenow();
     let host = snow_host(&snow);
@@ -595,7 +592,6 @@ fn relabelling_a_gated_certificate_out_of_the_selector_with_the_change_does_not_
 // Jira: an issue anyone can make
 
 #[test]
-#[ignore = "finding: a Jira `change:` gate accepts an issue of any project the account can browse; a developer's own project with an `Approved` status passes it (no project is bound)"]
 fn a_jira_issue_of_a_project_the_gate_is_not_about_does_not_pass() {
     // OPS is where changes are approved; PLAY is a project any developer can create, with
     // whatever workflow statuses they like.
@@ -776,7 +772,6 @@ fn a_servicenow_answer_about_another_or_a_differently_spelled_number_does_not_pa
 }
 
 #[test]
-#[ignore = "finding: a ServiceNow change request whose `approval` field says approved passes with no approved approval record (anyone who can write the field approves it)"]
 fn a_change_request_marked_approved_without_any_approval_record_does_not_pass() {
     let snow = servicenow();
     let host = snow_host(&snow);
@@ -867,7 +862,6 @@ fn the_planned_window_is_its_utc_values_and_a_date_in_another_form_is_refused() 
 }
 
 #[test]
-#[ignore = "finding: a change request whose planned end is before its start is reported pending (with opensAt) before its start, though it can never pass"]
 fn a_window_that_ends_before_it_starts_never_waits() {
     let snow = servicenow();
     let host = snow_host(&snow);
@@ -1026,7 +1020,6 @@ fn a_gate_naming_an_endpoint_meant_for_something_else_sends_its_credential_nowhe
 }
 
 #[test]
-#[ignore = "finding: the credential is taken out of an answer only verbatim; echoed JSON-escaped (`\\/`, `\\u002f`) it reaches plan output, notes and the status branch"]
 fn the_credential_echoed_json_escaped_is_not_shown() {
     let snow = servicenow();
     let host = snow_host(&snow);

@@ -191,8 +191,17 @@ impl Site {
             .unwrap_or_default();
         let token = decoded.split_once(':').map_or("", |(_, token)| token);
         for secret in [self.authorization.as_str(), encoded, &decoded, token] {
-            if !secret.is_empty() {
-                text = text.replace(secret, "[credential]");
+            if secret.is_empty() {
+                continue;
+            }
+            // As it is, and as a JSON string spells it (`/` as `\/`, any character as `\uXXXX`).
+            let escaped = secret.replace('/', "\\/");
+            let unicode: String = secret
+                .chars()
+                .map(|c| format!("\\u{:04x}", u32::from(c)))
+                .collect();
+            for form in [secret.to_owned(), escaped, unicode] {
+                text = text.replace(&form, "[credential]");
             }
         }
         text
@@ -225,13 +234,35 @@ impl Site {
         // The credential is taken out before anything is parsed, kept or cut.
         let text = self.hidden(http::body(response).await);
         if !status.is_success() {
+            // A JSON answer is shown as decoded, so that no escape spells the credential.
+            let shown = match serde_json::from_str::<Value>(&text) {
+                Ok(mut answer) => {
+                    self.hide_in(&mut answer);
+                    self.hidden(answer.to_string())
+                }
+                Err(_) => text,
+            };
             return Err(format!(
                 "HTTP {}: {}",
                 status.as_u16(),
-                http::one_line(&text)
+                http::one_line(&shown)
             ));
         }
-        serde_json::from_str(&text).map_err(|error| format!("the answer is not JSON ({error})"))
+        let mut answer: Value = serde_json::from_str(&text)
+            .map_err(|error| format!("the answer is not JSON ({error})"))?;
+        // Escapes in JSON strings spell the credential otherwise: hide it once decoded too.
+        self.hide_in(&mut answer);
+        Ok(answer)
+    }
+
+    /// Every string of `value` without the credential.
+    fn hide_in(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => *text = self.hidden(std::mem::take(text)),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.hide_in(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.hide_in(v)),
+            _ => {}
+        }
     }
 }
 
@@ -557,6 +588,22 @@ pub fn judge(
             };
             return no(format!("{number} is not approved (approval: {approval})"));
         }
+        // The field alone is anyone's who can write the record: an approval is a person's.
+        if record.approvers.is_empty() {
+            return no(format!(
+                "{number} says approved, but no approver approved it"
+            ));
+        }
+    }
+    if system == ChangeSystem::Jira
+        && !number
+            .split_once('-')
+            .is_some_and(|(project, _)| requirement.projects.iter().any(|p| p == project))
+    {
+        return no(format!(
+            "{number} is not an issue of {}",
+            requirement.projects.join(" or ")
+        ));
     }
     let state = record.state.trim();
     if !requirement
@@ -584,6 +631,13 @@ pub fn judge(
     let (Some(start), Some(end)) = (record.start, record.end) else {
         return no(format!("{status}, but it has no planned start and end"));
     };
+    if end <= start {
+        return no(format!(
+            "{status}, but its planned end {} is not after its start {}",
+            shown_time(end),
+            shown_time(start)
+        ));
+    }
     if now < start {
         return (
             Met::Waiting,
@@ -624,6 +678,7 @@ mod tests {
             states: vec!["Scheduled".into(), "Implement".into()],
             trailer: "Change-Request".into(),
             window: None,
+            projects: vec!["OPS".into()],
         }
     }
 

@@ -92,7 +92,8 @@ impl Evidence {
 pub struct Affected<'a> {
     pub kind: Kind,
     pub name: &'a str,
-    /// Its labels in the head, or in the base when the change deletes it.
+    /// Its labels in the head, or in the base when the change deletes it; a resource whose
+    /// labels the change alters is affected with both.
     pub labels: &'a Labels,
 }
 
@@ -111,13 +112,19 @@ pub fn affected<'a>(
     let mut seen: BTreeSet<(Kind, &str)> = BTreeSet::new();
     let mut out = Vec::new();
     for r in plan.iter().filter(|r| r.is_notable()) {
-        let loaded = head
-            .get(r.kind, &r.name)
-            .or_else(|| base.get(r.kind, &r.name));
+        let before = base.get(r.kind, &r.name);
+        let loaded = head.get(r.kind, &r.name).or(before);
         if let Some(loaded) = loaded
             && seen.insert((r.kind, loaded.name()))
         {
             out.push(labelled(loaded));
+            // Relabelled by the change: the gates of its labels before govern it too, lest a
+            // change move a resource out of a gate's selector to pass it.
+            if let Some(before) = before
+                && before.resource.metadata.labels != loaded.resource.metadata.labels
+            {
+                out.push(labelled(before));
+            }
         }
     }
     for policy in rego_changed(base, head) {
@@ -414,11 +421,13 @@ pub fn judge(
     now: DateTime<Utc>,
 ) -> GateReport {
     let name = gate.name();
-    let affected: Vec<&Affected<'_>> = change
+    let mut affected: Vec<&Affected<'_>> = change
         .affected
         .iter()
         .filter(|a| spec.applies_to.matches(a.kind, a.labels))
         .collect();
+    // A relabelled resource is there with its labels before and after: listed once.
+    affected.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
     let mut report = GateReport {
         name: name.to_owned(),
         file: gate.file.to_string(),

@@ -205,6 +205,20 @@ fn gate(spec: &GateSpec, report: &mut impl FnMut(&[&str], String)) {
 }
 
 fn change_requirement(change: &ChangeRequirement, report: &mut impl FnMut(&[&str], String)) {
+    if change.system == ChangeSystem::Jira && change.projects.is_empty() {
+        report(
+            &["require", "change"],
+            "a Jira change requirement names the `projects` whose issues are change requests: \
+             anyone may make a project with statuses of any name"
+                .to_owned(),
+        );
+    }
+    if change.system == ChangeSystem::ServiceNow && !change.projects.is_empty() {
+        report(
+            &["require", "change", "projects"],
+            "`projects` is for Jira".to_owned(),
+        );
+    }
     if change.system == ChangeSystem::ServiceNow && change.window.is_some() {
         report(
             &["require", "change", "window"],
@@ -257,6 +271,13 @@ mod tests {
             ]
         );
         let jira = text.replace("servicenow", "jira").replace(", ' '", "");
+        assert_eq!(
+            messages(&jira),
+            [
+                "7:5: a Jira change requirement names the `projects` whose issues are change requests: anyone may make a project with statuses of any name"
+            ]
+        );
+        let jira = jira.replace("      window:", "      projects: [OPS]\n      window:");
         assert!(messages(&jira).is_empty(), "{:?}", messages(&jira));
     }
 

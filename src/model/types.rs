@@ -743,6 +743,11 @@ pub struct ChangeRequirement {
     /// Jira only: the fields that hold the planned start and end (Jira has none of its own);
     /// without them only the status is checked. ServiceNow's are `start_date` and `end_date`.
     pub window: Option<ChangeWindowFields>,
+    /// Jira only, and required there: the projects whose issues are change requests (anyone
+    /// may make a project with a status of any name).
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = "^[A-Z][A-Z0-9_]{1,9}$")), extend("uniqueItems" = true))]
+    pub projects: Vec<String>,
 }
 
 fn default_change_trailer() -> String {
