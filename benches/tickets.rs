@@ -33,7 +33,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::Utc;
 use gitward::config::Endpoint;
 use gitward::events::outbox::Stored;
@@ -60,10 +59,7 @@ const LOST_RUN: usize = 200;
 const LOST: usize = 5;
 
 fn basic(user: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
-    )
+    fakes::basic(user, secret)
 }
 
 /// An endpoint for `url` whose secret is in a file of `dir`.

@@ -18,7 +18,6 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
@@ -45,11 +44,8 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("a fixture")).expect("JSON")
 }
 
-fn basic(user: &str, token: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-    )
+fn basic(user: &str, secret: &str) -> String {
+    fakes::basic(user, secret)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ mod servicenow_fake;
 
 use std::path::Path;
 
-use base64::Engine;
 use common::host::{Host, ISSUERS, certificate};
 use servicenow_fake::FakeServiceNow;
 
@@ -19,10 +18,7 @@ const USER: &str = "gitward.bot";
 const PASSWORD: &str = "s3cret-password";
 
 fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-    )
+    fakes::basic(USER, PASSWORD)
 }
 
 async fn gitward(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> common::Run {

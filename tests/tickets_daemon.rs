@@ -19,7 +19,6 @@ mod servicenow_fake;
 
 use std::collections::BTreeSet;
 
-use base64::Engine;
 use serde_json::Value;
 
 use common::host::{Host, ISSUERS, certificate};
@@ -44,10 +43,7 @@ const INCIDENTS_SERVICENOW: &str =
     include_str!("fixtures/tickets-daemon/incidents-servicenow.yaml");
 
 fn basic(user: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
-    )
+    fakes::basic(user, secret)
 }
 
 /// The stand-ins' runtime: it serves them while the test's thread waits on the daemon.

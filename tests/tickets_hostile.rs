@@ -24,10 +24,7 @@ const USER: &str = "gitward.bot";
 const PASSWORD: &str = "s3cret-password-4f9a";
 
 fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-    )
+    fakes::basic(USER, PASSWORD)
 }
 
 async fn gitward(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> common::Run {

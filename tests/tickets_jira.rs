@@ -29,11 +29,7 @@ const COMMIT_LINK: &str =
     "https://git.example.com/ops/pki/commit/0123456789abcdef0123456789abcdef01234567";
 
 fn basic() -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{TOKEN}"))
-    )
+    fakes::basic(USER, TOKEN)
 }
 
 fn bearer() -> String {

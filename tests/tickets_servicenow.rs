@@ -12,7 +12,6 @@ mod servicenow_fake;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
@@ -27,10 +26,7 @@ const USER: &str = "gitward.bot";
 const PASSWORD: &str = "Tr0ub4dor-and-3";
 
 fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-    )
+    fakes::basic(USER, PASSWORD)
 }
 
 /// A fake instance and what the host gives a sink for it.

@@ -160,3 +160,13 @@ pub fn form(body: &[u8]) -> Vec<(String, String)> {
 pub fn query(uri: &axum::http::Uri) -> Vec<(String, String)> {
     form(uri.query().unwrap_or_default().as_bytes())
 }
+
+/// The `Authorization` value of Basic authentication with `user` and `secret`, as the
+/// stand-ins expect it.
+pub fn basic(user: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
+}
