@@ -1106,16 +1106,17 @@ fn the_status_branch_follows_the_tickets() {
     });
     let number = fake.records("incident")[0]["number"].clone();
     daemon_record(&host, &daemon, &number);
+    // One read of the branch, which the daemon may move meanwhile: absent is empty.
     let recorded = || {
-        let ls = host
-            .repo
-            .git(&["ls-tree", "-r", "--name-only", "gitward/status"]);
-        if ls.lines().any(|l| l == "status/tickets/incidents.yaml") {
-            host.repo
-                .git(&["show", "gitward/status:status/tickets/incidents.yaml"])
-        } else {
-            String::new()
-        }
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(host.repo.path())
+            .args(["show", "gitward/status:status/tickets/incidents.yaml"])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
     };
     daemon.wait_until("the status branch records the incident", || {
         recorded().contains(&number)
