@@ -56,11 +56,26 @@ impl Memory {
         ticket.status = if wont_fix { "Won't Fix" } else { "Done" }.into();
     }
 
-    fn set(&self, id: &str, change: impl FnOnce(&mut Ticket)) -> Option<Ticket> {
+    /// Moves `ticket` with `change`, noting `note` on it, as call `what`.
+    fn transition(
+        &self,
+        what: &str,
+        ticket: &Ticket,
+        note: &Note,
+        change: impl FnOnce(&mut Ticket),
+    ) -> Result<Ticket, Failure> {
         let mut tracker = self.0.lock().unwrap();
-        let (ticket, _, _) = tracker.tickets.iter_mut().find(|(t, _, _)| t.id == id)?;
-        change(ticket);
-        Some(ticket.clone())
+        tracker.calls.push(format!("{what} {}", ticket.key));
+        let (held, _, notes) = tracker
+            .tickets
+            .iter_mut()
+            .find(|(t, _, _)| t.id == ticket.id)
+            .ok_or(Failure::Refused {
+                answer: "no such issue".into(),
+            })?;
+        change(held);
+        notes.push(note.text.clone());
+        Ok(held.clone())
     }
 }
 
@@ -122,28 +137,9 @@ impl TicketSystem for Memory {
     }
 
     fn resolve<'a>(&'a self, ticket: &'a Ticket, note: &'a Note) -> Call<'a, Ticket> {
-        self.0
-            .lock()
-            .unwrap()
-            .calls
-            .push(format!("resolve {}", ticket.key));
-        let text = note.text.clone();
-        let after = self.set(&ticket.id, |t| {
+        done(self.transition("resolve", ticket, note, |t| {
             t.done = true;
             t.status = "Done".into();
-        });
-        if let Some(entry) = self
-            .0
-            .lock()
-            .unwrap()
-            .tickets
-            .iter_mut()
-            .find(|(t, _, _)| t.id == ticket.id)
-        {
-            entry.2.push(text);
-        }
-        done(after.ok_or(Failure::Refused {
-            answer: "no such issue".into(),
         }))
     }
 
@@ -153,29 +149,10 @@ impl TicketSystem for Memory {
         _: &'a Problem,
         note: &'a Note,
     ) -> Call<'a, Ticket> {
-        self.0
-            .lock()
-            .unwrap()
-            .calls
-            .push(format!("reopen {}", ticket.key));
-        let text = note.text.clone();
-        let after = self.set(&ticket.id, |t| {
+        done(self.transition("reopen", ticket, note, |t| {
             t.done = false;
             t.accepted = false;
             t.status = "Reopened".into();
-        });
-        if let Some(entry) = self
-            .0
-            .lock()
-            .unwrap()
-            .tickets
-            .iter_mut()
-            .find(|(t, _, _)| t.id == ticket.id)
-        {
-            entry.2.push(text);
-        }
-        done(after.ok_or(Failure::Refused {
-            answer: "no such issue".into(),
         }))
     }
 
