@@ -62,6 +62,9 @@ pub enum Error {
 
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+
+    #[error("posting to the forge: {0}")]
+    Forge(#[from] crate::forge::ForgeError),
 }
 
 impl From<crate::store::LockError> for Error {

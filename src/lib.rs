@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod explain;
 pub mod failpoint;
+pub mod forge;
 pub mod gate;
 pub mod git;
 pub mod metrics;

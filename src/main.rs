@@ -155,6 +155,36 @@ enum Command {
         /// --repo or revision).
         #[arg(long)]
         allow_empty: bool,
+        /// Post the result to the pull request: commit status `gitward/plan` on its head and
+        /// one comment, updated in place. The forge, repository, pull request and token come
+        /// from the CI's variables (GitHub Actions, GitLab CI, Jenkins, Azure Pipelines,
+        /// Bitbucket Pipelines); the options below say what the CI does not.
+        #[arg(long)]
+        post: bool,
+        /// The forge to post to.
+        #[arg(long, value_enum, requires = "post")]
+        forge: Option<gitward::forge::ForgeKind>,
+        /// The repository's web URL, like https://github.com/acme/pki; the API's URL follows
+        /// from it (https://api.github.com, https://gitlab.example.com/api/v4...).
+        #[arg(long, value_name = "URL", requires = "post")]
+        repo_url: Option<String>,
+        /// The forge API's base URL, when it is not where --repo-url puts it.
+        #[arg(long, value_name = "URL", requires = "post")]
+        api_url: Option<String>,
+        /// The pull (merge) request's number.
+        #[arg(long, value_name = "N", requires = "post")]
+        pr: Option<u64>,
+        /// The commit to set the status on (default: the pull request's head as the CI says,
+        /// else --head).
+        #[arg(long, value_name = "SHA", requires = "post")]
+        sha: Option<String>,
+        /// A file holding the token to post with (default: GITWARD_FORGE_TOKEN, then the CI's
+        /// own token variable).
+        #[arg(long, value_name = "FILE", requires = "post")]
+        token_file: Option<PathBuf>,
+        /// CA certificates (PEM) to trust for a self-hosted forge, instead of the system's.
+        #[arg(long, value_name = "FILE", requires = "post")]
+        forge_ca_file: Option<PathBuf>,
     },
     /// Run the `test_` rules of the `*_test.rego` policy tests.
     #[command(
@@ -406,6 +436,14 @@ fn main() -> ExitCode {
             trust_trailers,
             config,
             allow_empty,
+            post,
+            forge,
+            repo_url,
+            api_url,
+            pr,
+            sha,
+            token_file,
+            forge_ca_file,
         } => commands::plan(
             &PlanOptions {
                 repo,
@@ -422,6 +460,15 @@ fn main() -> ExitCode {
                     trust_trailers,
                 },
                 host_config: config,
+                post: post.then_some(commands::post::PostOptions {
+                    forge,
+                    repo_url,
+                    api_url,
+                    pr,
+                    sha,
+                    token_file,
+                    ca_file: forge_ca_file,
+                }),
             },
             &mut out,
             &mut io::stderr(),

@@ -25,6 +25,7 @@ use crate::status::{Change, Outcome};
 use crate::trust::commits::check_commit_now;
 use crate::trust::signers::AllowedSigners;
 
+pub mod post;
 pub mod sinks;
 pub mod tickets;
 
@@ -195,6 +196,8 @@ pub struct PlanOptions {
     pub trust: Trust,
     /// The host config whose endpoints change requests are read through.
     pub host_config: Option<PathBuf>,
+    /// Post the status and comment to the pull request (`--post`).
+    pub post: Option<post::PostOptions>,
 }
 
 /// What a host trusts: the keys that sign for principals, and whether trailers approve.
@@ -354,6 +357,9 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         let errors: String = report.errors().map(|d| format!("{d}\n")).collect();
         err.write_all(errors.as_bytes())
             .map_err(Error::io("<stderr>"))?;
+    }
+    if let Some(post) = &options.post {
+        post::post_report(post, &report, err)?;
     }
     Ok(report.exit_code())
 }

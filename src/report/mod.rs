@@ -4,6 +4,7 @@
 
 mod junit;
 mod markdown;
+pub use markdown::COMMENT_MARKER;
 mod sarif;
 pub(crate) mod text;
 
