@@ -123,8 +123,7 @@ enum Command {
         /// The revision with the change, like `HEAD`; it is planned as merged into BASE.
         #[arg(long)]
         head: String,
-        /// Text for a terminal, Markdown for a pull-request comment, JSON, SARIF for code
-        /// scanning, JUnit XML for CI test views.
+        /// How the report is written.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Write the report to this file instead of standard output.

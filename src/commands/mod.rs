@@ -354,8 +354,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         None => write_out(out, &rendered)?,
     }
     if options.format != Format::Text || options.output.is_some() {
-        let errors: String = report.errors().map(|d| format!("{d}\n")).collect();
-        err.write_all(errors.as_bytes())
+        err.write_all(report.error_lines().as_bytes())
             .map_err(Error::io("<stderr>"))?;
     }
     if let Some(post) = &options.post {

@@ -1,7 +1,10 @@
 //! The outputs of `plan`: one [`PlanReport`] rendered as text for a terminal, Markdown for a
 //! pull-request comment, JSON for programs (its schema is `schemas/plan.schema.json`), SARIF
-//! for code scanning and JUnit XML for CI test views.
+//! for code scanning, JUnit XML for CI test views, GitHub Actions workflow commands for
+//! annotations and GitLab Code Quality JSON for the merge request widget.
 
+mod codequality;
+mod github;
 mod junit;
 mod markdown;
 pub use markdown::COMMENT_MARKER;
@@ -25,11 +28,20 @@ pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// For a terminal.
     Text,
+    /// A pull-request comment or `$GITHUB_STEP_SUMMARY`.
     Markdown,
+    /// For programs; `gitward schema plan` describes it.
     Json,
+    /// SARIF 2.1.0, for code scanning.
     Sarif,
+    /// JUnit XML, for CI test views.
     Junit,
+    /// GitHub Actions workflow commands: annotations at file:line, then a summary line.
+    Github,
+    /// GitLab Code Quality JSON, for the merge request widget.
+    Codequality,
 }
 
 /// Everything `plan` found, in the shape of its JSON output.
@@ -164,7 +176,43 @@ impl PlanReport {
             Format::Json => pretty(&serde_json::to_value(self).unwrap_or_default()),
             Format::Sarif => pretty(&sarif::render(self)),
             Format::Junit => junit::render(self),
+            Format::Github => github::render(self),
+            Format::Codequality => pretty(&codequality::render(self)),
         }
+    }
+
+    /// The head's errors as `file:line:col: message`, one a line, for standard error. CI
+    /// runners read workflow commands in everything a step prints, so each line is made
+    /// [`inert`].
+    pub fn error_lines(&self) -> String {
+        self.errors()
+            .map(|d| format!("{}\n", inert(&d.to_string())))
+            .collect()
+    }
+}
+
+/// A path in the report (relative to the configuration's directory) relative to the
+/// repository root, where code scanning and CI annotations look for files.
+pub(crate) fn repo_path(root: &str, file: &str) -> String {
+    if root.is_empty() {
+        file.to_owned()
+    } else {
+        format!("{root}/{file}")
+    }
+}
+
+/// One line of text that a GitHub Actions runner cannot read as a workflow command, whatever
+/// `text` holds: control and bidirectional characters escaped (no line break, no terminal
+/// escape), a `::` that would open the line broken by a space, and every `##[` (the older
+/// command syntax, matched anywhere in a line) broken the same way.
+pub(crate) fn inert(text: &str) -> String {
+    let line = escaped(text).replace("##[", "## [");
+    // The runner trims leading white space before it looks for `::`.
+    let start = line.len() - line.trim_start().len();
+    if line[start..].starts_with("::") {
+        format!("{}: :{}", &line[..start], &line[start + 2..])
+    } else {
+        line
     }
 }
 

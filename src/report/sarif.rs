@@ -5,8 +5,8 @@
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use super::PlanReport;
 use super::PolicyInfo;
+use super::{PlanReport, repo_path};
 use crate::diag::Severity;
 use crate::gate::{GateOutcome, GateReport, Met, RequirementReport};
 use crate::model::{Enforcement, FindingSeverity};
@@ -190,12 +190,7 @@ const URI_ESCAPED: &AsciiSet = &CONTROLS
 /// A location relative to the repository root (`%SRCROOT%`), where code scanning looks for
 /// the file: the configuration's directory comes first.
 fn location(root: &str, file: &str, line: u32, column: u32) -> Value {
-    let path = if root.is_empty() {
-        file.to_owned()
-    } else {
-        format!("{root}/{file}")
-    };
-    let uri = utf8_percent_encode(&path, URI_ESCAPED).to_string();
+    let uri = utf8_percent_encode(&repo_path(root, file), URI_ESCAPED).to_string();
     json!({
         "physicalLocation": {
             "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
