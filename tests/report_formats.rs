@@ -485,3 +485,30 @@ fn code_quality_issues_follow_gitlab_s_schema_and_keep_their_fingerprints_when_l
     assert_eq!(moved, [17, 18, 19, 20, 18, 1, 16]);
     assert_eq!(prints(&before), prints(&after));
 }
+
+#[test]
+fn text_output_in_a_ci_log_commands_nothing() {
+    // The hostile policy message and file name in the plain outputs people run in a
+    // workflow step: `plan` (text), and `validate`.
+    let repo = change_repo();
+    let run = plan(&repo, "text", 1);
+    assert!(run.stdout.contains("::add-mask"), "{}", run.stdout);
+    assert!(workflow_commands(&run.stdout).is_empty(), "{}", run.stdout);
+    repo.write(
+        "::set-output name=leak::1.yaml",
+        "apiVersion: gitward/v1\nkind: \"Nope ##[add-mask]w\"\nmetadata: {name: x}\nspec: {}\n",
+    );
+    repo.commit("Hostile");
+    for run in [
+        plan(&repo, "text", 2),
+        repo.gitward(&["validate", "--rev", "HEAD"]).expect(1),
+    ] {
+        assert!(
+            run.stdout.contains("set-output name=leak"),
+            "{}",
+            run.stdout
+        );
+        assert!(workflow_commands(&run.stdout).is_empty(), "{}", run.stdout);
+        assert!(workflow_commands(&run.stderr).is_empty(), "{}", run.stderr);
+    }
+}

@@ -123,7 +123,10 @@ pub fn validate(options: &ValidateOptions, out: &mut dyn Write) -> Result<u8> {
                 ),
             )?;
         }
-        ValidateFormat::Text => write_out(out, &validate_text(&snapshot, &counts))?,
+        ValidateFormat::Text => write_out(
+            out,
+            &crate::report::disarmed_lines(&validate_text(&snapshot, &counts)),
+        )?,
     }
     Ok(if snapshot.has_errors() {
         exit::FAILED

@@ -171,7 +171,7 @@ impl PlanReport {
 
     pub fn render(&self, format: Format) -> String {
         match format {
-            Format::Text => text::render(self),
+            Format::Text => disarmed_lines(&text::render(self)),
             Format::Markdown => markdown::render(self),
             Format::Json => pretty(&serde_json::to_value(self).unwrap_or_default()),
             Format::Sarif => pretty(&sarif::render(self)),
@@ -203,10 +203,17 @@ pub(crate) fn repo_path(root: &str, file: &str) -> String {
 
 /// One line of text that a GitHub Actions runner cannot read as a workflow command, whatever
 /// `text` holds: control and bidirectional characters escaped (no line break, no terminal
-/// escape), a `::` that would open the line broken by a space, and every `##[` (the older
-/// command syntax, matched anywhere in a line) broken the same way.
+/// escape), then [`disarmed`].
 pub(crate) fn inert(text: &str) -> String {
-    let line = escaped(text).replace("##[", "## [");
+    disarmed(&escaped(text))
+}
+
+/// A line already free of control characters, with what a GitHub Actions runner would read as
+/// a workflow command broken by a space: a `::` that opens the line, and every `##[` (the older
+/// command syntax, matched anywhere in a line). Plan output lands in CI logs, and repository
+/// text must not command the runner.
+pub fn disarmed(line: &str) -> String {
+    let line = line.replace("##[", "## [");
     // The runner trims leading white space before it looks for `::`.
     let start = line.len() - line.trim_start().len();
     if line[start..].starts_with("::") {
@@ -214,6 +221,19 @@ pub(crate) fn inert(text: &str) -> String {
     } else {
         line
     }
+}
+
+/// Every line of `text` [`disarmed`].
+pub fn disarmed_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let body = line.strip_suffix('\n');
+            match body {
+                Some(body) => format!("{}\n", disarmed(body)),
+                None => disarmed(line),
+            }
+        })
+        .collect()
 }
 
 /// The JSON Schema of the JSON report.
