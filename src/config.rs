@@ -79,6 +79,9 @@ pub struct HostConfig {
     /// How tickets are kept in step with Jira and ServiceNow.
     #[serde(default)]
     pub tickets: TicketsConfig,
+    /// The forge the repository lives on: pull requests are planned, commits given their
+    /// `gitward/apply` status and reviews read there.
+    pub forge: Option<ForgeConfig>,
     /// The allowed signers as last read from `signers`, shared by the copies of this config.
     #[serde(skip)]
     #[schemars(skip)]
@@ -129,6 +132,30 @@ impl Default for EventsConfig {
             expiring_days: default_expiring_days(),
         }
     }
+}
+
+/// The forge the repository lives on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForgeConfig {
+    /// `github`, `gitlab`, `gitea`, `bitbucket` or `azure-devops`.
+    #[serde(rename = "type")]
+    pub type_: crate::forge::ForgeKind,
+    /// The endpoint whose URL is the forge API's base (`https://api.github.com`,
+    /// `https://gitlab.example.com/api/v4`) and whose `tokenFile` holds the token.
+    pub endpoint: Name,
+    /// The repository there: `owner/name` (GitHub, Gitea), the project's path or id
+    /// (GitLab), `workspace/slug` (Bitbucket), `project/repository` (Azure DevOps).
+    #[schemars(length(min = 1, max = 512))]
+    pub repository: String,
+    /// Plan pull requests into the tracked branch when the forge's webhook tells of them
+    /// (default true).
+    #[serde(default = "plan_pull_requests_by_default")]
+    pub plan_pull_requests: bool,
+}
+
+fn plan_pull_requests_by_default() -> bool {
+    true
 }
 
 /// How the daemon keeps ticket sinks' tickets in step.
@@ -580,6 +607,38 @@ impl HostConfig {
         )
     }
 
+    /// The forge's client, with the token read now; `None` when the config names no forge.
+    pub fn forge_client(
+        &self,
+    ) -> Option<Result<Box<dyn crate::forge::Forge>, crate::forge::ForgeError>> {
+        let forge = self.forge.as_ref()?;
+        Some((|| {
+            let setup = |why: String| crate::forge::ForgeError::Setup(why);
+            let endpoint = self
+                .endpoints
+                .get(&forge.endpoint)
+                .ok_or_else(|| setup(format!("no endpoint `{}`", forge.endpoint)))?;
+            let token_file = endpoint
+                .token_file
+                .as_deref()
+                .ok_or_else(|| setup(format!("endpoint `{}` has no tokenFile", forge.endpoint)))?;
+            let token = crate::sinks::read_secret(token_file, "tokenFile")
+                .map_err(|problem| setup(problem.to_string()))?;
+            crate::forge::connect(
+                &crate::forge::Target {
+                    kind: forge.type_,
+                    api: endpoint.url.trim_end_matches('/').to_owned(),
+                    repository: forge.repository.clone(),
+                    token,
+                },
+                &crate::forge::api::Options {
+                    timeout: crate::sinks::timeout(endpoint),
+                    ca_file: endpoint.ca_file.clone(),
+                },
+            )
+        })())
+    }
+
     /// Whether `Approved-by:` trailers count for gates that ask for them.
     pub fn trust_trailers(&self) -> bool {
         self.gates.trust_trailers
@@ -701,6 +760,31 @@ impl HostConfig {
                 ],
                 Some(account.http01_listen.as_str()),
             ));
+        }
+        if let Some(forge) = &self.forge {
+            match self.endpoints.get(&forge.endpoint) {
+                None => problems.push(Problem::error(
+                    at(&["forge", "endpoint"]),
+                    format!("forge.endpoint: no endpoint `{}`", forge.endpoint),
+                )),
+                Some(endpoint) if endpoint.token_file.is_none() => problems.push(Problem::error(
+                    at(&["forge", "endpoint"]),
+                    format!(
+                        "forge.endpoint: endpoint `{}` has no tokenFile for the forge's token",
+                        forge.endpoint
+                    ),
+                )),
+                Some(endpoint) if !matches!(endpoint.scheme(), "https" | "http") => {
+                    problems.push(Problem::error(
+                        at(&["forge", "endpoint"]),
+                        format!(
+                            "forge.endpoint: endpoint `{}` is not an http(s) URL",
+                            forge.endpoint
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         for (path, address) in listens {
             if let Some(address) = address

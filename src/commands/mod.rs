@@ -236,18 +236,29 @@ pub fn plan_report(
         base,
         head,
         judging,
-        &crate::gate::change::NoEndpoints,
+        &Readers {
+            changes: &crate::gate::change::NoEndpoints,
+            reviews: &crate::gate::reviews::Unreadable::no_forge(),
+        },
         allow_empty,
     )
 }
 
-/// [`plan_report`] reading the change requests gates ask about through `changes`.
+/// Where gates' evidence outside the repository is read.
+pub struct Readers<'a> {
+    /// Change requests (the host's endpoints).
+    pub changes: &'a dyn crate::gate::change::ChangeRequests,
+    /// Pull request reviews (the forge).
+    pub reviews: &'a dyn crate::gate::reviews::PullReviews,
+}
+
+/// [`plan_report`] reading what gates ask about outside the repository through `readers`.
 pub fn plan_report_reading(
     repo: &Path,
     base: &str,
     head: &str,
     judging: &Judging<'_>,
-    changes: &dyn crate::gate::change::ChangeRequests,
+    readers: &Readers<'_>,
     allow_empty: bool,
 ) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
@@ -294,7 +305,8 @@ pub fn plan_report_reading(
             root: config.prefix(),
             signers: judging.signers,
             trust_trailers: judging.trust_trailers,
-            changes,
+            changes: readers.changes,
+            reviews: readers.reviews,
         },
         &gather::Change {
             in_force: git2::Oid::from_str(&base_commit.sha).ok(),
@@ -338,6 +350,29 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         Some(online) => online,
         None => &crate::gate::change::NoEndpoints,
     };
+    // Where the plan is posted is found first: a CI job that cannot post fails before it
+    // plans, and gates counting reviews read them from that pull request.
+    let posting = match &options.post {
+        Some(post) => {
+            let planned = ConfigRepo::open(&options.repo)?
+                .repo
+                .commit(&options.head)?
+                .sha;
+            Some(post::Posting::open(post, &planned)?)
+        }
+        None => None,
+    };
+    let no_forge = crate::gate::reviews::Unreadable::no_forge();
+    let hosted = host.as_ref().map(|config| crate::gate::reviews::Hosted {
+        config,
+        wanted: crate::gate::reviews::Wanted::Open { number: None },
+    });
+    let online_reviews = posting.as_ref().map(post::Posting::reviews);
+    let reviews: &dyn crate::gate::reviews::PullReviews = match (&online_reviews, &hosted) {
+        (Some(online), _) => online,
+        (None, Some(hosted)) => hosted,
+        (None, None) => &no_forge,
+    };
     let report = plan_report_reading(
         &options.repo,
         &options.base,
@@ -348,7 +383,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             signers: signers.as_ref(),
             trust_trailers: options.trust.trust_trailers,
         },
-        changes,
+        &Readers { changes, reviews },
         options.allow_empty,
     )?;
     let rendered = report.render(options.format);
@@ -360,8 +395,8 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         err.write_all(report.error_lines().as_bytes())
             .map_err(Error::io("<stderr>"))?;
     }
-    if let Some(post) = &options.post {
-        post::post_report(post, &report, err)?;
+    if let Some(posting) = &posting {
+        posting.post(&report, err)?;
     }
     Ok(report.exit_code())
 }

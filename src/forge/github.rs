@@ -44,10 +44,17 @@ struct Head {
 }
 
 #[derive(Deserialize)]
+struct Base {
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
+#[derive(Deserialize)]
 struct Pull {
     number: u64,
     user: Option<User>,
     head: Head,
+    base: Base,
     #[serde(default)]
     merged_at: Option<String>,
     #[serde(default)]
@@ -230,6 +237,7 @@ impl Forge for GitHub {
                     number: p.number,
                     author: p.user.map(|u| u.login).unwrap_or_default(),
                     head_sha: p.head.sha,
+                    base: p.base.reference,
                     merged: p.merged_at.is_some(),
                     merge_sha: p.merge_commit_sha,
                     url: p.html_url,

@@ -50,6 +50,8 @@ struct MergeRequest {
     #[serde(default)]
     state: String,
     #[serde(default)]
+    target_branch: String,
+    #[serde(default)]
     merge_commit_sha: Option<String>,
     #[serde(default)]
     squash_commit_sha: Option<String>,
@@ -232,6 +234,7 @@ impl Forge for GitLab {
                     number: m.iid,
                     author: m.author.map(|u| u.username).unwrap_or_default(),
                     head_sha: m.sha.unwrap_or_default(),
+                    base: m.target_branch,
                     merged: m.state == "merged",
                     merge_sha: m.merge_commit_sha.or(m.squash_commit_sha),
                     url: m.web_url,

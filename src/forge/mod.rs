@@ -16,16 +16,31 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// The forges gitward talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    clap::ValueEnum,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum ForgeKind {
     #[value(name = "github")]
+    #[serde(rename = "github")]
     GitHub,
     #[value(name = "gitlab")]
+    #[serde(rename = "gitlab")]
     GitLab,
+    #[serde(rename = "gitea")]
     Gitea,
+    #[serde(rename = "bitbucket")]
     Bitbucket,
     #[value(name = "azure-devops")]
+    #[serde(rename = "azure-devops")]
     AzureDevOps,
 }
 
@@ -109,6 +124,8 @@ pub struct PullRequest {
     pub author: String,
     /// The commit at its head now.
     pub head_sha: String,
+    /// The branch it merges into.
+    pub base: String,
     /// Whether it is merged.
     pub merged: bool,
     /// The commit its merge made, when merged and the forge says.

@@ -30,6 +30,8 @@ pub struct Sources<'a> {
     pub trust_trailers: bool,
     /// Where change requests are read (the host's endpoints).
     pub changes: &'a dyn ChangeRequests,
+    /// Where pull request reviews are read (the host's forge).
+    pub reviews: &'a dyn super::reviews::PullReviews,
 }
 
 /// The change to gather evidence for.
@@ -66,6 +68,15 @@ pub fn gather(sources: &Sources<'_>, change: &Change<'_>, now: DateTime<Utc>) ->
     (evidence.commits, evidence.complete) = commits(sources, change.in_force, change.head, now);
     if gates.iter().any(|(_, g)| g.require.approvals.is_some()) {
         evidence.approvals = approvals_of(sources.repo, change.tree, sources.signers, now);
+    }
+    let counts_reviews = gates.iter().any(|(_, g)| {
+        g.require
+            .approvals
+            .as_ref()
+            .is_some_and(|a| super::reviews::forge_of(a.source).is_some())
+    });
+    if counts_reviews {
+        evidence.reviews = Some(sources.reviews.read(&change.head.to_string()));
     }
     let mut reports = Reports::new(sources);
     let mut scanned = HashMap::new();

@@ -7,6 +7,7 @@ pub mod gather;
 mod holds;
 mod overrides;
 mod requirements;
+pub mod reviews;
 pub mod scans;
 pub mod window;
 
@@ -78,6 +79,8 @@ pub struct Evidence {
     pub trust_trailers: bool,
     /// The change requests the applied commit names, as read from their systems.
     pub changes: HashMap<change::Ask, change::Answer>,
+    /// The reviews of the change's pull request, when a gate counts them.
+    pub reviews: Option<reviews::Answer>,
 }
 
 impl Evidence {

@@ -617,6 +617,8 @@ string_enum!(
     ApprovalSource {
         Signatures = "signatures",
         Trailers = "trailers",
+        Github = "github",
+        Gitlab = "gitlab",
     }
 );
 
@@ -828,8 +830,10 @@ pub struct ApprovalRequirement {
     )]
     pub from: Vec<String>,
     /// Where approvals are read: `signatures` (made by `gitward approve`, checked against the
-    /// host's allowed signers) or `trailers` (`Approved-by:` lines of the applied commit,
-    /// unverified; only where the host trusts them).
+    /// host's allowed signers), `trailers` (`Approved-by:` lines of the applied commit,
+    /// unverified; only where the host trusts them), or `github` / `gitlab`: approving
+    /// reviews of the merged pull request, read from the host's forge (`from` lists logins
+    /// then).
     #[serde(default = "default_approval_source")]
     pub source: ApprovalSource,
 }

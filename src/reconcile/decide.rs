@@ -262,6 +262,8 @@ mod tests {
             source: ApprovalSource::Signatures,
             key_fingerprint: Some(format!("SHA256:{approver}")),
             refused: refused.map(str::to_owned),
+            at: None,
+            url: None,
         }
     }
 

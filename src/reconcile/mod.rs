@@ -797,6 +797,12 @@ fn decide_on(
                 signers,
                 trust_trailers: config.trust_trailers(),
                 changes: &changes,
+                reviews: &gate::reviews::Hosted {
+                    config,
+                    wanted: gate::reviews::Wanted::Merged {
+                        branch: config.repo.branch.clone(),
+                    },
+                },
             },
             &gather::Change {
                 in_force: reviewing

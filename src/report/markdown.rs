@@ -270,6 +270,9 @@ fn approvals_table(out: &mut String, approvals: &[Approval], unverified: bool) {
             (ApprovalSource::Trailers, _) => "`Approved-by` trailer, *unverified*".to_owned(),
             (ApprovalSource::Signatures, Some(key)) => format!("signed with {}", code(key)),
             (ApprovalSource::Signatures, None) => "signature".to_owned(),
+            (ApprovalSource::Github | ApprovalSource::Gitlab, _) => {
+                cell(&super::text::forge_review(a))
+            }
         };
         let counts = match &a.refused {
             None => "✅ counts".to_owned(),

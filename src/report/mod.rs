@@ -204,7 +204,7 @@ pub(crate) fn repo_path(root: &str, file: &str) -> String {
 /// One line of text that a GitHub Actions runner cannot read as a workflow command, whatever
 /// `text` holds: control and bidirectional characters escaped (no line break, no terminal
 /// escape), then [`disarmed`].
-pub(crate) fn inert(text: &str) -> String {
+pub fn inert(text: &str) -> String {
     disarmed(&escaped(text))
 }
 

@@ -66,7 +66,26 @@ fn approval_origin(approval: &Approval) -> String {
         (ApprovalSource::Trailers, _) => "Approved-by trailer, unverified".to_owned(),
         (ApprovalSource::Signatures, Some(key)) => format!("signed with {key}"),
         (ApprovalSource::Signatures, None) => "signature".to_owned(),
+        (ApprovalSource::Github | ApprovalSource::Gitlab, _) => forge_review(approval),
     }
+}
+
+/// A forge review as reports name it: the forge, when, and where.
+pub(super) fn forge_review(approval: &Approval) -> String {
+    let forge = match approval.source {
+        ApprovalSource::Gitlab => "GitLab approval",
+        _ => "GitHub review",
+    };
+    let at = approval
+        .at
+        .map(|at| format!(" {}", at.format("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default();
+    let url = approval
+        .url
+        .as_deref()
+        .map(|url| format!(" {url}"))
+        .unwrap_or_default();
+    format!("{forge}{at}{url}")
 }
 
 /// Whether an approval counts, and why not.
@@ -525,6 +544,8 @@ pub(super) mod tests {
             source: ApprovalSource::Trailers,
             key_fingerprint: None,
             refused: refused.map(str::to_owned),
+            at: None,
+            url: None,
         }
     }
 
@@ -579,6 +600,8 @@ pub(super) mod tests {
                         source: ApprovalSource::Signatures,
                         key_fingerprint: Some("SHA256:dAnAkEy".to_owned()),
                         refused: None,
+                        at: None,
+                        url: None,
                     }],
                     unverified: false,
                 },

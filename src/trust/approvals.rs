@@ -88,6 +88,8 @@ impl SignedApproval {
             source: ApprovalSource::Signatures,
             key_fingerprint: checked.key_fingerprint,
             refused,
+            at: None,
+            url: None,
         }
     }
 }

@@ -48,6 +48,12 @@ pub struct Approval {
     /// expired, a signature over another tree or gate). `None`: it is verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// When it was given, for a review on a forge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where the review is, for a review on a forge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl SignatureCheck {

@@ -63,6 +63,8 @@ pub struct Pull {
     pub number: u64,
     pub author: String,
     pub head: String,
+    /// The branch it merges into.
+    pub base: String,
     /// The merge commit, when merged.
     pub merged_as: Option<String>,
     /// Commits that belong to it (its heads over time).
@@ -462,6 +464,7 @@ fn pulls_of(forge: &mut Forge, sha: &str) -> Response {
             value["number"] = json!(p.number);
             value["user"]["login"] = json!(p.author);
             value["head"]["sha"] = json!(p.head);
+            value["base"]["ref"] = json!(p.base);
             value["merged_at"] = if p.merged_as.is_some() {
                 json!("2026-11-27T10:00:00Z")
             } else {

@@ -426,6 +426,7 @@ fn merge_requests_of(forge: &mut Forge, sha: &str) -> Response {
             value["iid"] = json!(m.iid);
             value["author"]["username"] = json!(m.author);
             value["sha"] = json!(m.head);
+            value["target_branch"] = json!("main");
             value["state"] = json!(if m.merged_as.is_some() {
                 "merged"
             } else {
