@@ -94,6 +94,31 @@ impl Workspace {
         }
     }
 
+    /// The head of a pull request, as the repository's own ref for it says (`refs/pull/N/head`
+    /// on GitHub and Gitea, `refs/merge-requests/N/head` on GitLab): fetched from the tracked
+    /// remote into `refs/gitward/pulls/N` of a mirror, read in place otherwise. Never from a
+    /// URL a delivery names: a fork's head is planned as the forge publishes it here.
+    pub fn pull_head(&self, pull_ref: &str, number: u64) -> Result<Oid> {
+        let local = format!("refs/gitward/pulls/{number}");
+        let name = match self {
+            Workspace::InPlace(_) => pull_ref.to_owned(),
+            Workspace::Mirror(mirror) => {
+                let repo = open_or_init(&mirror.path)?;
+                fetch(
+                    &repo,
+                    &mirror.url,
+                    mirror.credentials.as_ref(),
+                    &[format!("+{pull_ref}:{local}")],
+                )?;
+                local
+            }
+        };
+        let repo = Repository::open(self.path())
+            .map_err(Error::git(format!("opening {}", self.path().display())))?;
+        repo.refname_to_id(&name)
+            .map_err(Error::git(format!("reading {name}")))
+    }
+
     /// Pushes status and notes (nothing to do in place); returns the rejections retried.
     pub fn publish(&self, status_branch: &str) -> Result<u32> {
         match self {

@@ -34,6 +34,12 @@ pub enum Outcome {
         delivery: Option<String>,
         after: Option<String>,
     },
+    /// A pull (merge) request into the tracked branch was opened or got a new head, or its
+    /// reviews changed: plan it.
+    PullRequest {
+        delivery: Option<String>,
+        request: PullRequestEvent,
+    },
     /// GitHub's `ping` when a hook is created.
     Ping,
     /// Authentic, but not a reason to reconcile (another branch, a tag, another event).
@@ -47,9 +53,9 @@ impl Outcome {
     /// The sender's id of this delivery, to ignore a replay.
     pub fn delivery(&self) -> Option<&str> {
         match self {
-            Outcome::Reconcile { delivery, .. } | Outcome::Ignored { delivery, .. } => {
-                delivery.as_deref()
-            }
+            Outcome::Reconcile { delivery, .. }
+            | Outcome::Ignored { delivery, .. }
+            | Outcome::PullRequest { delivery, .. } => delivery.as_deref(),
             Outcome::Ping => None,
         }
     }
@@ -65,6 +71,110 @@ pub enum Rejection {
     #[error("{0}")]
     Malformed(String),
 }
+
+/// A pull request to plan, as a delivery names it. Only the number is trusted to mean
+/// anything: the head planned is what the tracked remote's pull request ref holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestEvent {
+    pub number: u64,
+    /// The head the delivery says, to tell a stale delivery from the ref fetched.
+    pub head: String,
+}
+
+#[derive(Deserialize)]
+struct GitHubPull {
+    action: Option<String>,
+    pull_request: Option<GitHubPullRequest>,
+}
+
+#[derive(Deserialize)]
+struct GitHubPullRequest {
+    number: u64,
+    head: GitHubRef,
+    base: GitHubBase,
+}
+
+#[derive(Deserialize)]
+struct GitHubRef {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct GitHubBase {
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
+#[derive(Deserialize)]
+struct GitLabMergeRequest {
+    object_attributes: Option<GitLabAttributes>,
+}
+
+#[derive(Deserialize)]
+struct GitLabAttributes {
+    iid: u64,
+    target_branch: String,
+    action: Option<String>,
+    last_commit: Option<GitLabCommit>,
+}
+
+#[derive(Deserialize)]
+struct GitLabCommit {
+    id: String,
+}
+
+/// Which pull request a delivery asks to plan, if any: `(action, number, head, base)` read
+/// from a GitHub `pull_request` / `pull_request_review` or a GitLab `Merge Request Hook`.
+fn pull_request_of(
+    provider: Provider,
+    body: &[u8],
+) -> Result<(String, u64, String, String), Rejection> {
+    let malformed =
+        |e: serde_json::Error| Rejection::Malformed(format!("pull request payload: {e}"));
+    match provider {
+        Provider::GitHub => {
+            let event: GitHubPull = serde_json::from_slice(body).map_err(malformed)?;
+            let pull = event.pull_request.ok_or_else(|| {
+                Rejection::Malformed("pull request payload without `pull_request`".to_owned())
+            })?;
+            Ok((
+                event.action.unwrap_or_default(),
+                pull.number,
+                pull.head.sha,
+                pull.base.reference,
+            ))
+        }
+        _ => {
+            let event: GitLabMergeRequest = serde_json::from_slice(body).map_err(malformed)?;
+            let attributes = event.object_attributes.ok_or_else(|| {
+                Rejection::Malformed("merge request payload without `object_attributes`".to_owned())
+            })?;
+            Ok((
+                attributes.action.unwrap_or_default(),
+                attributes.iid,
+                attributes.last_commit.map(|c| c.id).unwrap_or_default(),
+                attributes.target_branch,
+            ))
+        }
+    }
+}
+
+/// Actions after which a pull request's plan may have changed: a new head, a new base, or
+/// (for gates counting them) its reviews.
+const PLANNED_ACTIONS: [&str; 12] = [
+    "opened",
+    "synchronize",
+    "reopened",
+    "edited",
+    "ready_for_review",
+    "submitted",
+    "dismissed",
+    "open",
+    "update",
+    "reopen",
+    "approved",
+    "unapproved",
+];
 
 #[derive(Deserialize)]
 struct Push {
@@ -103,6 +213,26 @@ pub fn judge(
     let event = event.unwrap_or_default();
     match (provider, event.as_str()) {
         (Provider::GitHub, "ping") => return Ok(Outcome::Ping),
+        (Provider::GitHub, "pull_request" | "pull_request_review")
+        | (Provider::GitLab, "Merge Request Hook") => {
+            let (action, number, head, base) = pull_request_of(provider, body)?;
+            return Ok(if base != tracked_branch {
+                Outcome::Ignored {
+                    delivery,
+                    why: format!("a pull request into `{base}`, not `{tracked_branch}`"),
+                }
+            } else if !PLANNED_ACTIONS.contains(&action.as_str()) {
+                Outcome::Ignored {
+                    delivery,
+                    why: format!("pull request action `{action}` changes no plan"),
+                }
+            } else {
+                Outcome::PullRequest {
+                    delivery,
+                    request: PullRequestEvent { number, head },
+                }
+            });
+        }
         (Provider::GitHub | Provider::Generic, "push") | (Provider::GitLab, "Push Hook") => {}
         _ => {
             return Ok(Outcome::Ignored {

@@ -193,3 +193,85 @@ fn gitlab_push_hook_with_its_token() {
         Err(Rejection::Unauthenticated(_))
     ));
 }
+
+#[test]
+fn a_real_pull_request_delivery_into_the_tracked_branch_asks_for_a_plan() {
+    use gitward::webhook::PullRequestEvent;
+    let (headers, body) = captured("github/pull_request.opened.delivery.json");
+    let outcome = judge(
+        Provider::GitHub,
+        CAPTURED_SECRET,
+        lookup(headers.clone()),
+        &body,
+        "main",
+    );
+    assert_eq!(
+        outcome,
+        Ok(Outcome::PullRequest {
+            delivery: Some("f73f08d0-a995-11f0-8d11-0b9d0ae424e4".to_owned()),
+            request: PullRequestEvent {
+                number: 315,
+                head: "eeb67d6e0f131d27102080b6bb50be2ddae28cc3".to_owned(),
+            },
+        })
+    );
+    // Into another branch: nothing to plan.
+    let other = judge(
+        Provider::GitHub,
+        CAPTURED_SECRET,
+        lookup(headers),
+        &body,
+        "release",
+    );
+    assert!(
+        matches!(&other, Ok(Outcome::Ignored { why, .. }) if why == "a pull request into `main`, not `release`"),
+        "{other:?}"
+    );
+}
+
+#[test]
+fn a_real_merge_request_hook_asks_for_a_plan_with_the_token_only() {
+    use gitward::webhook::PullRequestEvent;
+    let (mut headers, body) = captured("gitlab/merge_request.opened.delivery.json");
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case("x-gitlab-token"));
+    headers.push(("X-Gitlab-Token".to_owned(), "the-token".to_owned()));
+    let outcome = judge(
+        Provider::GitLab,
+        b"the-token",
+        lookup(headers.clone()),
+        &body,
+        "main",
+    );
+    assert!(
+        matches!(
+            &outcome,
+            Ok(Outcome::PullRequest { request: PullRequestEvent { number: 1, head }, .. })
+                if head == "fb7d5cea20fd333821e718d24283bc7282483492"
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        judge(
+            Provider::GitLab,
+            b"another-token",
+            lookup(headers),
+            &body,
+            "main"
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_pull_request_delivery_without_its_fields_is_malformed() {
+    let body = br#"{"action": "opened", "pull_request": {"number": "seven"}}"#;
+    let signature = sign(b"s", body);
+    let headers = vec![
+        ("X-GitHub-Event".to_owned(), "pull_request".to_owned()),
+        ("X-Hub-Signature-256".to_owned(), signature),
+    ];
+    assert!(matches!(
+        judge(Provider::GitHub, b"s", lookup(headers), body, "main"),
+        Err(Rejection::Malformed(_))
+    ));
+}

@@ -6,6 +6,7 @@
 //! and SIGINT stop it after the reconcile in progress; it then exits 0.
 
 pub mod delivery;
+pub mod pulls;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +77,10 @@ struct Daemon {
     authentic_limit: Mutex<webhook::RateLimit>,
     /// Deliveries that failed to authenticate or to parse, per source.
     rejected_limit: Mutex<webhook::RateLimit>,
+    /// Pull requests waiting to be planned.
+    pulls: Arc<pulls::Queue>,
+    /// The last `gitward/apply` status set: (commit, status), not set again.
+    apply_status: Mutex<Option<(String, crate::forge::Check)>>,
 }
 
 impl Daemon {
@@ -152,6 +157,8 @@ pub fn run(config_path: &Path) -> Result<u8> {
         deliveries,
         authentic_limit: Mutex::default(),
         rejected_limit: Mutex::default(),
+        pulls: Arc::default(),
+        apply_status: Mutex::default(),
     });
     runtime.block_on(serve(daemon, config_path))
 }
@@ -220,6 +227,12 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
     );
     // A backlog left by the last run goes out before the first reconcile ends.
     deliveries.wake().await;
+    let config_of = daemon.clone();
+    tokio::spawn(pulls::plan_queued(
+        daemon.pulls.clone(),
+        Arc::new(move || config_of.current().config.clone()),
+        stopped.clone(),
+    ));
     // Reconciles in a row that could not reach the remote; retried sooner than the poll
     // interval, with doubling pauses up to a minute.
     let mut remote_failures: u32 = 0;
@@ -296,6 +309,7 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             Ok(Ok(report)) => {
                 daemon.metrics.reconciled(&report, seconds, Utc::now());
                 log_outcome(&report, seconds);
+                set_apply_status(&daemon, &current.config, &report);
                 if let Some(until) = report.stands_until {
                     wait = wait.min(time_until(until));
                 }
@@ -375,6 +389,32 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
         let _ = server.await;
     }
     Ok(0)
+}
+
+/// Sets the `gitward/apply` status of the commit `report` reconciled through the host's
+/// forge, unless it says what it said last; in the background, logged when it fails.
+fn set_apply_status(daemon: &Arc<Daemon>, config: &HostConfig, report: &crate::reconcile::Report) {
+    if config.forge.is_none() {
+        return;
+    }
+    let check = pulls::apply_check(report);
+    let key = (report.source.clone(), check);
+    {
+        let mut last = daemon
+            .apply_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.as_ref() == Some(&key) {
+            return;
+        }
+        *last = Some(key);
+    }
+    let (config, report) = (config.clone(), report.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = pulls::post_apply_status(&config, &report) {
+            tracing::warn!(commit = %report.source, %error, "gitward/apply status not set");
+        }
+    });
 }
 
 /// How long until `time`, at least a second: a due time that keeps failing does not spin.
@@ -698,6 +738,41 @@ async fn hook(
         Ok(Outcome::Ping) => ("ping", StatusCode::OK, "pong".to_owned()),
         Ok(Outcome::Ignored { why, .. }) => {
             ("ignored", StatusCode::ACCEPTED, format!("ignored: {why}"))
+        }
+        Ok(Outcome::PullRequest { delivery, request }) => {
+            let planned = current
+                .config
+                .forge
+                .as_ref()
+                .is_some_and(|f| f.plan_pull_requests);
+            if delivery
+                .as_deref()
+                .is_some_and(|d| daemon.replayed(&label, d))
+            {
+                (
+                    "replayed",
+                    StatusCode::OK,
+                    "delivery seen before: ignored".to_owned(),
+                )
+            } else if !planned {
+                (
+                    "ignored",
+                    StatusCode::ACCEPTED,
+                    "ignored: this host plans no pull requests (no `forge`, or forge.planPullRequests is false)".to_owned(),
+                )
+            } else if daemon.pulls.push(request) {
+                (
+                    "planned",
+                    StatusCode::ACCEPTED,
+                    "pull request plan queued".to_owned(),
+                )
+            } else {
+                (
+                    "busy",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many pull requests waiting to be planned".to_owned(),
+                )
+            }
         }
         Ok(outcome @ Outcome::Reconcile { .. }) => {
             if outcome
