@@ -69,6 +69,7 @@ pub fn post_report(options: &PostOptions, report: &PlanReport, err: &mut dyn Wri
         destination.number,
         &destination.sha,
         &posting,
+        report,
     ))?;
     let line = format!(
         "posted to {} {} #{} ({}): status {} {} on {}, comment {}",
