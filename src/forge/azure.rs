@@ -6,6 +6,7 @@
 //! is one) and as Basic with an empty user name otherwise (a personal access token).
 
 use base64::Engine;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,6 +33,9 @@ const CLOSED_THREAD: u8 = 4;
 /// merged a commit.
 const QUERY_LAST_MERGE_COMMIT: u8 = 1;
 const QUERY_COMMIT: u8 = 2;
+/// What a path segment of a web URL people read keeps encoded (a repository id's dashes
+/// stay as they are).
+const WEB_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
 
 pub struct Azure {
     api: Api,
@@ -177,13 +181,19 @@ impl Azure {
             &[],
             options,
         )?;
-        let (project, repository) = (segment(project), segment(repository));
+        let web = |part: &str| utf8_percent_encode(part, WEB_SEGMENT).to_string();
         Ok(Azure {
             api,
-            repo: format!("{project}/_apis/git/repositories/{repository}"),
+            repo: format!(
+                "{}/_apis/git/repositories/{}",
+                segment(project),
+                segment(repository)
+            ),
             web: format!(
-                "{}/{project}/_git/{repository}",
-                target.api.trim_end_matches('/')
+                "{}/{}/_git/{}",
+                target.api.trim_end_matches('/'),
+                web(project),
+                web(repository)
             ),
             me: OnceCell::new(),
         })
