@@ -160,7 +160,13 @@ pub fn plan_pull(config: &HostConfig, event: &PullRequestEvent) -> Result<Planne
         true,
     )?;
     let posting = post::posting(&report, None, forge.comment_limit());
-    let posted = block_on(post::post(forge.as_ref(), event.number, &head, &posting))?;
+    let posted = block_on(post::post(
+        forge.as_ref(),
+        event.number,
+        &head,
+        &posting,
+        &report,
+    ))?;
     Ok(Planned {
         number: event.number,
         head,
