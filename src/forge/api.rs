@@ -212,6 +212,8 @@ impl Api {
                 || status.is_server_error()
             {
                 ForgeError::Unavailable(text)
+            } else if status == StatusCode::NOT_FOUND {
+                ForgeError::NotFound(text)
             } else {
                 ForgeError::Refused(text)
             },

@@ -43,8 +43,6 @@ pub const ANNOTATIONS_PER_REPORT: usize = 1000;
 const TITLE_CHARS: usize = 100;
 const SUMMARY_CHARS: usize = 450;
 const DETAILS_CHARS: usize = 2000;
-/// How a refusal with 404 reads (see `Api::send`).
-const NOT_FOUND: &str = " answered 404 Not Found";
 
 pub struct Bitbucket {
     api: Api,
@@ -284,7 +282,7 @@ impl Bitbucket {
             &[("pagelen", PAGE_LEN)],
         )?;
         let pulls = match self.pages::<Pull>(url, what).await {
-            Err(ForgeError::Refused(text)) if text.contains(NOT_FOUND) => {
+            Err(ForgeError::NotFound(_)) => {
                 let open = self.url("pullrequests", &[("state", "OPEN"), ("pagelen", PAGE_LEN)])?;
                 self.pages(open, "reading the open pull requests").await?
             }

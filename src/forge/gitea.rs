@@ -22,8 +22,6 @@ const COMMENT_CHARS: usize = 65_536;
 /// a person signs in with has a negative id.
 const ACTIONS_USER_ID: i64 = -2;
 
-/// How a refusal with 404 reads (see `Api::send`).
-const NOT_FOUND: &str = " answered 404 Not Found";
 
 const GITEA: Dialect = Dialect {
     kind: ForgeKind::Gitea,
@@ -68,7 +66,7 @@ impl Gitea {
             .await
         {
             Ok(pull) => Ok(Some(pull)),
-            Err(ForgeError::Refused(text)) if text.contains(NOT_FOUND) => Ok(None),
+            Err(ForgeError::NotFound(_)) => Ok(None),
             Err(other) => Err(other),
         }
     }

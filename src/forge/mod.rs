@@ -157,9 +157,12 @@ pub enum ForgeError {
     /// No answer (network, timeout), or an answer worth trying again (429, 5xx).
     #[error("{0}")]
     Unavailable(String),
-    /// The forge refused it: bad credentials, no permission, no such repository.
+    /// The forge refused it: bad credentials, no permission.
     #[error("{0}")]
     Refused(String),
+    /// What was asked for does not exist there (404).
+    #[error("{0}")]
+    NotFound(String),
     /// The forge answered something it does not answer.
     #[error("{0}")]
     Unexpected(String),
