@@ -2,6 +2,8 @@
 //! system's variables set, posts the commit status and the one plan comment to a stand-in of
 //! the forge's API, and a second push updates that comment instead of adding one.
 
+#[path = "common/ci.rs"]
+mod ci;
 mod common;
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -10,85 +12,11 @@ mod github_fake;
 #[path = "fakes/gitlab.rs"]
 mod gitlab_fake;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{Run, TestRepo};
+use ci::{PLAN, gitward_in_ci, repo_with_change};
+use common::TestRepo;
 use fakes::guard;
 use github_fake::{GitHub, Trick};
 use gitlab_fake::GitLab;
-
-/// Variables CI systems set that would tell `--post` about the CI running these tests.
-const CI_VARIABLES: &[&str] = &[
-    "GITHUB_ACTIONS",
-    "GITHUB_API_URL",
-    "GITHUB_REPOSITORY",
-    "GITHUB_EVENT_PATH",
-    "GITHUB_TOKEN",
-    "GITHUB_SHA",
-    "GITHUB_SERVER_URL",
-    "GITHUB_RUN_ID",
-    "GITEA_ACTIONS",
-    "GITLAB_CI",
-    "CI_API_V4_URL",
-    "CI_PROJECT_ID",
-    "CI_MERGE_REQUEST_IID",
-    "CI_COMMIT_SHA",
-    "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA",
-    "GITLAB_TOKEN",
-    "CI_JOB_URL",
-    "TF_BUILD",
-    "BITBUCKET_BUILD_NUMBER",
-    "JENKINS_URL",
-    "GITWARD_FORGE_TOKEN",
-];
-
-/// `gitward` in `dir` with exactly the CI variables of `env`.
-async fn gitward_in_ci(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Run {
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gitward"));
-        for name in CI_VARIABLES {
-            command.env_remove(name);
-        }
-        let output = command
-            .args(&args)
-            .envs(env)
-            .current_dir(&dir)
-            .output()
-            .expect("the gitward binary runs");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("the run ends")
-}
-
-/// The example on `main` and a pull request's branch `change` with one edit; gates open
-/// unless `gated`.
-fn repo_with_change(gated: bool) -> TestRepo {
-    let repo = if gated {
-        TestRepo::with_example()
-    } else {
-        TestRepo::with_example_open_gates()
-    };
-    repo.git(&["checkout", "-q", "-b", "change"]);
-    repo.edit(
-        "certificates/prod/api.yaml",
-        "    - api.internal.example.com\n",
-        "    - api.internal.example.com\n    - api-v2.example.com\n",
-    );
-    repo.commit("Add api-v2");
-    repo
-}
 
 /// What GitHub Actions sets for a `pull_request` run of pull request `number` at `head`.
 fn actions_env(
@@ -123,17 +51,6 @@ fn actions_env(
         ("GITHUB_TOKEN", github_fake::TOKEN.to_owned()),
     ]
 }
-
-const PLAN: &[&str] = &[
-    "plan",
-    "--base",
-    "main",
-    "--head",
-    "change",
-    "--date",
-    "2026-12-01",
-    "--post",
-];
 
 #[tokio::test]
 async fn github_actions_gets_a_status_on_the_head_and_one_comment_kept_up_to_date() {

@@ -95,6 +95,7 @@ impl Posting {
             destination.number,
             &destination.sha,
             &posting,
+            report,
         ))?;
         let line = format!(
             "posted to {} {} #{} ({}): status {} {} on {}, comment {}",

@@ -313,7 +313,9 @@ fn jenkins(var: &dyn Fn(&str) -> Option<String>) -> Found {
         forge,
         repo_url,
         number: var("CHANGE_ID").and_then(|n| n.parse().ok()),
-        sha: var("GIT_COMMIT"),
+        // With the "merge with target" strategy GIT_COMMIT is a merge made for the build;
+        // branch-api names the pull request's head.
+        sha: var("CHANGE_BRANCH_COMMIT_ID").or(var("GIT_COMMIT")),
         run_url: var("BUILD_URL"),
         ..Found::default()
     }
@@ -446,6 +448,23 @@ mod tests {
             None,
         )
         .unwrap();
+        assert_eq!(d.sha, "abc");
+        let d = found_in(
+            &[
+                ("JENKINS_URL", "https://ci.example.com/"),
+                ("CHANGE_ID", "9"),
+                (
+                    "CHANGE_URL",
+                    "https://gitlab.example.com/ops/pki/-/merge_requests/9",
+                ),
+                ("GIT_COMMIT", "mergemerge"),
+                ("CHANGE_BRANCH_COMMIT_ID", "headhead"),
+                ("GITWARD_FORGE_TOKEN", "t"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.sha, "headhead");
         assert_eq!(d.target.kind, ForgeKind::GitLab);
         assert_eq!(d.target.api, "https://gitlab.example.com/api/v4");
         assert_eq!(d.target.repository, "ops/pki");

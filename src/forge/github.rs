@@ -1,5 +1,6 @@
 //! GitHub's REST API (github.com and GitHub Enterprise Server): commit statuses, issue
-//! comments, the pull requests of a commit and their reviews.
+//! comments, the pull requests of a commit and their reviews. Gitea speaks the same dialect
+//! with a few differences, which [`Dialect`] holds; [`super::gitea`] builds on this client.
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -15,7 +16,40 @@ use super::{
 /// GitHub's limit on an issue comment's body, in characters.
 const COMMENT_CHARS: usize = 65_536;
 
+/// What differs between forges that speak GitHub's REST dialect.
+pub(super) struct Dialect {
+    pub kind: ForgeKind,
+    /// What messages call the forge.
+    pub name: &'static str,
+    /// The word before the token in `Authorization`.
+    pub scheme: &'static str,
+    /// Headers the forge wants on every request.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// The query parameter that sizes a page, and the size asked for.
+    pub page: (&'static str, &'static str),
+    /// Most characters a comment may have.
+    pub comment_chars: usize,
+    /// Whether a comment's author is the CI's own token, for when the token may not say
+    /// who it is.
+    pub ci_author: fn(&User) -> bool,
+}
+
+pub(super) const GITHUB: Dialect = Dialect {
+    kind: ForgeKind::GitHub,
+    name: "GitHub",
+    scheme: "Bearer",
+    headers: &[
+        ("accept", "application/vnd.github+json"),
+        ("x-github-api-version", "2022-11-28"),
+    ],
+    page: ("per_page", PER_PAGE),
+    comment_chars: COMMENT_CHARS,
+    // Actions' token comments as `github-actions[bot]`.
+    ci_author: |user| user.type_ == "Bot",
+};
+
 pub struct GitHub {
+    dialect: &'static Dialect,
     api: Api,
     /// `owner/name`, each part encoded for a path.
     repo: String,
@@ -24,10 +58,12 @@ pub struct GitHub {
 }
 
 #[derive(Deserialize)]
-struct User {
-    login: String,
+pub(super) struct User {
+    pub login: String,
     #[serde(default, rename = "type")]
-    type_: String,
+    pub type_: String,
+    #[serde(default)]
+    pub id: i64,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +86,7 @@ struct Base {
 }
 
 #[derive(Deserialize)]
-struct Pull {
+pub(super) struct Pull {
     number: u64,
     user: Option<User>,
     head: Head,
@@ -63,6 +99,12 @@ struct Pull {
     html_url: String,
 }
 
+impl Pull {
+    pub(super) fn head_sha(&self) -> &str {
+        &self.head.sha
+    }
+}
+
 #[derive(Deserialize)]
 struct GivenReview {
     user: Option<User>,
@@ -73,39 +115,58 @@ struct GivenReview {
     commit_id: Option<String>,
     #[serde(default)]
     html_url: String,
+    /// Gitea keeps a dismissed review's state and says so here (GitHub makes it `DISMISSED`).
+    #[serde(default)]
+    dismissed: bool,
 }
 
 impl GitHub {
     pub fn new(target: &Target, options: &Options) -> Result<GitHub, ForgeError> {
+        GitHub::with_dialect(target, options, &GITHUB)
+    }
+
+    /// A client for a forge that speaks `dialect`.
+    pub(super) fn with_dialect(
+        target: &Target,
+        options: &Options,
+        dialect: &'static Dialect,
+    ) -> Result<GitHub, ForgeError> {
         let (owner, name) = target.repository.split_once('/').ok_or_else(|| {
             ForgeError::Setup(format!(
-                "GitHub: `{}` is not `owner/name`",
-                target.repository
+                "{}: `{}` is not `owner/name`",
+                dialect.name, target.repository
             ))
         })?;
         let api = Api::new(
-            "GitHub",
+            dialect.name,
             &target.api,
             (
                 reqwest::header::AUTHORIZATION,
-                format!("Bearer {}", target.token),
+                format!("{} {}", dialect.scheme, target.token),
             ),
             &target.token,
-            &[
-                ("accept", "application/vnd.github+json"),
-                ("x-github-api-version", "2022-11-28"),
-            ],
+            dialect.headers,
             options,
         )?;
         Ok(GitHub {
+            dialect,
             api,
             repo: format!("{}/{}", segment(owner), segment(name)),
             login: OnceCell::new(),
         })
     }
 
-    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Url, ForgeError> {
+    /// The URL of `path` below the repository.
+    pub(super) fn url(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Url, ForgeError> {
         self.api.url(&format!("repos/{}/{path}", self.repo), query)
+    }
+
+    pub(super) fn api(&self) -> &Api {
+        &self.api
     }
 
     /// The token's login, when the token may say (a personal or app token may; Actions'
@@ -125,16 +186,16 @@ impl GitHub {
             .as_deref()
     }
 
-    /// Whether a comment is one gitward wrote: by the token's user when known, else by a bot
-    /// (Actions' token comments as `github-actions[bot]`) — never a person's comment that
-    /// merely carries the marker.
-    fn ours(comment: &Comment, marker: &str, login: Option<&str>) -> bool {
+    /// Whether a comment is one gitward wrote: by the token's user when known, else by the
+    /// CI's own token (see [`Dialect::ci_author`]) — never a person's comment that merely
+    /// carries the marker.
+    fn ours(&self, comment: &Comment, marker: &str, login: Option<&str>) -> bool {
         let Some(user) = &comment.user else {
             return false;
         };
         let by_us = match login {
             Some(login) => user.login == login,
-            None => user.type_ == "Bot",
+            None => (self.dialect.ci_author)(user),
         };
         by_us
             && comment
@@ -149,16 +210,13 @@ impl GitHub {
         marker: &str,
         body: &str,
     ) -> Result<CommentOutcome, ForgeError> {
-        let list = self.url(
-            &format!("issues/{number}/comments"),
-            &[("per_page", PER_PAGE)],
-        )?;
+        let list = self.url(&format!("issues/{number}/comments"), &[self.dialect.page])?;
         let comments: Vec<Comment> = self
             .api
             .linked_pages(list, "reading the pull request's comments")
             .await?;
         let login = self.login().await;
-        let mine = comments.iter().rev().find(|c| Self::ours(c, marker, login));
+        let mine = comments.iter().rev().find(|c| self.ours(c, marker, login));
         match mine {
             Some(comment) if comment.body.as_deref() == Some(body) => Ok(CommentOutcome::Unchanged),
             Some(comment) => {
@@ -191,7 +249,7 @@ impl GitHub {
 
 impl Forge for GitHub {
     fn kind(&self) -> ForgeKind {
-        ForgeKind::GitHub
+        self.dialect.kind
     }
 
     fn set_check<'a>(&'a self, sha: &'a str, check: &'a Check) -> Call<'a, ()> {
@@ -225,24 +283,13 @@ impl Forge for GitHub {
         Box::pin(async move {
             let url = self.url(
                 &format!("commits/{}/pulls", segment(sha)),
-                &[("per_page", PER_PAGE)],
+                &[self.dialect.page],
             )?;
             let pulls: Vec<Pull> = self
                 .api
                 .linked_pages(url, "reading the pull requests of a commit")
                 .await?;
-            Ok(pulls
-                .into_iter()
-                .map(|p| PullRequest {
-                    number: p.number,
-                    author: p.user.map(|u| u.login).unwrap_or_default(),
-                    head_sha: p.head.sha,
-                    base: p.base.reference,
-                    merged: p.merged_at.is_some(),
-                    merge_sha: p.merge_commit_sha,
-                    url: p.html_url,
-                })
-                .collect())
+            Ok(pulls.into_iter().map(pull_request).collect())
         })
     }
 
@@ -250,7 +297,7 @@ impl Forge for GitHub {
         Box::pin(async move {
             let url = self.url(
                 &format!("pulls/{}/reviews", pull.number),
-                &[("per_page", PER_PAGE)],
+                &[self.dialect.page],
             )?;
             let reviews: Vec<GivenReview> = self
                 .api
@@ -261,7 +308,7 @@ impl Forge for GitHub {
                 .filter_map(|r| {
                     Some(Review {
                         reviewer: r.user?.login,
-                        approved: r.state == "APPROVED",
+                        approved: r.state == "APPROVED" && !r.dismissed,
                         state: r.state,
                         at: r.submitted_at,
                         commit: r.commit_id,
@@ -273,6 +320,19 @@ impl Forge for GitHub {
     }
 
     fn comment_limit(&self) -> usize {
-        COMMENT_CHARS
+        self.dialect.comment_chars
+    }
+}
+
+/// A pull request as GitHub (and Gitea) answers it.
+pub(super) fn pull_request(p: Pull) -> PullRequest {
+    PullRequest {
+        number: p.number,
+        author: p.user.map(|u| u.login).unwrap_or_default(),
+        head_sha: p.head.sha,
+        base: p.base.reference,
+        merged: p.merged_at.is_some(),
+        merge_sha: p.merge_commit_sha,
+        url: p.html_url,
     }
 }

@@ -4,7 +4,10 @@
 //! [`post`] decides what a plan report posts.
 
 pub mod api;
+pub mod azure;
+pub mod bitbucket;
 pub mod ci;
+pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod post;
@@ -191,6 +194,17 @@ pub trait Forge: Send + Sync {
 
     /// Most characters a comment may have here.
     fn comment_limit(&self) -> usize;
+
+    /// Shows `report` beside the code of `sha` where the forge has a place for it
+    /// (Bitbucket's Code Insights), linking to `link`; nothing elsewhere.
+    fn publish_insights<'a>(
+        &'a self,
+        _sha: &'a str,
+        _report: &'a crate::report::PlanReport,
+        _link: Option<&'a str>,
+    ) -> Call<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// How to reach a repository on a forge.
@@ -221,11 +235,9 @@ pub fn connect(target: &Target, options: &api::Options) -> Result<Box<dyn Forge>
     Ok(match target.kind {
         ForgeKind::GitHub => Box::new(github::GitHub::new(target, options)?),
         ForgeKind::GitLab => Box::new(gitlab::GitLab::new(target, options)?),
-        other => {
-            return Err(ForgeError::Setup(format!(
-                "posting to {other} is not supported yet"
-            )));
-        }
+        ForgeKind::Gitea => Box::new(gitea::Gitea::new(target, options)?),
+        ForgeKind::Bitbucket => Box::new(bitbucket::Bitbucket::new(target, options)?),
+        ForgeKind::AzureDevOps => Box::new(azure::Azure::new(target, options)?),
     })
 }
 

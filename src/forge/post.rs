@@ -24,12 +24,26 @@ pub struct Posting {
 /// The status and comment for `report`: success when the change would apply (now or when
 /// its window opens), failure when it is blocked or the head is invalid.
 pub fn posting(report: &PlanReport, run_url: Option<&str>, comment_limit: usize) -> Posting {
+    let (state, headline) = headline(report);
+    Posting {
+        check: Check {
+            context: PLAN_CONTEXT.to_owned(),
+            state,
+            description: one_line(&headline, DESCRIPTION_CHARS),
+            url: run_url.map(str::to_owned),
+        },
+        comment: fit(report.render(Format::Markdown), comment_limit),
+    }
+}
+
+/// The state a plan's status takes and the line that says why.
+pub fn headline(report: &PlanReport) -> (CheckState, String) {
     let s = &report.summary;
     let changes = format!(
         "{} to issue, {} to reissue, {} to remove",
         s.issue, s.reissue, s.remove
     );
-    let (state, headline) = match report.verdict {
+    match report.verdict {
         Verdict::Apply => (CheckState::Success, format!("would apply: {changes}")),
         Verdict::Pending { .. } => (
             CheckState::Success,
@@ -46,15 +60,6 @@ pub fn posting(report: &PlanReport, run_url: Option<&str>, comment_limit: usize)
                 report.errors().count()
             ),
         ),
-    };
-    Posting {
-        check: Check {
-            context: PLAN_CONTEXT.to_owned(),
-            state,
-            description: one_line(&headline, DESCRIPTION_CHARS),
-            url: run_url.map(str::to_owned),
-        },
-        comment: fit(report.render(Format::Markdown), comment_limit),
     }
 }
 
@@ -124,15 +129,20 @@ pub struct Posted {
     pub comment: CommentOutcome,
 }
 
-/// Sets the status of `sha`, then makes pull request `number`'s plan comment say the plan.
-/// The status first: it is what branch protection reads.
+/// Sets the status of `sha`, shows `report` beside the code where the forge can, then makes
+/// pull request `number`'s plan comment say the plan. The status first: it is what branch
+/// protection reads.
 pub async fn post(
     forge: &dyn Forge,
     number: u64,
     sha: &str,
     posting: &Posting,
+    report: &PlanReport,
 ) -> Result<Posted, ForgeError> {
     forge.set_check(sha, &posting.check).await?;
+    forge
+        .publish_insights(sha, report, posting.check.url.as_deref())
+        .await?;
     let comment = forge
         .upsert_comment(number, COMMENT_MARKER, &posting.comment)
         .await?;
