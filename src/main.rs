@@ -155,6 +155,10 @@ enum Command {
         /// --repo or revision).
         #[arg(long)]
         allow_empty: bool,
+        /// Evaluate every policy on the head, even where the base's note (from the daemon,
+        /// same policies, same day) could stand for the results the change cannot alter.
+        #[arg(long)]
+        full: bool,
     },
     /// Run the `test_` rules of the `*_test.rego` policy tests.
     #[command(
@@ -406,6 +410,7 @@ fn main() -> ExitCode {
             trust_trailers,
             config,
             allow_empty,
+            full,
         } => commands::plan(
             &PlanOptions {
                 repo,
@@ -422,6 +427,7 @@ fn main() -> ExitCode {
                     trust_trailers,
                 },
                 host_config: config,
+                full,
             },
             &mut out,
             &mut io::stderr(),
