@@ -27,6 +27,8 @@
 #    of Jira and ServiceNow (paced: ~3.5 minutes), lost create answers looked up once each,
 #    the ticket calls of `gitward reconcile --once` when nothing a ticket is about changed,
 #    and reading back 1,000 open tickets (benches/tickets.rs).
+# 9. Plan with the base's note: the 10-file change with policies and gates on, its base
+#    noted by `gitward reconcile --once`, against `validate` and against `plan --full`.
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +58,8 @@ trap 'rm -rf "$work"' EXIT
 peak_rss() {
   local peak=0 kb
   for _ in 1 2 3 4 5; do
-    kb=$(/usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1)
+    # A blocked plan exits 1: its memory counts all the same.
+    kb=$( { /usr/bin/time -f %M "$@" 2>&1 >/dev/null || true; } | tail -n 1)
     [ "$kb" -gt "$peak" ] && peak=$kb
   done
   echo "$peak"
@@ -151,3 +154,45 @@ PY
 echo
 echo "== 8. tickets: API calls of 1,000 new problems, a quiet reconcile, reading tickets back"
 cargo bench --locked --quiet --bench tickets 2>/dev/null
+
+echo
+echo "== 9. plan with the base's note: the 10-file change, $count certificates, policies and gates on"
+# The daemon notes the base: a host follows a branch at the base and reconciles it once. The
+# gates block it (no approvals), which issues nothing and notes its evaluation all the same.
+python3 scripts/gen-repo.py "$work/noted" --certificates "$count" --change 10 --algorithm ECDSA-P256 --no-acme --open-window
+git -C "$work/noted" branch -f base HEAD~1
+mkdir -p "$work/noted-host"
+printf '%s\n' \
+  "repo: {url: $work/noted, branch: base, pollInterval: 1h}" \
+  "stateDir: $work/noted-host/state" \
+  "targets:" \
+  "  web-tls: {dir: $work/noted-host/out}" \
+  "  internal-tls: {dir: $work/noted-host/out-internal}" \
+  "  mtls-clients: {dir: $work/noted-host/out-mtls}" > "$work/noted-host/gitward.yaml"
+"$bin" reconcile --once --quiet --config "$work/noted-host/gitward.yaml" >/dev/null || true
+noted=("$bin" plan --repo "$work/noted" --base HEAD~1 --head HEAD)
+# The change is blocked by the gates (no approvals): plan exits 1 by design.
+{ "${noted[@]}" --format json || true; } | python3 -c '
+import json, sys
+e = json.load(sys.stdin)["evaluation"]
+assert e["base"] == "note", e
+pairs, total = e["pairs"], e["total"]
+print(f"plan evaluates {pairs} of {total} pairs, the rest from the note on the base")
+'
+echo "peak RSS: validate $(( $(peak_rss "$bin" validate --repo "$work/noted" --rev HEAD) / 1024 )) MiB," \
+  "plan with the note $(( $(peak_rss "${noted[@]}") / 1024 )) MiB," \
+  "plan --full $(( $(peak_rss "${noted[@]}" --full) / 1024 )) MiB"
+hyperfine -N -i --warmup 3 --runs 30 --export-json "$work/noted.json" \
+  -n validate "$bin validate --repo $work/noted --rev HEAD" \
+  -n note "${noted[*]}" \
+  -n full "${noted[*]} --full" >/dev/null 2>&1
+python3 - "$work/noted.json" <<'PY'
+import json, sys
+times = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+v, n, f = times["validate"], times["note"], times["full"]
+for name, r in (("validate --rev HEAD", v), ("plan with the note", n), ("plan --full", f)):
+    print(f"{name:22} median {r['median']:.3f} s (mean {r['mean']:.3f} ± {r['stddev']:.3f})")
+print(f"note / validate        {n['median'] / v['median']:.2f}×   (targets: ≤ 0.3 s, ≤ 1.3×)")
+print(f"full / validate        {f['median'] / v['median']:.2f}×")
+print(f"note / full            {n['median'] / f['median']:.2f}×")
+PY

@@ -154,6 +154,10 @@ enum Command {
         /// --repo or revision).
         #[arg(long)]
         allow_empty: bool,
+        /// Evaluate every policy on the head, even where the base's note (from the daemon,
+        /// same policies, same day) could stand for the results the change cannot alter.
+        #[arg(long)]
+        full: bool,
         /// Post the result to the pull request: commit status `gitward/plan` on its head and
         /// one comment, updated in place. The forge, repository, pull request and token come
         /// from the CI's variables (GitHub Actions, GitLab CI, Jenkins, Azure Pipelines,
@@ -435,6 +439,7 @@ fn main() -> ExitCode {
             trust_trailers,
             config,
             allow_empty,
+            full,
             post,
             forge,
             repo_url,
@@ -459,6 +464,7 @@ fn main() -> ExitCode {
                     trust_trailers,
                 },
                 host_config: config,
+                full,
                 post: post.then_some(commands::post::PostOptions {
                     forge,
                     repo_url,

@@ -6,24 +6,34 @@
 //! inventory, the commit, their own index entries), everything when modules or policy data
 //! changed — which finds what the change resolves; and on every pair the head has findings
 //! for, so that whether a finding is new is always decided by evaluating the base.
+//!
+//! When the base's full evaluation is known — kept by the daemon, or recorded in the base's
+//! note and made by the same policies on the same day — only the pairs whose result can
+//! differ are evaluated, on the head; the rest stand as the base had them.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
 
 use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
 use crate::model::Enforcement;
+use crate::model::parse::Content;
 use crate::model::{Catalog, Kind, Loaded};
 use crate::plan::{Change, plan};
 use crate::policy::compile::{Binding, dns_names, is_test_module};
+use crate::policy::evaluate::MAX_FINDINGS_PER_COMMIT;
 use crate::policy::evaluate::{Evaluator, Finding, FindingStatus};
-use crate::policy::{Context, Evaluation, commit_input, compare, exceptions};
+use crate::policy::{Context, Evaluation, PolicySet, commit_input, compare, exceptions};
 use crate::reconcile::decide::Verdict;
-use crate::report::{Compared, FORMAT_VERSION, PlanReport, PolicyInfo};
+use crate::report::{
+    BaseEvaluation, Compared, EvaluationInfo, FORMAT_VERSION, PlanReport, PolicyInfo,
+};
 use crate::snapshot::Snapshot;
+use crate::status::{MOST_NOTED, NoteEvaluation, NoteFinding};
 
 pub fn review(
     base: (&CommitInfo, &Snapshot),
@@ -33,12 +43,216 @@ pub fn review(
     review_on(base, None, head, today).0
 }
 
+/// Version of how gitward turns a commit into policy results (the input it builds, how
+/// results become findings). A note recorded under another is not used, nor is one recorded
+/// by another gitward release.
+pub const EVALUATION_FORMAT: u32 = 1;
+
+/// Digest of what a commit's policy results depend on besides its resources, its commit and
+/// the day: the policy modules (tests aside), the Policy resources, the policy data and the
+/// evaluation format.
+pub fn policies_digest(catalog: &Catalog) -> String {
+    let mut hash = Sha256::new();
+    // Each part with its length first: no two sequences of parts hash alike.
+    let mut put = |part: &[u8]| {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    };
+    put(format!(
+        "gitward evaluation {EVALUATION_FORMAT} {}",
+        env!("CARGO_PKG_VERSION")
+    )
+    .as_bytes());
+    for (path, text) in catalog.modules.iter().filter(|(p, _)| !is_test_module(p)) {
+        put(b"module");
+        put(path.as_bytes());
+        put(text.as_bytes());
+    }
+    for policy in catalog.of_kind(Kind::Policy) {
+        put(b"policy");
+        put(policy.file.as_bytes());
+        put(json_or_marker(policy.rego_value()).as_bytes());
+    }
+    for (path, file) in &catalog.data {
+        put(b"data");
+        put(path.as_bytes());
+        match &file.content {
+            Content::Data(value) => put(json_or_marker(value).as_bytes()),
+            _ => put(b"unreadable"),
+        }
+    }
+    format!("sha256:{}", hex::encode(hash.finalize()))
+}
+
+/// `value` as JSON; a value that cannot be written (none gitward reads) is one that no note
+/// can match.
+fn json_or_marker<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("unwritable {}", uuid::Uuid::new_v4()))
+}
+
+/// Digest of `input.commit` of `commit` as policies see it.
+pub fn commit_digest(commit: &CommitInfo) -> String {
+    let input = serde_json::to_string(&commit_input(commit)).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(input.as_bytes())))
+}
+
+/// Every (policy, resource) pair of `snapshot` where a policy applies: what a full
+/// evaluation evaluates.
+fn applicable(snapshot: &Snapshot) -> impl Iterator<Item = (&Binding, &Loaded)> {
+    snapshot.catalog.resources().iter().flat_map(move |loaded| {
+        snapshot
+            .policies
+            .bindings
+            .iter()
+            .filter(|b| {
+                b.spec()
+                    .applies_to
+                    .matches(loaded.kind(), &loaded.resource.metadata.labels)
+            })
+            .map(move |b| (b, loaded))
+    })
+}
+
+/// The note's record of a head's evaluation, for a `plan` based on that head: `None` when
+/// the head was not evaluated (invalid), or the record would be too large to be a note.
+pub fn noted(
+    commit: &CommitInfo,
+    snapshot: &Snapshot,
+    evaluation: &Evaluation,
+    changed: &HashSet<(Kind, String)>,
+    today: NaiveDate,
+) -> Option<NoteEvaluation> {
+    if snapshot.has_errors() || evaluation.findings.len() > MOST_NOTED {
+        return None;
+    }
+    // Read only through `input.change`: without such a policy, not worth recording.
+    let reads_change = snapshot.policies.bindings.iter().any(|b| b.reads.change);
+    let mut changed: Vec<String> = changed
+        .iter()
+        .filter(|_| reads_change)
+        .map(|(kind, name)| format!("{kind}/{name}"))
+        .collect();
+    if changed.len() > MOST_NOTED {
+        return None;
+    }
+    changed.sort();
+    Some(NoteEvaluation {
+        policies: policies_digest(&snapshot.catalog),
+        commit: commit_digest(commit),
+        day: today,
+        pairs: applicable(snapshot).count(),
+        // Any error makes the record unusable: a few say why.
+        errors: evaluation.errors.iter().take(10).cloned().collect(),
+        changed,
+        findings: evaluation.findings.iter().map(NoteFinding::of).collect(),
+    })
+}
+
+/// A base's evaluation as its note records it, checked against the base.
+pub struct Noted {
+    evaluation: Evaluation,
+    changed: HashSet<(Kind, String)>,
+    same_commit: bool,
+}
+
+/// The base's evaluation from `note`, when it can stand for evaluating the base now: made
+/// for the base's own policies (its digest is the base's), on `today`, without errors, over
+/// as many pairs as the base has. Otherwise why not.
+pub fn noted_base(
+    note: Option<&NoteEvaluation>,
+    base: (&CommitInfo, &Snapshot),
+    today: NaiveDate,
+) -> Result<Noted, String> {
+    let (commit, snapshot) = base;
+    let note = note.ok_or("the base has no note with its evaluation")?;
+    if snapshot.has_errors() {
+        return Err("the base is not a valid configuration".to_owned());
+    }
+    if note.day != today {
+        return Err(format!("the base's note is from {}, not {today}", note.day));
+    }
+    if note.policies != policies_digest(&snapshot.catalog) {
+        return Err("the base's note was made with other policies, or another gitward".to_owned());
+    }
+    if !note.errors.is_empty() {
+        return Err("the base's evaluation had errors".to_owned());
+    }
+    if note.findings.len() > MOST_NOTED || note.changed.len() > MOST_NOTED {
+        return Err("the base's note is larger than gitward writes".to_owned());
+    }
+    if note.pairs != applicable(snapshot).count() {
+        return Err("the base's note does not match the base".to_owned());
+    }
+    let changed = note
+        .changed
+        .iter()
+        .map(|id| {
+            id.split_once('/')
+                .and_then(|(kind, name)| Some((Kind::parse(kind)?, name.to_owned())))
+        })
+        .collect::<Option<HashSet<_>>>()
+        .ok_or("the base's note names a resource it cannot")?;
+    Ok(Noted {
+        evaluation: Evaluation {
+            findings: note.findings.iter().map(NoteFinding::finding).collect(),
+            ..Evaluation::default()
+        },
+        changed,
+        same_commit: note.commit == commit_digest(commit),
+    })
+}
+
+/// The plan report of `head` on `base` with the base's evaluation taken from its note when
+/// `noted` has one: then the head is evaluated only where its results can differ from the
+/// base's. Otherwise, or when that evaluation meets errors (a full one tells them as it
+/// always does), a full review; the report says which it did, and why.
+pub fn review_noted(
+    base: (&CommitInfo, &Snapshot),
+    noted: Result<Noted, String>,
+    head: (&CommitInfo, &Snapshot),
+    today: NaiveDate,
+) -> PlanReport {
+    let reason = match noted {
+        Ok(noted) => {
+            let known = Known {
+                evaluation: &noted.evaluation,
+                changed: &noted.changed,
+                same_commit: noted.same_commit,
+                own: false,
+            };
+            let (mut report, evaluation, _) = review_on(base, Some(known), head, today);
+            if evaluation.errors.is_empty() && evaluation.findings.len() <= MAX_FINDINGS_PER_COMMIT
+            {
+                // Every pair stands evaluated, as in a full review: JUnit lists them all.
+                report.evaluated = applicable(head.1)
+                    .map(|(b, l)| (b.name().to_owned(), l.kind(), l.name().to_owned()))
+                    .collect();
+                report.evaluation.base = BaseEvaluation::Note;
+                report.evaluation.total = report.evaluated.len();
+                return report;
+            }
+            "the change's evaluation met errors".to_owned()
+        }
+        Err(reason) => reason,
+    };
+    let mut report = review(base, head, today);
+    report.evaluation.reason = Some(reason);
+    report
+}
+
 /// What a review found on its head, kept for the review that has this head as its base.
 pub struct Known<'a> {
     /// The head's full evaluation, findings as evaluated (before comparing with a base).
     pub evaluation: &'a Evaluation,
     /// The resources whose `input.change` was not `none` then.
     pub changed: &'a HashSet<(Kind, String)>,
+    /// Whether the evaluation saw the base's `input.commit` as it is now (a signature is
+    /// checked against the keys of whoever evaluates).
+    pub same_commit: bool,
+    /// Whether the evaluation is this process's own. One read from a note is anyone's who
+    /// can push notes: where the head has a finding the note says the base has too, the
+    /// base is evaluated on that pair, so that a note cannot make a new finding existing.
+    pub own: bool,
 }
 
 /// [`review`] of a head on a base whose full evaluation is `known` (evaluated on the same
@@ -54,6 +268,7 @@ pub fn review_on(
 ) -> (PlanReport, Evaluation, HashSet<(Kind, String)>) {
     let (base_commit, base_snapshot) = base;
     let (head_commit, head_snapshot) = head;
+    let kept = known.is_some();
     let plan = plan(&base_snapshot.catalog, &head_snapshot.catalog);
     let mut diagnostics = head_snapshot.diagnostics.clone();
     let mut findings = Vec::new();
@@ -137,59 +352,26 @@ pub fn review_on(
                     &head_context,
                     &can_differ,
                 );
-                let bindings: HashMap<&str, &Binding> = head_snapshot
-                    .policies
-                    .bindings
-                    .iter()
-                    .map(|b| (b.name(), b))
-                    .collect();
-                // The base's findings stand where they cannot differ and were not evaluated
-                // again. `evaluated` keeps the pairs evaluated this time only: with the base
-                // known in full, no finding needs the base evaluated on its pair.
-                let standing: Vec<Finding> = known
-                    .evaluation
-                    .findings
-                    .iter()
-                    .filter(|f| {
-                        !fresh
-                            .evaluated
-                            .contains(&(f.policy.clone(), f.kind, f.name.clone()))
-                            && bindings
-                                .get(f.policy.as_str())
-                                .zip(head_snapshot.catalog.get(f.kind, &f.name))
-                                .is_some_and(|(binding, loaded)| !can_differ(binding, loaded))
-                    })
-                    .cloned()
-                    .collect();
+                let standing = standing(&known, &fresh, head_snapshot, &can_differ);
+                let suspect = if known.own {
+                    HashSet::new()
+                } else {
+                    claimed(&known, &fresh)
+                };
                 let mut head_eval = fresh;
                 head_eval.findings.extend(standing);
-                // The base as it was reviewed saw its own changes in `input.change`; judged
-                // as a base (nothing changing), those pairs are evaluated again.
-                let as_reviewed = |binding: &Binding, loaded: &Loaded| {
-                    binding.reads.change
-                        && known
-                            .changed
-                            .contains(&(loaded.kind(), loaded.name().to_owned()))
-                };
-                let base_eval = if known.changed.is_empty()
-                    || !base_snapshot
-                        .policies
-                        .bindings
-                        .iter()
-                        .any(|b| b.reads.change)
-                {
-                    Cow::Borrowed(known.evaluation)
-                } else {
-                    let again = base_evaluator.evaluate(&base_context, &as_reviewed);
-                    let mut base_eval = known.evaluation.clone();
-                    base_eval.findings.retain(|f| {
-                        !again
-                            .evaluated
-                            .contains(&(f.policy.clone(), f.kind, f.name.clone()))
-                    });
-                    base_eval.findings.extend(again.findings);
-                    Cow::Owned(base_eval)
-                };
+                // In the order a full evaluation gives them.
+                head_eval.findings.sort_by(|a, b| {
+                    (&a.file, a.line, a.column, &a.policy, &a.message)
+                        .cmp(&(&b.file, b.line, b.column, &b.policy, &b.message))
+                });
+                let base_eval = known_base(
+                    &known,
+                    &suspect,
+                    &base_snapshot.policies,
+                    &base_evaluator,
+                    &base_context,
+                );
                 (head_eval, base_eval)
             }
             None => {
@@ -254,6 +436,20 @@ pub fn review_on(
         evaluation = head_eval;
     }
     let valid = !diagnostics.iter().any(|d| d.is_error());
+    let evaluation_info = EvaluationInfo {
+        base: if kept {
+            BaseEvaluation::Review
+        } else {
+            BaseEvaluation::Full
+        },
+        pairs: evaluated.len(),
+        total: if kept && !head_snapshot.has_errors() {
+            applicable(head_snapshot).count()
+        } else {
+            evaluated.len()
+        },
+        reason: None,
+    };
     let report = PlanReport {
         format_version: FORMAT_VERSION,
         blocked: valid && findings.iter().any(|f| f.blocks()),
@@ -289,6 +485,7 @@ pub fn review_on(
             })
             .collect(),
         evaluated,
+        evaluation: evaluation_info,
         findings,
         base: base_commit.clone(),
         head: head_commit.clone(),
@@ -297,6 +494,96 @@ pub fn review_on(
         diagnostics,
     };
     (report, evaluation, changed_here)
+}
+
+/// The known base's findings that stand for the head: on pairs whose result cannot differ,
+/// not evaluated again.
+fn standing(
+    known: &Known<'_>,
+    fresh: &Evaluation,
+    head: &Snapshot,
+    can_differ: &dyn Fn(&Binding, &Loaded) -> bool,
+) -> Vec<Finding> {
+    let bindings: HashMap<&str, &Binding> = head
+        .policies
+        .bindings
+        .iter()
+        .map(|b| (b.name(), b))
+        .collect();
+    known
+        .evaluation
+        .findings
+        .iter()
+        .filter(|f| {
+            !fresh
+                .evaluated
+                .contains(&(f.policy.clone(), f.kind, f.name.clone()))
+                && bindings
+                    .get(f.policy.as_str())
+                    .zip(head.catalog.get(f.kind, &f.name))
+                    .is_some_and(|(binding, loaded)| !can_differ(binding, loaded))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The pairs where the head has a finding that the known base claims to have too.
+fn claimed(known: &Known<'_>, fresh: &Evaluation) -> HashSet<(String, Kind, String)> {
+    let base: HashSet<_> = known
+        .evaluation
+        .findings
+        .iter()
+        .map(Finding::identity)
+        .collect();
+    fresh
+        .findings
+        .iter()
+        .filter(|f| base.contains(&f.identity()))
+        .map(|f| (f.policy.clone(), f.kind, f.name.clone()))
+        .collect()
+}
+
+/// The base's evaluation from what is known of it, evaluated again where the known one saw
+/// another input than the base has now — its own changes in `input.change` (judged as a
+/// base, nothing changes), another `input.commit` — and on the `suspect` pairs.
+fn known_base<'k>(
+    known: &Known<'k>,
+    suspect: &HashSet<(String, Kind, String)>,
+    base_policies: &PolicySet,
+    base_evaluator: &Evaluator<'_>,
+    base_context: &Context,
+) -> Cow<'k, Evaluation> {
+    let suspect_policies: HashSet<&str> = suspect.iter().map(|(p, _, _)| p.as_str()).collect();
+    let again_for = |binding: &Binding| {
+        (binding.reads.change && !known.changed.is_empty())
+            || (binding.reads.commit && !known.same_commit)
+            || suspect_policies.contains(binding.name())
+    };
+    if !base_policies.bindings.iter().any(again_for) {
+        return Cow::Borrowed(known.evaluation);
+    }
+    let again = base_evaluator.evaluate(base_context, &|binding, loaded| {
+        again_for(binding)
+            && ((binding.reads.commit && !known.same_commit)
+                || (binding.reads.change
+                    && known
+                        .changed
+                        .contains(&(loaded.kind(), loaded.name().to_owned())))
+                || (suspect_policies.contains(binding.name())
+                    && suspect.contains(&(
+                        binding.name().to_owned(),
+                        loaded.kind(),
+                        loaded.name().to_owned(),
+                    ))))
+    });
+    let mut base_eval = known.evaluation.clone();
+    base_eval.findings.retain(|f| {
+        !again
+            .evaluated
+            .contains(&(f.policy.clone(), f.kind, f.name.clone()))
+    });
+    base_eval.findings.extend(again.findings);
+    Cow::Owned(base_eval)
 }
 
 /// A change may not switch off the policy that would block it: a `deny` policy of the base
@@ -567,6 +854,7 @@ mod tests {
         type Reviewed = (CommitInfo, Snapshot, Evaluation, HashSet<(Kind, String)>);
         let mut known: Option<Reviewed> = None;
         let mut reused = 0;
+        let mut partly = 0;
         for pair in commits.windows(2) {
             let (base_commit, base) = load(&mut cache, &pair[0]);
             let (head_commit, head) = load(&mut cache, &pair[1]);
@@ -580,6 +868,8 @@ mod tests {
                         Some(Known {
                             evaluation,
                             changed,
+                            same_commit: true,
+                            own: true,
                         }),
                         (&head_commit, &head),
                         today,
@@ -594,8 +884,267 @@ mod tests {
                 head_commit.summary
             );
             assert!(!full.findings.is_empty());
+            // The same base read from its note, as `plan` reads it: the same report.
+            if let Some((commit, snapshot, evaluation, changed)) = &known {
+                let note = noted(commit, snapshot, evaluation, changed, today).expect("noted");
+                let text = serde_yaml::to_string(&note).expect("yaml");
+                let read = crate::status::parse_record::<NoteEvaluation>(&text).expect("read");
+                let noted = noted_base(Some(&read), (&base_commit, &base), today);
+                let from_note =
+                    review_noted((&base_commit, &base), noted, (&head_commit, &head), today);
+                assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
+                let e = &from_note.evaluation;
+                assert!(e.pairs <= e.total, "{e:?}");
+                partly += usize::from(e.pairs < e.total);
+                assert_same_report(&from_note, &full, &head_commit.summary);
+            }
             known = Some((head_commit, head, evaluation, changed));
         }
         assert_eq!(reused, commits.len() - 2);
+        assert!(partly >= commits.len() - 3, "{partly}");
+    }
+
+    /// Two reports say the same, byte for byte, but for how they were evaluated.
+    fn assert_same_report(a: &PlanReport, b: &PlanReport, what: &str) {
+        let shown = |r: &PlanReport| {
+            let mut value = serde_json::to_value(r).expect("json");
+            value.as_object_mut().expect("object").remove("evaluation");
+            let mut evaluated = r.evaluated.clone();
+            evaluated.sort();
+            (
+                serde_json::to_string_pretty(&value).expect("json"),
+                evaluated,
+            )
+        };
+        let (a, b) = (shown(a), shown(b));
+        assert!(a == b, "{what}:\n{}\n---\n{}", a.0, b.0);
+    }
+
+    /// The example repository, committed, with `more` files added; the commit's catalog.
+    fn example_with(more: &[(&str, &str)]) -> (tempfile::TempDir, ConfigRepo, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::init(dir.path()).expect("init");
+        let mut files: Vec<(String, Vec<u8>)> =
+            crate::scaffold::files(&crate::scaffold::EXAMPLE_REPO)
+                .into_iter()
+                .map(|(p, b)| (p, b.to_vec()))
+                .collect();
+        files.extend(
+            more.iter()
+                .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec())),
+        );
+        let id = repo
+            .commit_files(
+                "refs/heads/main",
+                None,
+                files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+                "example",
+            )
+            .expect("commit");
+        let config = ConfigRepo::open(dir.path()).expect("open");
+        (dir, config, id.to_string())
+    }
+
+    #[test]
+    fn the_policies_digest_follows_the_policies_not_the_certificates() {
+        let (_dir, config, sha) = example_with(&[]);
+        let (_, catalog) = config.load(&sha, &mut BlobCache::default()).expect("load");
+        let digest = policies_digest(&catalog);
+        assert!(digest.starts_with("sha256:"), "{digest}");
+        assert_eq!(policies_digest(&catalog), digest);
+        let with = |path: &str, from: &str, to: &str| {
+            let mut files: Vec<(String, Vec<u8>)> =
+                crate::scaffold::files(&crate::scaffold::EXAMPLE_REPO)
+                    .into_iter()
+                    .map(|(p, b)| (p, b.to_vec()))
+                    .collect();
+            let (_, bytes) = files.iter_mut().find(|(p, _)| p == path).expect(path);
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            assert!(text.contains(from), "{path}: {from}");
+            *bytes = text.replacen(from, to, 1).into_bytes();
+            let dir = tempfile::tempdir().expect("tempdir");
+            let repo = Repo::init(dir.path()).expect("init");
+            let id = repo
+                .commit_files(
+                    "refs/heads/main",
+                    None,
+                    files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+                    "edited",
+                )
+                .expect("commit");
+            let config = ConfigRepo::open(dir.path()).expect("open");
+            let (_, catalog) = config
+                .load(&id.to_string(), &mut BlobCache::default())
+                .expect("load");
+            policies_digest(&catalog)
+        };
+        // A certificate edit leaves it; a module, a policy resource (an exception's date)
+        // or policy data changes it; a policy test does not.
+        assert_eq!(
+            with(
+                "certificates/prod/api.yaml",
+                "renewBefore: 30d",
+                "renewBefore: 20d"
+            ),
+            digest
+        );
+        assert_ne!(
+            with("policies/keys.rego", "package", "# a comment\npackage"),
+            digest
+        );
+        assert_ne!(
+            with("policies/policies.yaml", "2027-03-31", "2027-04-01"),
+            digest
+        );
+        assert_ne!(
+            with("policies/data/domains.yaml", "example.com", "example.org"),
+            digest
+        );
+        assert_eq!(
+            with("policies/keys_test.rego", "package", "# a comment\npackage"),
+            digest
+        );
+    }
+
+    /// A policy reading `input.commit`: the note's base saw the commit signed (the daemon's
+    /// keys), `plan` sees it unsigned. The base is evaluated again on that policy, as a full
+    /// review does, and the head's finding stays existing rather than new.
+    #[test]
+    fn a_note_that_saw_another_commit_input_is_evaluated_again_where_policies_read_it() {
+        let policy = "apiVersion: gitward/v1\nkind: Policy\nmetadata: {name: signed-only}\nspec:\n  module: policies/signed.rego\n  rule: data.gitward.signed.deny\n  appliesTo: {kinds: [Issuer]}\n  enforcement: deny\n  severity: high\n";
+        let module = "package gitward.signed\n\nimport rego.v1\n\ndeny contains msg if {\n\tnot input.commit.signature.verified\n\tmsg := sprintf(\"%s: the commit is not signed\", [input.name])\n}\n";
+        let (_dir, config, sha) = example_with(&[
+            ("policies/signed.yaml", policy),
+            ("policies/signed.rego", module),
+        ]);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 26).expect("date");
+        let mut cache = BlobCache::default();
+        let (base_commit, catalog) = config.load(&sha, &mut cache).expect("load");
+        let base = Snapshot::new(catalog);
+        let (_, catalog) = config.load(&sha, &mut cache).expect("load");
+        let head = Snapshot::new(catalog);
+        let mut head_commit = base_commit.clone();
+        head_commit.sha = "f".repeat(40);
+        // What the daemon saw: the base signed by a key it lists.
+        let mut signed = base_commit.clone();
+        signed.signature = Some(crate::trust::SignatureCheck {
+            verified: true,
+            principal: Some("release@example.com".to_owned()),
+            ..Default::default()
+        });
+        let everything = base.policies.evaluate(
+            &base.catalog,
+            &Context {
+                commit: commit_input(&signed),
+                changes: HashMap::new(),
+                today,
+            },
+            &|_, _| true,
+        );
+        assert!(
+            everything
+                .findings
+                .iter()
+                .all(|f| f.policy != "signed-only")
+        );
+        let note = noted(&signed, &base, &everything, &HashSet::new(), today).expect("noted");
+        let full = review((&base_commit, &base), (&head_commit, &head), today);
+        assert!(full.findings.iter().any(|f| f.policy == "signed-only"));
+        assert!(!full.blocked);
+        let noted = noted_base(Some(&note), (&base_commit, &base), today);
+        assert!(noted.as_ref().is_ok_and(|n| !n.same_commit));
+        let from_note = review_noted((&base_commit, &base), noted, (&head_commit, &head), today);
+        assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
+        assert_same_report(&from_note, &full, "commit input");
+    }
+
+    /// A note is used only for the base's own policies, on its day, without errors; what it
+    /// claims of the base cannot make a new finding of the head existing.
+    #[test]
+    fn a_note_is_refused_or_checked_where_it_does_not_match_the_base() {
+        let (_dir, config, sha) = example_with(&[]);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 26).expect("date");
+        let mut cache = BlobCache::default();
+        let (base_commit, catalog) = config.load(&sha, &mut cache).expect("load");
+        let base = Snapshot::new(catalog);
+        let everything = base.policies.evaluate(
+            &base.catalog,
+            &Context {
+                commit: commit_input(&base_commit),
+                changes: HashMap::new(),
+                today,
+            },
+            &|_, _| true,
+        );
+        let note = noted(&base_commit, &base, &everything, &HashSet::new(), today).expect("noted");
+        let refused = |edit: &dyn Fn(&mut NoteEvaluation)| {
+            let mut forged = note.clone();
+            edit(&mut forged);
+            noted_base(Some(&forged), (&base_commit, &base), today).err()
+        };
+        assert_eq!(refused(&|_| {}), None);
+        assert_eq!(
+            refused(&|n| n.policies = "sha256:00".to_owned()).as_deref(),
+            Some("the base's note was made with other policies, or another gitward")
+        );
+        assert_eq!(
+            refused(&|n| n.day = today.pred_opt().expect("yesterday")).as_deref(),
+            Some("the base's note is from 2026-11-25, not 2026-11-26")
+        );
+        assert_eq!(
+            refused(&|n| n.errors = vec![crate::diag::Diagnostic::error(
+                "policies",
+                crate::diag::Pos::START,
+                "x"
+            )])
+            .as_deref(),
+            Some("the base's evaluation had errors")
+        );
+        assert_eq!(
+            refused(&|n| n.pairs += 1).as_deref(),
+            Some("the base's note does not match the base")
+        );
+        assert_eq!(
+            refused(&|n| n.changed = vec!["Certificate".to_owned()]).as_deref(),
+            Some("the base's note names a resource it cannot")
+        );
+        assert!(noted_base(None, (&base_commit, &base), today).is_err());
+        // A head with a new deny finding, and a note claiming the base has it too: the base
+        // is evaluated on that pair, and the finding stays new.
+        let mut files: Vec<(String, Vec<u8>)> =
+            crate::scaffold::files(&crate::scaffold::EXAMPLE_REPO)
+                .into_iter()
+                .map(|(p, b)| (p, b.to_vec()))
+                .collect();
+        let (_, api) = files
+            .iter_mut()
+            .find(|(p, _)| p == "certificates/prod/api.yaml")
+            .expect("api");
+        *api = String::from_utf8_lossy(api)
+            .replacen("keyAlgorithm: ECDSA-P256", "keyAlgorithm: RSA-2048", 1)
+            .into_bytes();
+        let head_id = config
+            .repo
+            .commit_files(
+                "refs/heads/change",
+                git2::Oid::from_str(&sha).ok(),
+                files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+                "weak key",
+            )
+            .expect("commit");
+        let (head_commit, catalog) = config.load(&head_id.to_string(), &mut cache).expect("load");
+        let head = Snapshot::new(catalog);
+        let full = review((&base_commit, &base), (&head_commit, &head), today);
+        let new: Vec<&Finding> = full.findings.iter().filter(|f| f.blocks()).collect();
+        assert!(!new.is_empty(), "{:?}", full.findings);
+        let mut forged = note.clone();
+        forged
+            .findings
+            .extend(new.iter().map(|f| NoteFinding::of(f)));
+        let noted = noted_base(Some(&forged), (&base_commit, &base), today);
+        let from_note = review_noted((&base_commit, &base), noted, (&head_commit, &head), today);
+        assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
+        assert!(from_note.blocked);
+        assert!(from_note.findings.iter().any(|f| f.blocks()));
     }
 }

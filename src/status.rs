@@ -8,14 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use git2::{ObjectType, Oid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::git::{Repo, signature};
-use crate::model::{KeyAlgorithm, Kind};
+use crate::model::{Enforcement, FindingSeverity, KeyAlgorithm, Kind};
+use crate::policy::{AppliedException, Finding, FindingStatus};
 
 /// The notes ref that holds the outcome of each reconciled commit.
 pub const NOTES_REF: &str = "refs/notes/gitward";
@@ -200,6 +201,133 @@ pub struct Note {
     /// Overrides the commit used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<crate::gate::OverrideRecord>,
+    /// What evaluating the commit's policies found, so that a `plan` based on this commit
+    /// evaluates only what its change can alter. Absent when the commit was not evaluated
+    /// (invalid), or its evaluation was too large to record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<NoteEvaluation>,
+}
+
+/// The commit's policy evaluation as a note records it. Anyone who can push notes writes
+/// them: a reader uses one only when its digests are those of the commit it reads them on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteEvaluation {
+    /// `sha256:` digest of everything the results depend on beyond the resources: the policy
+    /// modules, the Policy resources, the policy data and gitward's evaluation format.
+    pub policies: String,
+    /// `sha256:` digest of `input.commit` as the policies saw it (its signature as checked
+    /// then).
+    pub commit: String,
+    /// The day it was evaluated on: exceptions, and rules reading the clock, depend on it.
+    pub day: NaiveDate,
+    /// (policy, resource) pairs of the commit where a policy applies.
+    pub pairs: usize,
+    /// Runtime errors of the evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<crate::diag::Diagnostic>,
+    /// The resources whose `input.change` was not `none` (`Kind/name`), recorded only when a
+    /// policy reads `input.change`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Every finding, before comparing with any base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<NoteFinding>,
+}
+
+/// Most findings, and most changed resources, a note's evaluation records: beyond them the
+/// note records none (a plan then evaluates in full), and a note holding more is not read.
+pub const MOST_NOTED: usize = 5_000;
+
+/// A policy finding as a note records it: everything to rebuild it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteFinding {
+    pub policy: String,
+    pub enforcement: Enforcement,
+    pub severity: FindingSeverity,
+    pub kind: Kind,
+    pub name: String,
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<String>,
+    /// The exception that excused it on `day`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<NoteException>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NoteException {
+    pub reason: String,
+    pub owner: String,
+    pub expires: String,
+}
+
+impl NoteFinding {
+    pub fn of(f: &Finding) -> NoteFinding {
+        NoteFinding {
+            policy: f.policy.clone(),
+            enforcement: f.enforcement,
+            severity: f.severity,
+            kind: f.kind,
+            name: f.name.clone(),
+            file: f.file.clone(),
+            line: f.line,
+            column: f.column,
+            field: f.field.clone(),
+            id: f.id.clone(),
+            message: f.message.clone(),
+            compliance: f.compliance.clone(),
+            exception: f.exception.as_ref().map(|e| NoteException {
+                reason: e.reason.clone(),
+                owner: e.owner.clone(),
+                expires: e.expires.clone(),
+            }),
+        }
+    }
+
+    /// The finding, as evaluating found it (not yet compared with a base).
+    pub fn finding(&self) -> Finding {
+        Finding {
+            policy: self.policy.clone(),
+            enforcement: self.enforcement,
+            severity: self.severity,
+            kind: self.kind,
+            name: self.name.clone(),
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            field: self.field.clone(),
+            id: self.id.clone(),
+            message: self.message.clone(),
+            compliance: self.compliance.clone(),
+            status: FindingStatus::New,
+            exception: self.exception.as_ref().map(|e| AppliedException {
+                reason: e.reason.clone(),
+                owner: e.owner.clone(),
+                expires: e.expires.clone(),
+            }),
+        }
+    }
+}
+
+/// The JSON Schema of a note (`refs/notes/gitward`), for those who read notes.
+pub fn note_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Note)).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut schema {
+        map.insert(
+            "$id".into(),
+            "https://gitward.dev/schemas/note.schema.json".into(),
+        );
+    }
+    schema
 }
 
 /// The status tree at the tip of the status branch.

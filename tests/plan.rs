@@ -65,6 +65,7 @@ fn a_change_lists_each_resource_with_its_change_action_and_fields() {
             "        spec.minSeverity: critical → high",
             "",
             "Plan: 1 to issue, 1 to reissue, 1 to remove. Resources: 1 created, 3 updated, 1 deleted, 31 unchanged.",
+            "Policies: full evaluation of 115 pairs: the base has no note with its evaluation.",
             "",
             "Gates:",
             "  prod-changes: pass  gates/prod-changes.yaml:4",

@@ -21,6 +21,7 @@ fn checked_in_schemas_match_the_types() {
             "gate.schema.json",
             "host-config.schema.json",
             "issuer.schema.json",
+            "note.schema.json",
             "plan.schema.json",
             "policy.schema.json",
             "sink.schema.json"
@@ -58,6 +59,7 @@ fn schema_prints_one_kind_or_all() {
             "Gate",
             "Sink",
             "plan",
+            "note",
             "host-config"
         ]
     );

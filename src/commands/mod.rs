@@ -17,7 +17,7 @@ use crate::policy::testing::{TestOutcome, run_tests};
 use crate::reconcile::decide::{Facts, Verdict, decide};
 use crate::reconcile::reconcile_once;
 use crate::report::{Compared, Format, PlanReport, plan_report_schema};
-use crate::review::review;
+use crate::review::{noted_base, review_noted};
 use crate::scaffold;
 use crate::snapshot::Snapshot;
 use crate::source::{self, BlobCache, ConfigRepo, Directory};
@@ -201,6 +201,8 @@ pub struct PlanOptions {
     pub host_config: Option<PathBuf>,
     /// Post the status and comment to the pull request (`--post`).
     pub post: Option<post::PostOptions>,
+    /// Evaluate every policy on the head, even where the base's note could stand for it.
+    pub full: bool,
 }
 
 /// What a host trusts: the keys that sign for principals, and whether trailers approve.
@@ -261,6 +263,20 @@ pub fn plan_report_reading(
     readers: &Readers<'_>,
     allow_empty: bool,
 ) -> Result<PlanReport> {
+    plan_report_evaluating(repo, base, head, judging, readers, allow_empty, false)
+}
+
+/// [`plan_report_reading`], taking the base's evaluation from its note where the note can
+/// stand for it, unless `full`.
+pub fn plan_report_evaluating(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    judging: &Judging<'_>,
+    readers: &Readers<'_>,
+    allow_empty: bool,
+    full: bool,
+) -> Result<PlanReport> {
     let config = ConfigRepo::open(repo)?;
     config.repo.write_in_memory()?;
     let mut base_commit = config.repo.commit(base)?;
@@ -289,8 +305,20 @@ pub fn plan_report_reading(
     refuse_empty(&[&base_snapshot, &head_snapshot], allow_empty, || {
         format!("`{base}` or `{head}` of {}", shown(repo))
     })?;
-    let mut report = review(
+    // The note comes from the remote, as the repository does: it is used only where it
+    // matches the base as read from the tree (`noted_base`), never instead of it.
+    let noted = if full {
+        Err("--full".to_owned())
+    } else {
+        let note = git2::Oid::from_str(&base_commit.sha)
+            .ok()
+            .and_then(|id| crate::status::read_note(&config.repo, id))
+            .and_then(|note| note.evaluation);
+        noted_base(note.as_ref(), (&base_commit, &base_snapshot), judging.today)
+    };
+    let mut report = review_noted(
         (&base_commit, &base_snapshot),
+        noted,
         (&head_commit, &head_snapshot),
         judging.today,
     );
@@ -373,7 +401,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         (None, Some(hosted)) => hosted,
         (None, None) => &no_forge,
     };
-    let report = plan_report_reading(
+    let report = plan_report_evaluating(
         &options.repo,
         &options.base,
         &options.head,
@@ -385,6 +413,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         },
         &Readers { changes, reviews },
         options.allow_empty,
+        options.full,
     )?;
     let rendered = report.render(options.format);
     match &options.output {
@@ -691,6 +720,7 @@ fn published_schemas() -> Vec<(String, String, serde_json::Value)> {
         })
         .collect();
     all.push(("plan".into(), "plan".into(), plan_report_schema()));
+    all.push(("note".into(), "note".into(), crate::status::note_schema()));
     all.push((
         "host-config".into(),
         "host-config".into(),

@@ -59,7 +59,15 @@ pub fn compare(head: Vec<Finding>, base: &Evaluation, base_complete: bool) -> Ve
             ..f.clone()
         })
         .collect();
-    resolved.sort_by(|a, b| (&a.file, a.line, &a.policy).cmp(&(&b.file, b.line, &b.policy)));
+    // A total order: the base's findings come out of a map, and reports are compared by bytes.
+    resolved.sort_by(|a, b| {
+        (
+            &a.file, a.line, a.column, &a.policy, &a.message, &a.field, &a.id,
+        )
+            .cmp(&(
+                &b.file, b.line, b.column, &b.policy, &b.message, &b.field, &b.id,
+            ))
+    });
     out.extend(resolved);
     out
 }

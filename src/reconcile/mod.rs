@@ -266,6 +266,7 @@ pub fn reconcile_warm(
         now,
     )?;
     let findings = reviewing.finding_lines();
+    let evaluation = reviewing.noted_evaluation();
     let head_commit = reviewing.head_commit.clone();
     // The commit in force is the base of the next review: keep its evaluation.
     warm.reviewed = reviewing.into_base(head_applied);
@@ -288,6 +289,7 @@ pub fn reconcile_warm(
             executed: &executed,
             decision: &decision,
             findings,
+            evaluation,
             sinks: crate::events::outbox::states(store.db()).map_err(store.db_error())?,
             tickets: crate::tickets::store::current(store.db(), None).map_err(store.db_error())?,
         },
@@ -676,6 +678,21 @@ impl Reviewing {
         }
     }
 
+    /// The head's evaluation as its note records it, for a `plan` based on the head; `None`
+    /// when the head is in force (its note already has it) or was not evaluated.
+    fn noted_evaluation(&self) -> Option<status::NoteEvaluation> {
+        match &self.head {
+            Head::InForce { .. } => None,
+            Head::New {
+                snapshot,
+                evaluation,
+                changed,
+                today,
+                ..
+            } => crate::review::noted(&self.head_commit, snapshot, evaluation, changed, *today),
+        }
+    }
+
     /// What the next review builds on: the head when it is now in force, else the commit in
     /// force when its full evaluation is known.
     fn into_base(self, head_applied: bool) -> Option<Reviewed> {
@@ -748,6 +765,8 @@ fn review(
         Some(Base::Known(r)) => Some(Known {
             evaluation: &r.evaluation,
             changed: &r.changed,
+            same_commit: true,
+            own: true,
         }),
         _ => None,
     };

@@ -21,6 +21,8 @@ pub(super) struct Outcome<'a> {
     pub decision: &'a Decision,
     /// The head's policy findings, as the note lists them.
     pub findings: Vec<String>,
+    /// The head's policy evaluation, when it was evaluated.
+    pub evaluation: Option<status::NoteEvaluation>,
     /// The delivery state of the sinks.
     pub sinks: Vec<crate::events::outbox::SinkState>,
     /// The problems of the ticket sinks and their tickets.
@@ -97,7 +99,12 @@ pub(super) fn record(
         log_outcome(r);
         changed.insert((r.kind, r.name.clone()), r.clone());
     }
-    // A commit reconciled again after it was applied keeps the gate decisions that let it in.
+    // A commit reconciled again after it was applied keeps the gate decisions that let it in,
+    // and the evaluation it was applied with.
+    let evaluation = outcome
+        .evaluation
+        .clone()
+        .or_else(|| earlier.as_ref().and_then(|e| e.evaluation.clone()));
     let (gates, overrides) = match (decision.gates.is_empty(), earlier) {
         (true, Some(earlier)) => (earlier.gates, earlier.overrides),
         _ => (decision.gates.clone(), decision.overrides.clone()),
@@ -110,6 +117,7 @@ pub(super) fn record(
         findings: outcome.findings.clone(),
         gates,
         overrides,
+        evaluation,
     };
     status::write_note(repo, source, &note)?;
     failpoint::point("note written");

@@ -581,6 +581,7 @@ pub fn render(report: &PlanReport) -> String {
         "\n<sub>{} created · {} updated · {} deleted · {} unchanged</sub>",
         s.create, s.update, s.delete, s.unchanged
     );
+    let _ = writeln!(out, "<sub>Policies: {}</sub>", report.evaluation.line());
     out
 }
 

@@ -91,6 +91,68 @@ pub struct PlanReport {
     pub evaluated: Vec<(String, Kind, String)>,
     /// Problems in the head, sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
+    /// How the policies were evaluated: in full, or only where the change can alter a
+    /// result, the rest taken from the base's note.
+    pub evaluation: EvaluationInfo,
+}
+
+/// How a plan evaluated the policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct EvaluationInfo {
+    /// Where the base's results came from.
+    pub base: BaseEvaluation,
+    /// (policy, resource) pairs of the head evaluated for this report.
+    pub pairs: usize,
+    /// (policy, resource) pairs of the head where a policy applies.
+    pub total: usize,
+    /// Why the base's note was not used, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a plan's base results came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseEvaluation {
+    /// Evaluated for this plan: the head in full, the base where a result can differ.
+    Full,
+    /// The base's note (written by the daemon, made with the same policies on the same day):
+    /// the head is evaluated only where a result can differ from the base's.
+    Note,
+    /// Kept by the daemon from its review of the base, as from a note.
+    Review,
+}
+
+impl EvaluationInfo {
+    /// One line for people: how much was evaluated, and why.
+    pub fn line(&self) -> String {
+        let (pairs, total) = (thousands(self.pairs), thousands(self.total));
+        match (self.base, &self.reason) {
+            (BaseEvaluation::Note, _) => format!(
+                "evaluated {pairs} of {total} pairs; the rest from the base's note (same policies)"
+            ),
+            (BaseEvaluation::Review, _) => {
+                format!("evaluated {pairs} of {total} pairs; the rest from the base's review")
+            }
+            (BaseEvaluation::Full, Some(reason)) => {
+                format!("full evaluation of {total} pairs: {reason}")
+            }
+            (BaseEvaluation::Full, None) => format!("full evaluation of {total} pairs"),
+        }
+    }
+}
+
+/// `20000` as `20,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// What a plan compares with its base.

@@ -435,6 +435,7 @@ pub fn render(report: &PlanReport) -> String {
         s.delete,
         s.unchanged
     );
+    let _ = writeln!(out, "Policies: {}.", report.evaluation.line());
 
     if !report.gates.is_empty() {
         let _ = writeln!(out, "\nGates:");
@@ -767,6 +768,12 @@ pub(super) mod tests {
                 "api-example-com".to_owned(),
             )],
             diagnostics: Vec::new(),
+            evaluation: crate::report::EvaluationInfo {
+                base: crate::report::BaseEvaluation::Note,
+                pairs: 1,
+                total: 20_000,
+                reason: None,
+            },
         }
     }
 
