@@ -29,6 +29,9 @@
 #    and reading back 1,000 open tickets (benches/tickets.rs).
 # 9. Plan with the base's note: the 10-file change with policies and gates on, its base
 #    noted by `gitward reconcile --once`, against `validate` and against `plan --full`.
+# 10. The daemon planning pull requests: a signed GitHub `pull_request` delivery → the
+#    `gitward/plan` status at a GitHub stand-in, p50/p95 over 20 pull requests of 10 files
+#    each, with the example's policies and gates in force (scripts/bench-pulls.py).
 # Record the figures in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -195,4 +198,15 @@ for name, r in (("validate --rev HEAD", v), ("plan with the note", n), ("plan --
 print(f"note / validate        {n['median'] / v['median']:.2f}×   (targets: ≤ 0.3 s, ≤ 1.3×)")
 print(f"full / validate        {f['median'] / v['median']:.2f}×")
 print(f"note / full            {n['median'] / f['median']:.2f}×")
+PY
+
+echo
+echo "== 10. the daemon planning pull requests: delivery → commit status, $count certificates"
+pulls=$(python3 scripts/bench-pulls.py "$bin" "$work/gated" --pulls 20 --files 10)
+python3 - "$pulls" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{r['certificates']} certificates, {r['pulls']} pull requests of {r['files_changed']} files: "
+      f"status p50 {r['status_p50_s']:.3f} s, p95 {r['status_p95_s']:.3f} s (target p50 ≤ 0.5 s); "
+      f"comment p50 {r['comment_p50_s']:.3f} s")
 PY

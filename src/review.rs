@@ -26,7 +26,7 @@ use crate::model::{Catalog, Kind, Loaded};
 use crate::plan::{Change, plan};
 use crate::policy::compile::{Binding, dns_names, is_test_module};
 use crate::policy::evaluate::MAX_FINDINGS_PER_COMMIT;
-use crate::policy::evaluate::{Evaluator, Finding, FindingStatus};
+use crate::policy::evaluate::{Evaluator, Finding, FindingStatus, exception_on};
 use crate::policy::{Context, Evaluation, PolicySet, commit_input, compare, exceptions};
 use crate::reconcile::decide::Verdict;
 use crate::report::{
@@ -168,8 +168,13 @@ pub fn noted_base(
     if snapshot.has_errors() {
         return Err("the base is not a valid configuration".to_owned());
     }
-    if note.day != today {
-        return Err(format!("the base's note is from {}, not {today}", note.day));
+    // A result may differ from day to day only through the clock and the exceptions' dates;
+    // the exceptions are applied again for today below.
+    if note.day != today && snapshot.policies.bindings.iter().any(|b| b.reads.clock) {
+        return Err(format!(
+            "the base's note is from {}, not {today}, and a policy reads the clock",
+            note.day
+        ));
     }
     if note.policies != policies_digest(&snapshot.catalog) {
         return Err("the base's note was made with other policies, or another gitward".to_owned());
@@ -192,9 +197,26 @@ pub fn noted_base(
         })
         .collect::<Option<HashSet<_>>>()
         .ok_or("the base's note names a resource it cannot")?;
+    let specs: HashMap<&str, &crate::model::PolicySpec> = snapshot
+        .policies
+        .bindings
+        .iter()
+        .map(|b| (b.name(), b.spec()))
+        .collect();
+    let findings = note
+        .findings
+        .iter()
+        .map(|noted| {
+            let mut finding = noted.finding();
+            finding.exception = specs
+                .get(finding.policy.as_str())
+                .and_then(|spec| exception_on(spec, finding.kind, &finding.name, today));
+            finding
+        })
+        .collect();
     Ok(Noted {
         evaluation: Evaluation {
-            findings: note.findings.iter().map(NoteFinding::finding).collect(),
+            findings,
             ..Evaluation::default()
         },
         changed,
@@ -1087,9 +1109,10 @@ mod tests {
             refused(&|n| n.policies = "sha256:00".to_owned()).as_deref(),
             Some("the base's note was made with other policies, or another gitward")
         );
+        // Another day's note stands while no policy reads the clock.
         assert_eq!(
-            refused(&|n| n.day = today.pred_opt().expect("yesterday")).as_deref(),
-            Some("the base's note is from 2026-11-25, not 2026-11-26")
+            refused(&|n| n.day = today.pred_opt().expect("yesterday")),
+            None
         );
         assert_eq!(
             refused(&|n| n.errors = vec![crate::diag::Diagnostic::error(
@@ -1146,5 +1169,17 @@ mod tests {
         assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
         assert!(from_note.blocked);
         assert!(from_note.findings.iter().any(|f| f.blocks()));
+        let mut clocked = base;
+        clocked.policies.bindings[0].reads.clock = true;
+        let mut yesterdays = note.clone();
+        yesterdays.day = today.pred_opt().expect("yesterday");
+        assert_eq!(
+            noted_base(Some(&yesterdays), (&base_commit, &clocked), today)
+                .err()
+                .as_deref(),
+            Some(
+                "the base's note is from 2026-11-25, not 2026-11-26, and a policy reads the clock"
+            )
+        );
     }
 }

@@ -22,7 +22,6 @@ const COMMENT_CHARS: usize = 65_536;
 /// a person signs in with has a negative id.
 const ACTIONS_USER_ID: i64 = -2;
 
-
 const GITEA: Dialect = Dialect {
     kind: ForgeKind::Gitea,
     name: "Gitea",

@@ -782,24 +782,30 @@ fn runtime_error(error: &dyn std::fmt::Display) -> String {
     }
 }
 
+/// The exception of `spec` that excuses its findings on resource `kind`/`name` on `today`.
+pub fn exception_on(
+    spec: &crate::model::PolicySpec,
+    kind: Kind,
+    name: &str,
+    today: NaiveDate,
+) -> Option<AppliedException> {
+    spec.exceptions
+        .iter()
+        .find(|e| e.covers(kind, name) && date(&e.expires).is_some_and(|last| today <= last))
+        .map(|e| AppliedException {
+            reason: e.reason.clone(),
+            owner: e.owner.clone(),
+            expires: e.expires.clone(),
+        })
+}
+
 fn finding(binding: &Binding, loaded: &Loaded, result: RuleResult, today: NaiveDate) -> Finding {
     let spec = binding.spec();
     let pos = match &result.field {
         Some(field) => loaded.locate(field_segments(field).iter().map(String::as_str)),
         None => loaded.pos(),
     };
-    let exception = spec
-        .exceptions
-        .iter()
-        .find(|e| {
-            e.covers(loaded.kind(), loaded.name())
-                && date(&e.expires).is_some_and(|last| today <= last)
-        })
-        .map(|e| AppliedException {
-            reason: e.reason.clone(),
-            owner: e.owner.clone(),
-            expires: e.expires.clone(),
-        });
+    let exception = exception_on(spec, loaded.kind(), loaded.name(), today);
     Finding {
         policy: binding.name().to_owned(),
         enforcement: spec.enforcement,

@@ -22,6 +22,8 @@ pub struct Reads {
     pub index: bool,
     /// Inventory kinds read through `data.gitward.inventory.<Kind>` or an index of them.
     pub kinds: BTreeSet<Kind>,
+    /// The clock (`time.now_ns`): a result may differ from one day to the next.
+    pub clock: bool,
 }
 
 fn identifier(text: &str) -> &str {
@@ -36,6 +38,8 @@ impl Reads {
     pub fn of_code(code: &str) -> Reads {
         let mut reads = Reads {
             everything: reads_data_whole(code),
+            // Anywhere in the text, strings too: a false alarm costs a full evaluation.
+            clock: code.contains("now_ns"),
             ..Reads::default()
         };
         for field in input_fields(code) {
@@ -76,6 +80,7 @@ impl Reads {
         self.commit |= other.commit;
         self.change |= other.change;
         self.index |= other.index;
+        self.clock |= other.clock;
         self.kinds.extend(other.kinds.iter().copied());
         *self != before
     }
@@ -207,6 +212,13 @@ pub fn package_reads(modules: &[(String, String)]) -> BTreeMap<String, Reads> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reading_the_clock_is_seen() {
+        assert!(Reads::of_code("x if time.now_ns() > 0").clock);
+        assert!(!Reads::of_code("x if input.resource.spec.duration").clock);
+    }
+
     use super::*;
 
     fn kinds(list: &[Kind]) -> BTreeSet<Kind> {
