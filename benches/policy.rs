@@ -89,6 +89,7 @@ fn main() {
         now,
         signers: None,
         trust_trailers: false,
+        list_pairs: false,
     };
     let config = ConfigRepo::open(&repo).expect("a repository");
     let load = || {

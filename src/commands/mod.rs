@@ -222,6 +222,8 @@ pub struct Judging<'a> {
     pub now: DateTime<Utc>,
     pub signers: Option<&'a AllowedSigners>,
     pub trust_trailers: bool,
+    /// Whether the report lists every (policy, resource) pair evaluated, as JUnit shows them.
+    pub list_pairs: bool,
 }
 
 /// The plan report of merging `head` into `base`: the base compared with the merge, or with
@@ -321,6 +323,7 @@ pub fn plan_report_evaluating(
         noted,
         (&head_commit, &head_snapshot),
         judging.today,
+        judging.list_pairs,
     );
     report.root = config.prefix().to_owned();
     if merged.merged {
@@ -410,6 +413,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
             now,
             signers: signers.as_ref(),
             trust_trailers: options.trust.trust_trailers,
+            list_pairs: options.format == Format::Junit,
         },
         &Readers { changes, reviews },
         options.allow_empty,
@@ -1058,6 +1062,7 @@ pub fn demo(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
             now,
             signers: Some(&allowed),
             trust_trailers: false,
+            list_pairs: false,
         },
         false,
     )?;

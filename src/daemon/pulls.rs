@@ -145,6 +145,7 @@ pub fn plan_pull(config: &HostConfig, event: &PullRequestEvent) -> Result<Planne
             now,
             signers: signers.as_deref(),
             trust_trailers: config.trust_trailers(),
+            list_pairs: false,
         },
         &Readers {
             changes: &Online {

@@ -133,29 +133,40 @@ fn code_of(text: &str) -> String {
 /// Each DNS name of the commit's certificates → the names of the certificates claiming it,
 /// in catalog order: `data.gitward.index.dnsNames` whole, and to each certificate its own
 /// names' part as `input.index.dnsNames`.
-pub(crate) struct DnsNameIndex(BTreeMap<RegoValue, RegoValue>);
+pub(crate) struct DnsNameIndex<'c>(HashMap<&'c str, Vec<&'c str>>);
 
-impl DnsNameIndex {
-    pub fn of(catalog: &Catalog) -> DnsNameIndex {
-        let mut claimants: HashMap<&str, Vec<RegoValue>> = HashMap::new();
+impl<'c> DnsNameIndex<'c> {
+    /// The certificates claiming each name, in catalog order; engine values are made only
+    /// for the entries a policy is given (most evaluations need a few of them).
+    pub fn of(catalog: &'c Catalog) -> DnsNameIndex<'c> {
+        let mut claimants: HashMap<&str, Vec<&str>> = HashMap::new();
         for loaded in catalog.resources() {
             for dns_name in dns_names(loaded) {
-                claimants
-                    .entry(dns_name)
-                    .or_default()
-                    .push(RegoValue::from(loaded.name()));
+                claimants.entry(dns_name).or_default().push(loaded.name());
             }
         }
-        DnsNameIndex(
-            claimants
-                .into_iter()
-                .map(|(name, certs)| (RegoValue::from(name), RegoValue::from(certs)))
-                .collect(),
+        DnsNameIndex(claimants)
+    }
+
+    fn entry(name: &str, certs: &[&str]) -> (RegoValue, RegoValue) {
+        (
+            RegoValue::from(name),
+            RegoValue::from(
+                certs
+                    .iter()
+                    .map(|c| RegoValue::from(*c))
+                    .collect::<Vec<_>>(),
+            ),
         )
     }
 
     fn whole(&self) -> RegoValue {
-        RegoValue::from(self.0.clone())
+        RegoValue::from(
+            self.0
+                .iter()
+                .map(|(name, certs)| Self::entry(name, certs))
+                .collect::<BTreeMap<_, _>>(),
+        )
     }
 
     /// The entries of the names `loaded` claims (none but for a certificate).
@@ -163,8 +174,8 @@ impl DnsNameIndex {
         RegoValue::from(
             dns_names(loaded)
                 .filter_map(|name| {
-                    let (name, certs) = self.0.get_key_value(&RegoValue::from(name))?;
-                    Some((name.clone(), certs.clone()))
+                    let (name, certs) = self.0.get_key_value(name)?;
+                    Some(Self::entry(name, certs))
                 })
                 .collect::<BTreeMap<_, _>>(),
         )
@@ -182,11 +193,18 @@ pub(crate) fn dns_names(loaded: &Loaded) -> impl Iterator<Item = &str> {
 
 /// `data.gitward`: every resource of the commit by kind and name, and indexes that keep
 /// cross-resource rules linear. Built from the documents' shared engine values, so the
-/// inventory costs one entry per resource.
-pub(crate) fn gitward_data(catalog: &Catalog, dns_name_index: &DnsNameIndex) -> RegoValue {
+/// inventory costs one entry per resource — and only of what the policies of `reads` read:
+/// a kind no policy reads is an empty object, the index is absent unless read (10,000
+/// certificates no rule looks at are not put in the engine for each evaluation).
+pub(crate) fn gitward_data(
+    catalog: &Catalog,
+    dns_name_index: &DnsNameIndex<'_>,
+    reads: &Reads,
+) -> RegoValue {
+    let read = |kind: Kind| reads.everything || reads.kinds.contains(&kind);
     let mut inventory: BTreeMap<Kind, BTreeMap<RegoValue, RegoValue>> =
         Kind::ALL.iter().map(|&k| (k, BTreeMap::new())).collect();
-    for loaded in catalog.resources() {
+    for loaded in catalog.resources().iter().filter(|l| read(l.kind())) {
         inventory
             .entry(loaded.kind())
             .or_default()
@@ -201,7 +219,11 @@ pub(crate) fn gitward_data(catalog: &Catalog, dns_name_index: &DnsNameIndex) -> 
             .map(|(kind, resources)| (RegoValue::from(kind.as_str()), RegoValue::from(resources)))
             .collect(),
     );
-    let index = object(vec![(RegoValue::from("dnsNames"), dns_name_index.whole())]);
+    let index = if read(Kind::Certificate) {
+        object(vec![(RegoValue::from("dnsNames"), dns_name_index.whole())])
+    } else {
+        object(Vec::new())
+    };
     object(vec![(
         RegoValue::from("gitward"),
         object(vec![

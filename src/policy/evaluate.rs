@@ -359,7 +359,7 @@ impl PolicySet {
 pub struct Evaluator<'a> {
     set: &'a PolicySet,
     catalog: &'a Catalog,
-    dns_name_index: OnceLock<DnsNameIndex>,
+    dns_name_index: OnceLock<DnsNameIndex<'a>>,
     engine: OnceLock<Result<regorus::Engine, Diagnostic>>,
 }
 
@@ -387,8 +387,9 @@ impl<'a> Evaluator<'a> {
                         format!("data.gitward: {}", runtime_error(error)),
                     )
                 };
+                let reads = super::reads::Reads::union(self.set.bindings.iter().map(|b| &b.reads));
                 engine
-                    .add_data(gitward_data(self.catalog, self.dns_name_index()))
+                    .add_data(gitward_data(self.catalog, self.dns_name_index(), &reads))
                     .map_err(|e| failed(&e))?;
                 engine
                     .eval_query("true".to_owned(), false)
@@ -399,7 +400,7 @@ impl<'a> Evaluator<'a> {
             .map_err(Clone::clone)
     }
 
-    fn dns_name_index(&self) -> &DnsNameIndex {
+    fn dns_name_index(&self) -> &DnsNameIndex<'a> {
         self.dns_name_index
             .get_or_init(|| DnsNameIndex::of(self.catalog))
     }
@@ -565,7 +566,7 @@ struct Pass<'a> {
     engine: &'a regorus::Engine,
     context: &'a Context,
     commit: &'a RegoValue,
-    dns_name_index: &'a DnsNameIndex,
+    dns_name_index: &'a DnsNameIndex<'a>,
 }
 
 impl Pass<'_> {

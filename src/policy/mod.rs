@@ -218,6 +218,51 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_holds_what_the_policies_read_and_inputs_their_own_index() {
+        // One policy reads the certificates' inventory and the names index, another only its
+        // input's index: both see every claimant, whatever else is left out of the data.
+        let inventory = "package p\n\nimport rego.v1\n\ndeny contains sprintf(\"%d certificates, %v\", [count(data.gitward.inventory.Certificate), data.gitward.index.dnsNames[\"shared.example.com\"]]) if input.name == \"a\"\n";
+        let own = "package q\n\nimport rego.v1\n\ndeny contains sprintf(\"claimed by %v\", [input.index.dnsNames[\"shared.example.com\"]]) if input.name == \"b\"\n";
+        let second = POLICY
+            .replace("no-test-hosts", "own-index")
+            .replace("p.rego", "q.rego")
+            .replace("data.p.deny", "data.q.deny");
+        let files = [
+            ("ca.yaml", ISSUER),
+            ("a.yaml", &cert("a", "shared.example.com")),
+            ("b.yaml", &cert("b", "shared.example.com, b.example.com")),
+            ("p.yaml", POLICY),
+            ("p.rego", inventory),
+            ("q.yaml", &second),
+            ("q.rego", own),
+        ];
+        let messages = |files: &[(&str, &str)]| {
+            let catalog = catalog(files);
+            let (set, problems) = compile(&catalog);
+            assert_eq!(problems, vec![]);
+            let evaluation = set.evaluate(&catalog, &context("2026-12-01"), &|_, _| true);
+            assert_eq!(evaluation.errors, vec![]);
+            evaluation
+                .findings
+                .iter()
+                .map(|f| f.message.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            messages(&files),
+            [
+                "2 certificates, [\"a\", \"b\"]",
+                "claimed by [\"a\", \"b\"]"
+            ]
+        );
+        // Without the reader of the inventory, the other still sees its claimants.
+        assert_eq!(
+            messages(&[files[0], files[1], files[2], files[5], files[6]]),
+            ["claimed by [\"a\", \"b\"]"]
+        );
+    }
+
+    #[test]
     fn what_a_policy_reads_is_found_through_imports() {
         let reader = "package q\n\nimport rego.v1\n\n# data.gitward in a comment does not count\nowned(n) if data.gitward.inventory.Certificate[n]\n";
         let user = "package p\n\nimport rego.v1\n\nimport data.q\n\ndeny contains \"x\" if q.owned(input.name)\n";

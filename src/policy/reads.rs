@@ -74,6 +74,15 @@ impl Reads {
         reads
     }
 
+    /// What any of `all` reads.
+    pub fn union<'r>(all: impl IntoIterator<Item = &'r Reads>) -> Reads {
+        let mut union = Reads::default();
+        for reads in all {
+            union.absorb(reads);
+        }
+        union
+    }
+
     fn absorb(&mut self, other: &Reads) -> bool {
         let before = self.clone();
         self.everything |= other.everything;
