@@ -161,7 +161,7 @@ fn pull_request_of(
 
 /// Actions after which a pull request's plan may have changed: a new head, a new base, or
 /// (for gates counting them) its reviews.
-const PLANNED_ACTIONS: [&str; 12] = [
+const PLANNED_ACTIONS: [&str; 14] = [
     "opened",
     "synchronize",
     "reopened",
@@ -174,6 +174,8 @@ const PLANNED_ACTIONS: [&str; 12] = [
     "reopen",
     "approved",
     "unapproved",
+    "approval",
+    "unapproval",
 ];
 
 #[derive(Deserialize)]

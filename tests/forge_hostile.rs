@@ -407,7 +407,7 @@ fn run_killed_after(
 }
 
 #[tokio::test]
-#[ignore = "finding: GITHUB_EVENT_PATH naming a FIFO hangs plan --post for ever (src/commands/post.rs read_event opens without checking the file type)"]
+
 async fn an_event_file_that_is_a_fifo_does_not_hang_the_job() {
     guard(async {
         let forge = Hostile::start(|request, _| github_ok(request)).await;
@@ -541,7 +541,7 @@ async fn repository_and_api_urls_that_are_not_a_forges_are_refused() {
 }
 
 #[tokio::test]
-#[ignore = "finding: a --repo-url (or Jenkins CHANGE_URL) with a password is refused with a message that prints the password (src/forge/mod.rs locate)"]
+
 async fn a_repository_url_with_a_password_is_refused_without_printing_it() {
     guard(async {
         let repo = repo_with_change(false);
@@ -704,7 +704,7 @@ async fn an_honest_plan_post_fits_the_address_space_of_the_exhaustion_tests() {
 }
 
 #[tokio::test]
-#[ignore = "finding: 50 pages of tiny comments (8 MiB each, ~900k items a page) make plan --post hold over 5 GB and abort (src/forge/api.rs linked_pages bounds bytes per page, not items or the total)"]
+
 async fn pages_of_tiny_items_do_not_exhaust_plan_post() {
     guard(async {
         let item = r#"{"id":1}"#;
@@ -742,7 +742,7 @@ async fn pages_of_tiny_items_do_not_exhaust_plan_post() {
 }
 
 #[tokio::test]
-#[ignore = "finding: with a token that may not read /user (Actions, GitHub Apps) another bot's comment that starts with the marker is taken over and edited (src/forge/github.rs GITHUB.ci_author accepts any `Bot`)"]
+
 async fn another_bots_comment_with_the_marker_is_never_edited() {
     guard(async {
         let (run, forge, _repo) =
@@ -778,7 +778,7 @@ async fn another_bots_comment_with_the_marker_is_never_edited() {
 }
 
 #[tokio::test]
-#[ignore = "finding: a forge (or proxy) that echoes a Basic credential's base64, or the password half of `user:password`, gets it printed in the CI log (src/forge/api.rs Api::new keeps only the header and the whole token as secrets)"]
+
 async fn a_basic_credential_echoed_in_another_form_is_not_printed() {
     guard(async {
         use base64::Engine;
@@ -1071,7 +1071,7 @@ async fn gitlab_approvals_without_a_user_or_by_the_author_count_for_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "finding: with `approvals.from` empty and source github, an APPROVED review by any GitHub account (author_association NONE: no write access, e.g. the author's second account) counts (src/gate/reviews.rs approvals, src/forge/github.rs drops author_association)"]
+
 async fn an_approval_by_an_account_without_write_access_does_not_count() {
     guard(async {
         let listed = Listed::default();
@@ -1105,7 +1105,7 @@ async fn an_approval_by_an_account_without_write_access_does_not_count() {
 }
 
 #[tokio::test]
-#[ignore = "finding: an approval whose commit_id GitHub no longer knows (null: the approved head was force-pushed away) counts as an approval of the final head (src/gate/reviews.rs approvals: `is_some_and` lets None through)"]
+
 async fn an_approval_of_an_unknown_commit_does_not_count_for_the_final_head() {
     guard(async {
         let listed = Listed::default();
@@ -1134,7 +1134,7 @@ async fn an_approval_of_an_unknown_commit_does_not_count_for_the_final_head() {
 }
 
 #[tokio::test]
-#[ignore = "finding: a commit pushed straight to the branch (blocked: no pull request) is applied with the next approved pull request merged on top of it; the approval covered only the pull request's diff (src/gate/reviews.rs choose checks the merge, not that the change since the commit in force is the pull request's)"]
+
 async fn an_unreviewed_push_does_not_ride_in_on_the_next_approved_merge() {
     guard(async {
         let listed = Listed::default();
@@ -1176,7 +1176,7 @@ async fn an_unreviewed_push_does_not_ride_in_on_the_next_approved_merge() {
 }
 
 #[tokio::test]
-#[ignore = "finding: a forge answer of the wrong type is quoted whole in the reason (serde echoes the string), so up to 8 MiB of the forge's text lands in the note, the status branch and explain (src/forge/api.rs Answer::json does not bound the error)"]
+
 async fn a_forge_answer_of_the_wrong_type_is_not_copied_into_the_record() {
     guard(async {
         let filler = "FORGE-TEXT ".repeat(100_000);
@@ -1214,7 +1214,7 @@ async fn a_forge_answer_of_the_wrong_type_is_not_copied_into_the_record() {
 }
 
 #[tokio::test]
-#[ignore = "finding: review pages of tiny items (8 MiB each, ~600k reviews a page) exhaust a reconcile before its 30 s budget ends; the daemon reading them would die (src/forge/api.rs linked_pages, src/forge/github.rs reviews)"]
+
 async fn pages_of_tiny_reviews_do_not_exhaust_a_reconcile() {
     guard(async {
         let listed = Listed::default();
@@ -1392,7 +1392,7 @@ async fn a_policy_message_cannot_command_the_forge_or_hide_the_report() {
 }
 
 #[tokio::test]
-#[ignore = "finding: issue and merge request references in a policy message (`acme/other#1`, `#2`, `!3`) stay live in the plan comment, so a pull request's policy puts cross-reference events in other issues' timelines (src/report/markdown.rs cell leaves `#` and `!` as they are)"]
+
 async fn a_policy_message_cannot_reference_other_issues_from_the_comment() {
     guard(async {
         let forge = Hostile::start(|request, _| github_ok(request)).await;
@@ -1706,7 +1706,7 @@ fn a_flood_of_pull_request_deliveries_is_rate_limited_and_the_daemon_keeps_servi
 }
 
 #[test]
-#[ignore = "finding: pull request deliveries (which anyone can cause on a public repository: a fork's pushes, comment reviews) use up the same per-address tokens as pushes, so the push that follows a flood is refused 429 and GitHub does not redeliver it (src/daemon/mod.rs one authentic_limit for every event)"]
+
 fn a_flood_of_pull_request_deliveries_does_not_lock_out_the_push_that_follows() {
     let rt = runtime();
     let github = rt.block_on(github_fake::GitHub::start());
@@ -1944,7 +1944,7 @@ fn an_apply_status_says_one_short_line_whatever_a_policy_message_holds() {
 }
 
 #[test]
-#[ignore = "finding: a pull request the daemon cannot plan (its head conflicts with the commit in force) gets no status and no comment: the author is told nothing, only the daemon's log knows (src/daemon/pulls.rs plan_pull returns the error before posting)"]
+
 fn a_pull_request_that_cannot_be_planned_is_told_why() {
     let rt = runtime();
     let github = rt.block_on(github_fake::GitHub::start());
@@ -2172,7 +2172,7 @@ fn gitlab_merge_request_hooks_that_lie_or_overflow_are_refused() {
 }
 
 #[tokio::test]
-#[ignore = "finding: with a token that may not say who it is (GitLab answers /user with an error), another bot's note that starts with the marker is taken over and edited (src/forge/gitlab.rs GitLab::ours falls back to any `bot`)"]
+
 async fn another_bots_note_is_never_edited_when_gitlab_will_not_say_whose_the_token_is() {
     guard(async {
         let forge = Hostile::start(

@@ -90,13 +90,13 @@ impl Posting {
             .enable_all()
             .build()
             .map_err(|e| Error::Usage(format!("no runtime to post with: {e}")))?;
-        let posted = runtime.block_on(post::post(
+        let posted = runtime.block_on(post::within_deadline(post::post(
             self.forge.as_ref(),
             destination.number,
             &destination.sha,
             &posting,
             report,
-        ))?;
+        )))?;
         let line = format!(
             "posted to {} {} #{} ({}): status {} {} on {}, comment {}",
             destination.target.kind,
@@ -112,11 +112,13 @@ impl Posting {
     }
 }
 
-/// GitHub Actions' event file, when it is small enough to be one.
+/// GitHub Actions' event file, when it is a regular file small enough to be one.
 fn read_event(path: &str) -> Option<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    file.take(MAX_EVENT_BYTES).read_to_string(&mut text).ok()?;
-    Some(text)
+    let bytes = crate::sinks::read_regular_file(
+        std::path::Path::new(path),
+        "the event file",
+        MAX_EVENT_BYTES,
+    )
+    .ok()?;
+    String::from_utf8(bytes).ok()
 }

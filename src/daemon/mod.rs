@@ -77,6 +77,9 @@ struct Daemon {
     authentic_limit: Mutex<webhook::RateLimit>,
     /// Deliveries that failed to authenticate or to parse, per source.
     rejected_limit: Mutex<webhook::RateLimit>,
+    /// Pull request deliveries, per source: anyone may cause them on a public repository
+    /// (a fork's pushes, a review), and they must not use up the tokens of pushes.
+    pull_limit: Mutex<webhook::RateLimit>,
     /// Pull requests waiting to be planned.
     pulls: Arc<pulls::Queue>,
     /// The last `gitward/apply` status set: (commit, status), not set again.
@@ -157,6 +160,7 @@ pub fn run(config_path: &Path) -> Result<u8> {
         deliveries,
         authentic_limit: Mutex::default(),
         rejected_limit: Mutex::default(),
+        pull_limit: Mutex::default(),
         pulls: Arc::default(),
         apply_status: Mutex::default(),
     });
@@ -711,6 +715,7 @@ async fn hook(
     // a delivery costs before it is judged is bounded by the body limit, the read deadline and
     // the connection caps.
     let limit = match judged {
+        Ok(Outcome::PullRequest { .. }) => &daemon.pull_limit,
         Ok(_) => &daemon.authentic_limit,
         Err(_) => &daemon.rejected_limit,
     };

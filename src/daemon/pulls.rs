@@ -136,7 +136,7 @@ pub fn plan_pull(config: &HostConfig, event: &PullRequestEvent) -> Result<Planne
     };
     let now = Utc::now();
     let signers = config.allowed_signers();
-    let report = plan_report_reading(
+    let planned = plan_report_reading(
         workspace.path(),
         &base,
         &head,
@@ -159,7 +159,23 @@ pub fn plan_pull(config: &HostConfig, event: &PullRequestEvent) -> Result<Planne
             },
         },
         true,
-    )?;
+    );
+    let report = match planned {
+        Ok(report) => report,
+        Err(error) => {
+            // The author is told, without what only the host should know.
+            let check = Check {
+                context: post::PLAN_CONTEXT.to_owned(),
+                state: CheckState::Error,
+                description: post::one_line(&unplanned(&error), post::DESCRIPTION_CHARS),
+                url: None,
+            };
+            if let Err(posting) = block_on(forge.set_check(&head, &check)) {
+                tracing::warn!(pull = event.number, error = %posting, "the plan's failure not posted");
+            }
+            return Err(error);
+        }
+    };
     let posting = post::posting(&report, None, forge.comment_limit());
     let posted = block_on(post::post(
         forge.as_ref(),
@@ -174,6 +190,18 @@ pub fn plan_pull(config: &HostConfig, event: &PullRequestEvent) -> Result<Planne
         state: posting.check.state,
         comment: posted.comment,
     })
+}
+
+/// Why a pull request could not be planned, as its author may read it: what the repository
+/// causes in its own words, anything else (the host's disk, its remote) only as a pointer to
+/// the daemon's log.
+fn unplanned(error: &Error) -> String {
+    match error {
+        Error::MergeConflict { .. } | Error::EmptyConfiguration { .. } => {
+            format!("cannot be planned: {error}")
+        }
+        _ => "gitward could not plan this pull request; the daemon's log says why".to_owned(),
+    }
 }
 
 /// The `gitward/apply` status of a reconciled commit: success when applied, failure when
@@ -225,7 +253,7 @@ fn block_on<T: Send>(
                     .enable_all()
                     .build()
                     .map_err(|e| ForgeError::Setup(format!("no runtime: {e}")))?
-                    .block_on(work)
+                    .block_on(post::within_deadline(work))
             })
             .join()
             .unwrap_or_else(|_| Err(ForgeError::Setup("the forge call failed".to_owned())))

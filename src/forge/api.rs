@@ -17,6 +17,61 @@ const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// Most pages one listing reads: a pull request with more comments than that is refused
 /// rather than read for ever.
 pub const MAX_PAGES: usize = 50;
+/// Most items one listing holds, over all its pages: a page of tiny items costs far more
+/// memory than its bytes.
+pub const MAX_ITEMS: usize = 10_000;
+/// Most characters of a forge's words kept in a message: messages go to notes and logs.
+const MAX_QUOTED_CHARS: usize = 300;
+
+/// A list in a forge's answer, refused past [`MAX_ITEMS`] items as it is read: a page of a
+/// few megabytes of tiny items would otherwise take a hundred times that in memory.
+pub fn bounded<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Items<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Items<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_ITEMS} items")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if items.len() >= MAX_ITEMS {
+                    return Err(serde::de::Error::custom(format!(
+                        "a list of more than {MAX_ITEMS} items"
+                    )));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    deserializer.deserialize_seq(Items(std::marker::PhantomData))
+}
+
+/// A listing's page: a list, bounded.
+#[derive(serde::Deserialize)]
+#[serde(transparent, bound(deserialize = "T: serde::Deserialize<'de>"))]
+struct Listed<T> {
+    #[serde(deserialize_with = "bounded")]
+    items: Vec<T>,
+}
+
+/// `text` cut to [`MAX_QUOTED_CHARS`] characters.
+pub fn quoted(text: &str) -> String {
+    let mut cut: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    cut
+}
 /// Items asked for per page, where the forge lets the caller choose.
 pub const PER_PAGE: &str = "100";
 
@@ -48,7 +103,11 @@ impl Answer {
     /// The body as `T`.
     pub fn json<T: DeserializeOwned>(&self, forge: &str, what: &str) -> Result<T, ForgeError> {
         serde_json::from_slice(&self.bytes).map_err(|error| {
-            ForgeError::Unexpected(format!("{what}: not what {forge} answers ({error})"))
+            // serde quotes what it did not expect: a forge's text, of any length.
+            ForgeError::Unexpected(format!(
+                "{what}: not what {forge} answers ({})",
+                quoted(&error.to_string())
+            ))
         })
     }
 
@@ -124,11 +183,17 @@ impl Api {
         let client = builder
             .build()
             .map_err(|e| setup(format!("HTTP client: {e}")))?;
-        // The header value first: it holds the token.
-        let secrets = [auth.1, token.to_owned()]
-            .into_iter()
-            .filter(|s| s.len() >= 4)
-            .collect();
+        // The header value first: it holds the token. A Basic credential may come back in any
+        // of its forms: encoded, or its password half.
+        let mut secrets = vec![auth.1.clone(), token.to_owned()];
+        if let Some(encoded) = auth.1.strip_prefix("Basic ") {
+            secrets.push(encoded.to_owned());
+        }
+        if let Some((_, password)) = token.split_once(':') {
+            secrets.push(password.to_owned());
+        }
+        secrets.retain(|s| s.len() >= 4);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Ok(Api {
             client,
             base,
@@ -203,8 +268,9 @@ impl Api {
                 bytes,
             });
         }
-        let said = crate::sinks::http::one_line(&String::from_utf8_lossy(&bytes));
-        let said: String = said.chars().take(300).collect();
+        let said = quoted(&crate::sinks::http::one_line(&String::from_utf8_lossy(
+            &bytes,
+        )));
         let text = self.scrub(format!("{what}: {} answered {status}: {said}", self.forge));
         Err(
             if status == StatusCode::TOO_MANY_REQUESTS
@@ -252,8 +318,14 @@ impl Api {
                 )));
             }
             let answer = self.send(Method::GET, url, None, what).await?;
-            let page: Vec<T> = answer.json(self.forge, what)?;
-            items.extend(page);
+            let page: Listed<T> = answer.json(self.forge, what)?;
+            items.extend(page.items);
+            if items.len() > MAX_ITEMS {
+                return Err(ForgeError::Unexpected(format!(
+                    "{what}: {} lists more than {MAX_ITEMS} of them",
+                    self.forge
+                )));
+            }
             if let Some(link) = answer.next_link() {
                 let url = Url::parse(&link).map_err(|e| {
                     ForgeError::Unexpected(format!("{what}: a next-page link that is no URL: {e}"))

@@ -68,8 +68,9 @@ impl Identity {
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 struct List<T> {
-    #[serde(default = "Vec::new")]
+    #[serde(default = "Vec::new", deserialize_with = "super::api::bounded")]
     value: Vec<T>,
 }
 
@@ -82,7 +83,7 @@ struct Posted {
 #[derive(Deserialize)]
 struct Thread {
     id: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::api::bounded")]
     comments: Vec<ThreadComment>,
     #[serde(default, rename = "isDeleted")]
     is_deleted: bool,
@@ -507,6 +508,7 @@ fn reviews_of(reviewers: Vec<Reviewer>, pull: &PullRequest) -> Vec<Review> {
             at: None,
             commit: Some(pull.head_sha.clone()),
             url: pull.url.clone(),
+            writer: None,
         })
         .collect()
 }

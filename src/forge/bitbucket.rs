@@ -88,8 +88,9 @@ impl Account {
 
 /// Bitbucket's page of a listing.
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 struct Page<T> {
-    #[serde(default = "Vec::new")]
+    #[serde(default = "Vec::new", deserialize_with = "super::api::bounded")]
     values: Vec<T>,
     #[serde(default)]
     next: Option<String>,
@@ -135,6 +136,7 @@ struct Pull {
     #[serde(default)]
     links: Option<Links>,
     #[serde(default)]
+    #[serde(deserialize_with = "super::api::bounded")]
     participants: Vec<Participant>,
 }
 
@@ -517,6 +519,7 @@ fn reviews_of(participants: Vec<Participant>, pull: &PullRequest) -> Vec<Review>
                 at: p.participated_on,
                 commit: Some(pull.head_sha.clone()),
                 url: pull.url.clone(),
+                writer: None,
             })
         })
         .collect()

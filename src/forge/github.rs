@@ -44,8 +44,9 @@ pub(super) const GITHUB: Dialect = Dialect {
     ],
     page: ("per_page", PER_PAGE),
     comment_chars: COMMENT_CHARS,
-    // Actions' token comments as `github-actions[bot]`.
-    ci_author: |user| user.type_ == "Bot",
+    // Actions' token comments as `github-actions[bot]`; another bot's comment is not ours
+    // (an app's token, which may not say who it is either, comments anew each time).
+    ci_author: |user| user.type_ == "Bot" && user.login == "github-actions[bot]",
 };
 
 pub struct GitHub {
@@ -118,6 +119,10 @@ struct GivenReview {
     /// Gitea keeps a dismissed review's state and says so here (GitHub makes it `DISMISSED`).
     #[serde(default)]
     dismissed: bool,
+    /// GitHub's word for the reviewer's standing in the repository (`OWNER`, `MEMBER`,
+    /// `COLLABORATOR`, `CONTRIBUTOR`, `NONE`...).
+    #[serde(default)]
+    author_association: Option<String>,
 }
 
 impl GitHub {
@@ -313,6 +318,9 @@ impl Forge for GitHub {
                         at: r.submitted_at,
                         commit: r.commit_id,
                         url: r.html_url,
+                        writer: r
+                            .author_association
+                            .map(|a| matches!(a.as_str(), "OWNER" | "MEMBER" | "COLLABORATOR")),
                     })
                 })
                 .collect())

@@ -27,8 +27,6 @@ pub struct GitLab {
 #[derive(Deserialize)]
 struct User {
     username: String,
-    #[serde(default)]
-    bot: bool,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +60,7 @@ struct MergeRequest {
 #[derive(Deserialize)]
 struct Approvals {
     #[serde(default)]
+    #[serde(deserialize_with = "super::api::bounded")]
     approved_by: Vec<Approver>,
 }
 
@@ -112,16 +111,14 @@ impl GitLab {
             .as_deref()
     }
 
-    /// Whether a note is one gitward wrote: by the token's user when known, else by a bot
-    /// user (project and group access tokens are bots) — never a person's note.
+    /// Whether a note is one gitward wrote: by the token's own user, as `GET /user` says (a
+    /// project access token's bot user may ask) — never a person's or another bot's note.
     fn ours(note: &Note, marker: &str, username: Option<&str>) -> bool {
         let Some(author) = &note.author else {
             return false;
         };
-        let by_us = match username {
-            Some(username) => author.username == username,
-            None => author.bot,
-        };
+        // A token that may not say who it is edits nothing: it notes anew.
+        let by_us = username.is_some_and(|username| author.username == username);
         !note.system && by_us && note.body.as_deref().is_some_and(|b| b.starts_with(marker))
     }
 
@@ -267,6 +264,7 @@ impl Forge for GitLab {
                         at: a.approved_at,
                         commit: Some(pull.head_sha.clone()),
                         url: pull.url.clone(),
+                        writer: None,
                     })
                 })
                 .collect())

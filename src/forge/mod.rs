@@ -149,6 +149,9 @@ pub struct Review {
     /// The head the review was given on, when the forge says.
     pub commit: Option<String>,
     pub url: String,
+    /// Whether the reviewer may write to the repository, when the forge says (GitHub's
+    /// `author_association`): on a public repository anyone may review.
+    pub writer: Option<bool>,
 }
 
 /// Why a forge call failed; never holds the token.
@@ -251,7 +254,8 @@ pub fn connect(target: &Target, options: &api::Options) -> Result<Box<dyn Forge>
 /// `https://api.bitbucket.org/2.0`; Azure DevOps `https://dev.azure.com/org/project/_git/repo`
 /// → `https://dev.azure.com/org`, `project/repo`.
 pub fn locate(kind: ForgeKind, repo_url: &str) -> Result<(String, String), ForgeError> {
-    let bad = |why: &str| ForgeError::Setup(format!("--repo-url `{repo_url}`: {why}"));
+    let shown = crate::redact::credentials(repo_url);
+    let bad = |why: &str| ForgeError::Setup(format!("--repo-url `{shown}`: {why}"));
     let url = reqwest::Url::parse(repo_url).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(bad("not an http(s) URL"));

@@ -123,6 +123,24 @@ pub fn fit(body: String, limit: usize) -> String {
     kept
 }
 
+/// Longest posting may take in all: each request has its timeout, and a forge answering
+/// page after page just in time must not hold a CI job or the daemon's planner for long.
+pub const POSTING_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `work` within [`POSTING_DEADLINE`].
+pub async fn within_deadline<T>(
+    work: impl std::future::Future<Output = Result<T, ForgeError>>,
+) -> Result<T, ForgeError> {
+    tokio::time::timeout(POSTING_DEADLINE, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ForgeError::Unavailable(format!(
+                "the forge did not finish answering within {} seconds",
+                POSTING_DEADLINE.as_secs()
+            )))
+        })
+}
+
 /// What was posted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Posted {

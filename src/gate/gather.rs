@@ -76,7 +76,16 @@ pub fn gather(sources: &Sources<'_>, change: &Change<'_>, now: DateTime<Utc>) ->
             .is_some_and(|a| super::reviews::forge_of(a.source).is_some())
     });
     if counts_reviews {
-        evidence.reviews = Some(sources.reviews.read(&change.head.to_string()));
+        let first_parent = sources
+            .repo
+            .find_commit(change.head)
+            .ok()
+            .and_then(|c| c.parent_id(0).ok());
+        let sha = change.head.to_string();
+        evidence.reviews = Some(sources.reviews.read(super::reviews::Asked {
+            sha: &sha,
+            follows_in_force: change.in_force.is_none() || first_parent == change.in_force,
+        }));
     }
     let mut reports = Reports::new(sources);
     let mut scanned = HashMap::new();

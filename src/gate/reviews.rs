@@ -38,9 +38,18 @@ pub struct Read {
 /// The reviews read, or why they could not be.
 pub type Answer = Result<Read, String>;
 
+/// The commit whose pull request's reviews are asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub sha: &'a str,
+    /// Whether its first parent is the commit in force (or nothing is in force): then the
+    /// pull request merged as it is all that changed since.
+    pub follows_in_force: bool,
+}
+
 /// Reads the reviews of the pull request a commit is.
 pub trait PullReviews: Sync {
-    fn read(&self, sha: &str) -> Answer;
+    fn read(&self, asked: Asked<'_>) -> Answer;
 }
 
 /// Reviews that cannot be read, and why.
@@ -55,7 +64,7 @@ impl Unreadable {
 }
 
 impl PullReviews for Unreadable {
-    fn read(&self, _sha: &str) -> Answer {
+    fn read(&self, _asked: Asked<'_>) -> Answer {
         Err(self.0.clone())
     }
 }
@@ -67,16 +76,16 @@ pub struct Hosted<'a> {
 }
 
 impl PullReviews for Hosted<'_> {
-    fn read(&self, sha: &str) -> Answer {
+    fn read(&self, asked: Asked<'_>) -> Answer {
         match self.config.forge_client() {
-            None => Unreadable::no_forge().read(sha),
+            None => Unreadable::no_forge().read(asked),
             Some(Err(error)) => Err(error.to_string()),
             Some(Ok(forge)) => Online {
                 forge: forge.as_ref(),
                 wanted: self.wanted.clone(),
                 sha: None,
             }
-            .read(sha),
+            .read(asked),
         }
     }
 }
@@ -91,8 +100,8 @@ pub struct Online<'a> {
 }
 
 impl PullReviews for Online<'_> {
-    fn read(&self, sha: &str) -> Answer {
-        let sha = self.sha.as_deref().unwrap_or(sha);
+    fn read(&self, asked: Asked<'_>) -> Answer {
+        let sha = self.sha.as_deref().unwrap_or(asked.sha);
         // On a thread of its own with a runtime of its own: gathering is synchronous, and its
         // caller may or may not be inside a runtime.
         std::thread::scope(|scope| {
@@ -103,14 +112,17 @@ impl PullReviews for Online<'_> {
                         .build()
                         .map_err(|e| format!("reviews not read: {e}"))?;
                     runtime.block_on(async {
-                        tokio::time::timeout(LOOKUP_BUDGET, self.lookup(sha))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(format!(
-                                    "no answer within {} seconds",
-                                    LOOKUP_BUDGET.as_secs()
-                                ))
-                            })
+                        tokio::time::timeout(
+                            LOOKUP_BUDGET,
+                            self.lookup(sha, asked.follows_in_force),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!(
+                                "no answer within {} seconds",
+                                LOOKUP_BUDGET.as_secs()
+                            ))
+                        })
                     })
                 })
                 .join()
@@ -120,7 +132,7 @@ impl PullReviews for Online<'_> {
 }
 
 impl Online<'_> {
-    async fn lookup(&self, sha: &str) -> Answer {
+    async fn lookup(&self, sha: &str, follows_in_force: bool) -> Answer {
         let pulls = self.forge.pulls_for(sha).await.map_err(|e| e.to_string())?;
         let pull = choose(&pulls, sha, &self.wanted).ok_or_else(|| match &self.wanted {
             Wanted::Merged { branch } => {
@@ -136,6 +148,16 @@ impl Online<'_> {
                 format!("no pull request has {} as its head", short(sha))
             }
         })?;
+        // The reviews are of the pull request's change: they speak for the commit only when
+        // nothing else came in since the commit in force (a commit pushed to the branch and
+        // then merged over is in the tree, unreviewed).
+        if matches!(self.wanted, Wanted::Merged { .. }) && !follows_in_force {
+            return Err(format!(
+                "not every commit since the commit in force came through pull request #{}: \
+                 merge pull requests one at a time, with a merge or squash commit",
+                pull.number
+            ));
+        }
         let reviews = self.forge.reviews(&pull).await.map_err(|e| e.to_string())?;
         Ok(Read {
             forge: self.forge.kind(),
@@ -213,12 +235,20 @@ pub fn approvals(
                     "their latest review is {}",
                     review.state.to_lowercase().replace('_', " ")
                 ))
-            } else if review.commit.as_deref().is_some_and(|c| c != pull.head_sha) {
-                Some(format!(
-                    "approved {}, not the final head {}",
-                    short(review.commit.as_deref().unwrap_or_default()),
-                    short(&pull.head_sha)
-                ))
+            } else if review.writer == Some(false) {
+                Some("may not write to the repository".to_owned())
+            } else if review.commit.as_deref() != Some(pull.head_sha.as_str()) {
+                Some(match review.commit.as_deref() {
+                    Some(commit) => format!(
+                        "approved {}, not the final head {}",
+                        short(commit),
+                        short(&pull.head_sha)
+                    ),
+                    None => format!(
+                        "approved a commit the forge no longer knows, not the final head {}",
+                        short(&pull.head_sha)
+                    ),
+                })
             } else {
                 None
             };
@@ -259,6 +289,7 @@ mod tests {
             at: None,
             commit: Some(commit.to_owned()),
             url: format!("https://github.com/acme/pki/pull/7#review-{reviewer}"),
+            writer: Some(true),
         }
     }
 

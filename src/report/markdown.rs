@@ -22,7 +22,8 @@ pub const COMMENT_MARKER: &str = "<!-- gitward:plan -->";
 /// mention (`@team` would notify the team: a zero-width space follows the `@`), no `|` that
 /// ends the cell. Bare `https://…` and `www.…` would be links on GitHub: a backslash before
 /// the `:` or `.` stops that and renders nothing, so a DNS name copied from the comment is
-/// still the name.
+/// still the name. `#12`, `!3` and `acme/other#1` would reference issues and merge requests
+/// (and tell them they were mentioned): a zero-width space follows the `#` or `!`.
 fn cell(text: &str) -> String {
     let text = escaped(text);
     let mut out = String::with_capacity(text.len());
@@ -33,6 +34,10 @@ fn cell(text: &str) -> String {
                 out.push(c);
             }
             '@' => out.push_str("@&#8203;"),
+            '#' | '!' if text[at + 1..].starts_with(|d: char| d.is_ascii_digit()) => {
+                out.push(c);
+                out.push_str("&#8203;");
+            }
             ':' if text[at + 1..].starts_with("//") => out.push_str("\\:"),
             '.' if text
                 .get(at.saturating_sub(3)..at)

@@ -152,18 +152,32 @@ const MAX_HOST_FILE_BYTES: u64 = 1024 * 1024;
 /// most 1 MiB, so that a FIFO or `/dev/zero` named by mistake neither hangs a worker nor fills
 /// its memory.
 pub fn read_host_file(path: &Path, what: &str) -> Result<Vec<u8>, SinkProblem> {
+    read_regular_file(path, what, MAX_HOST_FILE_BYTES)
+}
+
+/// A regular file of at most `limit` bytes, read whole: a FIFO, a device or a directory is
+/// refused without blocking on it (it is opened non-blocking and looked at before a read).
+pub fn read_regular_file(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, SinkProblem> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let problem = |why: String| SinkProblem(format!("{what} ({}) {why}", path.display()));
-    let metadata = std::fs::metadata(path).map_err(|e| problem(format!("cannot be read: {e}")))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| problem(format!("cannot be read: {e}")))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| problem(format!("cannot be read: {e}")))?;
     if !metadata.is_file() {
         return Err(problem("is not a regular file".to_owned()));
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_HOST_FILE_BYTES + 1).read_to_end(&mut bytes))
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| problem(format!("cannot be read: {e}")))?;
-    if bytes.len() as u64 > MAX_HOST_FILE_BYTES {
-        return Err(problem("is larger than 1 MiB".to_owned()));
+    if bytes.len() as u64 > limit {
+        return Err(problem(format!("is larger than {} KiB", limit / 1024)));
     }
     Ok(bytes)
 }
