@@ -679,6 +679,11 @@ fn run_with_address_space(dir: &Path, args: &[&str], env: &[(&str, String)], byt
 /// Address space a `plan --post` is given in the exhaustion tests: room for the largest
 /// honest listing (50 pages of 100 comments of 65,536 characters) several times over.
 const ADDRESS_SPACE: u64 = 1536 << 20;
+/// Address space a reconcile is given in the exhaustion tests: it also compiles and evaluates
+/// policies in child processes on stacks of their own (256 MiB reserved each), so it needs
+/// more room than `plan --post` to be reliably honest, and still far less than the attack
+/// took (several GiB).
+const RECONCILE_ADDRESS_SPACE: u64 = 4 << 30;
 
 /// The most items of `item` one answer within gitward's 8 MiB bound holds.
 fn most_items(item: &str) -> usize {
@@ -1266,7 +1271,7 @@ async fn pages_of_tiny_reviews_do_not_exhaust_a_reconcile() {
                     NOW,
                 ],
                 &[],
-                ADDRESS_SPACE,
+                RECONCILE_ADDRESS_SPACE,
             )
         })
         .await
@@ -1313,7 +1318,7 @@ async fn an_honest_reconcile_reading_reviews_fits_the_address_space_of_the_exhau
                     NOW,
                 ],
                 &[],
-                ADDRESS_SPACE,
+                RECONCILE_ADDRESS_SPACE,
             )
         })
         .await
