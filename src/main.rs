@@ -146,8 +146,9 @@ enum Command {
         /// Count `Approved-by:` trailers (unverified), as a host with gates.trustTrailers does.
         #[arg(long)]
         trust_trailers: bool,
-        /// Read the change requests gates ask about through this host config's endpoints.
-        /// Without it, a gate that requires a change request fails.
+        /// Read the change requests gates ask about through this host config's endpoints, and
+        /// the pull request reviews they count through its forge (with --post, those of the
+        /// pull request posted to). Without them, such a gate fails.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Accept a base and a head without resources (refused by default: most often a wrong
@@ -155,7 +156,8 @@ enum Command {
         #[arg(long)]
         allow_empty: bool,
         /// Evaluate every policy on the head, even where the base's note (from the daemon,
-        /// same policies, same day) could stand for the results the change cannot alter.
+        /// same policies; another day's too while no policy reads the clock) could stand for
+        /// the results the change cannot alter.
         #[arg(long)]
         full: bool,
         /// Post the result to the pull request: commit status `gitward/plan` on its head and
