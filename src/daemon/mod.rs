@@ -740,26 +740,42 @@ async fn hook(
             ("unauthenticated", StatusCode::UNAUTHORIZED, why.to_owned())
         }
         Err(Rejection::Malformed(why)) => ("malformed", StatusCode::BAD_REQUEST, why),
-        Ok(Outcome::Ping) => ("ping", StatusCode::OK, "pong".to_owned()),
-        Ok(Outcome::Ignored { why, .. }) => {
+        Ok(outcome) => act_on(&daemon, &current.config, &label, outcome),
+    };
+    daemon.metrics.webhook(&label, outcome);
+    (status, format!("{text}\n")).into_response()
+}
+
+/// What an authentic delivery makes the daemon do, and its answer: (the metric's outcome,
+/// the status, the text).
+fn act_on(
+    daemon: &Daemon,
+    config: &HostConfig,
+    label: &str,
+    outcome: Outcome,
+) -> (&'static str, StatusCode, String) {
+    let acts = matches!(
+        outcome,
+        Outcome::Reconcile { .. } | Outcome::PullRequest { .. }
+    );
+    if acts
+        && outcome
+            .delivery()
+            .is_some_and(|d| daemon.replayed(label, d))
+    {
+        return (
+            "replayed",
+            StatusCode::OK,
+            "delivery seen before: ignored".to_owned(),
+        );
+    }
+    match outcome {
+        Outcome::Ping => ("ping", StatusCode::OK, "pong".to_owned()),
+        Outcome::Ignored { why, .. } => {
             ("ignored", StatusCode::ACCEPTED, format!("ignored: {why}"))
         }
-        Ok(Outcome::PullRequest { delivery, request }) => {
-            let planned = current
-                .config
-                .forge
-                .as_ref()
-                .is_some_and(|f| f.plan_pull_requests);
-            if delivery
-                .as_deref()
-                .is_some_and(|d| daemon.replayed(&label, d))
-            {
-                (
-                    "replayed",
-                    StatusCode::OK,
-                    "delivery seen before: ignored".to_owned(),
-                )
-            } else if !planned {
+        Outcome::PullRequest { request, .. } => {
+            if !config.forge.as_ref().is_some_and(|f| f.plan_pull_requests) {
                 (
                     "ignored",
                     StatusCode::ACCEPTED,
@@ -779,28 +795,15 @@ async fn hook(
                 )
             }
         }
-        Ok(outcome @ Outcome::Reconcile { .. }) => {
-            if outcome
-                .delivery()
-                .is_some_and(|d| daemon.replayed(&label, d))
-            {
-                (
-                    "replayed",
-                    StatusCode::OK,
-                    "delivery seen before: ignored".to_owned(),
-                )
-            } else {
-                daemon.trigger.notify_one();
-                (
-                    "triggered",
-                    StatusCode::ACCEPTED,
-                    "reconcile queued".to_owned(),
-                )
-            }
+        Outcome::Reconcile { .. } => {
+            daemon.trigger.notify_one();
+            (
+                "triggered",
+                StatusCode::ACCEPTED,
+                "reconcile queued".to_owned(),
+            )
         }
-    };
-    daemon.metrics.webhook(&label, outcome);
-    (status, format!("{text}\n")).into_response()
+    }
 }
 
 /// What deliveries being read may hold at once, in KiB. Each takes its announced length (or
