@@ -242,13 +242,7 @@ impl Azure {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
+    crate::fakes::json_answer(status, "application/json; charset=utf-8", &body)
 }
 
 /// Azure DevOps' error shape.

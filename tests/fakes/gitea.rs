@@ -168,13 +168,7 @@ impl Gitea {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    crate::fakes::json_answer(status, "application/json", &body)
 }
 
 fn not_found() -> Response {

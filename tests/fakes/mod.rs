@@ -170,3 +170,20 @@ pub fn basic(user: &str, secret: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
     )
 }
+
+/// A forge stand-in's JSON answer with `status` (an unknown status is a 500).
+pub fn json_answer(
+    status: u16,
+    content_type: &'static str,
+    body: &serde_json::Value,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        body.to_string(),
+    )
+        .into_response()
+}
