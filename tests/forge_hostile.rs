@@ -35,13 +35,7 @@ const MARKER: &str = "<!-- gitward:plan -->";
 /// GitHub Actions' variables for pull request `number` at `head`, the API at `api`; the
 /// event file is written into the repository's `.git`.
 fn actions_env(repo: &TestRepo, api: &str, number: u64, head: &str) -> Vec<(&'static str, String)> {
-    let event = repo.path().join(".git/event.json");
-    std::fs::write(
-        &event,
-        json!({"number": number, "pull_request": {"number": number, "head": {"sha": head}}})
-            .to_string(),
-    )
-    .expect("the event file");
+    let event = ci::pull_request_event(repo, number, head);
     vec![
         ("GITHUB_ACTIONS", "true".to_owned()),
         ("GITHUB_API_URL", format!("{api}/api/v3")),

@@ -49,13 +49,7 @@ fn gitea_actions_env(
     number: u64,
     head: &str,
 ) -> Vec<(&'static str, String)> {
-    let event = repo.path().join(".git/event.json");
-    std::fs::write(
-        &event,
-        serde_json::json!({"number": number, "pull_request": {"number": number, "head": {"sha": head}}})
-            .to_string(),
-    )
-    .expect("the event file");
+    let event = ci::pull_request_event(repo, number, head);
     vec![
         ("GITHUB_ACTIONS", "true".to_owned()),
         ("GITEA_ACTIONS", "true".to_owned()),

@@ -112,3 +112,20 @@ pub const PLAN: &[&str] = &[
     "2026-12-01",
     "--post",
 ];
+
+/// GitHub's event file for a `pull_request` run of pull request `number` at `head`, written in
+/// `repo`'s git directory (out of the work tree); its path.
+pub fn pull_request_event(repo: &TestRepo, number: u64, head: &str) -> std::path::PathBuf {
+    let event = repo.path().join(".git/event.json");
+    std::fs::write(
+        &event,
+        serde_json::json!({
+            "action": "synchronize",
+            "number": number,
+            "pull_request": {"number": number, "head": {"sha": head}},
+        })
+        .to_string(),
+    )
+    .expect("the event file");
+    event
+}
