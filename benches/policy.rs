@@ -37,13 +37,7 @@ fn floor(snapshot: &Snapshot, context: &Context) -> (f64, usize) {
         .map(|loaded| {
             let rules: Vec<String> = snapshot
                 .policies
-                .bindings
-                .iter()
-                .filter(|b| {
-                    b.spec()
-                        .applies_to
-                        .matches(loaded.kind(), &loaded.resource.metadata.labels)
-                })
+                .applying_to(loaded)
                 .map(|b| b.rule.clone())
                 .collect();
             (evaluator.input(loaded, context, &commit), rules)

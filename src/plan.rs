@@ -6,13 +6,13 @@
 //! explicitly or reordering `dnsNames` changes the document but reissues nothing. Reissuing
 //! an issuer reissues everything it signs, down the chain.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::catalog::{Sides, side_by_side};
 use crate::model::{Catalog, Kind, Loaded, Significant, Spec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -151,21 +151,14 @@ impl Plan {
 
 /// Plans the change from `base` to `head`.
 pub fn plan(base: &Catalog, head: &Catalog) -> Plan {
-    let mut resources: Vec<ResourcePlan> = Vec::new();
-    for after in head.resources() {
-        let before = base.get(after.kind(), after.name());
-        resources.push(match before {
-            None => created(after),
-            Some(before) => compared(before, after),
-        });
-    }
-    for before in base.resources() {
-        if head.get(before.kind(), before.name()).is_none() {
-            resources.push(deleted(before));
-        }
-    }
+    // In the order of kind and name, as the report lists them.
+    let mut resources = Vec::with_capacity(head.resources().len().max(base.resources().len()));
+    resources.extend(side_by_side(base, head).map(|sides| match sides {
+        Sides::Head(after) => created(after),
+        Sides::Both(before, after) => compared(before, after),
+        Sides::Base(before) => deleted(before),
+    }));
     cascade(head, &mut resources);
-    resources.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Plan { resources }
 }
 
@@ -280,12 +273,9 @@ fn significant_changes(before: &Significant, after: &Significant) -> Vec<String>
 }
 
 /// Everything signed by an issued or reissued CA is reissued too, down the chain.
+/// Marks what the issuers in `resources` (sorted by kind and name) that are new or reissued
+/// sign, down the chain.
 fn cascade(head: &Catalog, resources: &mut [ResourcePlan]) {
-    let position: HashMap<(Kind, String), usize> = resources
-        .iter()
-        .enumerate()
-        .map(|(i, r)| ((r.kind, r.name.clone()), i))
-        .collect();
     let mut changed: Vec<(String, &'static str)> = resources
         .iter()
         .filter_map(|r| match (r.kind, r.action) {
@@ -304,7 +294,9 @@ fn cascade(head: &Catalog, resources: &mut [ResourcePlan]) {
             if parent.is_none_or(|p| p.as_str() != issuer) {
                 continue;
             }
-            let Some(&i) = position.get(&(loaded.kind(), loaded.name().to_owned())) else {
+            let Ok(i) = resources.binary_search_by(|r| {
+                (r.kind, r.name.as_str()).cmp(&(loaded.kind(), loaded.name()))
+            }) else {
                 continue;
             };
             let dependent = &mut resources[i];

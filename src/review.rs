@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::diag::Diagnostic;
 use crate::git::CommitInfo;
 use crate::model::Enforcement;
+use crate::model::catalog::{Sides, side_by_side};
 use crate::model::parse::Content;
 use crate::model::{Catalog, Kind, Loaded};
 use crate::plan::{Change, plan};
@@ -96,23 +97,6 @@ pub fn commit_digest(commit: &CommitInfo) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(input.as_bytes())))
 }
 
-/// Every (policy, resource) pair of `snapshot` where a policy applies: what a full
-/// evaluation evaluates.
-fn applicable(snapshot: &Snapshot) -> impl Iterator<Item = (&Binding, &Loaded)> {
-    snapshot.catalog.resources().iter().flat_map(move |loaded| {
-        snapshot
-            .policies
-            .bindings
-            .iter()
-            .filter(|b| {
-                b.spec()
-                    .applies_to
-                    .matches(loaded.kind(), &loaded.resource.metadata.labels)
-            })
-            .map(move |b| (b, loaded))
-    })
-}
-
 /// The note's record of a head's evaluation, for a `plan` based on that head: `None` when
 /// the head was not evaluated (invalid), or the record would be too large to be a note.
 pub fn noted(
@@ -140,7 +124,7 @@ pub fn noted(
         policies: policies_digest(&snapshot.catalog),
         commit: commit_digest(commit),
         day: today,
-        pairs: applicable(snapshot).count(),
+        pairs: snapshot.applicable().count(),
         // Any error makes the record unusable: a few say why.
         errors: evaluation.errors.iter().take(10).cloned().collect(),
         changed,
@@ -153,11 +137,13 @@ pub struct Noted {
     evaluation: Evaluation,
     changed: HashSet<(Kind, String)>,
     same_commit: bool,
+    /// The pairs the note says the base has, checked while the head is reviewed.
+    pairs: usize,
 }
 
 /// The base's evaluation from `note`, when it can stand for evaluating the base now: made
-/// for the base's own policies (its digest is the base's), on `today`, without errors, over
-/// as many pairs as the base has. Otherwise why not.
+/// for the base's own policies (its digest is the base's), on `today`, without errors
+/// ([`review_noted`] checks that it has as many pairs as the base). Otherwise why not.
 pub fn noted_base(
     note: Option<&NoteEvaluation>,
     base: (&CommitInfo, &Snapshot),
@@ -184,9 +170,6 @@ pub fn noted_base(
     }
     if note.findings.len() > MOST_NOTED || note.changed.len() > MOST_NOTED {
         return Err("the base's note is larger than gitward writes".to_owned());
-    }
-    if note.pairs != applicable(snapshot).count() {
-        return Err("the base's note does not match the base".to_owned());
     }
     let changed = note
         .changed
@@ -221,6 +204,7 @@ pub fn noted_base(
         },
         changed,
         same_commit: note.commit == commit_digest(commit),
+        pairs: note.pairs,
     })
 }
 
@@ -243,27 +227,132 @@ pub fn review_noted(
                 same_commit: noted.same_commit,
                 own: false,
             };
-            let (mut report, evaluation, _) = review_on(base, Some(known), head, today);
-            if evaluation.errors.is_empty() && evaluation.findings.len() <= MAX_FINDINGS_PER_COMMIT
+            // Whether the note has as many pairs as the base, counted on the other core.
+            let (base_pairs, (mut report, evaluation, _)) = std::thread::scope(|scope| {
+                let counting = scope.spawn(|| base.1.applicable().count());
+                let reviewed = review_on(base, Some(known), head, today);
+                let counted = counting
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (counted, reviewed)
+            });
+            if base_pairs != noted.pairs {
+                "the base's note does not match the base".to_owned()
+            } else if evaluation.errors.is_empty()
+                && evaluation.findings.len() <= MAX_FINDINGS_PER_COMMIT
             {
                 // Every pair stands evaluated, as in a full review: JUnit lists them all, when
                 // asked for (90,000 pairs are a tenth of a plan that evaluates 100).
                 if list_pairs {
-                    report.evaluated = applicable(head.1)
+                    report.evaluated = head
+                        .1
+                        .applicable()
                         .map(|(b, l)| (b.name().to_owned(), l.kind(), l.name().to_owned()))
                         .collect();
                 }
                 report.evaluation.base = BaseEvaluation::Note;
-                report.evaluation.total = applicable(head.1).count();
                 return report;
+            } else {
+                "the change's evaluation met errors".to_owned()
             }
-            "the change's evaluation met errors".to_owned()
         }
         Err(reason) => reason,
     };
     let mut report = review(base, head, today);
     report.evaluation.reason = Some(reason);
     report
+}
+
+/// Why the results of a resource can differ between a base and a head: for every policy
+/// (`always`: it is new, changed or moved), for those reading the DNS-name index (a name it
+/// claims is claimed by another resource or no longer), for those reading `input.change`.
+#[derive(Default)]
+struct Differs {
+    always: bool,
+    index: bool,
+    change: bool,
+}
+
+/// Where the results of a head can differ from its base's: policies whose every result can
+/// (asked once, not for each pair), and the resources whose results can, with why.
+struct Differences<'a> {
+    wholesale: HashSet<&'a str>,
+    resources: HashMap<(Kind, &'a str), Differs, foldhash::fast::RandomState>,
+}
+
+impl<'a> Differences<'a> {
+    /// `changed`: the resources whose documents the change changes; `known_changed`: those
+    /// that the evaluation known of the base saw changed in `input.change`.
+    fn between(
+        (base, head): (&'a Snapshot, &'a Snapshot),
+        changed: &HashSet<(Kind, &'a str)>,
+        known_changed: Option<&'a HashSet<(Kind, String)>>,
+    ) -> Differences<'a> {
+        let rules_changed = modules_differ(&base.catalog, &head.catalog)
+            || data_differs(&base.catalog, &head.catalog);
+        let changed_kinds: BTreeSet<Kind> = changed.iter().map(|(kind, _)| *kind).collect();
+        let wholesale = head
+            .policies
+            .bindings
+            .iter()
+            .chain(&base.policies.bindings)
+            .filter(|b| {
+                rules_changed
+                    || b.reads.affected_by(&changed_kinds)
+                    || changed.contains(&(Kind::Policy, b.name()))
+            })
+            .map(Binding::name)
+            .collect();
+        let mut resources: HashMap<_, Differs, _> = HashMap::default();
+        let differing = side_by_side(&base.catalog, &head.catalog)
+            .filter_map(|sides| match sides {
+                Sides::Head(loaded) => Some(loaded),
+                Sides::Both(before, loaded) if moved(before, loaded) => Some(loaded),
+                _ => None,
+            })
+            .map(|l| (l.kind(), l.name()))
+            .chain(changed.iter().copied());
+        for key in differing {
+            resources.entry(key).or_default().always = true;
+        }
+        for key in reindexed(&base.catalog, &head.catalog, changed) {
+            resources.entry(key).or_default().index = true;
+        }
+        for (kind, name) in known_changed.into_iter().flatten() {
+            resources.entry((*kind, name.as_str())).or_default().change = true;
+        }
+        Differences {
+            wholesale,
+            resources,
+        }
+    }
+
+    /// Whether the result of a pair can differ between the base and the head.
+    fn can_differ(&self, binding: &Binding, loaded: &Loaded) -> bool {
+        (!self.wholesale.is_empty() && self.wholesale.contains(binding.name()))
+            || self
+                .resources
+                .get(&(loaded.kind(), loaded.name()))
+                .is_some_and(|why| {
+                    why.always
+                        || (binding.reads.index && why.index)
+                        || (binding.reads.change && why.change)
+                })
+    }
+
+    /// Evaluates where results can differ: on the few resources that can, unless a policy's
+    /// every result can.
+    fn evaluate(&self, evaluator: &Evaluator<'_>, context: &Context) -> Evaluation {
+        let select = |binding: &Binding, loaded: &Loaded| self.can_differ(binding, loaded);
+        if !self.wholesale.is_empty() {
+            return evaluator.evaluate(context, &select);
+        }
+        let mut resources: Vec<&Loaded> = (self.resources.keys())
+            .filter_map(|&(kind, name)| evaluator.catalog().get(kind, name))
+            .collect();
+        resources.sort_by(|a, b| (a.kind(), a.name()).cmp(&(b.kind(), b.name())));
+        evaluator.evaluate_among(&resources, context, &select)
+    }
 }
 
 /// What a review found on its head, kept for the review that has this head as its base.
@@ -292,6 +381,28 @@ pub fn review_on(
     head: (&CommitInfo, &Snapshot),
     today: NaiveDate,
 ) -> (PlanReport, Evaluation, HashSet<(Kind, String)>) {
+    // The pairs the head has in all (the report tells them), counted on another core while a
+    // review evaluating only some of them runs.
+    std::thread::scope(|scope| {
+        let counting = (known.is_some() && !head.1.has_errors())
+            .then(|| scope.spawn(|| head.1.applicable().count()));
+        let (mut report, evaluation, changed) = review_evaluating(base, known, head, today);
+        if let Some(counting) = counting {
+            report.evaluation.total = counting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        (report, evaluation, changed)
+    })
+}
+
+/// [`review_on`], telling as the head's pairs those it evaluated.
+fn review_evaluating(
+    base: (&CommitInfo, &Snapshot),
+    known: Option<Known<'_>>,
+    head: (&CommitInfo, &Snapshot),
+    today: NaiveDate,
+) -> (PlanReport, Evaluation, HashSet<(Kind, String)>) {
     let (base_commit, base_snapshot) = base;
     let (head_commit, head_snapshot) = head;
     let kept = known.is_some();
@@ -308,7 +419,6 @@ pub fn review_on(
             .filter(|r| r.change != Change::None)
             .map(|r| (r.kind, r.name.as_str()))
             .collect();
-        let changed_kinds: BTreeSet<Kind> = changed.iter().map(|(kind, _)| *kind).collect();
         let changes: HashMap<(Kind, String), (&'static str, regorus::Value)> = plan
             .resources
             .iter()
@@ -329,41 +439,13 @@ pub fn review_on(
             changes,
             today,
         };
-        let rules_changed = modules_differ(&base_snapshot.catalog, &head_snapshot.catalog)
-            || data_differs(&base_snapshot.catalog, &head_snapshot.catalog);
-        let known_changed = known.as_ref().map(|k| k.changed);
-        // Policies whose every result can differ, and resources whose every result can: asked
-        // once, not for each of the (policy, resource) pairs.
-        let wholesale: HashSet<&str> = head_snapshot
-            .policies
-            .bindings
-            .iter()
-            .chain(&base_snapshot.policies.bindings)
-            .filter(|b| {
-                rules_changed
-                    || b.reads.affected_by(&changed_kinds)
-                    || changed.contains(&(Kind::Policy, b.name()))
-            })
-            .map(Binding::name)
-            .collect();
-        let differing: HashSet<(Kind, &str)> = head_snapshot
-            .catalog
-            .resources()
-            .iter()
-            .filter(|l| moved(&base_snapshot.catalog, l))
-            .map(|l| (l.kind(), l.name()))
-            .chain(changed.iter().copied())
-            .collect();
-        let reindexed = reindexed(&base_snapshot.catalog, &head_snapshot.catalog, &changed);
-        // Whether the result of a pair can differ between the base and the head.
-        let can_differ = |binding: &Binding, loaded: &Loaded| {
-            let key = (loaded.kind(), loaded.name());
-            wholesale.contains(binding.name())
-                || differing.contains(&key)
-                || (binding.reads.index && reindexed.contains(&key))
-                || (binding.reads.change
-                    && known_changed.is_some_and(|c| c.contains(&(key.0, key.1.to_owned()))))
-        };
+        let differences = Differences::between(
+            (base_snapshot, head_snapshot),
+            &changed,
+            known.as_ref().map(|k| k.changed),
+        );
+        let can_differ =
+            |binding: &Binding, loaded: &Loaded| differences.can_differ(binding, loaded);
         let base_context = Context {
             commit: commit_input(base_commit),
             changes: HashMap::new(),
@@ -373,11 +455,9 @@ pub fn review_on(
         let base_partial = known.is_none();
         let (mut head_eval, mut base_eval): (Evaluation, Cow<'_, Evaluation>) = match known {
             Some(known) => {
-                let fresh = head_snapshot.policies.evaluate(
-                    &head_snapshot.catalog,
-                    &head_context,
-                    &can_differ,
-                );
+                let head_evaluator =
+                    Evaluator::new(&head_snapshot.policies, &head_snapshot.catalog);
+                let fresh = differences.evaluate(&head_evaluator, &head_context);
                 let standing = standing(&known, &fresh, head_snapshot, &can_differ);
                 let suspect = if known.own {
                     HashSet::new()
@@ -407,7 +487,7 @@ pub fn review_on(
                     &|_, _| true,
                 );
                 // Where the result can differ: to find what the change resolves.
-                let base_eval = base_evaluator.evaluate(&base_context, &can_differ);
+                let base_eval = differences.evaluate(&base_evaluator, &base_context);
                 (head_eval, Cow::Owned(base_eval))
             }
         };
@@ -469,11 +549,7 @@ pub fn review_on(
             BaseEvaluation::Full
         },
         pairs: evaluated.len(),
-        total: if kept && !head_snapshot.has_errors() {
-            applicable(head_snapshot).count()
-        } else {
-            evaluated.len()
-        },
+        total: evaluated.len(),
         reason: None,
     };
     let report = PlanReport {
@@ -692,7 +768,7 @@ fn reindexed<'a>(
             .map(|l| dns_names(l).map(str::to_owned).collect())
             .unwrap_or_default()
     };
-    let touched: HashSet<String> = changed
+    let touched: HashSet<String, foldhash::fast::RandomState> = changed
         .iter()
         .flat_map(|&(kind, name)| {
             let (before, after) = (claims(base, kind, name), claims(head, kind, name));
@@ -712,12 +788,12 @@ fn reindexed<'a>(
         .collect()
 }
 
-/// Whether `loaded` is not where the base had it (another file, document or blob): its
-/// findings' positions and `input.file` may differ even when its content does not.
-fn moved(base: &Catalog, loaded: &Loaded) -> bool {
-    base.get(loaded.kind(), loaded.name()).is_none_or(|b| {
-        b.file != loaded.file || b.doc != loaded.doc || !Arc::ptr_eq(&b.parsed, &loaded.parsed)
-    })
+/// Whether `loaded` is not where the base had it as `before` (another file, document or
+/// blob): its findings' positions and `input.file` may differ even when its content does not.
+fn moved(before: &Loaded, loaded: &Loaded) -> bool {
+    before.file != loaded.file
+        || before.doc != loaded.doc
+        || !Arc::ptr_eq(&before.parsed, &loaded.parsed)
 }
 
 /// Whether the policy modules differ (tests aside: they do not change any result).
@@ -1139,10 +1215,6 @@ mod tests {
             Some("the base's evaluation had errors")
         );
         assert_eq!(
-            refused(&|n| n.pairs += 1).as_deref(),
-            Some("the base's note does not match the base")
-        );
-        assert_eq!(
             refused(&|n| n.changed = vec!["Certificate".to_owned()]).as_deref(),
             Some("the base's note names a resource it cannot")
         );
@@ -1190,6 +1262,22 @@ mod tests {
         assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
         assert!(from_note.blocked);
         assert!(from_note.findings.iter().any(|f| f.blocks()));
+        // A note counting other pairs than the base has is not used.
+        let mut miscounted = note.clone();
+        miscounted.pairs += 1;
+        let noted = noted_base(Some(&miscounted), (&base_commit, &base), today);
+        let full_instead = review_noted(
+            (&base_commit, &base),
+            noted,
+            (&head_commit, &head),
+            today,
+            false,
+        );
+        assert_eq!(full_instead.evaluation.base, BaseEvaluation::Full);
+        assert_eq!(
+            full_instead.evaluation.reason.as_deref(),
+            Some("the base's note does not match the base")
+        );
         let mut clocked = base;
         clocked.policies.bindings[0].reads.clock = true;
         let mut yesterdays = note.clone();

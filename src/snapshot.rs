@@ -2,8 +2,8 @@
 //! of both. `validate` reports a snapshot; `plan` compares two and evaluates their policies.
 
 use crate::diag::Diagnostic;
-use crate::model::Catalog;
-use crate::policy::{PolicySet, compile};
+use crate::model::{Catalog, Loaded};
+use crate::policy::{Binding, PolicySet, compile};
 
 pub struct Snapshot {
     pub catalog: Catalog,
@@ -23,6 +23,15 @@ impl Snapshot {
             policies,
             diagnostics,
         }
+    }
+
+    /// Every (policy, resource) pair where a policy applies: what a full evaluation evaluates.
+    pub fn applicable(&self) -> impl Iterator<Item = (&Binding, &Loaded)> {
+        self.catalog.resources().iter().flat_map(move |loaded| {
+            self.policies
+                .applying_to(loaded)
+                .map(move |binding| (binding, loaded))
+        })
     }
 
     pub fn has_errors(&self) -> bool {

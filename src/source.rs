@@ -7,9 +7,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
+use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::diag::{Diagnostic, Pos};
@@ -410,17 +411,64 @@ fn read_problem(failure: &ReadFailure) -> (Pos, String) {
     }
 }
 
+/// `.gitwardignore` as Git reads it — a file's own pattern, else its nearest directory's that
+/// has one — with each directory's answer found once for all the files in it.
+struct Ignored<'g> {
+    matcher: &'g Gitignore,
+    directories: HashMap<String, bool>,
+}
+
+impl Ignored<'_> {
+    fn file(&mut self, path: &str) -> bool {
+        if self.matcher.is_empty() {
+            return false;
+        }
+        match self.matcher.matched(path, false) {
+            Match::None => path
+                .rsplit_once('/')
+                .is_some_and(|(directory, _)| self.directory(directory)),
+            own => own.is_ignore(),
+        }
+    }
+
+    fn directory(&mut self, path: &str) -> bool {
+        // Up to the nearest directory known (a loop: a tree may nest deeper than a stack),
+        // then down again, each answered from its parent's.
+        let mut unknown = Vec::new();
+        let mut parents_answer = false;
+        let mut next = Some(path);
+        while let Some(directory) = next {
+            if let Some(&known) = self.directories.get(directory) {
+                parents_answer = known;
+                break;
+            }
+            unknown.push(directory);
+            next = directory.rsplit_once('/').map(|(parent, _)| parent);
+        }
+        for directory in unknown.into_iter().rev() {
+            parents_answer = match self.matcher.matched(directory, true) {
+                Match::None => parents_answer,
+                own => own.is_ignore(),
+            };
+            self.directories
+                .insert(directory.to_owned(), parents_answer);
+        }
+        parents_answer
+    }
+}
+
 /// Loads every file of a source into a catalog.
 pub fn load(source: &dyn Source, cache: &mut BlobCache) -> Result<Catalog> {
     let (entries, mut diagnostics) = source.entries()?;
     let (ignore, ignore_problems) = ignore_matcher(source, &entries);
     diagnostics.extend(ignore_problems);
-    let mut files = Vec::new();
+    let mut ignored = Ignored {
+        matcher: &ignore,
+        directories: HashMap::new(),
+    };
+    let mut wanted = Vec::new();
     for entry in entries {
-        if ignore
-            .matched_path_or_any_parents(&entry.path, false)
-            .is_ignore()
-        {
+        if ignored.file(&entry.path) {
             continue;
         }
         let role = Role::of(&entry.path);
@@ -444,33 +492,105 @@ pub fn load(source: &dyn Source, cache: &mut BlobCache) -> Result<Catalog> {
                 Pos::START,
                 "submodule not read; gitward loads only this repository's files",
             )),
-            (EntryKind::File, Some(role)) => {
-                let parsed = parsed_entry(source, &entry, role, cache);
-                files.push(LoadedFile {
-                    path: Arc::from(entry.path.as_str()),
-                    role,
-                    parsed,
-                });
-            }
+            (EntryKind::File, Some(role)) => wanted.push((entry, role)),
             _ => {}
         }
     }
+    let parsed = parsed_entries(source, &wanted, cache);
+    let files = wanted
+        .into_iter()
+        .zip(parsed)
+        .map(|((entry, role), parsed)| LoadedFile {
+            path: Arc::from(entry.path),
+            role,
+            parsed,
+        })
+        .collect();
     Ok(Catalog::assemble(files, diagnostics))
 }
 
-fn parsed_entry(
+/// Fewest files to parse for which more threads than the caller's are worth starting.
+const PARALLEL_FROM: usize = 64;
+
+/// The parsed file of each entry: from the cache, or read and parsed. The caller's thread
+/// reads every blob (a repository handle serves one thread) and parses along with one worker
+/// per further core, so loading a large repository takes the time of its parsing divided by
+/// the cores.
+fn parsed_entries(
     source: &dyn Source,
-    entry: &Entry,
-    role: Role,
+    wanted: &[(Entry, Role)],
     cache: &mut BlobCache,
-) -> Arc<ParsedFile> {
-    if let Some(id) = entry.blob {
-        cache.used.insert((id, role));
-        if let Some(hit) = cache.parsed.get(&(id, role)) {
-            return hit.clone();
+) -> Vec<Arc<ParsedFile>> {
+    let mut parsed: Vec<Option<Arc<ParsedFile>>> = Vec::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    for (index, (entry, role)) in wanted.iter().enumerate() {
+        let hit = entry.blob.and_then(|id| {
+            cache.used.insert((id, *role));
+            cache.parsed.get(&(id, *role)).cloned()
+        });
+        if hit.is_none() {
+            missing.push(index);
         }
+        parsed.push(hit);
     }
-    let parsed = Arc::new(match source.read(entry) {
+    let workers = if missing.len() < PARALLEL_FROM {
+        0
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1
+    };
+    for (index, file) in parse_in_parallel(source, wanted, &missing, workers) {
+        let file = Arc::new(file);
+        let (entry, role) = &wanted[index];
+        if let Some(id) = entry.blob {
+            cache.parsed.insert((id, *role), file.clone());
+        }
+        parsed[index] = Some(file);
+    }
+    parsed.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+/// A read file waiting to be parsed: its index among the wanted entries, its role, its bytes.
+type Job = (usize, Role, Result<Vec<u8>, ReadFailure>);
+
+fn parse_in_parallel(
+    source: &dyn Source,
+    wanted: &[(Entry, Role)],
+    missing: &[usize],
+    workers: usize,
+) -> Vec<(usize, ParsedFile)> {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Mutex::new(queue);
+    let take = || queue.lock().ok()?.recv().ok();
+    let work = || {
+        let mut done = Vec::new();
+        while let Some((index, role, bytes)) = take() {
+            done.push((index, parsed_bytes(role, bytes)));
+        }
+        done
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        for &index in missing {
+            let (entry, role) = &wanted[index];
+            // The queue outlives every worker, so a send cannot fail.
+            let _ = jobs.send((index, *role, source.read(entry)));
+        }
+        drop(jobs);
+        let mut done = work();
+        for helper in helpers {
+            // A parser's panic is the caller's, as if it had parsed the file itself.
+            done.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        done
+    })
+}
+
+fn parsed_bytes(role: Role, bytes: Result<Vec<u8>, ReadFailure>) -> ParsedFile {
+    match bytes {
         Ok(bytes) => parse_file(role, &bytes),
         Err(failure) => {
             let (pos, message) = read_problem(&failure);
@@ -479,11 +599,7 @@ fn parsed_entry(
                 ..ParsedFile::default()
             }
         }
-    });
-    if let Some(id) = entry.blob {
-        cache.parsed.insert((id, role), parsed.clone());
     }
-    parsed
 }
 
 /// A configuration inside a Git repository: the repository and the directory of the
@@ -562,6 +678,149 @@ impl ConfigRepo {
                     format!("no such directory in {name}: the configuration is empty"),
                 )],
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files held in memory, as a commit would list them (each with its own blob id).
+    struct Files(Vec<(String, Vec<u8>)>);
+
+    impl Source for Files {
+        fn entries(&self) -> Result<(Vec<Entry>, Vec<Diagnostic>)> {
+            let entries = self
+                .0
+                .iter()
+                .map(|(path, bytes)| Entry {
+                    path: path.clone(),
+                    kind: EntryKind::File,
+                    blob: Oid::hash_object(ObjectType::Blob, bytes).ok(),
+                })
+                .collect();
+            Ok((entries, Vec::new()))
+        }
+
+        fn read(&self, entry: &Entry) -> Result<Vec<u8>, ReadFailure> {
+            let (_, bytes) = self
+                .0
+                .iter()
+                .find(|(path, _)| *path == entry.path)
+                .ok_or_else(|| ReadFailure::Failed("no such file".to_owned()))?;
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(ReadFailure::TooLarge(bytes.len() as u64));
+            }
+            Ok(bytes.clone())
+        }
+    }
+
+    fn messages(catalog: &Catalog) -> Vec<String> {
+        catalog
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn many_files_load_as_one_by_one_whatever_thread_parses_them() {
+        let mut files: Vec<(String, Vec<u8>)> = (0..300)
+            .map(|n| {
+                let text = if n % 7 == 3 {
+                    format!("apiVersion: gitward/v1\nkind: Nope\nmetadata: {{name: x-{n}}}\n")
+                } else {
+                    format!(
+                        "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {{name: root-{n:03}}}\nspec:\n  selfSigned: {{commonName: Root {n}}}\n"
+                    )
+                };
+                (format!("issuers/{n:03}.yaml"), text.into_bytes())
+            })
+            .collect();
+        files.push((
+            "issuers/huge.yaml".to_owned(),
+            vec![b'#'; MAX_FILE_BYTES as usize + 1],
+        ));
+        let source = Files(files);
+        let mut cache = BlobCache::default();
+        let catalog = load(&source, &mut cache).expect("load");
+        let names: Vec<&str> = catalog.resources().iter().map(|l| l.name()).collect();
+        let expected: Vec<String> = (0..300)
+            .filter(|n| n % 7 != 3)
+            .map(|n| format!("root-{n:03}"))
+            .collect();
+        assert_eq!(names, expected);
+        let mut wanted: Vec<String> = (0..300)
+            .filter(|n| n % 7 == 3)
+            .map(|n| {
+                format!(
+                    "issuers/{n:03}.yaml:2:7: unknown kind `Nope`; expected Issuer, Certificate, Policy, Gate or Sink"
+                )
+            })
+            .collect();
+        wanted.push(format!(
+            "issuers/huge.yaml:1:1: file is {} bytes; gitward reads files of at most {MAX_FILE_BYTES} bytes",
+            MAX_FILE_BYTES + 1
+        ));
+        wanted.sort();
+        assert_eq!(messages(&catalog), wanted);
+        // Read again, every file from the cache: the same catalog.
+        let again = load(&source, &mut cache).expect("load");
+        assert_eq!(messages(&again), wanted);
+        assert_eq!(again.resources().len(), expected.len());
+    }
+
+    #[test]
+    fn ignore_patterns_answer_as_the_gitignore_reader_does() {
+        let mut builder = GitignoreBuilder::new("");
+        for line in [
+            "drafts/",
+            "*.draft.yaml",
+            "!keep.draft.yaml",
+            "deep/**/skip/",
+            "/rooted.yaml",
+            "certs/old/",
+            "!certs/old/kept.yaml",
+            "a/a/a/",
+            "!a/a/a/a/",
+        ] {
+            builder.add_line(None, line).expect("pattern");
+        }
+        let matcher = builder.build().expect("matcher");
+        let deep = format!("{}x.yaml", "n/".repeat(5000));
+        let paths = [
+            "drafts/a.yaml",
+            "x/drafts/b.yaml",
+            "a.draft.yaml",
+            "keep.draft.yaml",
+            "sub/keep.draft.yaml",
+            "deep/a/b/skip/c.yaml",
+            "deep/skip/c.yaml",
+            "deep/a/c.yaml",
+            "rooted.yaml",
+            "sub/rooted.yaml",
+            "certs/old/kept.yaml",
+            "certs/old/gone.yaml",
+            "certs/new/x.yaml",
+            "a/a/a/a/b.yaml",
+            "a/a/a/b.yaml",
+            "a/a/b.yaml",
+            "plain.yaml",
+            &deep,
+        ];
+        let mut ignored = Ignored {
+            matcher: &matcher,
+            directories: HashMap::new(),
+        };
+        // Twice, in both orders: answers found for a directory serve the files after it.
+        for path in paths.iter().chain(paths.iter().rev()) {
+            assert_eq!(
+                ignored.file(path),
+                matcher.matched_path_or_any_parents(path, false).is_ignore(),
+                "{}",
+                &path[..path.len().min(60)]
+            );
         }
     }
 }

@@ -3,11 +3,13 @@
 //! references that resolve, issuer chains without cycles that respect `pathLen` and name
 //! constraints. It is pure: parsed files in, catalog out.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::parse::{Content, ParsedDoc, ParsedFile, Role};
 use super::types::{CertificateSpec, IssuerSpec, Kind, PolicyException, Resource, Spec};
+use super::values::DnsDomain;
 use crate::diag::{Diagnostic, Pos, did_you_mean};
 
 /// A parsed file at its path in the repository.
@@ -49,7 +51,7 @@ impl Loaded {
 
     /// The document as a policy engine value.
     pub fn rego_value(&self) -> &regorus::Value {
-        &self.parsed_doc().rego
+        self.parsed_doc().rego_value()
     }
 
     /// Line and column of the document.
@@ -67,6 +69,34 @@ impl Loaded {
     pub fn error(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
         Diagnostic::error(&self.file, self.locate(path.iter().copied()), message)
     }
+}
+
+/// A resource of two catalogs, as defined in either or both.
+#[derive(Debug, Clone, Copy)]
+pub enum Sides<'a> {
+    Base(&'a Loaded),
+    Head(&'a Loaded),
+    Both(&'a Loaded, &'a Loaded),
+}
+
+/// The resources of `base` and `head` side by side, in catalog order: each kind and name
+/// once. One pass over both (they are sorted alike), not a search per resource.
+pub fn side_by_side<'a>(base: &'a Catalog, head: &'a Catalog) -> impl Iterator<Item = Sides<'a>> {
+    let mut base = base.resources.iter().peekable();
+    let mut head = head.resources.iter().peekable();
+    std::iter::from_fn(move || {
+        let order = match (base.peek(), head.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(b), Some(h)) => (b.kind(), b.name()).cmp(&(h.kind(), h.name())),
+        };
+        match order {
+            Ordering::Less => base.next().map(Sides::Base),
+            Ordering::Greater => head.next().map(Sides::Head),
+            Ordering::Equal => Some(Sides::Both(base.next()?, head.next()?)),
+        }
+    })
 }
 
 #[derive(Debug, Default)]
@@ -122,11 +152,18 @@ impl Catalog {
             }
         }
         // Sorted by kind and name, then file order: the first definition of a name wins and
-        // later ones are errors.
-        candidates.sort_by(|a, b| {
-            (a.kind(), a.name(), &a.file, a.pos()).cmp(&(b.kind(), b.name(), &b.file, b.pos()))
-        });
-        for loaded in candidates {
+        // later ones are errors. The keys side by side, not behind each resource's pointers.
+        let order = {
+            let keys: Vec<_> = candidates
+                .iter()
+                .map(|l| (l.kind(), l.name(), &*l.file, l.pos()))
+                .collect();
+            let mut order: Vec<usize> = (0..candidates.len()).collect();
+            order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+            order
+        };
+        let mut candidates: Vec<Option<Loaded>> = candidates.into_iter().map(Some).collect();
+        for loaded in order.into_iter().filter_map(|i| candidates[i].take()) {
             match catalog.resources.last() {
                 Some(first) if (first.kind(), first.name()) == (loaded.kind(), loaded.name()) => {
                     let message = format!(
@@ -247,6 +284,8 @@ fn cross_check(catalog: &Catalog, invalid: &HashSet<(Kind, String)>) -> Vec<Diag
     let unresolved = |kind: Kind, name: &str| {
         catalog.get(kind, name).is_none() && !invalid.contains(&(kind, name.to_owned()))
     };
+    // The name constraints above each issuer, found once for all the certificates it signs.
+    let mut constraints: HashMap<&str, Vec<(&str, &[DnsDomain])>> = HashMap::new();
     for loaded in catalog.resources() {
         match &loaded.resource.spec {
             Spec::Certificate(spec) => {
@@ -260,7 +299,17 @@ fn cross_check(catalog: &Catalog, invalid: &HashSet<(Kind, String)>) -> Vec<Diag
                         ),
                     ));
                 }
-                check_name_constraints(catalog, loaded, spec, &mut out);
+                let above = constraints
+                    .entry(spec.issuer_ref.as_str())
+                    .or_insert_with(|| {
+                        catalog
+                            .ancestors(spec.issuer_ref.as_str())
+                            .into_iter()
+                            .map(|(name, issuer)| (name, issuer.permitted_dns_domains()))
+                            .filter(|(_, permitted)| !permitted.is_empty())
+                            .collect()
+                    });
+                check_name_constraints(loaded, spec, above, &mut out);
             }
             Spec::Issuer(spec) => {
                 check_issuer(catalog, loaded, spec, &issuer_names, &unresolved, &mut out)
@@ -380,17 +429,15 @@ fn within(dns_name: &str, domain: &str) -> bool {
             .is_some_and(|prefix| prefix.ends_with('.'))
 }
 
+/// Checks a certificate's names against the constraints of the issuers above it (those
+/// with constraints, nearest first).
 fn check_name_constraints(
-    catalog: &Catalog,
     loaded: &Loaded,
     spec: &CertificateSpec,
+    constraints: &[(&str, &[DnsDomain])],
     out: &mut Vec<Diagnostic>,
 ) {
-    for (issuer, ancestor) in catalog.ancestors(spec.issuer_ref.as_str()) {
-        let permitted = ancestor.permitted_dns_domains();
-        if permitted.is_empty() {
-            continue;
-        }
+    for &(issuer, permitted) in constraints {
         for (i, dns_name) in spec.dns_names.iter().enumerate() {
             if !permitted
                 .iter()
@@ -431,6 +478,30 @@ mod tests {
         format!(
             "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}}}\nspec:\n  issuerRef: {issuer}\n  dnsNames: [{dns}]\n  target: web\n"
         )
+    }
+
+    #[test]
+    fn two_catalogs_side_by_side_name_each_resource_once_in_order() {
+        let (a, b, c) = (
+            cert("a", "issuing", "a.example.com"),
+            cert("b", "issuing", "b.example.com"),
+            cert("c", "issuing", "c.example.com"),
+        );
+        let base = catalog(&[("issuers.yaml", ISSUERS), ("a.yaml", &a), ("b.yaml", &b)]);
+        let head = catalog(&[("b.yaml", &b), ("c.yaml", &c), ("issuers.yaml", ISSUERS)]);
+        let sides: Vec<String> = side_by_side(&base, &head)
+            .map(|sides| match sides {
+                Sides::Base(l) => format!("-{}", l.name()),
+                Sides::Head(l) => format!("+{}", l.name()),
+                Sides::Both(before, after) => {
+                    assert_eq!((before.kind(), before.name()), (after.kind(), after.name()));
+                    format!("={}", after.name())
+                }
+            })
+            .collect();
+        assert_eq!(sides, ["=issuing", "=root", "-a", "=b", "+c"]);
+        assert_eq!(side_by_side(&base, &Catalog::default()).count(), 4);
+        assert_eq!(side_by_side(&Catalog::default(), &head).count(), 4);
     }
 
     #[test]

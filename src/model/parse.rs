@@ -61,9 +61,21 @@ pub struct ParsedDoc {
     /// The typed resource, when the document is valid.
     pub resource: Option<Arc<Resource>>,
     pub problems: Vec<Problem>,
-    /// The valid document as a policy engine value, shared by every evaluation of this blob
-    /// (`Undefined` for an invalid one).
-    pub rego: regorus::Value,
+    /// The valid document as JSON (`Null` for an invalid one), and its policy engine value,
+    /// made on first use and shared by every evaluation of this blob: most runs evaluate
+    /// policies on few documents, or on none.
+    json: Value,
+    rego: OnceLock<regorus::Value>,
+}
+
+impl ParsedDoc {
+    /// The valid document as a policy engine value (`Undefined` for an invalid one).
+    pub fn rego_value(&self) -> &regorus::Value {
+        self.rego.get_or_init(|| match &self.json {
+            Value::Null => regorus::Value::Undefined,
+            json => document_value(json),
+        })
+    }
 }
 
 /// A JSON value as a policy engine value, read straight from the JSON (no copy first).
@@ -262,7 +274,8 @@ fn parse_resource(root: Node) -> ParsedDoc {
         name,
         resource: None,
         problems: Vec::new(),
-        rego: regorus::Value::Undefined,
+        json: Value::Null,
+        rego: OnceLock::new(),
     };
     if !matches!(root.value, NodeValue::Map(_)) {
         doc.problems.push(Problem::error(
@@ -309,7 +322,7 @@ fn parse_resource(root: Node) -> ParsedDoc {
             doc.problems = semantic::check(&resource, &root);
             if doc.problems.is_empty() {
                 doc.resource = Some(Arc::new(resource));
-                doc.rego = document_value(&json);
+                doc.json = json;
             }
         }
         Err(error) => doc

@@ -2,7 +2,7 @@
 //! data documents under `policies/data/` and `data.gitward` (the inventory of the commit),
 //! and binding each Policy resource to a rule that exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,6 +148,25 @@ impl<'c> DnsNameIndex<'c> {
         DnsNameIndex(claimants)
     }
 
+    /// The part of the index about the names that `resources` claim: what their inputs need,
+    /// for a scan of the catalog rather than an entry for each of its names.
+    pub fn claiming<'r>(
+        catalog: &'c Catalog,
+        resources: impl Iterator<Item = &'r Loaded>,
+    ) -> DnsNameIndex<'c> {
+        let mut claimants: HashMap<&str, Vec<&str>> = HashMap::new();
+        let wanted: HashSet<&str, foldhash::fast::RandomState> =
+            resources.flat_map(dns_names).collect();
+        for loaded in catalog.resources() {
+            for dns_name in dns_names(loaded) {
+                if wanted.contains(dns_name) {
+                    claimants.entry(dns_name).or_default().push(loaded.name());
+                }
+            }
+        }
+        DnsNameIndex(claimants)
+    }
+
     fn entry(name: &str, certs: &[&str]) -> (RegoValue, RegoValue) {
         (
             RegoValue::from(name),
@@ -196,9 +215,9 @@ pub(crate) fn dns_names(loaded: &Loaded) -> impl Iterator<Item = &str> {
 /// inventory costs one entry per resource — and only of what the policies of `reads` read:
 /// a kind no policy reads is an empty object, the index is absent unless read (10,000
 /// certificates no rule looks at are not put in the engine for each evaluation).
-pub(crate) fn gitward_data(
-    catalog: &Catalog,
-    dns_name_index: &DnsNameIndex<'_>,
+pub(crate) fn gitward_data<'c>(
+    catalog: &'c Catalog,
+    dns_name_index: impl FnOnce() -> &'c DnsNameIndex<'c>,
     reads: &Reads,
 ) -> RegoValue {
     let read = |kind: Kind| reads.everything || reads.kinds.contains(&kind);
@@ -220,7 +239,10 @@ pub(crate) fn gitward_data(
             .collect(),
     );
     let index = if read(Kind::Certificate) {
-        object(vec![(RegoValue::from("dnsNames"), dns_name_index.whole())])
+        object(vec![(
+            RegoValue::from("dnsNames"),
+            dns_name_index().whole(),
+        )])
     } else {
         object(Vec::new())
     };
@@ -739,5 +761,44 @@ fn rego_diagnostic(path: &str, error: &dyn std::fmt::Display) -> Diagnostic {
             Diagnostic::error(path, pos, format!("Rego: {message}"))
         }
         _ => Diagnostic::error(path, Pos::START, format!("Rego: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_of_a_few_resources_is_their_part_of_the_whole() {
+        let cert = |name: &str, dns: &str| {
+            format!(
+                "apiVersion: gitward/v1\nkind: Certificate\nmetadata: {{name: {name}}}\nspec:\n  issuerRef: root\n  dnsNames: [{dns}]\n  target: web\n"
+            )
+        };
+        let texts = [
+            ("a.yaml", cert("a", "a.example.com, shared.example.com")),
+            ("b.yaml", cert("b", "b.example.com, shared.example.com")),
+            ("c.yaml", cert("c", "c.example.com")),
+            ("d.yaml", cert("d", "shared.example.com, d.example.com")),
+        ];
+        let files: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let catalog = Catalog::from_texts(&files);
+        let whole = DnsNameIndex::of(&catalog);
+        let few: Vec<&Loaded> = catalog
+            .resources()
+            .iter()
+            .filter(|l| ["a", "c"].contains(&l.name()))
+            .collect();
+        let part = DnsNameIndex::claiming(&catalog, few.iter().copied());
+        for loaded in &few {
+            assert_eq!(part.own(loaded), whole.own(loaded), "{}", loaded.name());
+        }
+        assert_eq!(
+            part.own(few[0]),
+            rego_value(&serde_json::json!({
+                "a.example.com": ["a"],
+                "shared.example.com": ["a", "b", "d"],
+            }))
+        );
     }
 }

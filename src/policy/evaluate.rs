@@ -341,6 +341,14 @@ fn describe(value: &RegoValue) -> String {
 }
 
 impl PolicySet {
+    /// The bound policies that apply to `loaded`.
+    pub fn applying_to<'s>(&'s self, loaded: &'s Loaded) -> impl Iterator<Item = &'s Binding> {
+        let labels = &loaded.resource.metadata.labels;
+        self.bindings
+            .iter()
+            .filter(move |b| b.spec().applies_to.matches(loaded.kind(), labels))
+    }
+
     /// Evaluates every bound policy on every resource of `catalog` it applies to for which
     /// `select` says yes.
     pub fn evaluate(
@@ -389,7 +397,7 @@ impl<'a> Evaluator<'a> {
                 };
                 let reads = super::reads::Reads::union(self.set.bindings.iter().map(|b| &b.reads));
                 engine
-                    .add_data(gitward_data(self.catalog, self.dns_name_index(), &reads))
+                    .add_data(gitward_data(self.catalog, || self.dns_name_index(), &reads))
                     .map_err(|e| failed(&e))?;
                 engine
                     .eval_query("true".to_owned(), false)
@@ -423,24 +431,44 @@ impl<'a> Evaluator<'a> {
         context: &Context,
         select: &Select<'_>,
     ) -> Evaluation {
+        let resources: Vec<&Loaded> = self.catalog.resources().iter().collect();
+        self.evaluate_pairs(threads, &resources, context, select)
+    }
+
+    /// [`Evaluator::evaluate`] on only `resources` (of this catalog): when the others are
+    /// known to have no pair to select, not even looked at.
+    pub fn evaluate_among(
+        &self,
+        resources: &[&'a Loaded],
+        context: &Context,
+        select: &Select<'_>,
+    ) -> Evaluation {
+        self.evaluate_pairs(threads(), resources, context, select)
+    }
+
+    pub fn catalog(&self) -> &'a Catalog {
+        self.catalog
+    }
+
+    fn evaluate_pairs(
+        &self,
+        threads: usize,
+        resources: &[&'a Loaded],
+        context: &Context,
+        select: &Select<'_>,
+    ) -> Evaluation {
         // The work first: when nothing is to be evaluated, not even the inventory is built.
-        let work: Vec<(&Loaded, Vec<&Binding>)> = self
-            .catalog
-            .resources()
+        let work: Vec<(&Loaded, Vec<&Binding>)> = resources
             .iter()
-            .map(|loaded| {
-                let labels = &loaded.resource.metadata.labels;
-                let applicable = self
+            .map(|&loaded| {
+                let chosen = self
                     .set
-                    .bindings
-                    .iter()
-                    .filter(|b| {
-                        b.spec().applies_to.matches(loaded.kind(), labels) && select(b, loaded)
-                    })
+                    .applying_to(loaded)
+                    .filter(|b| select(b, loaded))
                     .collect();
-                (loaded, applicable)
+                (loaded, chosen)
             })
-            .filter(|(_, applicable): &(_, Vec<_>)| !applicable.is_empty())
+            .filter(|(_, chosen): &(_, Vec<_>)| !chosen.is_empty())
             .collect();
         if work.is_empty() {
             return Evaluation::default();
@@ -453,6 +481,17 @@ impl<'a> Evaluator<'a> {
                     ..Evaluation::default()
                 };
             }
+        };
+        // The whole index when the engine holds it or most resources are evaluated; else
+        // only the part about the names of those evaluated.
+        let claiming;
+        let dns_name_index = match self.dns_name_index.get() {
+            Some(whole) => whole,
+            None if work.len() * 4 < self.catalog.resources().len() => {
+                claiming = DnsNameIndex::claiming(self.catalog, work.iter().map(|(l, _)| *l));
+                &claiming
+            }
+            None => self.dns_name_index(),
         };
         let commit = rego_value(&context.commit);
         let pairs: Vec<(&Loaded, &Binding)> = work
@@ -473,7 +512,7 @@ impl<'a> Evaluator<'a> {
                         engine,
                         context,
                         commit: &commit,
-                        dns_name_index: self.dns_name_index(),
+                        dns_name_index,
                     };
                     scope.spawn(move || pass.evaluate_isolated(part, deadline))
                 })
