@@ -7,7 +7,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 use ignore::Match;
@@ -16,7 +17,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use crate::diag::{Diagnostic, Pos};
 use crate::error::{Error, Result};
 use crate::git::Repo;
-use crate::model::parse::{self, MAX_FILE_BYTES, parse_file, text_of};
+use crate::model::parse::{self, EngineValues, MAX_FILE_BYTES, parse_file, text_of};
 use crate::model::{Catalog, LoadedFile, ParsedFile, Role};
 
 pub const IGNORE_FILE: &str = ".gitwardignore";
@@ -351,9 +352,19 @@ pub struct BlobCache {
     parsed: HashMap<(Oid, Role), Arc<ParsedFile>>,
     /// Entries read since the last [`BlobCache::keep_only_used`].
     used: HashSet<(Oid, Role)>,
+    engine_values: EngineValues,
 }
 
 impl BlobCache {
+    /// A cache for a run that evaluates policies on few documents, or on none: their engine
+    /// values are made when first read.
+    pub fn evaluating_few() -> BlobCache {
+        BlobCache {
+            engine_values: EngineValues::OnFirstUse,
+            ..BlobCache::default()
+        }
+    }
+
     /// Forgets the files not read since the last call: a cache kept across commits holds
     /// what the latest ones have, not every version ever read.
     pub fn keep_only_used(&mut self) {
@@ -538,7 +549,8 @@ fn parsed_entries(
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1
     };
-    for (index, file) in parse_in_parallel(source, wanted, &missing, workers) {
+    let values = cache.engine_values;
+    for (index, file) in parse_in_parallel(source, wanted, &missing, workers, values) {
         let file = Arc::new(file);
         let (entry, role) = &wanted[index];
         if let Some(id) = entry.blob {
@@ -552,31 +564,43 @@ fn parsed_entries(
 /// A read file waiting to be parsed: its index among the wanted entries, its role, its bytes.
 type Job = (usize, Role, Result<Vec<u8>, ReadFailure>);
 
+/// Most files read and waiting for a parser: a repository of large files is not held in
+/// memory whole because reading outruns parsing.
+const MOST_WAITING: usize = 64;
+
 fn parse_in_parallel(
     source: &dyn Source,
     wanted: &[(Entry, Role)],
     missing: &[usize],
     workers: usize,
+    values: EngineValues,
 ) -> Vec<(usize, ParsedFile)> {
-    let (jobs, queue) = mpsc::channel::<Job>();
+    let (jobs, queue) = mpsc::sync_channel::<Job>(MOST_WAITING);
     let queue = Mutex::new(queue);
     let take = || queue.lock().ok()?.recv().ok();
     let work = || {
         let mut done = Vec::new();
         while let Some((index, role, bytes)) = take() {
-            done.push((index, parsed_bytes(role, bytes)));
+            done.push((index, parsed_bytes(role, bytes, values)));
         }
         done
     };
     std::thread::scope(|scope| {
         let helpers: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        let mut done = Vec::new();
         for &index in missing {
             let (entry, role) = &wanted[index];
-            // The queue outlives every worker, so a send cannot fail.
-            let _ = jobs.send((index, *role, source.read(entry)));
+            // With the queue full, the reader parses what it just read.
+            if let Err(
+                TrySendError::Full((index, role, bytes))
+                | TrySendError::Disconnected((index, role, bytes)),
+            ) = jobs.try_send((index, *role, source.read(entry)))
+            {
+                done.push((index, parsed_bytes(role, bytes, values)));
+            }
         }
         drop(jobs);
-        let mut done = work();
+        done.extend(work());
         for helper in helpers {
             // A parser's panic is the caller's, as if it had parsed the file itself.
             done.extend(
@@ -589,9 +613,13 @@ fn parse_in_parallel(
     })
 }
 
-fn parsed_bytes(role: Role, bytes: Result<Vec<u8>, ReadFailure>) -> ParsedFile {
+fn parsed_bytes(
+    role: Role,
+    bytes: Result<Vec<u8>, ReadFailure>,
+    values: EngineValues,
+) -> ParsedFile {
     match bytes {
-        Ok(bytes) => parse_file(role, &bytes),
+        Ok(bytes) => parse_file(role, &bytes, values),
         Err(failure) => {
             let (pos, message) = read_problem(&failure);
             ParsedFile {

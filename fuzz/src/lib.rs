@@ -10,7 +10,7 @@ use gitward::config::HostConfig;
 use gitward::diag::Diagnostic;
 use gitward::model::Catalog;
 use gitward::model::catalog::LoadedFile;
-use gitward::model::parse::{Role, parse_file};
+use gitward::model::parse::{EngineValues, Role, parse_file};
 use gitward::webhook::{Provider, Rejection, judge};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -42,7 +42,7 @@ fn catalog_of(files: Vec<(&str, Role, &[u8])>) -> Catalog {
         .map(|(path, role, bytes)| LoadedFile {
             path: Arc::from(path),
             role,
-            parsed: Arc::new(parse_file(role, bytes)),
+            parsed: Arc::new(parse_file(role, bytes, EngineValues::default())),
         })
         .collect();
     Catalog::assemble(files, Vec::new())

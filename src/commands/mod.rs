@@ -82,13 +82,13 @@ fn shown(dir: &Path) -> String {
         .to_string()
 }
 
-/// The catalog of a commit, or of the working tree when `rev` is `None`.
+/// The catalog of a commit, or of the working tree when `rev` is `None`, for `validate`.
 fn load(repo: &Path, rev: Option<&str>) -> Result<Catalog> {
     match rev {
         Some(rev) => Ok(ConfigRepo::open(repo)?
-            .load(rev, &mut BlobCache::default())?
+            .load(rev, &mut BlobCache::evaluating_few())?
             .1),
-        None => source::load(&Directory::open(repo)?, &mut BlobCache::default()),
+        None => source::load(&Directory::open(repo)?, &mut BlobCache::evaluating_few()),
     }
 }
 
@@ -270,7 +270,7 @@ pub fn plan_report_reading(
 ) -> Result<PlanReport> {
     let evaluating = Evaluating {
         full: false,
-        cache: &mut BlobCache::default(),
+        cache: &mut BlobCache::evaluating_few(),
     };
     plan_report_evaluating(repo, base, head, judging, readers, allow_empty, evaluating)
 }
@@ -417,7 +417,7 @@ pub fn plan(options: &PlanOptions, out: &mut dyn Write, err: &mut dyn Write) -> 
         (None, Some(hosted)) => hosted,
         (None, None) => &no_forge,
     };
-    let mut cache = BlobCache::default();
+    let mut cache = BlobCache::evaluating_few();
     let report = plan_report_evaluating(
         &options.repo,
         &options.base,

@@ -195,7 +195,11 @@ impl Catalog {
                 LoadedFile {
                     path: Arc::from(*path),
                     role,
-                    parsed: Arc::new(super::parse::parse_file(role, text.as_bytes())),
+                    parsed: Arc::new(super::parse::parse_file(
+                        role,
+                        text.as_bytes(),
+                        Default::default(),
+                    )),
                 }
             })
             .collect();

@@ -61,11 +61,22 @@ pub struct ParsedDoc {
     /// The typed resource, when the document is valid.
     pub resource: Option<Arc<Resource>>,
     pub problems: Vec<Problem>,
-    /// The valid document as JSON (`Null` for an invalid one), and its policy engine value,
-    /// made on first use and shared by every evaluation of this blob: most runs evaluate
-    /// policies on few documents, or on none.
+    /// The valid document as policy engine value, shared by every evaluation of this blob;
+    /// made as [`EngineValues`] says, from `json` (then `Null`, as for an invalid document).
     json: Value,
     rego: OnceLock<regorus::Value>,
+}
+
+/// When the policy engine value of a document is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EngineValues {
+    /// With the document, which keeps no JSON: for a process that evaluates policies on
+    /// every document and keeps them (the daemon's memory has a budget).
+    #[default]
+    WithTheDocument,
+    /// When a policy first reads it, from the document's JSON kept till then: for a run
+    /// that evaluates policies on few documents, or on none (faster, and larger).
+    OnFirstUse,
 }
 
 impl ParsedDoc {
@@ -214,7 +225,7 @@ pub fn text_of(bytes: &[u8]) -> Result<&str, Problem> {
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
-pub fn parse_file(role: Role, bytes: &[u8]) -> ParsedFile {
+pub fn parse_file(role: Role, bytes: &[u8], values: EngineValues) -> ParsedFile {
     let text = match text_of(bytes) {
         Ok(text) => text,
         Err(problem) => return ParsedFile::failed(problem),
@@ -228,7 +239,10 @@ pub fn parse_file(role: Role, bytes: &[u8]) -> ParsedFile {
         Role::Resources => match resource_trees(text) {
             Ok(trees) => ParsedFile {
                 content: Content::Resources(Documents {
-                    docs: trees.into_iter().map(parse_resource).collect(),
+                    docs: trees
+                        .into_iter()
+                        .map(|tree| parse_resource(tree, values))
+                        .collect(),
                     text: Box::from(text),
                     trees: OnceLock::new(),
                 }),
@@ -262,7 +276,7 @@ fn parse_data(text: &str) -> ParsedFile {
     }
 }
 
-fn parse_resource(root: Node) -> ParsedDoc {
+fn parse_resource(root: Node, values: EngineValues) -> ParsedDoc {
     let json = root.to_json();
     let name = json
         .pointer("/metadata/name")
@@ -322,7 +336,12 @@ fn parse_resource(root: Node) -> ParsedDoc {
             doc.problems = semantic::check(&resource, &root);
             if doc.problems.is_empty() {
                 doc.resource = Some(Arc::new(resource));
-                doc.json = json;
+                match values {
+                    EngineValues::WithTheDocument => {
+                        doc.rego = OnceLock::from(document_value(&json));
+                    }
+                    EngineValues::OnFirstUse => doc.json = json,
+                }
             }
         }
         Err(error) => doc
@@ -381,7 +400,7 @@ mod tests {
     #[test]
     fn a_multi_document_file_yields_each_resource() {
         let text = "apiVersion: gitward/v1\nkind: Issuer\nmetadata: {name: root}\nspec:\n  selfSigned: {commonName: Root}\n---\n---\napiVersion: gitward/v1\nkind: Sink\nmetadata: {name: hook}\nspec: {type: webhook, endpoint: hook}\n";
-        let file = parse_file(Role::Resources, text.as_bytes());
+        let file = parse_file(Role::Resources, text.as_bytes(), EngineValues::default());
         assert_eq!(messages(&file), Vec::<String>::new());
         let kinds: Vec<_> = file.docs().iter().map(|d| d.kind).collect();
         assert_eq!(kinds, [Some(Kind::Issuer), Some(Kind::Sink)]);
@@ -394,12 +413,12 @@ mod tests {
 
     #[test]
     fn text_problems_are_located() {
-        let file = parse_file(Role::Resources, b"a: 1\nb: \xff\n");
+        let file = parse_file(Role::Resources, b"a: 1\nb: \xff\n", EngineValues::default());
         assert_eq!(
             messages(&file),
             ["2:4: file is not valid UTF-8 (byte 0xff)"]
         );
-        let file = parse_file(Role::Resources, b"a: 1\n\0");
+        let file = parse_file(Role::Resources, b"a: 1\n\0", EngineValues::default());
         assert_eq!(
             messages(&file),
             ["2:1: binary file (contains a NUL byte); gitward reads only text"]
@@ -408,11 +427,16 @@ mod tests {
 
     #[test]
     fn foreign_yaml_is_named_as_such() {
-        let file = parse_file(Role::Resources, b"services:\n  web: {image: nginx}\n");
+        let file = parse_file(
+            Role::Resources,
+            b"services:\n  web: {image: nginx}\n",
+            EngineValues::default(),
+        );
         assert!(messages(&file)[0].contains("not a gitward resource"));
         let file = parse_file(
             Role::Resources,
             b"apiVersion: gitward/v1\nkind: Certificat\n",
+            EngineValues::default(),
         );
         assert_eq!(
             messages(&file),
@@ -462,7 +486,7 @@ mod robustness {
                     _ => bytes.insert(at, byte),
                 }
             }
-            let parsed = parse_file(Role::Resources, &bytes);
+            let parsed = parse_file(Role::Resources, &bytes, EngineValues::default());
             // Whatever the bytes, the outcome is either resources or located problems.
             for problem in parsed.all_problems() {
                 assert!(problem.pos.line >= 1 && problem.pos.col >= 1);

@@ -239,10 +239,10 @@ fn change_requirement(change: &ChangeRequirement, report: &mut impl FnMut(&[&str
 
 #[cfg(test)]
 mod tests {
-    use crate::model::parse::{Role, parse_file};
+    use crate::model::parse::{EngineValues, Role, parse_file};
 
     fn messages(text: &str) -> Vec<String> {
-        parse_file(Role::Resources, text.as_bytes())
+        parse_file(Role::Resources, text.as_bytes(), EngineValues::default())
             .all_problems()
             .map(|p| format!("{}:{}: {}", p.pos.line, p.pos.col, p.message))
             .collect()
