@@ -401,7 +401,6 @@ fn run_killed_after(
 }
 
 #[tokio::test]
-
 async fn an_event_file_that_is_a_fifo_does_not_hang_the_job() {
     guard(async {
         let forge = Hostile::start(|request, _| github_ok(request)).await;
@@ -535,7 +534,6 @@ async fn repository_and_api_urls_that_are_not_a_forges_are_refused() {
 }
 
 #[tokio::test]
-
 async fn a_repository_url_with_a_password_is_refused_without_printing_it() {
     guard(async {
         let repo = repo_with_change(false);
@@ -703,7 +701,6 @@ async fn an_honest_plan_post_fits_the_address_space_of_the_exhaustion_tests() {
 }
 
 #[tokio::test]
-
 async fn pages_of_tiny_items_do_not_exhaust_plan_post() {
     guard(async {
         let item = r#"{"id":1}"#;
@@ -741,7 +738,6 @@ async fn pages_of_tiny_items_do_not_exhaust_plan_post() {
 }
 
 #[tokio::test]
-
 async fn another_bots_comment_with_the_marker_is_never_edited() {
     guard(async {
         let (run, forge, _repo) =
@@ -777,7 +773,6 @@ async fn another_bots_comment_with_the_marker_is_never_edited() {
 }
 
 #[tokio::test]
-
 async fn a_basic_credential_echoed_in_another_form_is_not_printed() {
     guard(async {
         use base64::Engine;
@@ -873,6 +868,14 @@ fn review_json(login: Option<&str>, state: &str, commit: Option<&str>, associati
 
 /// A host whose commit in force holds certificate `a` and a gate over prod certificates
 /// requiring `approvals` (a YAML flow mapping), its forge `forge` at `api`.
+/// A host whose gate counts GitHub reviews as `approvals` says, from a stand-in that lists
+/// what `listed` holds (kept running as long as the first value is).
+async fn github_gated(listed: &Listed, approvals: &str) -> (Hostile, Host) {
+    let github = reviewing_github(listed).await;
+    let api = format!("{}/api/v3", github.url());
+    (github, gated_host("github", &api, "acme/pki", approvals))
+}
+
 fn gated_host(forge: &str, api: &str, repository: &str, approvals: &str) -> Host {
     let a = certificate("a", "  dnsNames: [a.example.com]\n");
     let host = Host::new(&[("issuers.yaml", ISSUERS), ("a.yaml", &a)]);
@@ -936,13 +939,11 @@ fn explain(host: &Host) -> String {
 async fn reviews_that_are_not_approvals_of_the_head_by_another_person_count_for_nothing() {
     guard(async {
         let listed = Listed::default();
-        let github = reviewing_github(&listed).await;
-        let host = gated_host(
-            "github",
-            &format!("{}/api/v3", github.url()),
-            "acme/pki",
+        let (_github, host) = github_gated(
+            &listed,
             "{count: 1, from: [octocat, alice, ghost], source: github}",
-        );
+        )
+        .await;
         let (head, merge) = merge_change(&host, "b");
         listed.set(
             json!([pull_json(7, "octocat", &head, "main", Some(&merge))]),
@@ -981,13 +982,8 @@ async fn reviews_that_are_not_approvals_of_the_head_by_another_person_count_for_
 async fn a_pull_request_that_is_not_this_commits_merge_proves_nothing() {
     guard(async {
         let listed = Listed::default();
-        let github = reviewing_github(&listed).await;
-        let host = gated_host(
-            "github",
-            &format!("{}/api/v3", github.url()),
-            "acme/pki",
-            "{count: 1, from: [alice], source: github}",
-        );
+        let (_github, host) =
+            github_gated(&listed, "{count: 1, from: [alice], source: github}").await;
         let (head, merge) = merge_change(&host, "b");
         let approved = json!([review_json(
             Some("alice"),
@@ -1070,17 +1066,10 @@ async fn gitlab_approvals_without_a_user_or_by_the_author_count_for_nothing() {
 }
 
 #[tokio::test]
-
 async fn an_approval_by_an_account_without_write_access_does_not_count() {
     guard(async {
         let listed = Listed::default();
-        let github = reviewing_github(&listed).await;
-        let host = gated_host(
-            "github",
-            &format!("{}/api/v3", github.url()),
-            "acme/pki",
-            "{count: 1, source: github}",
-        );
+        let (_github, host) = github_gated(&listed, "{count: 1, source: github}").await;
         let (head, merge) = merge_change(&host, "b");
         listed.set(
             json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
@@ -1104,17 +1093,11 @@ async fn an_approval_by_an_account_without_write_access_does_not_count() {
 }
 
 #[tokio::test]
-
 async fn an_approval_of_an_unknown_commit_does_not_count_for_the_final_head() {
     guard(async {
         let listed = Listed::default();
-        let github = reviewing_github(&listed).await;
-        let host = gated_host(
-            "github",
-            &format!("{}/api/v3", github.url()),
-            "acme/pki",
-            "{count: 1, from: [alice], source: github}",
-        );
+        let (_github, host) =
+            github_gated(&listed, "{count: 1, from: [alice], source: github}").await;
         let (head, merge) = merge_change(&host, "b");
         listed.set(
             json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
@@ -1133,17 +1116,11 @@ async fn an_approval_of_an_unknown_commit_does_not_count_for_the_final_head() {
 }
 
 #[tokio::test]
-
 async fn an_unreviewed_push_does_not_ride_in_on_the_next_approved_merge() {
     guard(async {
         let listed = Listed::default();
-        let github = reviewing_github(&listed).await;
-        let host = gated_host(
-            "github",
-            &format!("{}/api/v3", github.url()),
-            "acme/pki",
-            "{count: 1, from: [alice], source: github}",
-        );
+        let (_github, host) =
+            github_gated(&listed, "{count: 1, from: [alice], source: github}").await;
         // Pushed straight to main: no pull request, blocked.
         host.repo.write(
             "sneaky.yaml",
@@ -1175,7 +1152,6 @@ async fn an_unreviewed_push_does_not_ride_in_on_the_next_approved_merge() {
 }
 
 #[tokio::test]
-
 async fn a_forge_answer_of_the_wrong_type_is_not_copied_into_the_record() {
     guard(async {
         let filler = "FORGE-TEXT ".repeat(100_000);
@@ -1213,7 +1189,6 @@ async fn a_forge_answer_of_the_wrong_type_is_not_copied_into_the_record() {
 }
 
 #[tokio::test]
-
 async fn pages_of_tiny_reviews_do_not_exhaust_a_reconcile() {
     guard(async {
         let listed = Listed::default();
@@ -1282,13 +1257,8 @@ async fn pages_of_tiny_reviews_do_not_exhaust_a_reconcile() {
 async fn an_honest_reconcile_reading_reviews_fits_the_address_space_of_the_exhaustion_tests() {
     guard(async {
         let listed = Listed::default();
-        let github = reviewing_github(&listed).await;
-        let host = gated_host(
-            "github",
-            &format!("{}/api/v3", github.url()),
-            "acme/pki",
-            "{count: 1, from: [alice], source: github}",
-        );
+        let (_github, host) =
+            github_gated(&listed, "{count: 1, from: [alice], source: github}").await;
         let (head, merge) = merge_change(&host, "b");
         listed.set(
             json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
@@ -1391,7 +1361,6 @@ async fn a_policy_message_cannot_command_the_forge_or_hide_the_report() {
 }
 
 #[tokio::test]
-
 async fn a_policy_message_cannot_reference_other_issues_from_the_comment() {
     guard(async {
         let forge = Hostile::start(|request, _| github_ok(request)).await;
@@ -2171,7 +2140,6 @@ fn gitlab_merge_request_hooks_that_lie_or_overflow_are_refused() {
 }
 
 #[tokio::test]
-
 async fn another_bots_note_is_never_edited_when_gitlab_will_not_say_whose_the_token_is() {
     guard(async {
         let forge = Hostile::start(
