@@ -1065,53 +1065,45 @@ async fn gitlab_approvals_without_a_user_or_by_the_author_count_for_nothing() {
     .await;
 }
 
+/// A merge by mallory of a change to `b`, its pull request reviewed as `reviews` says of the
+/// head: not applied, `why` if it is.
+async fn not_applied_with(approvals: &str, reviews: impl Fn(&str) -> Value, why: &str) {
+    let listed = Listed::default();
+    let (_github, host) = github_gated(&listed, approvals).await;
+    let (head, merge) = merge_change(&host, "b");
+    listed.set(
+        json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
+        reviews(&head),
+    );
+    let run = reconcile(&host).await;
+    assert_eq!(run.code, 1, "applied on {why}: {}", explain(&host));
+    assert!(!host.out("b").join("cert.pem").exists());
+}
+
 #[tokio::test]
 async fn an_approval_by_an_account_without_write_access_does_not_count() {
-    guard(async {
-        let listed = Listed::default();
-        let (_github, host) = github_gated(&listed, "{count: 1, source: github}").await;
-        let (head, merge) = merge_change(&host, "b");
-        listed.set(
-            json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
+    guard(not_applied_with(
+        "{count: 1, source: github}",
+        |head| {
             json!([review_json(
                 Some("mallory-second-account"),
                 "APPROVED",
-                Some(&head),
+                Some(head),
                 "NONE"
-            )]),
-        );
-        let run = reconcile(&host).await;
-        assert_eq!(
-            run.code,
-            1,
-            "applied on a stranger's approval: {}",
-            explain(&host)
-        );
-        assert!(!host.out("b").join("cert.pem").exists());
-    })
+            )])
+        },
+        "a stranger's approval",
+    ))
     .await;
 }
 
 #[tokio::test]
 async fn an_approval_of_an_unknown_commit_does_not_count_for_the_final_head() {
-    guard(async {
-        let listed = Listed::default();
-        let (_github, host) =
-            github_gated(&listed, "{count: 1, from: [alice], source: github}").await;
-        let (head, merge) = merge_change(&host, "b");
-        listed.set(
-            json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
-            json!([review_json(Some("alice"), "APPROVED", None, "MEMBER")]),
-        );
-        let run = reconcile(&host).await;
-        assert_eq!(
-            run.code,
-            1,
-            "applied on a stale approval: {}",
-            explain(&host)
-        );
-        assert!(!host.out("b").join("cert.pem").exists());
-    })
+    guard(not_applied_with(
+        "{count: 1, from: [alice], source: github}",
+        |_| json!([review_json(Some("alice"), "APPROVED", None, "MEMBER")]),
+        "a stale approval",
+    ))
     .await;
 }
 
