@@ -1219,30 +1219,31 @@ async fn pages_of_tiny_reviews_do_not_exhaust_a_reconcile() {
             json!([pull_json(7, "mallory", &head, "main", Some(&merge))]),
             json!([]),
         );
-        let dir = host.dir.path().to_owned();
-        let run = tokio::task::spawn_blocking(move || {
-            run_with_address_space(
-                &dir,
-                &[
-                    "reconcile",
-                    "--once",
-                    "--config",
-                    "gitward.yaml",
-                    "--now",
-                    NOW,
-                ],
-                &[],
-                RECONCILE_ADDRESS_SPACE,
-            )
-        })
-        .await
-        .expect("the run ends");
+        let run = reconcile_in_address_space(&host).await;
         assert!(!run.stderr.contains("memory allocation"), "{}", run.stderr);
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert!(!host.out("b").join("cert.pem").exists());
         assert!(explain(&host).contains("reviews not read"));
     })
     .await;
+}
+
+/// `reconcile --once` of `host` with its address space bounded as the exhaustion tests bound it.
+async fn reconcile_in_address_space(host: &Host) -> Run {
+    let dir = host.dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args = [
+            "reconcile",
+            "--once",
+            "--config",
+            "gitward.yaml",
+            "--now",
+            NOW,
+        ];
+        run_with_address_space(&dir, &args, &[], RECONCILE_ADDRESS_SPACE)
+    })
+    .await
+    .expect("the run ends")
 }
 
 #[tokio::test]
@@ -1261,24 +1262,7 @@ async fn an_honest_reconcile_reading_reviews_fits_the_address_space_of_the_exhau
                 "MEMBER"
             )]),
         );
-        let dir = host.dir.path().to_owned();
-        let run = tokio::task::spawn_blocking(move || {
-            run_with_address_space(
-                &dir,
-                &[
-                    "reconcile",
-                    "--once",
-                    "--config",
-                    "gitward.yaml",
-                    "--now",
-                    NOW,
-                ],
-                &[],
-                RECONCILE_ADDRESS_SPACE,
-            )
-        })
-        .await
-        .expect("the run ends");
+        let run = reconcile_in_address_space(&host).await;
         run.expect(0);
         assert!(host.out("b").join("cert.pem").exists());
     })
