@@ -916,23 +916,7 @@ fn merge_change(host: &Host, name: &str) -> (String, String) {
 }
 
 async fn reconcile(host: &Host) -> Run {
-    common::gitward_beside(
-        host.dir.path(),
-        &[
-            "reconcile",
-            "--once",
-            "--config",
-            "gitward.yaml",
-            "--now",
-            NOW,
-        ],
-        &[],
-    )
-    .await
-}
-
-fn explain(host: &Host) -> String {
-    host.repo.gitward(&["explain", "HEAD"]).stdout
+    host.reconcile_beside(&["--now", NOW]).await
 }
 
 #[tokio::test]
@@ -963,7 +947,7 @@ async fn reviews_that_are_not_approvals_of_the_head_by_another_person_count_for_
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert!(!host.out("b").join("cert.pem").exists());
         assert!(host.out("a").join("cert.pem").exists());
-        let why = explain(&host);
+        let why = host.explain_head();
         assert!(why.contains("0 of 1 approval"), "{why}");
         assert!(
             why.contains("opened the pull request (separation of duties)"),
@@ -1009,7 +993,7 @@ async fn a_pull_request_that_is_not_this_commits_merge_proves_nothing() {
             let run = reconcile(&host).await;
             assert_eq!(run.code, 1, "{pulls}: {}", run.stderr);
             assert!(!host.out("b").join("cert.pem").exists(), "{pulls}");
-            let why = explain(&host);
+            let why = host.explain_head();
             assert!(
                 why.contains("0 of 1 approvals: reviews not read"),
                 "{pulls}: {why}"
@@ -1059,7 +1043,7 @@ async fn gitlab_approvals_without_a_user_or_by_the_author_count_for_nothing() {
         let run = reconcile(&host).await;
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert!(!host.out("b").join("cert.pem").exists());
-        let why = explain(&host);
+        let why = host.explain_head();
         assert!(why.contains("1 of 2 approvals: erik"), "{why}");
     })
     .await;
@@ -1076,7 +1060,7 @@ async fn not_applied_with(approvals: &str, reviews: impl Fn(&str) -> Value, why:
         reviews(&head),
     );
     let run = reconcile(&host).await;
-    assert_eq!(run.code, 1, "applied on {why}: {}", explain(&host));
+    assert_eq!(run.code, 1, "applied on {why}: {}", host.explain_head());
     assert!(!host.out("b").join("cert.pem").exists());
 }
 
@@ -1137,7 +1121,7 @@ async fn an_unreviewed_push_does_not_ride_in_on_the_next_approved_merge() {
         assert!(
             !host.out("sneaky").join("cert.pem").exists(),
             "the unreviewed certificate was issued: {}",
-            explain(&host)
+            host.explain_head()
         );
     })
     .await;
@@ -1168,7 +1152,7 @@ async fn a_forge_answer_of_the_wrong_type_is_not_copied_into_the_record() {
         let note = host
             .repo
             .git(&["notes", "--ref", "gitward", "show", "HEAD"]);
-        let why = explain(&host);
+        let why = host.explain_head();
         for (what, text) in [("note", &note), ("explain", &why), ("stderr", &run.stderr)] {
             assert!(
                 text.matches("FORGE-TEXT").count() < 1000,
@@ -1223,7 +1207,7 @@ async fn pages_of_tiny_reviews_do_not_exhaust_a_reconcile() {
         assert!(!run.stderr.contains("memory allocation"), "{}", run.stderr);
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert!(!host.out("b").join("cert.pem").exists());
-        assert!(explain(&host).contains("reviews not read"));
+        assert!(host.explain_head().contains("reviews not read"));
     })
     .await;
 }

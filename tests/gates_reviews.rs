@@ -72,23 +72,7 @@ fn review(login: &str, state: &str, commit: &str) -> GivenReview {
 }
 
 async fn reconcile(host: &Host) -> Run {
-    gitward_beside(
-        host.dir.path(),
-        &[
-            "reconcile",
-            "--once",
-            "--config",
-            "gitward.yaml",
-            "--now",
-            NOW,
-        ],
-        &[],
-    )
-    .await
-}
-
-fn explain(host: &Host) -> String {
-    host.repo.gitward(&["explain", "HEAD"]).stdout
+    host.reconcile_beside(&["--now", NOW]).await
 }
 
 #[tokio::test]
@@ -120,7 +104,7 @@ async fn the_merged_pull_requests_approvals_on_its_final_head_apply_the_change()
         // One approval that counts (alice): blocked, and the reasons are in the note.
         reconcile(&host).await.expect(1);
         assert!(!host.out("b").join("cert.pem").exists());
-        let why = explain(&host);
+        let why = host.explain_head();
         assert!(why.contains("1 of 2 approvals: alice"), "{why}");
         assert!(why.contains("octocat (GitHub review 2026-11-30 09:00 UTC https://github.com/acme/pki/pull/7#pullrequestreview-"), "{why}");
         assert!(why.contains("does not count: opened the pull request (separation of duties)"), "{why}");
@@ -136,7 +120,7 @@ async fn the_merged_pull_requests_approvals_on_its_final_head_apply_the_change()
             .push(review("bob", "APPROVED", &head));
         reconcile(&host).await.expect(0);
         assert!(host.out("b").join("cert.pem").exists());
-        let why = explain(&host);
+        let why = host.explain_head();
         assert!(why.contains("2 of 2 approvals: alice, bob"), "{why}");
         let forge = github.state();
         assert_eq!(forge.violations, Vec::<String>::new());
@@ -185,7 +169,7 @@ async fn an_approved_head_pushed_without_its_pull_request_proves_nothing() {
         }
         reconcile(&host).await.expect(1);
         assert!(!host.out("b").join("cert.pem").exists());
-        let why = explain(&host);
+        let why = host.explain_head();
         assert!(
             why.contains(&format!(
                 "reviews not read: no pull request was merged into `main` as {}",
@@ -217,7 +201,7 @@ async fn a_forge_that_fails_blocks_the_change_and_keeps_the_commit_in_force() {
         assert!(!run.stderr.contains(github_fake::TOKEN));
         assert!(!host.out("b").join("cert.pem").exists());
         assert!(host.out("a").join("cert.pem").exists());
-        let why = explain(&host);
+        let why = host.explain_head();
         assert!(
             why.contains(
                 "reviews not read: reading the pull requests of a commit: GitHub answered 502"
@@ -344,9 +328,9 @@ async fn gitlab_approvals_in_force_count_and_the_author_never_does() {
             });
         reconcile(&host).await.expect(1);
         assert!(
-            explain(&host).contains("1 of 2 approvals: erik"),
+            host.explain_head().contains("1 of 2 approvals: erik"),
             "{}",
-            explain(&host)
+            host.explain_head()
         );
         gitlab.state().merge_requests[0]
             .approved_by

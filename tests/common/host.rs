@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Run, TestRepo, gitward_in_env, tool};
+use super::{Run, TestRepo, gitward_beside, gitward_in_env, tool};
 
 /// A configuration repository and a host config granting targets under the same directory.
 pub struct Host {
@@ -78,6 +78,18 @@ impl Host {
         let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
         args.extend_from_slice(extra);
         gitward_in_env(self.dir.path(), &args, env)
+    }
+
+    /// [`Host::reconcile`] from async code, beside the stand-ins its runtime serves.
+    pub async fn reconcile_beside(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["reconcile", "--once", "--config", "gitward.yaml"];
+        args.extend_from_slice(extra);
+        gitward_beside(self.dir.path(), &args, &[]).await
+    }
+
+    /// What `gitward explain` says of the repository's HEAD.
+    pub fn explain_head(&self) -> String {
+        self.repo.gitward(&["explain", "HEAD"]).stdout
     }
 
     pub fn out(&self, name: &str) -> PathBuf {
