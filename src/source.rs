@@ -534,13 +534,22 @@ fn parsed_entries(
 ) -> Vec<Arc<ParsedFile>> {
     let mut parsed: Vec<Option<Arc<ParsedFile>>> = Vec::with_capacity(wanted.len());
     let mut missing = Vec::new();
+    // Entries whose blob another entry before them reads too: parsed once, as one by one.
+    let mut copies = Vec::new();
+    let mut first_of: HashMap<(Oid, Role), usize> = HashMap::new();
     for (index, (entry, role)) in wanted.iter().enumerate() {
         let hit = entry.blob.and_then(|id| {
             cache.used.insert((id, *role));
             cache.parsed.get(&(id, *role)).cloned()
         });
         if hit.is_none() {
-            missing.push(index);
+            match entry
+                .blob
+                .map(|id| *first_of.entry((id, *role)).or_insert(index))
+            {
+                Some(first) if first != index => copies.push((index, first)),
+                _ => missing.push(index),
+            }
         }
         parsed.push(hit);
     }
@@ -557,6 +566,9 @@ fn parsed_entries(
             cache.parsed.insert((id, *role), file.clone());
         }
         parsed[index] = Some(file);
+    }
+    for (index, first) in copies {
+        parsed[index] = parsed[first].clone();
     }
     parsed.into_iter().map(Option::unwrap_or_default).collect()
 }
@@ -797,6 +809,29 @@ mod tests {
         let again = load(&source, &mut cache).expect("load");
         assert_eq!(messages(&again), wanted);
         assert_eq!(again.resources().len(), expected.len());
+    }
+
+    #[test]
+    fn a_blob_in_many_files_is_read_and_parsed_once() {
+        /// [`Files`], counting the reads.
+        struct Counted(Files, std::sync::atomic::AtomicUsize);
+        impl Source for Counted {
+            fn entries(&self) -> Result<(Vec<Entry>, Vec<Diagnostic>)> {
+                self.0.entries()
+            }
+            fn read(&self, entry: &Entry) -> Result<Vec<u8>, ReadFailure> {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.0.read(entry)
+            }
+        }
+        let text = b"apiVersion: gitward/v1\nkind: Nope\n".to_vec();
+        let files = (0..200)
+            .map(|n| (format!("copies/{n:03}.yaml"), text.clone()))
+            .collect();
+        let source = Counted(Files(files), Default::default());
+        let catalog = load(&source, &mut BlobCache::default()).expect("load");
+        assert_eq!(source.1.into_inner(), 1);
+        assert_eq!(catalog.diagnostics.len(), 200, "{:?}", messages(&catalog));
     }
 
     #[test]
