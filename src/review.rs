@@ -396,6 +396,185 @@ pub fn review_on(
     })
 }
 
+/// `input.change` of each resource the plan creates or updates: its action, and its document
+/// before (`null` for a new one).
+fn changes(
+    plan: &crate::plan::Plan,
+    base: &Catalog,
+) -> HashMap<(Kind, String), (&'static str, regorus::Value)> {
+    plan.resources
+        .iter()
+        .filter_map(|r| {
+            let before = match r.change {
+                Change::Create => regorus::Value::Null,
+                Change::Update => base
+                    .get(r.kind, &r.name)
+                    .map_or(regorus::Value::Null, |l| l.rego_value().clone()),
+                Change::Delete | Change::None => return None,
+            };
+            Some(((r.kind, r.name.clone()), (r.change.as_str(), before)))
+        })
+        .collect()
+}
+
+/// What the report says of each of the head's policies.
+fn policy_infos(head: &Snapshot) -> Vec<PolicyInfo> {
+    head.policies
+        .bindings
+        .iter()
+        .map(|b| {
+            let spec = b.spec();
+            PolicyInfo {
+                name: b.name().to_owned(),
+                description: spec.description.clone(),
+                url: spec.url.clone(),
+                enforcement: spec.enforcement,
+                severity: spec.severity,
+                compliance: spec.compliance.clone(),
+                file: b.policy.file.to_string(),
+                line: b.policy.pos().line,
+            }
+        })
+        .collect()
+}
+
+/// What evaluating a valid head's policies finds, compared with its base's.
+#[derive(Default)]
+struct Judged {
+    /// Evaluation errors and warnings about policies the change stops from judging.
+    diagnostics: Vec<Diagnostic>,
+    findings: Vec<Finding>,
+    evaluated: Vec<(String, Kind, String)>,
+    evaluation: Evaluation,
+    /// The resources whose `input.change` was not `none`.
+    changed: HashSet<(Kind, String)>,
+}
+
+fn judge(
+    base: (&CommitInfo, &Snapshot),
+    known: Option<Known<'_>>,
+    head: (&CommitInfo, &Snapshot),
+    today: NaiveDate,
+    plan: &crate::plan::Plan,
+) -> Judged {
+    let (base_commit, base_snapshot) = base;
+    let (head_commit, head_snapshot) = head;
+    let mut diagnostics = Vec::new();
+    let changed: HashSet<(Kind, &str)> = plan
+        .resources
+        .iter()
+        .filter(|r| r.change != Change::None)
+        .map(|r| (r.kind, r.name.as_str()))
+        .collect();
+    let head_context = Context {
+        commit: commit_input(head_commit),
+        changes: changes(plan, &base_snapshot.catalog),
+        today,
+    };
+    let differences = Differences::between(
+        (base_snapshot, head_snapshot),
+        &changed,
+        known.as_ref().map(|k| k.changed),
+    );
+    let can_differ = |binding: &Binding, loaded: &Loaded| differences.can_differ(binding, loaded);
+    let base_context = Context {
+        commit: commit_input(base_commit),
+        changes: HashMap::new(),
+        today,
+    };
+    let base_evaluator = Evaluator::new(&base_snapshot.policies, &base_snapshot.catalog);
+    let base_partial = known.is_none();
+    let (mut head_eval, mut base_eval): (Evaluation, Cow<'_, Evaluation>) = match known {
+        Some(known) => {
+            let head_evaluator = Evaluator::new(&head_snapshot.policies, &head_snapshot.catalog);
+            let fresh = differences.evaluate(&head_evaluator, &head_context);
+            let standing = standing(&known, &fresh, head_snapshot, &can_differ);
+            let suspect = if known.own {
+                HashSet::new()
+            } else {
+                claimed(&known, &fresh)
+            };
+            let mut head_eval = fresh;
+            head_eval.findings.extend(standing);
+            // In the order a full evaluation gives them.
+            head_eval.findings.sort_by(|a, b| {
+                (&a.file, a.line, a.column, &a.policy, &a.message)
+                    .cmp(&(&b.file, b.line, b.column, &b.policy, &b.message))
+            });
+            let base_eval = known_base(
+                &known,
+                &suspect,
+                &base_snapshot.policies,
+                &base_evaluator,
+                &base_context,
+            );
+            (head_eval, base_eval)
+        }
+        None => {
+            let head_eval =
+                head_snapshot
+                    .policies
+                    .evaluate(&head_snapshot.catalog, &head_context, &|_, _| true);
+            // Where the result can differ: to find what the change resolves.
+            let base_eval = differences.evaluate(&base_evaluator, &base_context);
+            (head_eval, Cow::Owned(base_eval))
+        }
+    };
+    // And every pair the head has findings for: whether a finding is new never rests on
+    // the scan of what policies read (a base known in full has them all).
+    let unchecked: HashSet<(&str, Kind, &str)> = head_eval
+        .findings
+        .iter()
+        .filter(|_| base_partial)
+        .map(|f| (f.policy.as_str(), f.kind, f.name.as_str()))
+        .filter(|(p, k, n)| {
+            !base_eval
+                .evaluated
+                .contains(&(p.to_string(), *k, n.to_string()))
+        })
+        .collect();
+    if !unchecked.is_empty() {
+        let rest = base_evaluator.evaluate(&base_context, &|binding, loaded| {
+            unchecked.contains(&(binding.name(), loaded.kind(), loaded.name()))
+        });
+        let base_eval = base_eval.to_mut();
+        base_eval.findings.extend(rest.findings);
+        base_eval.evaluated.extend(rest.evaluated);
+    }
+    diagnostics.extend(head_eval.errors.iter().cloned());
+    let unwatched = judged_by_removed_policies(base_snapshot, head_snapshot, &head_context);
+    diagnostics.extend(unwatched.warnings.iter().cloned());
+    diagnostics.extend(unwatched.evaluation.errors.iter().cloned());
+    // Moved, not copied: a full evaluation of thousands of resources has many pairs.
+    let evaluated = std::mem::take(&mut head_eval.evaluated)
+        .into_iter()
+        .collect();
+    let mut findings = compare(head_eval.findings.clone(), &base_eval, !base_partial);
+    // Kept out of the head's evaluation: they are the base's policies, not the head's.
+    // A removed policy's base findings are not resolved by its removal.
+    findings.retain(|f| {
+        f.status != FindingStatus::Resolved || !unwatched.removed.contains(f.policy.as_str())
+    });
+    // Where the head's own version already denies it, once is enough.
+    let seen: HashSet<_> = findings
+        .iter()
+        .filter(|f| f.enforcement == Enforcement::Deny && f.exception.is_none())
+        .map(Finding::identity)
+        .collect();
+    findings.extend(
+        compare(unwatched.evaluation.findings, &base_eval, true)
+            .into_iter()
+            .filter(|f| f.status != FindingStatus::Resolved && !seen.contains(&f.identity())),
+    );
+    Judged {
+        diagnostics,
+        findings,
+        evaluated,
+        changed: head_context.changes.keys().cloned().collect(),
+        evaluation: head_eval,
+    }
+}
+
 /// [`review_on`], telling as the head's pairs those it evaluated.
 fn review_evaluating(
     base: (&CommitInfo, &Snapshot),
@@ -408,139 +587,20 @@ fn review_evaluating(
     let kept = known.is_some();
     let plan = plan(&base_snapshot.catalog, &head_snapshot.catalog);
     let mut diagnostics = head_snapshot.diagnostics.clone();
-    let mut findings = Vec::new();
-    let mut evaluated = Vec::new();
-    let mut evaluation = Evaluation::default();
-    let mut changed_here = HashSet::new();
-    if !head_snapshot.has_errors() {
-        let changed: HashSet<(Kind, &str)> = plan
-            .resources
-            .iter()
-            .filter(|r| r.change != Change::None)
-            .map(|r| (r.kind, r.name.as_str()))
-            .collect();
-        let changes: HashMap<(Kind, String), (&'static str, regorus::Value)> = plan
-            .resources
-            .iter()
-            .filter_map(|r| {
-                let before = match r.change {
-                    Change::Create => regorus::Value::Null,
-                    Change::Update => base_snapshot
-                        .catalog
-                        .get(r.kind, &r.name)
-                        .map_or(regorus::Value::Null, |l| l.rego_value().clone()),
-                    Change::Delete | Change::None => return None,
-                };
-                Some(((r.kind, r.name.clone()), (r.change.as_str(), before)))
-            })
-            .collect();
-        let head_context = Context {
-            commit: commit_input(head_commit),
-            changes,
-            today,
-        };
-        let differences = Differences::between(
-            (base_snapshot, head_snapshot),
-            &changed,
-            known.as_ref().map(|k| k.changed),
-        );
-        let can_differ =
-            |binding: &Binding, loaded: &Loaded| differences.can_differ(binding, loaded);
-        let base_context = Context {
-            commit: commit_input(base_commit),
-            changes: HashMap::new(),
-            today,
-        };
-        let base_evaluator = Evaluator::new(&base_snapshot.policies, &base_snapshot.catalog);
-        let base_partial = known.is_none();
-        let (mut head_eval, mut base_eval): (Evaluation, Cow<'_, Evaluation>) = match known {
-            Some(known) => {
-                let head_evaluator =
-                    Evaluator::new(&head_snapshot.policies, &head_snapshot.catalog);
-                let fresh = differences.evaluate(&head_evaluator, &head_context);
-                let standing = standing(&known, &fresh, head_snapshot, &can_differ);
-                let suspect = if known.own {
-                    HashSet::new()
-                } else {
-                    claimed(&known, &fresh)
-                };
-                let mut head_eval = fresh;
-                head_eval.findings.extend(standing);
-                // In the order a full evaluation gives them.
-                head_eval.findings.sort_by(|a, b| {
-                    (&a.file, a.line, a.column, &a.policy, &a.message)
-                        .cmp(&(&b.file, b.line, b.column, &b.policy, &b.message))
-                });
-                let base_eval = known_base(
-                    &known,
-                    &suspect,
-                    &base_snapshot.policies,
-                    &base_evaluator,
-                    &base_context,
-                );
-                (head_eval, base_eval)
-            }
-            None => {
-                let head_eval = head_snapshot.policies.evaluate(
-                    &head_snapshot.catalog,
-                    &head_context,
-                    &|_, _| true,
-                );
-                // Where the result can differ: to find what the change resolves.
-                let base_eval = differences.evaluate(&base_evaluator, &base_context);
-                (head_eval, Cow::Owned(base_eval))
-            }
-        };
-        // And every pair the head has findings for: whether a finding is new never rests on
-        // the scan of what policies read (a base known in full has them all).
-        let unchecked: HashSet<(&str, Kind, &str)> = head_eval
-            .findings
-            .iter()
-            .filter(|_| base_partial)
-            .map(|f| (f.policy.as_str(), f.kind, f.name.as_str()))
-            .filter(|(p, k, n)| {
-                !base_eval
-                    .evaluated
-                    .contains(&(p.to_string(), *k, n.to_string()))
-            })
-            .collect();
-        if !unchecked.is_empty() {
-            let rest = base_evaluator.evaluate(&base_context, &|binding, loaded| {
-                unchecked.contains(&(binding.name(), loaded.kind(), loaded.name()))
-            });
-            let base_eval = base_eval.to_mut();
-            base_eval.findings.extend(rest.findings);
-            base_eval.evaluated.extend(rest.evaluated);
-        }
-        diagnostics.extend(head_eval.errors.iter().cloned());
-        let unwatched = judged_by_removed_policies(base_snapshot, head_snapshot, &head_context);
-        diagnostics.extend(unwatched.warnings.iter().cloned());
-        diagnostics.extend(unwatched.evaluation.errors.iter().cloned());
-        // Moved, not copied: a full evaluation of thousands of resources has many pairs.
-        evaluated = std::mem::take(&mut head_eval.evaluated)
-            .into_iter()
-            .collect();
-        diagnostics.sort();
-        findings = compare(head_eval.findings.clone(), &base_eval, !base_partial);
-        // Kept out of the head's evaluation: they are the base's policies, not the head's.
-        // A removed policy's base findings are not resolved by its removal.
-        findings.retain(|f| {
-            f.status != FindingStatus::Resolved || !unwatched.removed.contains(f.policy.as_str())
-        });
-        // Where the head's own version already denies it, once is enough.
-        let seen: HashSet<_> = findings
-            .iter()
-            .filter(|f| f.enforcement == Enforcement::Deny && f.exception.is_none())
-            .map(Finding::identity)
-            .collect();
-        findings.extend(
-            compare(unwatched.evaluation.findings, &base_eval, true)
-                .into_iter()
-                .filter(|f| f.status != FindingStatus::Resolved && !seen.contains(&f.identity())),
-        );
-        changed_here = head_context.changes.keys().cloned().collect();
-        evaluation = head_eval;
-    }
+    let judged = if head_snapshot.has_errors() {
+        Judged::default()
+    } else {
+        judge(base, known, head, today, &plan)
+    };
+    diagnostics.extend(judged.diagnostics);
+    diagnostics.sort();
+    let Judged {
+        findings,
+        evaluated,
+        evaluation,
+        changed: changed_here,
+        ..
+    } = judged;
     let valid = !diagnostics.iter().any(|d| d.is_error());
     let evaluation_info = EvaluationInfo {
         base: if kept {
@@ -568,24 +628,7 @@ fn review_evaluating(
         summary: plan.summary(),
         resources: plan.notable().cloned().collect(),
         exceptions: exceptions(&head_snapshot.catalog, today),
-        policies: head_snapshot
-            .policies
-            .bindings
-            .iter()
-            .map(|b| {
-                let spec = b.spec();
-                PolicyInfo {
-                    name: b.name().to_owned(),
-                    description: spec.description.clone(),
-                    url: spec.url.clone(),
-                    enforcement: spec.enforcement,
-                    severity: spec.severity,
-                    compliance: spec.compliance.clone(),
-                    file: b.policy.file.to_string(),
-                    line: b.policy.pos().line,
-                }
-            })
-            .collect(),
+        policies: policy_infos(head_snapshot),
         evaluated,
         evaluation: evaluation_info,
         findings,

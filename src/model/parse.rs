@@ -61,7 +61,7 @@ pub struct ParsedDoc {
     /// The typed resource, when the document is valid.
     pub resource: Option<Arc<Resource>>,
     pub problems: Vec<Problem>,
-    /// The valid document as policy engine value, shared by every evaluation of this blob;
+    /// The valid document as a policy engine value, shared by every evaluation of this blob;
     /// made as [`EngineValues`] says, from `json` (then `Null`, as for an invalid document).
     json: Value,
     rego: OnceLock<regorus::Value>,
