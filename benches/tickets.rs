@@ -20,20 +20,21 @@
 //! Counts are exact; times are single runs and say only what the pacing allows.
 
 mod common;
+// The bench uses a part of the tests' fakes and harness.
+#[allow(dead_code)]
 #[path = "../tests/fakes/mod.rs"]
 mod fakes;
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod harness;
-#[path = "../tests/fakes/jira.rs"]
-mod jira_fake;
-#[path = "../tests/fakes/servicenow.rs"]
-mod servicenow_fake;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
+use fakes::jira::FakeJira;
+use fakes::servicenow::FakeServiceNow;
 use gitward::config::Endpoint;
 use gitward::events::outbox::Stored;
 use gitward::events::{CommitRef, ConditionChange, Draft, EventData, ResourceRef};
@@ -44,9 +45,7 @@ use gitward::store::Store;
 use gitward::tickets::decide::TicketState;
 use gitward::tickets::sink::TicketSink;
 use gitward::tickets::{store, sync};
-use jira_fake::FakeJira;
 use serde_json::{Value, json};
-use servicenow_fake::FakeServiceNow;
 
 const SOURCE: &str = "https://git.example.com/ops/pki.git";
 const JIRA_USER: &str = "bot@example.com";
@@ -134,7 +133,7 @@ fn paged_as_jira(fake: FakeJira) -> FakeJira {
 }
 
 /// What a Jira request does, from its method, path and search.
-fn jira_kind(request: &jira_fake::Request) -> &'static str {
+fn jira_kind(request: &fakes::jira::Request) -> &'static str {
     let path = request.path.as_str();
     let jql = request.body["jql"].as_str().unwrap_or_default();
     match request.method.as_str() {
@@ -163,7 +162,7 @@ fn jira_kinds(fake: &FakeJira, from: usize) -> Kinds {
 }
 
 /// What a ServiceNow request does, from its method, table and query.
-fn servicenow_kind(request: &servicenow_fake::Logged) -> &'static str {
+fn servicenow_kind(request: &fakes::servicenow::Logged) -> &'static str {
     let query = request.param("sysparm_query").unwrap_or_default();
     match request.method.as_str() {
         "GET" if request.path.ends_with("/sys_choice") => "prepare",
@@ -411,7 +410,7 @@ async fn jira_lost(dir: &Path, cloud: bool) -> Lost {
     let endpoint = endpoint(&fake.url(), dir, user, secret);
     let mut filing = Filing::new("security-jira", spec, endpoint);
     let events: Vec<Stored> = (0..LOST_RUN).map(|n| opening(n, n as i64 + 1)).collect();
-    let arm = || fake.then(jira_fake::Trick::Cut);
+    let arm = || fake.then(fakes::jira::Trick::Cut);
     let losing = losing(filing.sink.batch_size());
     let (seconds, again) = filing.deliver(&events, &losing, &arm).await;
     // Once when the answer is lost; on Cloud once more, told to wait for the search.
@@ -447,7 +446,7 @@ async fn servicenow_lost(dir: &Path) -> Lost {
     let endpoint = endpoint(&fake.url(), dir, Some(SNOW_USER), SNOW_PASSWORD);
     let mut filing = Filing::new("incidents", spec, endpoint);
     let events: Vec<Stored> = (0..LOST_RUN).map(|n| opening(n, n as i64 + 1)).collect();
-    let arm = || fake.then(servicenow_fake::Trick::ActThenDrop);
+    let arm = || fake.then(fakes::servicenow::Trick::ActThenDrop);
     let losing = losing(filing.sink.batch_size());
     let (seconds, again) = filing.deliver(&events, &losing, &arm).await;
     assert_eq!(again, LOST, "each lost answer is one batch sent again");

@@ -7,7 +7,7 @@
 # Seeds are the committed corpus plus the example repository, tests/fixtures and
 # tests/bad-input. Exits non-zero when any target crashed or hung; the inputs are kept under
 # fuzz/out/<target>/default/{crashes,hangs}/. Once fixed, copy such an input to
-# fuzz/regressions/<target>/: `cargo test --test fuzz_corpus` replays it with fuzz/corpus/.
+# fuzz/regressions/<target>/: `cargo test --test suite fuzz_corpus::` replays it with fuzz/corpus/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
 //! ACME issuance end to end against Let's Encrypt's `pebble`, which validates every http-01
 //! challenge for real by fetching it from the listener gitward runs.
 
-mod common;
+use crate::common;
 
 use common::host::Host;
 use common::peers::{Pebble, free_port};

@@ -4,7 +4,7 @@
 //! `GITWARD_BLESS=1` to rewrite the expected files after a deliberate change, then review
 //! the diff.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

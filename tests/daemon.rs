@@ -1,7 +1,7 @@
 //! `gitward run`: webhook-triggered reconciles, refused deliveries, readiness, one daemon per
 //! state directory, and a clean exit on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

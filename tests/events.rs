@@ -3,7 +3,7 @@
 //! show what happened. The receivers are files (the `file` sink) and a small HTTP receiver
 //! that answers what the test tells it.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 //! receiver down keeps them in the backlog across `kill -9` and a restart, and the state of
 //! each sink is in `/status` and `/metrics`.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -3,9 +3,8 @@
 //! Each test asserts the safe behaviour; one that gitward does not have yet is ignored with
 //! the finding it shows.
 
-mod common;
-#[path = "common/signing.rs"]
-mod signing;
+use crate::common;
+use crate::common::signing;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

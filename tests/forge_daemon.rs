@@ -5,13 +5,9 @@
 //! host; and a merged commit gets its `gitward/apply` status. The repository is real and
 //! followed over `file://`; the forges are stand-ins on a runtime of their own.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/gitlab.rs"]
-mod gitlab_fake;
+use crate::common;
+use crate::fakes::github as github_fake;
+use crate::fakes::gitlab as gitlab_fake;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -6,17 +6,11 @@
 //! in force kept. An attack that works today stays here as an ignored test named after what
 //! it breaks; it fails until the defect is fixed.
 
-#[path = "common/ci.rs"]
-mod ci;
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/gitlab.rs"]
-mod gitlab_fake;
-#[path = "fakes/hostile_forge.rs"]
-mod hostile;
+use crate::common;
+use crate::common::ci;
+use crate::fakes;
+use crate::fakes::github as github_fake;
+use crate::fakes::hostile_forge as hostile;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,15 +2,11 @@
 //! system's variables set, posts the commit status and the one plan comment to a stand-in of
 //! the forge's API, and a second push updates that comment instead of adding one.
 
-#[path = "common/ci.rs"]
-mod ci;
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/gitlab.rs"]
-mod gitlab_fake;
+use crate::common;
+use crate::common::ci;
+use crate::fakes;
+use crate::fakes::github as github_fake;
+use crate::fakes::gitlab as gitlab_fake;
 
 use ci::{PLAN, gitward_in_ci, repo_with_change};
 use common::TestRepo;

@@ -4,17 +4,12 @@
 //! request's head, one plan comment kept up to date across pushes, and on Bitbucket a Code
 //! Insights report with its annotations, to stand-ins of each forge's API.
 
-#[path = "fakes/azure.rs"]
-mod azure_fake;
-#[path = "fakes/bitbucket.rs"]
-mod bitbucket_fake;
-#[path = "common/ci.rs"]
-mod ci;
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/gitea.rs"]
-mod gitea_fake;
+use crate::common;
+use crate::common::ci;
+use crate::fakes;
+use crate::fakes::azure as azure_fake;
+use crate::fakes::bitbucket as bitbucket_fake;
+use crate::fakes::gitea as gitea_fake;
 
 use ci::{CI_VARIABLES, PLAN, gitward_in_ci, repo_with_change};
 use common::TestRepo;

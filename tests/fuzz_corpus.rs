@@ -2,7 +2,7 @@
 //! `scripts/fuzz.sh`) and every input that once crashed a target (`fuzz/regressions/<target>/`)
 //! through the fuzz targets, without AFL: a regression fails an ordinary `cargo test`.
 
-mod common;
+use crate::common;
 
 #[path = "../fuzz/src/lib.rs"]
 mod targets;

@@ -2,7 +2,7 @@
 //! change back until it opens (applied then without a new commit), a newer head supersedes a
 //! pending one, and renewals go on during freezes unless the gate says otherwise.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 

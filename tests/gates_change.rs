@@ -7,8 +7,8 @@
 //! instance by default — ignore a query condition on a field they do not know, answering
 //! every row. They can be told to fail, hang, or answer garbage.
 
-mod common;
-mod fakes;
+use crate::common;
+use crate::fakes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

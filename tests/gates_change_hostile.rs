@@ -6,8 +6,8 @@
 //! The stand-ins for ServiceNow's Table API and Jira's issue GET answer in the documented
 //! shapes of `tests/fixtures/change/`, on loopback; a test can make them answer anything.
 
-mod common;
-mod fakes;
+use crate::common;
+use crate::fakes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -4,9 +4,8 @@
 //! identity claimed in text proves nothing; each test is one attack and what gitward must do
 //! about it. An attack that still succeeds is `#[ignore = "known: …"]` until it is fixed.
 
-mod common;
-#[path = "common/signing.rs"]
-mod signing;
+use crate::common;
+use crate::common::signing;
 
 use std::collections::BTreeMap;
 use std::io::Write;

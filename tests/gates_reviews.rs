@@ -4,13 +4,10 @@
 //! pull request it posts to. The forge is a stand-in; the repositories, the reconciles and
 //! the certificates are real.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/gitlab.rs"]
-mod gitlab_fake;
+use crate::common;
+use crate::fakes;
+use crate::fakes::github as github_fake;
+use crate::fakes::gitlab as gitlab_fake;
 
 use common::host::{Host, ISSUERS, certificate};
 use common::{Run, gitward_beside};

@@ -2,9 +2,8 @@
 //! against the host's allowed signers, overrides on SSH-signed commits, `signedBy`. Keys come
 //! from OpenSSH's `ssh-keygen`, signed commits from `git commit -S` with `gpg.format=ssh`.
 
-mod common;
-#[path = "common/signing.rs"]
-mod signing;
+use crate::common;
+use crate::common::signing;
 
 use common::host::{Host, ISSUERS, certificate};
 use signing::Key;

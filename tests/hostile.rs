@@ -7,7 +7,7 @@
 //! A case that shows a bug not fixed yet carries `known: "<one line>"`: it is run and
 //! reported, and fails the run only once it passes (then the `known` line is to go).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -2,7 +2,7 @@
 //! the only trust anchor, and after a renewal and the target's reload command nginx serves the
 //! new certificate.
 
-mod common;
+use crate::common;
 
 use common::host::{Host, ISSUERS, certificate};
 use common::peers::Nginx;

@@ -7,7 +7,7 @@
 //! Each step commits, plans, reconciles, and compares; the trace of every step is printed,
 //! so a failure shows the series that led to it.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,7 @@
 //! `gitward plan` against real repositories: what each kind of change plans, and every
 //! output format checked against its published schema.
 
-mod common;
+use crate::common;
 
 use common::{TestRepo, project_dir, tool};
 use serde_json::Value;

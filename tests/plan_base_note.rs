@@ -4,7 +4,7 @@
 //! for byte, but for the `evaluation` field that says which ran; notes that cannot stand for
 //! the base (missing, forged, from another day) are not used.
 
-mod common;
+use crate::common;
 
 use common::assert_matches_schema;
 use common::host::{Host, ISSUERS, certificate};

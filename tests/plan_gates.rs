@@ -3,7 +3,7 @@
 //! Approvals here come from `Approved-by:` trailers (the host trusts them with
 //! `--trust-trailers`); the window is judged at `--now`.
 
-mod common;
+use crate::common;
 
 use common::{TestRepo, project_dir, tool};
 use serde_json::Value;

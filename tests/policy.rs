@@ -1,6 +1,6 @@
 //! Policies in `plan` and `gitward test`, against real repositories built from the example.
 
-mod common;
+use crate::common;
 
 use common::{TestRepo, project_dir, tool};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! `gitward reconcile --once` against real repositories, checked with `openssl` and `git`.
 
-mod common;
+use crate::common;
 
 use common::host::{Host, ISSUERS, certificate};
 

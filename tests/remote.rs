@@ -2,7 +2,7 @@
 //! fetches the tracked branch from it and pushes the status branch and notes back, without
 //! force, merging what others pushed meanwhile.
 
-mod common;
+use crate::common;
 
 use common::host::{Host, ISSUERS, certificate};
 use common::peers::{Daemon, GitServer, HttpGitServer, SshGitServer, free_port, http, signed_with};

@@ -4,7 +4,7 @@
 //! when its lines move. (SARIF and JUnit are checked against their schemas in `plan.rs` and
 //! `plan_gates.rs`.)
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
 //! `gitward init` and `gitward demo`: repositories built from content embedded in the binary.
 
-mod common;
+use crate::common;
 
 use common::peers::Daemon;
 use common::{TestRepo, gitward_in, tool};

@@ -1,6 +1,6 @@
 //! The JSON Schemas: checked in, printed by `gitward schema`, and in agreement with the loader.
 
-mod common;
+use crate::common;
 
 use common::{TestRepo, gitward_in, project_dir};
 use serde_json::Value;

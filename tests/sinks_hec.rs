@@ -6,9 +6,8 @@
 //! true once, then are forgotten — and it also checks each envelope is gitward's, refusing
 //! anything else, so a test that expects delivery fails on a malformed request.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
+use crate::common;
+use crate::fakes;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

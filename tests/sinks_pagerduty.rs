@@ -5,7 +5,7 @@
 //! dropped), and can be told to answer 429, 500, garbage or nothing at all. Library tests
 //! first, then `gitward reconcile --once` and `gitward sinks test` through the binary.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::path::Path;

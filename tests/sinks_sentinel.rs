@@ -6,9 +6,8 @@
 //! records with the columns the data collection rule users paste declares
 //! (`fixtures/sentinel/gitward.dcr.json`), of their types, and nothing else.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
+use crate::common;
+use crate::fakes;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -4,7 +4,7 @@
 //! Then the failures: an untrusted certificate, a receiver down, one restarted between
 //! batches, one that talks back or never reads.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};

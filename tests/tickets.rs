@@ -3,11 +3,9 @@
 //! a crash between a create and its record makes no second ticket, `gitward tickets` and the
 //! status branch show them.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/servicenow.rs"]
-mod servicenow_fake;
+use crate::common;
+use crate::fakes;
+use crate::fakes::servicenow as servicenow_fake;
 
 use std::path::Path;
 

@@ -9,13 +9,10 @@
 //! CLI from its own thread as a user would. Waits are bounded (a hang guard of a minute), and
 //! no duration is measured.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/jira.rs"]
-mod jira_fake;
-#[path = "fakes/servicenow.rs"]
-mod servicenow_fake;
+use crate::common;
+use crate::fakes;
+use crate::fakes::jira as jira_fake;
+use crate::fakes::servicenow as servicenow_fake;
 
 use std::collections::BTreeSet;
 

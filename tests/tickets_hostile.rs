@@ -6,13 +6,10 @@
 //! A test that passes shows a defence. A test marked `#[ignore = "finding: ..."]` shows a
 //! defect and fails (run with `--ignored`) until it is fixed.
 
-mod common;
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/jira.rs"]
-mod jira_fake;
-#[path = "fakes/servicenow.rs"]
-mod servicenow_fake;
+use crate::common;
+use crate::fakes;
+use crate::fakes::jira as jira_fake;
+use crate::fakes::servicenow as servicenow_fake;
 
 use std::path::Path;
 

@@ -4,10 +4,8 @@
 //! off or endless answers. Each test drives `Jira` through the `TicketSystem` trait and
 //! checks what the fake received as well as what came back.
 
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/jira.rs"]
-mod jira_fake;
+use crate::fakes;
+use crate::fakes::jira as jira_fake;
 
 use std::time::Duration;
 

@@ -4,10 +4,8 @@
 //! answer (and never believed when the instance ignored the query), changed, resolved and
 //! reopened with one PATCH each, read back a hundred at a time, and hostile answers.
 
-#[path = "fakes/mod.rs"]
-mod fakes;
-#[path = "fakes/servicenow.rs"]
-mod servicenow_fake;
+use crate::fakes;
+use crate::fakes::servicenow as servicenow_fake;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -2,9 +2,8 @@
 //! gitward must accept or refuse as it does, and checks the ones `gitward approve` makes; `git`
 //! signs commits and `git verify-commit` judges them; approvals travel through a bare remote.
 
-mod common;
-#[path = "common/signing.rs"]
-mod signing;
+use crate::common;
+use crate::common::signing;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `gitward validate` on commits and working trees.
 
-mod common;
+use crate::common;
 
 use common::{TestRepo, gitward_in, project_dir, tool};
 use serde_json::Value;

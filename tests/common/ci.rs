@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Run, TestRepo};
+use super::{Run, TestRepo};
 
 /// Every variable `plan --post` reads to learn about the CI job it runs in
 /// (`src/forge/ci.rs`); `forge_post_more.rs` checks that none is missing.

@@ -1,11 +1,11 @@
 //! Test harness: a fresh Git repository per test, driven with the `git` CLI as a user would,
 //! and the `gitward` binary run in it.
 
-#![allow(dead_code)]
-
+pub mod ci;
 pub mod host;
 pub mod peers;
 pub mod receiver;
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,8 +2,6 @@
 //! signatures must agree with.
 
 // Each test binary that includes this module uses a part of it.
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -10,11 +10,6 @@
 //! shape, kept in `violations`. Answers are the documented examples with the fake's values
 //! put in; a pull request, a reviewer and `connectionData` have no stored example and carry
 //! the `GitInterfaces` field names (`pullRequestId`, `lastMergeSourceCommit`, `vote`...).
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/azure.rs"] mod azure_fake;`.
-
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,7 +20,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 pub const ORG: &str = "acme";
 pub const PROJECT: &str = "ops";
@@ -136,11 +131,9 @@ pub struct Pull {
 
 #[derive(Debug, Clone)]
 pub struct Logged {
-    pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
     pub authorization: Option<String>,
-    pub body: Option<Value>,
 }
 
 #[derive(Default)]
@@ -242,7 +235,7 @@ impl Azure {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    crate::fakes::json_answer(status, "application/json; charset=utf-8", &body)
+    super::json_answer(status, "application/json; charset=utf-8", &body)
 }
 
 /// Azure DevOps' error shape.
@@ -299,7 +292,7 @@ fn caller(headers: &HeaderMap) -> Option<Identity> {
     let given = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     if given == format!("Bearer {SYSTEM_TOKEN}") {
         Some(Identity::build_service())
-    } else if given == crate::fakes::basic("", PAT) {
+    } else if given == super::basic("", PAT) {
         Some(Identity {
             id: PAT_OWNER_ID.to_owned(),
             name: "ci@example.com".to_owned(),
@@ -319,16 +312,14 @@ async fn serve(
     let mut forge = forge.lock().expect("the fake's state");
     let forge = &mut *forge;
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let query = crate::fakes::query(&uri);
+    let query = super::query(&uri);
     forge.requests.push(Logged {
-        method: method.to_string(),
         path: uri.path().to_owned(),
         query: query.clone(),
         authorization: headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        body: parsed.clone(),
     });
     let Some(who) = caller(&headers) else {
         return error(

@@ -11,11 +11,6 @@
 //! request or 1000 on a report, a missing `key`/`state`/`url`): such a request is answered
 //! 400 in Bitbucket's error shape and kept in `violations`. Bitbucket documents no response
 //! examples for these; answers carry the schema's fields named in `../API.md`.
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/bitbucket.rs"] mod bitbucket_fake;`.
-
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +21,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 pub const BASE_PATH: &str = "/2.0";
 pub const WORKSPACE: &str = "acme";
@@ -133,8 +128,6 @@ pub struct Pull {
 pub struct Logged {
     pub method: String,
     pub path: String,
-    pub query: Vec<(String, String)>,
-    pub authorization: Option<String>,
     pub body: Option<Value>,
 }
 
@@ -222,7 +215,7 @@ impl Bitbucket {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    crate::fakes::json_answer(status, "application/json", &body)
+    super::json_answer(status, "application/json", &body)
 }
 
 fn error(status: u16, message: &str) -> Response {
@@ -264,7 +257,7 @@ fn caller(headers: &HeaderMap) -> Option<Account> {
     let given = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     if given == format!("Bearer {TOKEN}") {
         Some(Account::bot())
-    } else if given == crate::fakes::basic(APP_USER, APP_PASSWORD) {
+    } else if given == super::basic(APP_USER, APP_PASSWORD) {
         Some(Account {
             uuid: APP_USER_UUID.to_owned(),
             nickname: APP_USER.to_owned(),
@@ -288,11 +281,6 @@ async fn serve(
     forge.requests.push(Logged {
         method: method.to_string(),
         path: uri.path().to_owned(),
-        query: crate::fakes::query(&uri),
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
         body: parsed.clone(),
     });
     let Some(who) = caller(&headers) else {
@@ -358,7 +346,7 @@ fn repository(forge: &mut Forge, request: &Request<'_>, rest: &[&str]) -> Respon
             paged(forge, request, pulls)
         }
         ("GET", ["pullrequests"]) => {
-            let query = crate::fakes::query(request.uri);
+            let query = super::query(request.uri);
             let open = query.iter().any(|(k, v)| k == "state" && v == "OPEN");
             let pulls: Vec<Value> = forge
                 .pulls
@@ -403,7 +391,7 @@ fn repository(forge: &mut Forge, request: &Request<'_>, rest: &[&str]) -> Respon
 
 /// One page of `items` in Bitbucket's envelope, with an absolute `next` while more remain.
 fn paged(forge: &mut Forge, request: &Request<'_>, items: Vec<Value>) -> Response {
-    let query = crate::fakes::query(request.uri);
+    let query = super::query(request.uri);
     let get = |name: &str| {
         query
             .iter()

@@ -12,11 +12,6 @@
 //! Gitea lets anyone who may write to a repository's pull requests edit any comment on
 //! them, as it does here: that gitward leaves a person's comment alone is the client's
 //! doing, which the tests check by `edits`.
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/gitea.rs"] mod gitea_fake;`.
-
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +22,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 pub const BASE_PATH: &str = "/api/v1";
 pub const OWNER: &str = "acme";
@@ -77,14 +72,6 @@ pub struct GivenReview {
     pub dismissed: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct Logged {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub authorization: Option<String>,
-}
-
 #[derive(Default)]
 pub struct Forge {
     /// Who `GET /user` says the token is; `None` answers 403.
@@ -95,7 +82,6 @@ pub struct Forge {
     pub comments: Vec<Comment>,
     pub pulls: Vec<Pull>,
     pub reviews: BTreeMap<u64, Vec<GivenReview>>,
-    pub requests: Vec<Logged>,
     pub violations: Vec<String>,
     /// Answers (status, body) given instead of the next ones.
     pub tricks: VecDeque<(u16, String)>,
@@ -168,7 +154,7 @@ impl Gitea {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    crate::fakes::json_answer(status, "application/json", &body)
+    super::json_answer(status, "application/json", &body)
 }
 
 fn not_found() -> Response {
@@ -254,12 +240,6 @@ async fn serve(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    forge.requests.push(Logged {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        query: crate::fakes::query(&uri),
-        authorization: authorization.clone(),
-    });
     if authorization.as_deref() != Some(&format!("token {TOKEN}")) {
         return answer(401, json!({"message": "user does not exist", "url": ""}));
     }
@@ -436,7 +416,7 @@ fn pull_json(p: &Pull) -> Value {
 
 /// `page` (from 1) and `limit` (at most [`MAX_LIMIT`]) of a listing's query.
 fn paging(forge: &mut Forge, uri: &Uri) -> Option<(usize, usize)> {
-    let query = crate::fakes::query(uri);
+    let query = super::query(uri);
     if let Some((name, _)) = query.iter().find(|(k, _)| k == "per_page") {
         forge
             .violations

@@ -7,11 +7,6 @@
 //! shape differs from the documented request (a key the example does not have, a state
 //! outside the enum, a description over 140 characters, a comment over 65,536) is answered
 //! 422 as GitHub does and kept in `violations`, so a test expecting success fails on it.
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/github.rs"] mod github_fake;`.
-
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 pub const BASE_PATH: &str = "/api/v3";
 pub const OWNER: &str = "acme";
@@ -85,9 +80,6 @@ pub struct GivenReview {
 pub struct Logged {
     pub method: String,
     pub path: String,
-    pub query: Vec<(String, String)>,
-    pub authorization: Option<String>,
-    pub body: Option<Value>,
 }
 
 /// What the next requests are answered with instead of the normal answer.
@@ -179,7 +171,7 @@ impl GitHub {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    crate::fakes::json_answer(status, "application/json", &body)
+    super::json_answer(status, "application/json", &body)
 }
 
 /// GitHub's validation failure.
@@ -225,9 +217,6 @@ async fn serve(
     forge.requests.push(Logged {
         method: method.to_string(),
         path: uri.path().to_owned(),
-        query: crate::fakes::query(&uri),
-        authorization: authorization.clone(),
-        body: parsed.clone(),
     });
     if authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
         return answer(401, json!({"message": "Bad credentials", "status": "401"}));
@@ -345,7 +334,7 @@ fn comment_json(comment: &Comment) -> Value {
 }
 
 fn list_comments(forge: &mut Forge, number: u64, uri: &Uri, host: &str) -> Response {
-    let query = crate::fakes::query(uri);
+    let query = super::query(uri);
     let get = |name: &str| {
         query
             .iter()

@@ -6,11 +6,6 @@
 //! values put in. A request with a parameter the documentation does not list, a state
 //! outside the enum, a description over 255 characters or a note over 1,000,000 is answered
 //! 400 and kept in `violations`.
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/gitlab.rs"] mod gitlab_fake;`.
-
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +16,7 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 pub const PROJECT_ID: u64 = 1234;
 pub const PROJECT_PATH: &str = "ops/pki";
@@ -146,7 +141,7 @@ impl GitLab {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    crate::fakes::json_answer(status, "application/json", &body)
+    super::json_answer(status, "application/json", &body)
 }
 
 fn refused(forge: &mut Forge, what: String) -> Response {
@@ -160,14 +155,14 @@ fn example(text: &str) -> Value {
 
 /// The request's parameters: the query's and a JSON or form body's, as Grape merges them.
 fn parameters(uri: &Uri, body: &[u8]) -> Map<String, Value> {
-    let mut all: Map<String, Value> = crate::fakes::query(uri)
+    let mut all: Map<String, Value> = super::query(uri)
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => all.extend(object),
         _ => all.extend(
-            crate::fakes::form(body)
+            super::form(body)
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v))),
         ),
@@ -324,7 +319,7 @@ fn note_json(note: &Note) -> Value {
 }
 
 fn list_notes(forge: &mut Forge, iid: u64, uri: &Uri, host: &str) -> Response {
-    let query = crate::fakes::query(uri);
+    let query = super::query(uri);
     let get = |name: &str| {
         query
             .iter()

@@ -3,11 +3,6 @@
 //! trickles, a redirect, a `Link` header anywhere, a status with no body, no answer at all.
 //! Each test gives a route (request → reply); every request is logged with its headers, so a
 //! test can tell whether a token reached a place it must not.
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/hostile_forge.rs"] mod hostile;`.
-
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

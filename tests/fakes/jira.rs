@@ -11,11 +11,6 @@
 //! 400 as Jira does, and its errors are kept, so a test expecting success fails on it.
 //! Tricks make the next request answer otherwise: a status, an answer cut off after the
 //! issue was made, a rewritten answer, an endless one.
-//!
-//! Tests include it next to the shared fakes:
-//! `#[path = "fakes/mod.rs"] mod fakes;` and `#[path = "fakes/jira.rs"] mod jira_fake;`.
-
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -28,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 pub const PROJECT: &str = "SEC";
 pub const PROJECT_ID: &str = "10000";
@@ -190,7 +185,8 @@ pub struct JiraState {
 pub type Shared = Arc<Mutex<JiraState>>;
 
 pub struct FakeJira {
-    pub server: Server,
+    /// Held for its drop, which stops the server.
+    _server: Server,
     pub state: Shared,
 }
 
@@ -244,7 +240,10 @@ impl FakeJira {
             .with_state(state.clone());
         let server = Server::start(router).await;
         state.lock().unwrap().base = format!("{}{prefix}", server.url());
-        FakeJira { server, state }
+        FakeJira {
+            _server: server,
+            state,
+        }
     }
 
     /// The site's URL, as the endpoint names it.
@@ -462,7 +461,7 @@ fn respond(
     let request = Request {
         method: method.to_string(),
         path,
-        query: crate::fakes::query(uri),
+        query: super::query(uri),
         authorization: text(header::AUTHORIZATION),
         content_type: text(header::CONTENT_TYPE),
         body: parsed,

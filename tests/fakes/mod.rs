@@ -1,8 +1,15 @@
 //! What the tests of the HTTP sinks share: events as the outbox holds them, sink specs and
 //! endpoints as the repository and the host config give them, and a loopback server for
-//! the fake receivers.
+//! the fake receivers; and the fake forges and ticket systems themselves.
 
-#![allow(dead_code)]
+pub mod azure;
+pub mod bitbucket;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
+pub mod hostile_forge;
+pub mod jira;
+pub mod servicenow;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -12,10 +12,6 @@
 //! A person can cancel, close, resolve and reassign records; tricks make it answer 429 with
 //! `Retry-After` and the documented body, any status, nothing, or a connection broken after
 //! the request was carried out.
-//!
-//! A test crate using it declares `mod fakes;` (for [`crate::fakes::Server`]) next to it.
-
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
@@ -29,7 +25,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::fakes::Server;
+use super::Server;
 
 /// The documentation's answer to a create: the keys and kinds of a new incident.
 pub const CREATED_EXAMPLE: &str =
@@ -610,7 +606,7 @@ async fn handle(
     let logged = Logged {
         method: method.to_string(),
         path: uri.path().to_owned(),
-        query: crate::fakes::query(&uri),
+        query: super::query(&uri),
         authorization: text(header::AUTHORIZATION),
         accept: text(header::ACCEPT),
         content_type: text(header::CONTENT_TYPE),

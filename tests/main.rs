@@ -1,0 +1,51 @@
+//! The integration tests, as one binary: linked once rather than once per file, which keeps a
+//! fresh build's time and disk small. Run one file's tests with `cargo test --test suite
+//! <file>::`.
+
+mod common;
+mod fakes;
+
+mod acme;
+mod bad_input;
+mod ci_templates;
+mod daemon;
+mod events;
+mod events_daemon;
+mod events_hostile;
+mod forge_daemon;
+mod forge_hostile;
+mod forge_post;
+mod forge_post_more;
+mod fuzz_corpus;
+mod gates;
+mod gates_change;
+mod gates_change_hostile;
+mod gates_hostile;
+mod gates_reviews;
+mod gates_trust;
+mod hostile;
+mod nginx;
+mod parity;
+mod plan;
+mod plan_base_note;
+mod plan_gates;
+mod policy;
+mod reconcile;
+mod remote;
+mod report_formats;
+mod scaffold;
+mod schema;
+mod sinks_hec;
+mod sinks_pagerduty;
+mod sinks_sentinel;
+mod sinks_syslog;
+mod sinks_webhook;
+mod tickets;
+mod tickets_daemon;
+mod tickets_flow;
+mod tickets_hostile;
+mod tickets_jira;
+mod tickets_servicenow;
+mod trust;
+mod validate;
+mod webhook;
