@@ -265,7 +265,11 @@ async fn serve(daemon: Arc<Daemon>, config_path: &Path) -> Result<u8> {
             // 10,000 resources).
             let report = std::thread::scope(|threads| {
                 threads
-                    .spawn(|| reconcile_warm(&config, Utc::now(), &Silent, &mut kept, scope))
+                    .spawn(|| {
+                        let report = reconcile_warm(&config, Utc::now(), &Silent, &mut kept, scope);
+                        give_back_free_memory();
+                        report
+                    })
                     .join()
             })
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -422,6 +426,19 @@ fn set_apply_status(daemon: &Arc<Daemon>, config: &HostConfig, report: &crate::r
 }
 
 /// How long until `time`, at least a second: a due time that keeps failing does not spin.
+/// Returns the pages a reconcile freed to the system. The allocator (mimalloc, the global
+/// allocator regorus installs) keeps freed pages for reuse; after the first reconcile of
+/// 10,000 certificates, whose events alone take ~30 MiB while they are told, that kept the
+/// idle daemon ~35 MiB larger than what it holds.
+fn give_back_free_memory() {
+    unsafe extern "C" {
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: `mi_collect` only frees memory the allocator holds unused; it is safe to call
+    // from any thread at any time.
+    unsafe { mi_collect(true) }
+}
+
 fn time_until(time: chrono::DateTime<Utc>) -> Duration {
     (time - Utc::now())
         .to_std()
