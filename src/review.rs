@@ -866,6 +866,16 @@ mod tests {
     use crate::git::Repo;
     use crate::source::{BlobCache, ConfigRepo};
 
+    /// The review `plan` makes of `head` with `note` as the base's, listing the pairs.
+    fn review_with_note(
+        note: &NoteEvaluation,
+        base: (&CommitInfo, &Snapshot),
+        head: (&CommitInfo, &Snapshot),
+        today: NaiveDate,
+    ) -> PlanReport {
+        review_noted(base, noted_base(Some(note), base, today), head, today, true)
+    }
+
     /// What a review concluded, in a form two reviews can be compared by.
     fn conclusions(report: &PlanReport) -> Vec<String> {
         let mut lines: Vec<String> = report
@@ -1034,14 +1044,8 @@ mod tests {
                 let note = noted(commit, snapshot, evaluation, changed, today).expect("noted");
                 let text = serde_yaml::to_string(&note).expect("yaml");
                 let read = crate::status::parse_record::<NoteEvaluation>(&text).expect("read");
-                let noted = noted_base(Some(&read), (&base_commit, &base), today);
-                let from_note = review_noted(
-                    (&base_commit, &base),
-                    noted,
-                    (&head_commit, &head),
-                    today,
-                    true,
-                );
+                let from_note =
+                    review_with_note(&read, (&base_commit, &base), (&head_commit, &head), today);
                 assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
                 let e = &from_note.evaluation;
                 assert!(e.pairs <= e.total, "{e:?}");
@@ -1294,27 +1298,19 @@ mod tests {
         forged
             .findings
             .extend(new.iter().map(|f| NoteFinding::of(f)));
-        let noted = noted_base(Some(&forged), (&base_commit, &base), today);
-        let from_note = review_noted(
-            (&base_commit, &base),
-            noted,
-            (&head_commit, &head),
-            today,
-            true,
-        );
+        let from_note =
+            review_with_note(&forged, (&base_commit, &base), (&head_commit, &head), today);
         assert_eq!(from_note.evaluation.base, BaseEvaluation::Note);
         assert!(from_note.blocked);
         assert!(from_note.findings.iter().any(|f| f.blocks()));
         // A note counting other pairs than the base has is not used.
         let mut miscounted = note.clone();
         miscounted.pairs += 1;
-        let noted = noted_base(Some(&miscounted), (&base_commit, &base), today);
-        let full_instead = review_noted(
+        let full_instead = review_with_note(
+            &miscounted,
             (&base_commit, &base),
-            noted,
             (&head_commit, &head),
             today,
-            false,
         );
         assert_eq!(full_instead.evaluation.base, BaseEvaluation::Full);
         assert_eq!(
