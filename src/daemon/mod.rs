@@ -425,7 +425,6 @@ fn set_apply_status(daemon: &Arc<Daemon>, config: &HostConfig, report: &crate::r
     });
 }
 
-/// How long until `time`, at least a second: a due time that keeps failing does not spin.
 /// Returns the pages a reconcile freed to the system. The allocator (mimalloc, the global
 /// allocator regorus installs) keeps freed pages for reuse; after the first reconcile of
 /// 10,000 certificates, whose events alone take ~30 MiB while they are told, that kept the
@@ -439,6 +438,7 @@ fn give_back_free_memory() {
     unsafe { mi_collect(true) }
 }
 
+/// How long until `time`, at least a second: a due time that keeps failing does not spin.
 fn time_until(time: chrono::DateTime<Utc>) -> Duration {
     (time - Utc::now())
         .to_std()
